@@ -1,0 +1,97 @@
+package pipeline
+
+import "github.com/xdpnet/xdpnet/proto"
+
+// MaxBatch is how many packets a Batch holds: the received vector plus the packets stages generate while
+// handling it (ICMP errors, ARP requests, replies). A poller's RX budget must leave room for those.
+const MaxBatch = 256
+
+// FrameSource hands out and takes back frames: the UMEM frame pool of a poller queue in production, heap
+// frames in tests. It is used by the one goroutine that drives the batch.
+type FrameSource interface {
+	// Get returns a free frame and its address, or ok=false when none is free.
+	Get() (addr uint64, frame []byte, ok bool)
+	// Put returns a frame; every frame obtained from Get or received is put back exactly once.
+	Put(addr uint64)
+	// Headroom is the room reserved at the front of each frame for pushed headers.
+	Headroom() int
+}
+
+// Batch is a vector of packets handled together. Packets [0, N) are live.
+type Batch struct {
+	Pkts [MaxBatch]Packet
+	N    int
+	// Frames supplies frames for generated packets and takes back dropped ones.
+	Frames FrameSource
+	// Now is the driver's monotonic clock in nanoseconds when the batch started.
+	Now int64
+}
+
+// Reset empties the batch.
+func (b *Batch) Reset(now int64) { b.N, b.Now = 0, now }
+
+// Packets is the live part of the batch.
+func (b *Batch) Packets() []Packet { return b.Pkts[:b.N] }
+
+// Room is how many more packets fit.
+func (b *Batch) Room() int { return MaxBatch - b.N }
+
+// Append adds p (a stolen packet being sent, say) to the batch; false when the batch is full.
+func (b *Batch) Append(p *Packet) bool {
+	if b.N == MaxBatch {
+		return false
+	}
+	b.Pkts[b.N] = *p
+	b.N++
+	return true
+}
+
+// Alloc adds a packet with a fresh frame to the batch, empty and starting after the headroom. It fails when
+// the batch is full or the frame source is empty; callers count that as DropNoBuffer.
+func (b *Batch) Alloc() (*Packet, bool) {
+	if b.N == MaxBatch || b.Frames == nil {
+		return nil, false
+	}
+	addr, frame, ok := b.Frames.Get()
+	if !ok {
+		return nil, false
+	}
+	p := &b.Pkts[b.N]
+	b.N++
+	h := b.Frames.Headroom()
+	p.Reset(frame, addr, h, h)
+	return p, true
+}
+
+// Waker wakes a driver that sleeps waiting for traffic, so that Handler.Tick runs soon. Safe from any goroutine.
+type Waker interface{ Wake() }
+
+// PortInfo describes one port (an interface) of the driver.
+type PortInfo struct {
+	Index   uint16
+	Name    string
+	Ifindex int
+	MAC     proto.MAC
+	MTU     int
+}
+
+// QueueInfo is what a Handler learns about the queue it runs on when it is created.
+type QueueInfo struct {
+	Queue  int
+	Ports  []PortInfo
+	Frames FrameSource
+	Waker  Waker
+}
+
+// Handler is the per-queue logic a driver runs. Both methods run on the driver's goroutine.
+type Handler interface {
+	// Process gives every packet of a received batch a verdict. It may append generated packets.
+	Process(b *Batch)
+	// Tick is called on every driver loop with an empty batch, to emit packets the handler holds or
+	// produces (neighbour queues, timers, application sends). It returns the monotonic time in ns at which
+	// it next needs a Tick even without traffic, or 0 for none; the driver may sleep until then.
+	Tick(b *Batch) (wakeAt int64)
+}
+
+// NewHandler builds the Handler of one queue.
+type NewHandler func(q *QueueInfo) Handler
