@@ -11,45 +11,45 @@ import (
 type DropReason uint16
 
 const (
-	DropNone         DropReason = iota
-	DropUnhandled               // still Accept at the end of the batch: no stage took it
-	DropNoBuffer                // no frame or batch slot for a generated packet
-	DropTxRingFull              // the egress TX ring had no room
-	DropBadPort                 // verdict Tx to a port the driver does not have
-	DropTruncated               // shorter than its headers claim
-	DropL2NotForUs              // unicast to another MAC
-	DropL2Broadcast             // link-layer broadcast/multicast that must not be forwarded
-	DropVLAN                    // tagged frame on an untagged port
-	DropUnknownEtherType        // neither IPv4, ARP nor IPv6
-	DropIPv6Unsupported         // IPv6 on a path that does not handle it
-	DropIPVersion               // version field not 4
-	DropIPHeaderLength          // IHL < 5 or beyond the frame
-	DropIPTotalLength           // total length < IHL or > frame
-	DropIPChecksum              // header checksum wrong
-	DropIPOptions               // options the path does not handle
-	DropTTLExpired              // TTL <= 1 on forward
-	DropNoRoute                 // no route: net unreachable
-	DropBlackhole               // blackhole route
-	DropUnreachableRoute        // unreachable/prohibit route
-	DropMartianSource           // RFC 1812 §5.3.7 source
-	DropMartianDestination      // RFC 1812 §5.3.7 destination
-	DropFragNeeded              // DF set and larger than the egress MTU
-	DropFragment                // fragment on a path that does not reassemble
-	DropFragmentFailed          // could not fragment (no frames, too many pieces)
-	DropNeighbourFailed         // next hop never answered ARP
-	DropNeighbourQueueFull      // too many packets waiting for one next hop
-	DropARPMalformed            // ARP that is not Ethernet/IPv4 or is truncated
-	DropARPNotForUs             // ARP for an address we do not own
-	DropICMPMalformed           // ICMP too short or bad checksum
-	DropICMPRateLimited         // ICMP error suppressed by the rate limit
-	DropUnknownProtocol         // local delivery to a protocol nobody handles
-	DropUDPMalformed            // UDP length or checksum wrong
-	DropUDPNoSocket             // no socket on the port (answered with port unreachable)
-	DropSocketQueueFull         // socket receive queue full
-	DropTCPMalformed            // TCP header or checksum wrong
-	DropTCPNoSocket             // no TCP socket (answered with RST)
-	DropFiltered                // an ACL stage refused it
-	DropTapOverflow             // a tap copy could not be queued (the packet itself goes on)
+	DropNone               DropReason = iota
+	DropUnhandled                     // still Accept at the end of the batch: no stage took it
+	DropNoBuffer                      // no frame or batch slot for a generated packet
+	DropTxRingFull                    // the egress TX ring had no room
+	DropBadPort                       // verdict Tx to a port the driver does not have
+	DropTruncated                     // shorter than its headers claim
+	DropL2NotForUs                    // unicast to another MAC
+	DropL2Broadcast                   // link-layer broadcast/multicast that must not be forwarded
+	DropVLAN                          // tagged frame on an untagged port
+	DropUnknownEtherType              // neither IPv4, ARP nor IPv6
+	DropIPv6Unsupported               // IPv6 on a path that does not handle it
+	DropIPVersion                     // version field not 4
+	DropIPHeaderLength                // IHL < 5 or beyond the frame
+	DropIPTotalLength                 // total length < IHL or > frame
+	DropIPChecksum                    // header checksum wrong
+	DropIPOptions                     // options the path does not handle
+	DropTTLExpired                    // TTL <= 1 on forward
+	DropNoRoute                       // no route: net unreachable
+	DropBlackhole                     // blackhole route
+	DropUnreachableRoute              // unreachable/prohibit route
+	DropMartianSource                 // RFC 1812 §5.3.7 source
+	DropMartianDestination            // RFC 1812 §5.3.7 destination
+	DropFragNeeded                    // DF set and larger than the egress MTU
+	DropFragment                      // fragment on a path that does not reassemble
+	DropFragmentFailed                // could not fragment (no frames, too many pieces)
+	DropNeighbourFailed               // next hop never answered ARP
+	DropNeighbourQueueFull            // too many packets waiting for one next hop
+	DropARPMalformed                  // ARP that is not Ethernet/IPv4 or is truncated
+	DropARPNotForUs                   // ARP for an address we do not own
+	DropICMPMalformed                 // ICMP too short or bad checksum
+	DropICMPRateLimited               // ICMP error suppressed by the rate limit
+	DropUnknownProtocol               // local delivery to a protocol nobody handles
+	DropUDPMalformed                  // UDP length or checksum wrong
+	DropUDPNoSocket                   // no socket on the port (answered with port unreachable)
+	DropSocketQueueFull               // socket receive queue full
+	DropTCPMalformed                  // TCP header or checksum wrong
+	DropTCPNoSocket                   // no TCP socket (answered with RST)
+	DropFiltered                      // an ACL stage refused it
+	DropTapOverflow                   // a tap copy could not be queued (the packet itself goes on)
 	numBuiltinDropReasons
 )
 
