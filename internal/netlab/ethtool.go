@@ -1,7 +1,6 @@
 package netlab
 
 import (
-	"errors"
 	"fmt"
 	"runtime"
 	"unsafe"
@@ -30,13 +29,6 @@ type ethtoolChannels struct {
 	txCount       uint32
 	otherCount    uint32
 	combinedCount uint32
-}
-
-// ethtoolValue is struct ethtool_value, used by the legacy per-feature
-// get/set commands, which the kernel still maps onto netdev features.
-type ethtoolValue struct {
-	cmd  uint32
-	data uint32
 }
 
 // Channels is an interface's queue configuration as ethtool -l shows it.
@@ -132,72 +124,3 @@ func (h *Host) SetQueues(ifname string, n int) error {
 	return nil
 }
 
-// Offload names a segmentation or checksum offload switched by ethtool -K.
-type Offload uint8
-
-const (
-	OffloadGRO    Offload = iota // generic receive offload (ethtool -K gro)
-	OffloadGSO                   // generic segmentation offload (gso)
-	OffloadTSO                   // TCP segmentation offload (tso)
-	OffloadTxCsum                // TX checksum offload (tx)
-)
-
-var offloadCmds = [...]struct {
-	name     string
-	get, set uint32
-}{
-	OffloadGRO:    {"gro", unix.ETHTOOL_GGRO, unix.ETHTOOL_SGRO},
-	OffloadGSO:    {"gso", unix.ETHTOOL_GGSO, unix.ETHTOOL_SGSO},
-	OffloadTSO:    {"tso", unix.ETHTOOL_GTSO, unix.ETHTOOL_STSO},
-	OffloadTxCsum: {"tx-checksum", unix.ETHTOOL_GTXCSUM, unix.ETHTOOL_STXCSUM},
-}
-
-func (o Offload) String() string {
-	if int(o) < len(offloadCmds) {
-		return offloadCmds[o].name
-	}
-	return fmt.Sprintf("Offload(%d)", uint8(o))
-}
-
-// OffloadEnabled reports whether offload o is on for ifname (ethtool -k).
-func (h *Host) OffloadEnabled(ifname string, o Offload) (bool, error) {
-	if int(o) >= len(offloadCmds) {
-		return false, fmt.Errorf("offload %v: unknown", o)
-	}
-	var on bool
-	err := h.withEthtool(func(fd int) error {
-		v := ethtoolValue{cmd: offloadCmds[o].get}
-		err := ethtool(fd, ifname, unsafe.Pointer(&v))
-		runtime.KeepAlive(&v)
-		on = v.data != 0
-		return err
-	})
-	if err != nil {
-		return false, fmt.Errorf("read offload %v of %s in %s: %w", o, ifname, h.name, err)
-	}
-	return on, nil
-}
-
-// DisableOffloads switches off GRO, GSO, TSO and TX checksum offload on
-// ifname (ethtool -K DEV gro off gso off tso off tx off), so that frames on
-// the wire are the size and carry the checksums a test expects. TX checksum
-// is switched off last because the kernel drops TSO with it anyway.
-// An offload the driver cannot change is skipped.
-func (h *Host) DisableOffloads(ifname string) error {
-	err := h.withEthtool(func(fd int) error {
-		var errs []error
-		for _, o := range []Offload{OffloadGRO, OffloadGSO, OffloadTSO, OffloadTxCsum} {
-			v := ethtoolValue{cmd: offloadCmds[o].set, data: 0}
-			err := ethtool(fd, ifname, unsafe.Pointer(&v))
-			runtime.KeepAlive(&v)
-			if err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
-				errs = append(errs, fmt.Errorf("%v off: %w", o, err))
-			}
-		}
-		return errors.Join(errs...)
-	})
-	if err != nil {
-		return fmt.Errorf("disable offloads of %s in %s: %w", ifname, h.name, err)
-	}
-	return nil
-}

@@ -459,31 +459,60 @@ func TestSetQueuesVeth(t *testing.T) {
 
 func TestDisableOffloadsVeth(t *testing.T) {
 	_, h1, _, _ := twoHosts(t)
-	if on, err := h1.OffloadEnabled("eth0", OffloadTSO); err != nil || !on {
-		t.Logf("TSO before: %v, %v (veth normally has it on)", on, err)
+	before, err := h1.Features("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !before["tx-tcp-segmentation"] || !before["tx-checksum-ip-generic"] {
+		t.Fatalf("a new veth should have TSO and TX checksum on: %v", before)
 	}
 	if err := h1.DisableOffloads("eth0"); err != nil {
 		t.Fatal(err)
 	}
-	for _, o := range []Offload{OffloadGRO, OffloadGSO, OffloadTSO, OffloadTxCsum} {
-		on, err := h1.OffloadEnabled("eth0", o)
-		if err != nil {
-			t.Fatal(err)
+	after, err := h1.Features("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, on := range after {
+		if on && isOffload(name) {
+			t.Errorf("%s still on after DisableOffloads", name)
 		}
-		if on {
-			t.Errorf("%v still on after DisableOffloads", o)
-		}
+	}
+	if !after["rx-checksum"] {
+		t.Errorf("DisableOffloads switched off rx-checksum, which it should leave alone")
 	}
 	if _, err := exec.LookPath("ethtool"); err == nil {
 		out, err := h1.Run(context.Background(), "ethtool", "-k", "eth0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, want := range []string{"generic-receive-offload: off", "generic-segmentation-offload: off", "tx-tcp-segmentation: off", "tx-checksumming: off"} {
+		for _, want := range []string{"generic-receive-offload: off", "generic-segmentation-offload: off", "tcp-segmentation-offload: off", "tx-checksumming: off"} {
 			if !strings.Contains(string(out), want) {
 				t.Errorf("ethtool -k eth0 lacks %q:\n%s", want, out)
 			}
 		}
+	}
+}
+
+func TestSetFeaturesVeth(t *testing.T) {
+	_, h1, _, _ := twoHosts(t)
+	if err := h1.SetFeatures("eth0", map[string]bool{"rx-gro": true}); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := h1.Features("eth0"); err != nil || !f["rx-gro"] {
+		t.Fatalf("rx-gro = %v, %v after switching it on", f["rx-gro"], err)
+	}
+	if err := h1.SetFeatures("eth0", map[string]bool{"rx-gro": false}); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := h1.Features("eth0"); err != nil || f["rx-gro"] {
+		t.Fatalf("rx-gro = %v, %v after switching it off", f["rx-gro"], err)
+	}
+	if err := h1.SetFeatures("eth0", map[string]bool{"no-such-feature": false}); err == nil {
+		t.Error("SetFeatures accepted an unknown feature name")
+	}
+	if err := h1.SetFeatures("eth0", map[string]bool{"loopback": true}); err == nil {
+		t.Error("SetFeatures switched on loopback, which veth has fixed off")
 	}
 }
 
