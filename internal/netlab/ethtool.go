@@ -123,4 +123,3 @@ func (h *Host) SetQueues(ifname string, n int) error {
 	}
 	return nil
 }
-
