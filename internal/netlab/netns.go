@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -57,8 +58,8 @@ func onFreshThread(fn func() (keep bool, err error)) error {
 // /run/netns/name, as `ip netns add` does. It never leaves the calling
 // goroutine's thread in the new namespace.
 func createNamedNetns(name string) (netns.NsHandle, error) {
-	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
-		return netns.None(), fmt.Errorf("create %s: %w", netnsDir, err)
+	if err := prepareNetnsDir(); err != nil {
+		return netns.None(), privHint(err)
 	}
 	path := filepath.Join(netnsDir, name)
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
@@ -96,6 +97,51 @@ func createNamedNetns(name string) (netns.NsHandle, error) {
 		return netns.None(), fmt.Errorf("open network namespace %s: %w", path, err)
 	}
 	return h, nil
+}
+
+var netnsDirReady struct {
+	sync.Mutex
+	done bool
+}
+
+// prepareNetnsDir makes /run/netns a mount point with shared propagation, as
+// `ip netns add` does before its first namespace. Without it, a later
+// `ip netns add` by anyone bind-mounts /run/netns onto itself, and the lower
+// copies of our namespace mounts then keep their files busy, so Close could
+// not remove them. A flock on the directory keeps two processes from
+// stacking two bind mounts.
+func prepareNetnsDir() error {
+	netnsDirReady.Lock()
+	defer netnsDirReady.Unlock()
+	if netnsDirReady.done {
+		return nil
+	}
+	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", netnsDir, err)
+	}
+	fd, err := unix.Open(netnsDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", netnsDir, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
+		return fmt.Errorf("lock %s: %w", netnsDir, err)
+	}
+	defer unix.Flock(fd, unix.LOCK_UN)
+	err = unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if errors.Is(err, unix.EINVAL) {
+		// Not a mount point yet: make it one, keeping any namespaces
+		// already mounted below it (MS_REC), then share it.
+		if err := unix.Mount(netnsDir, netnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind-mount %s onto itself: %w", netnsDir, err)
+		}
+		err = unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	}
+	if err != nil {
+		return fmt.Errorf("make %s a shared mount: %w", netnsDir, err)
+	}
+	netnsDirReady.done = true
+	return nil
 }
 
 // deleteNamedNetns undoes createNamedNetns. The namespace itself, with its
