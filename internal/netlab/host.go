@@ -95,7 +95,14 @@ func (h *Host) Do(fn func() error) error {
 // that shows the namespace's interfaces; without iproute2 it falls back to
 // nsenter (util-linux), where /sys still shows the root namespace.
 func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	if ip, err := exec.LookPath("ip"); err == nil {
+	ip, err := exec.LookPath("ip")
+	return h.command(ctx, err == nil, ip, name, args...)
+}
+
+// command builds the Command for either launcher. Both exec the program in
+// place (no fork), so signals and ctx cancellation reach it directly.
+func (h *Host) command(ctx context.Context, useIP bool, ip, name string, args ...string) *exec.Cmd {
+	if useIP {
 		return exec.CommandContext(ctx, ip, append([]string{"netns", "exec", h.name, name}, args...)...)
 	}
 	return exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + h.Path(), "--", name}, args...)...)
@@ -207,11 +214,21 @@ func (h *Host) AddRoute(dst, via string) error {
 	return nil
 }
 
+// sysctlPath maps a key to its file. Like sysctl(8), a key with '/' is
+// taken as a path, which is how to name an interface with a dot in it
+// ("net/ipv4/conf/eth0.100/rp_filter").
+func sysctlPath(key string) string {
+	if strings.Contains(key, "/") {
+		return filepath.Join("/proc/sys", key)
+	}
+	return filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/"))
+}
+
 // Sysctl sets a sysctl inside the host, such as
 // Sysctl("net.ipv4.ip_forward", "0"). Only per-namespace keys (most of
 // net.*) are private to the host; others change the whole machine.
 func (h *Host) Sysctl(key, value string) error {
-	path := filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/"))
+	path := sysctlPath(key)
 	return h.Do(func() error {
 		// /proc/sys/net resolves to the namespace of the thread that opens
 		// it, so the open must happen inside Do.
@@ -224,7 +241,7 @@ func (h *Host) Sysctl(key, value string) error {
 
 // ReadSysctl reads a sysctl inside the host.
 func (h *Host) ReadSysctl(key string) (string, error) {
-	path := filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/"))
+	path := sysctlPath(key)
 	var v []byte
 	err := h.Do(func() error {
 		var err error

@@ -126,6 +126,13 @@ type Endpoint struct {
 	MAC   net.HardwareAddr
 }
 
+// HWAddr returns MAC as an array, the form hot-path code compares.
+func (e Endpoint) HWAddr() [6]byte {
+	var a [6]byte
+	copy(a[:], e.MAC)
+	return a
+}
+
 // Veth is a veth pair joining two hosts.
 type Veth struct {
 	A, B Endpoint

@@ -1,6 +1,7 @@
 package netlab
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -93,6 +94,20 @@ func TestPingVeth(t *testing.T) {
 	}
 	if out, err := h2.Run(ctx, "ping", "-c1", "-W1", "198.18.0.1"); err != nil {
 		t.Fatalf("h2 -> h1: %v\n%s", err, out)
+	}
+	// lo is up in every host.
+	if out, err := h1.Run(ctx, "ping", "-c1", "-W1", "127.0.0.1"); err != nil {
+		t.Fatalf("h1 -> 127.0.0.1: %v\n%s", err, out)
+	}
+	// IPv6 works at once: addresses skip duplicate address detection.
+	if err := h1.AddAddr("eth0", "2001:db8::1/64"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h2.AddAddr("eth0", "2001:db8::2/64"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := h1.Run(ctx, "ping", "-6", "-c1", "-W1", "2001:db8::2"); err != nil {
+		t.Fatalf("h1 -> 2001:db8::2: %v\n%s", err, out)
 	}
 	// An address outside the lab is unreachable: the hosts have no route.
 	if out, err := h1.Run(ctx, "ping", "-c1", "-W1", "198.19.0.1"); err == nil {
@@ -424,11 +439,56 @@ func TestHostConfigVeth(t *testing.T) {
 	if !found {
 		t.Errorf("no permanent neighbour 198.18.0.2 at %s in %v", v.B.MAC, neighs)
 	}
-	if err := h1.AddAddr("eth0", "2001:db8::1/64"); err != nil {
+	if err := h1.Sysctl("net/ipv4/conf/eth0/rp_filter", "2"); err != nil {
 		t.Fatal(err)
 	}
-	if err := h2.AddAddr("eth0", "2001:db8::2/64"); err != nil {
-		t.Fatal(err)
+	if got, err := h1.ReadSysctl("net.ipv4.conf.eth0.rp_filter"); err != nil || got != "2" {
+		t.Errorf("rp_filter = %q, %v; want 2", got, err)
+	}
+	if a := v.A.HWAddr(); !bytes.Equal(a[:], v.A.MAC) {
+		t.Errorf("HWAddr() = %x, want %s", a, v.A.MAC)
+	}
+}
+
+// Both launchers run the program in the host: ip netns exec (with /sys of
+// the host) and the nsenter fallback for machines without iproute2.
+func TestCommandLaunchers(t *testing.T) {
+	l := NewT(t)
+	h := l.MustAddHost(t, "h")
+	ip, err := exec.LookPath("ip")
+	launchers := []bool{false}
+	if err == nil {
+		launchers = append(launchers, true)
+	}
+	for _, useIP := range launchers {
+		out, err := h.command(context.Background(), useIP, ip, "cat", "/proc/net/dev").CombinedOutput()
+		if err != nil {
+			t.Fatalf("useIP=%v: %v\n%s", useIP, err, out)
+		}
+		if strings.Count(string(out), ":") != 1 || !strings.Contains(string(out), "lo:") {
+			t.Errorf("useIP=%v: /proc/net/dev lists more than lo:\n%s", useIP, out)
+		}
+	}
+}
+
+func BenchmarkDo(b *testing.B) {
+	if MissingPrivileges() != "" {
+		b.Skip(MissingPrivileges())
+	}
+	l, err := New("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	h, err := l.AddHost("h")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := h.Do(func() error { return nil }); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
