@@ -55,15 +55,25 @@ func Attach(ifindex int, opts Options) (*Program, error) {
 }
 
 var (
-	memlockOnce sync.Once
-	memlockErr  error
+	memlockMu   sync.Mutex
+	memlockDone bool
 )
 
 // removeMemlock lifts RLIMIT_MEMLOCK once per process: kernels before 5.11 charge BPF maps and programs
 // against it and the default (64 KiB or 8 MiB) is too small. On newer kernels (memcg accounting) it is a no-op.
+// A failure is not remembered (unlike sync.Once would): a call from a thread without capabilities must not
+// spoil later calls from one that has them.
 func removeMemlock() error {
-	memlockOnce.Do(func() { memlockErr = rlimit.RemoveMemlock() })
-	return memlockErr
+	memlockMu.Lock()
+	defer memlockMu.Unlock()
+	if memlockDone {
+		return nil
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return err
+	}
+	memlockDone = true
+	return nil
 }
 
 func attach(ifindex int, opts Options, build programBuilder) (*Program, error) {

@@ -504,3 +504,38 @@ func TestPassesTrafficWithoutSocketVeth(t *testing.T) {
 		})
 	}
 }
+
+// Capabilities are per thread: drop them all on one locked thread (which then dies with its goroutine) and
+// Attach there must fail with the message that says what to grant.
+func TestAttachWithoutCapabilitiesSaysWhatToDo(t *testing.T) {
+	lab := newPair(t)
+	idx := lab.b.ifindex(t, lab.ifB)
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits without its capabilities leaking to others
+		if err := netns.Set(lab.b.ns); err != nil {
+			errc <- err
+			return
+		}
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData // all zero: no effective, permitted or inheritable capability
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			errc <- fmt.Errorf("capset: %w", err)
+			return
+		}
+		p, err := xdpprog.Attach(idx, xdpprog.Options{})
+		if p != nil {
+			p.Close()
+			err = errors.New("Attach succeeded without capabilities")
+		}
+		errc <- err
+	}()
+	err := <-errc
+	want := "attach XDP program to " + lab.ifB + ": operation not permitted (run as root or grant CAP_NET_ADMIN and CAP_BPF)"
+	if err == nil || err.Error() != want || !errors.Is(err, os.ErrPermission) {
+		t.Fatalf("Attach without capabilities = %v; want %q", err, want)
+	}
+	if _, ok := attachedIn(t, lab.b, idx); ok {
+		t.Fatal("a program got attached anyway")
+	}
+}
