@@ -277,8 +277,9 @@ func moveInto(tmp string, h *Host, name string) (Endpoint, error) {
 	return ep, nil
 }
 
-// Close stops the processes started with Host.Start, deletes the lab's veth
-// pairs and namespaces, and releases its prefix. It may be called more than
+// Close stops the processes started with Host.Start (SIGTERM, then SIGKILL),
+// kills any other process still in the lab's namespaces, deletes the lab's
+// veth pairs and namespaces, and releases its prefix. It may be called more than
 // once; later calls return nil. It tries every step and returns all errors.
 func (l *Lab) Close() error {
 	l.mu.Lock()
@@ -305,6 +306,9 @@ func (l *Lab) Close() error {
 		}
 	}
 	for _, h := range hosts {
+		// Programs started with Command rather than Start would keep the
+		// namespace alive after its name is gone.
+		killNetnsProcs(h.Path())
 		if h.nl != nil {
 			h.nl.Close()
 		}

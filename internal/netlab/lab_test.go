@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // twoHosts builds h1 --veth-- h2 with 198.18.0.1/24 and 198.18.0.2/24.
@@ -229,6 +231,14 @@ func TestCloseRemovesEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A process started without Start must not outlive the lab either.
+	stray := b.Command(context.Background(), "sleep", "60")
+	if err := stray.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitInNetns(t, stray.Process.Pid, b.Path())
+	strayDone := make(chan error, 1)
+	go func() { strayDone <- stray.Wait() }()
 	// The namespace is visible to iproute2 while the lab is open.
 	if _, err := exec.LookPath("ip"); err == nil {
 		out, err := exec.Command("ip", "netns", "list").CombinedOutput()
@@ -247,6 +257,12 @@ func TestCloseRemovesEverything(t *testing.T) {
 	case <-p.Done():
 	default:
 		t.Errorf("Close left the process started in %s running", a.Name())
+	}
+	select {
+	case <-strayDone:
+	case <-time.After(5 * time.Second):
+		t.Errorf("Close left a process started with Command in %s running", b.Name())
+		stray.Process.Kill()
 	}
 	if err := l.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
@@ -277,6 +293,28 @@ func assertGone(t *testing.T, prefix string) {
 	}
 }
 
+// waitInNetns waits until process pid has entered the namespace at path
+// (nsenter switches after it starts).
+func waitInNetns(t *testing.T, pid int, path string) {
+	t.Helper()
+	var want unix.Stat_t
+	if err := unix.Stat(path, &want); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var st unix.Stat_t
+		err := unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st)
+		if err == nil && st.Dev == want.Dev && st.Ino == want.Ino {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d never entered %s", pid, path)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // deadPID returns a PID that no process has.
 func deadPID(t *testing.T) int {
 	t.Helper()
@@ -304,6 +342,15 @@ func TestCleanStaleRemovesDeadPIDLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns.Close()
+	// A program the crashed run left in the namespace.
+	orphan := exec.Command("nsenter", "--net="+filepath.Join(netnsDir, name), "--", "sleep", "60")
+	if err := orphan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	orphanDone := make(chan error, 1)
+	go func() { orphanDone <- orphan.Wait() }()
+	t.Cleanup(func() { orphan.Process.Kill() })
+	waitInNetns(t, orphan.Process.Pid, filepath.Join(netnsDir, name))
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = prefix + "a1"
 	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: prefix + "b1"}); err != nil {
@@ -324,6 +371,11 @@ func TestCleanStaleRemovesDeadPIDLab(t *testing.T) {
 		t.Fatalf("CleanStale: %v", err)
 	}
 	assertGone(t, prefix)
+	select {
+	case <-orphanDone:
+	case <-time.After(5 * time.Second):
+		t.Errorf("CleanStale left the crashed run's process running in %s", name)
+	}
 	if _, err := os.Stat(lh.Path()); err != nil {
 		t.Errorf("CleanStale removed the live lab's namespace: %v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -26,6 +27,9 @@ func CleanStale() error {
 		if len(n) <= prefixLen || n[prefixLen] != '-' || !isStale(n) {
 			continue
 		}
+		// Programs the crashed run started in the namespace would keep it
+		// and its veths alive.
+		killNetnsProcs(filepath.Join(netnsDir, n))
 		if err := deleteNamedNetns(n); err != nil {
 			errs = append(errs, fmt.Errorf("remove stale namespace: %w", err))
 		}
