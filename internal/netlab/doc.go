@@ -20,6 +20,20 @@
 // expect to be in it. Sockets it opens stay in the namespace after it
 // returns. A thread that cannot be switched back is discarded, never reused.
 //
+// A test builds its hosts like this:
+//
+//	lab := netlab.NewT(t) // skips (or fails under XDPNET_REQUIRE_PRIV=1) when not root
+//	h1, _ := lab.AddHost("h1")
+//	h2, _ := lab.AddHost("h2")
+//	v, _ := lab.Link(h1, "eth0", h2, "eth0") // v.A.Index, v.B.MAC, ...
+//	h1.AddAddr("eth0", "198.18.0.1/24")
+//	h1.SetUp("eth0")
+//	out, err := h1.Run(ctx, "ping", "-c1", "-W1", "198.18.0.2")
+//
+// Host.Command runs programs through `ip netns exec`, or nsenter(1) where
+// iproute2 is not installed; queues and offloads are set through the ETHTOOL
+// ioctl, so the ethtool program is not needed.
+//
 // Nothing in the package panics on bad input; a panic inside a Do function is
 // re-raised in the goroutine that called Do.
 package netlab

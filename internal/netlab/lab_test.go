@@ -663,3 +663,37 @@ func TestProcStop(t *testing.T) {
 		t.Errorf("/proc/net/dev in the host lists more than lo:\n%s", out)
 	}
 }
+
+// A Link that fails half-way (the name is taken in one host) leaves no
+// interface behind, in the hosts or in the root namespace.
+func TestLinkFailureLeavesNothing(t *testing.T) {
+	l := NewT(t)
+	a := l.MustAddHost(t, "a")
+	b := l.MustAddHost(t, "b")
+	l.MustLink(t, a, "eth0", b, "eth0")
+	if _, err := l.Link(a, "eth1", b, "eth0"); err == nil {
+		t.Fatal("Link reused the name eth0 in host b")
+	}
+	for _, h := range []*Host{a, b} {
+		links, err := h.Netlink().LinkList()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, lk := range links {
+			names = append(names, lk.Attrs().Name)
+		}
+		if len(links) != 2 {
+			t.Errorf("host %s has interfaces %v, want lo and eth0", h.Role(), names)
+		}
+	}
+	links, err := netlink.LinkList()
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		t.Fatal(err)
+	}
+	for _, lk := range links {
+		if strings.HasPrefix(lk.Attrs().Name, l.Prefix()) {
+			t.Errorf("interface %s left in the root namespace", lk.Attrs().Name)
+		}
+	}
+}
