@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -161,6 +162,29 @@ func (h *Host) SetUp(ifname string) error {
 		return fmt.Errorf("set %s up in %s: %w", ifname, h.name, err)
 	}
 	return nil
+}
+
+// WaitOperUp waits until ifname's operational state is up: both veth ends
+// are up and the kernel's link watcher has activated the queueing
+// discipline. Until then (up to a second after SetUp) the kernel drops what
+// is sent, ARP requests included, which delays the first packets by the ARP
+// retry time. Call it after bringing both ends of a link up.
+func (h *Host) WaitOperUp(ifname string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		lk, err := h.Link(ifname)
+		if err != nil {
+			return err
+		}
+		st := lk.Attrs().OperState
+		if st == netlink.OperUp {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("wait for %s in %s to be up: still %s after %v (is the peer up?)", ifname, h.name, st, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // SetDown brings ifname down.

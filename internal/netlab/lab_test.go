@@ -36,6 +36,11 @@ func twoHosts(t *testing.T) (*Lab, *Host, *Host, *Veth) {
 			t.Fatal(err)
 		}
 	}
+	for _, h := range []*Host{h1, h2} {
+		if err := h.WaitOperUp("eth0", 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return l, h1, h2, v
 }
 
@@ -695,5 +700,24 @@ func TestLinkFailureLeavesNothing(t *testing.T) {
 		if strings.HasPrefix(lk.Attrs().Name, l.Prefix()) {
 			t.Errorf("interface %s left in the root namespace", lk.Attrs().Name)
 		}
+	}
+}
+
+func TestWaitOperUpNeedsPeer(t *testing.T) {
+	l := NewT(t)
+	a := l.MustAddHost(t, "a")
+	b := l.MustAddHost(t, "b")
+	l.MustLink(t, a, "eth0", b, "eth0")
+	if err := a.SetUp("eth0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WaitOperUp("eth0", 100*time.Millisecond); err == nil {
+		t.Fatal("WaitOperUp succeeded with the peer down")
+	}
+	if err := b.SetUp("eth0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WaitOperUp("eth0", 5*time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
