@@ -1,0 +1,46 @@
+# xdpnet - the two commands a newcomer needs are `make demo` and `make test`.
+GO      ?= go
+# Privileged tests fail instead of skipping when they cannot run.
+export XDPNET_REQUIRE_PRIV = 1
+# Not root: let go test run the test binaries under sudo (namespaces, XDP and AF_XDP need CAP_NET_ADMIN,
+# CAP_BPF, CAP_NET_RAW and CAP_IPC_LOCK).
+EXEC    := $(if $(filter 0,$(shell id -u)),,-exec 'sudo -E')
+RUNAS   := $(if $(filter 0,$(shell id -u)),,sudo -E)
+
+.PHONY: all build test demo deps bench fuzz vet clean
+
+all: build
+
+deps:
+	.ci/install-deps
+
+build:
+	$(GO) build ./...
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
+
+# Every test, privileged ones included, plus a short run of each fuzz target's seed corpus (go test runs seeds).
+test: deps vet
+	$(GO) test $(EXEC) -count=1 -timeout 15m ./...
+
+# The three-namespace lab: generator -> xdpfwd -> sink with real traffic, then removed.
+demo: deps
+	$(GO) build -o bin/xdpfwd ./cmd/xdpfwd
+	$(RUNAS) ./bin/xdpfwd demo
+
+bench: deps
+	$(GO) build -o bin/bench ./bench
+	$(RUNAS) ./bin/bench
+
+# Short coverage-guided run of every fuzz target (not part of test: it is open-ended).
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 15s $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin
