@@ -111,3 +111,32 @@ func (r DropReason) String() string {
 
 // DropCounters counts drops by reason. One per driver goroutine; readers elsewhere use Snapshot-style copies.
 type DropCounters [MaxDropReasons]uint64
+
+// DropReasonByName finds a reason by its String name.
+func DropReasonByName(name string) (DropReason, bool) {
+	dropNamesMu.Lock()
+	defer dropNamesMu.Unlock()
+	for i, n := range dropNames {
+		if n == name {
+			return DropReason(i), true
+		}
+	}
+	return 0, false
+}
+
+// DropReasonNamed returns the reason called name, registering it if it does not exist yet; for reasons
+// named in configuration files. It fails only when MaxDropReasons are used.
+func DropReasonNamed(name string) (DropReason, error) {
+	dropNamesMu.Lock()
+	defer dropNamesMu.Unlock()
+	for i, n := range dropNames {
+		if n == name {
+			return DropReason(i), nil
+		}
+	}
+	if len(dropNames) == MaxDropReasons {
+		return 0, fmt.Errorf("cannot add drop reason %q: all %d are used", name, MaxDropReasons)
+	}
+	dropNames = append(dropNames, name)
+	return DropReason(len(dropNames) - 1), nil
+}

@@ -1,0 +1,368 @@
+package pipeline
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func mustACL(t testing.TB, text string) *ACL {
+	t.Helper()
+	rules, err := ParseRules(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewACL(rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func decide(a *ACL, frame []byte) (Verdict, DropReason) {
+	var p Packet
+	buf := make([]byte, 64+len(frame))
+	copy(buf[64:], frame)
+	p.Reset(buf, 0, 64, 64+len(frame))
+	a.Decide(&p)
+	return p.Verdict, p.Reason
+}
+
+func TestACLFirstMatchWins(t *testing.T) {
+	a := mustACL(t, `
+# DNS from the test net is refused, except from one resolver
+accept udp from 198.18.0.53 to any port 53
+drop udp from 198.18.0.0/24 to any port 53 reason test_dns_blocked
+accept tcp to 198.18.1.2 port 22
+drop tcp to 198.18.1.0/24 port 1-1023
+accept icmp
+drop 47                          # GRE
+drop from 198.18.9.0/24
+`)
+	dns, _ := DropReasonByName("test_dns_blocked")
+	for _, c := range []struct {
+		name   string
+		frame  []byte
+		want   Verdict
+		reason DropReason
+	}{
+		{"dns from resolver", ipv4Frame("198.18.0.53", "198.18.1.2", 17, 999, 53, nil), Accept, 0},
+		{"dns from net", ipv4Frame("198.18.0.7", "198.18.1.2", 17, 999, 53, nil), Drop, dns},
+		{"udp other port", ipv4Frame("198.18.0.7", "198.18.1.2", 17, 999, 54, nil), Accept, 0},
+		{"ssh to host", ipv4Frame("198.18.0.7", "198.18.1.2", 6, 999, 22, nil), Accept, 0},
+		{"ssh to other host", ipv4Frame("198.18.0.7", "198.18.1.3", 6, 999, 22, nil), Drop, DropFiltered},
+		{"high tcp port", ipv4Frame("198.18.0.7", "198.18.1.3", 6, 999, 8080, nil), Accept, 0},
+		{"icmp from dropped net", ipv4Frame("198.18.9.1", "198.18.1.3", 1, 0, 0, nil), Accept, 0},
+		{"udp from dropped net", ipv4Frame("198.18.9.1", "198.18.1.3", 17, 1, 2, nil), Drop, DropFiltered},
+		{"gre", ipv4Frame("198.18.0.1", "198.18.1.3", 47, 0, 0, []byte{0, 0, 8, 0}), Drop, DropFiltered},
+		{"arp untouched", arpFrame(), Accept, 0},
+		{"truncated ipv4", ipv4Frame("198.18.0.7", "198.18.1.2", 17, 999, 53, nil)[:30], Drop, DropTruncated},
+		{"truncated udp ports", ipv4Frame("198.18.0.7", "198.18.1.2", 17, 999, 53, nil)[:14+20+2], Drop, DropTruncated},
+		{"ip length cuts ports", shortIPLength(ipv4Frame("198.18.0.7", "198.18.1.2", 17, 999, 53, nil), 22), Drop, DropTruncated},
+		{"ip length below header", shortIPLength(ipv4Frame("198.18.0.7", "198.18.1.2", 17, 999, 53, nil), 19), Drop, DropIPTotalLength},
+		{"ihl 4", setByte(ipv4Frame("198.18.0.7", "198.18.1.2", 17, 999, 53, nil), 14, 0x44), Drop, DropIPHeaderLength},
+		{"version 6 in ipv4 ethertype", setByte(ipv4Frame("198.18.0.7", "198.18.1.2", 17, 999, 53, nil), 14, 0x65), Drop, DropIPVersion},
+		{"runt", []byte{1, 2, 3}, Drop, DropTruncated},
+	} {
+		v, r := decide(a, c.frame)
+		if v != c.want || v == Drop && r != c.reason {
+			t.Errorf("%s: %v %v, want %v %v", c.name, v, r, c.want, c.reason)
+		}
+	}
+}
+
+func shortIPLength(f []byte, n uint16) []byte {
+	binary.BigEndian.PutUint16(f[14+2:], n)
+	return f
+}
+
+func setByte(f []byte, i int, v byte) []byte {
+	f[i] = v
+	return f
+}
+
+func TestACLNonFirstFragmentHasNoPorts(t *testing.T) {
+	a := mustACL(t, "drop udp to any port 53\ndrop udp from 198.18.0.9")
+	f := ipv4Frame("198.18.0.7", "198.18.1.2", 17, 999, 53, nil)
+	f[14+6], f[14+7] = 0x20, 0x10 // MF, offset 16*8: the "ports" are payload bytes
+	binary.BigEndian.PutUint16(f[14+10:], 0)
+	binary.BigEndian.PutUint16(f[14+10:], csum(f[14:34], 0))
+	if v, _ := decide(a, f); v != Accept {
+		t.Errorf("non-first fragment matched a port rule: %v", v)
+	}
+}
+
+func TestACLRuleTextRoundTrip(t *testing.T) {
+	for _, s := range []string{
+		"drop udp from 198.18.0.0/24 to any port 53",
+		"accept tcp from 198.18.0.1 port 1024-65535 to 198.18.1.0/25 port 443",
+		"drop",
+		"accept icmp",
+		"drop 47 to 198.18.0.0/15",
+		"drop from 198.18.9.0/24 reason test_blocked_net",
+		"drop sctp from any port 9",
+	} {
+		r, err := ParseRule(s)
+		if err != nil {
+			t.Errorf("ParseRule(%q): %v", s, err)
+			continue
+		}
+		if r.String() != s {
+			t.Errorf("ParseRule(%q).String() = %q", s, r.String())
+		}
+	}
+	r, err := ParseRule("drop  udp  from 198.18.0.77/24 to   any   port 53 ")
+	if err != nil || r.Src != netip.MustParsePrefix("198.18.0.0/24") || r.DstPorts != (PortRange{53, 53}) || r.Protocol != 17 {
+		t.Errorf("spacing/masking: %+v %v", r, err)
+	}
+}
+
+func TestACLRuleTextErrors(t *testing.T) {
+	for s, want := range map[string]string{
+		"":                               "empty rule",
+		"permit tcp":                     "accept or drop",
+		"drop gre":                       "unknown protocol",
+		"drop 0":                         "unknown protocol",
+		"drop icmp to any port 5":        "has none",
+		"drop from":                      "needs a value",
+		"drop from 2001:db8::/32":        "not any, an IPv4",
+		"drop to 198.18.0.0/24 port 9-1": "ports",
+		"drop to any port 70000":         "ports",
+		"drop from any from any":         "given twice",
+		"accept reason filtered":         "accept rule",
+		"drop reason Bad-Name":           "snake_case",
+		"drop tcp via eth0":              "unexpected",
+		"drop to any port":               "needs a value",
+	} {
+		_, err := ParseRule(s)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseRule(%q) = %v, want an error containing %q", s, err, want)
+		}
+	}
+	_, err := ParseRules(strings.NewReader("drop\n\n# x\ndrop bogus\n"))
+	if err == nil || !strings.HasPrefix(err.Error(), "rules line 4:") {
+		t.Errorf("line number: %v", err)
+	}
+	if _, err := NewACL([]Rule{{Src: netip.MustParsePrefix("2001:db8::/32")}}); err == nil {
+		t.Error("IPv6 rule compiled")
+	}
+	if _, err := NewACL([]Rule{{Protocol: 1, DstPorts: PortRange{1, 2}}}); err == nil {
+		t.Error("ports on icmp compiled")
+	}
+}
+
+// randomRules draws rules over a small address and port space so that they overlap a lot.
+func randomRules(rng *rand.Rand, n int) []Rule {
+	rules := make([]Rule, n)
+	for i := range rules {
+		r := &rules[i]
+		if rng.IntN(4) != 0 {
+			r.Src = randPrefix(rng)
+		}
+		if rng.IntN(4) != 0 {
+			r.Dst = randPrefix(rng)
+		}
+		r.Protocol = []uint8{0, 6, 17, 1, 132}[rng.IntN(5)]
+		if r.Protocol != 1 {
+			if rng.IntN(2) == 0 {
+				r.SrcPorts = randPorts(rng)
+			}
+			if rng.IntN(2) == 0 {
+				r.DstPorts = randPorts(rng)
+			}
+		}
+		r.Action = Action(rng.IntN(2))
+	}
+	return rules
+}
+
+func randPrefix(rng *rand.Rand) netip.Prefix {
+	a := [4]byte{198, 18, byte(rng.IntN(4)), byte(rng.IntN(256))}
+	return netip.PrefixFrom(netip.AddrFrom4(a), 14+rng.IntN(19)).Masked()
+}
+
+func randPorts(rng *rand.Rand) PortRange {
+	lo := uint16(1 + rng.IntN(100))
+	return PortRange{lo, lo + uint16(rng.IntN(50))}
+}
+
+func randTuple(rng *rand.Rand) FiveTuple {
+	t := FiveTuple{
+		Src:      [4]byte{198, 18 + byte(rng.IntN(2)), byte(rng.IntN(4)), byte(rng.IntN(256))},
+		Dst:      [4]byte{198, 18, byte(rng.IntN(5)), byte(rng.IntN(256))},
+		Protocol: []uint8{6, 17, 1, 132, 47}[rng.IntN(5)],
+		SrcPort:  uint16(rng.IntN(160)),
+		DstPort:  uint16(rng.IntN(160)),
+	}
+	t.HasPorts = hasPorts[t.Protocol] && rng.IntN(8) != 0
+	if !t.HasPorts {
+		t.SrcPort, t.DstPort = 0, 0
+	}
+	return t
+}
+
+func TestACLLookupMatchesLinear(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{0, 1, 2, 7, 63, 64, 65, 200, 1000, 5000} {
+		a, err := NewACL(randomRules(rng, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hits := 0
+		for range 20000 {
+			tu := randTuple(rng)
+			got, want := a.Lookup(&tu), a.LookupLinear(&tu)
+			if got != want {
+				t.Fatalf("%d rules: Lookup(%+v) = %d, linear says %d", n, tu, got, want)
+			}
+			if want >= 0 {
+				hits++
+			}
+		}
+		if n >= 64 && hits < 1000 {
+			t.Errorf("%d rules: only %d of 20000 tuples matched, the test is not exercising much", n, hits)
+		}
+	}
+}
+
+// FuzzACL builds a rule set and a tuple from the input and cross-checks Lookup with LookupLinear.
+func FuzzACL(f *testing.F) {
+	f.Add([]byte("\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18"))
+	f.Add(make([]byte, 200))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		next := func() byte {
+			if len(data) == 0 {
+				return 0
+			}
+			b := data[0]
+			data = data[1:]
+			return b
+		}
+		var tu FiveTuple
+		tu.Src = [4]byte{198, 18, next() & 3, next()}
+		tu.Dst = [4]byte{198, 18, next() & 3, next()}
+		tu.Protocol = []uint8{0, 1, 6, 17, 132}[next()%5]
+		tu.HasPorts = hasPorts[tu.Protocol] && next()&1 == 0
+		if tu.HasPorts {
+			tu.SrcPort, tu.DstPort = uint16(next()), uint16(next())
+		}
+		var rules []Rule
+		for len(data) >= 8 && len(rules) < 300 {
+			var r Rule
+			flags := next()
+			if flags&1 != 0 {
+				r.Src = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, next() & 3, next()}), 14+int(next())%19).Masked()
+			}
+			if flags&2 != 0 {
+				r.Dst = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, next() & 3, next()}), 14+int(next())%19).Masked()
+			}
+			r.Protocol = []uint8{0, 1, 6, 17, 132}[int(flags>>2)%5]
+			if r.Protocol != 1 && flags&0x20 != 0 {
+				lo := uint16(next())
+				r.DstPorts = PortRange{lo, lo + uint16(next()&31)}
+				if r.DstPorts.Any() {
+					r.DstPorts = PortRange{1, 1}
+				}
+			}
+			if r.Protocol != 1 && flags&0x40 != 0 {
+				lo := uint16(next()) | 1
+				r.SrcPorts = PortRange{lo, lo}
+			}
+			r.Action = Action(flags >> 7)
+			rules = append(rules, r)
+		}
+		a, err := NewACL(rules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := a.Lookup(&tu), a.LookupLinear(&tu); got != want {
+			t.Fatalf("Lookup = %d, linear = %d for %+v over %v", got, want, tu, rules)
+		}
+	})
+}
+
+func bigACL(tb testing.TB, n int) (*ACL, []FiveTuple) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	a, err := NewACL(randomRules(rng, n))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tus := make([]FiveTuple, 256)
+	for i := range tus {
+		tus[i] = randTuple(rng)
+	}
+	return a, tus
+}
+
+func TestACLNoAllocs(t *testing.T) {
+	a, _ := bigACL(t, 1000)
+	var b Batch
+	var sel []uint16
+	frames := testFrames()
+	for i := range 64 {
+		f := frames[i%len(frames)]
+		buf := make([]byte, 2048)
+		copy(buf[256:], f)
+		b.Pkts[i].Reset(buf, 0, 256, 256+len(f))
+		sel = append(sel, uint16(i))
+	}
+	b.N = 64
+	if n := testing.AllocsPerRun(100, func() {
+		for i := range 64 {
+			b.Pkts[i].Verdict = Accept
+		}
+		a.Process(&b, sel)
+	}); n != 0 {
+		t.Errorf("ACL.Process allocates %v times per batch", n)
+	}
+}
+
+func BenchmarkACLLookup(b *testing.B) {
+	for _, n := range []int{10, 1000, 10000} {
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			a, tus := bigACL(b, n)
+			b.ReportAllocs()
+			s := 0
+			for i := 0; b.Loop(); i++ {
+				s += a.Lookup(&tus[i&255])
+			}
+			_ = s
+		})
+	}
+}
+
+func BenchmarkACLLookupLinear1000(b *testing.B) {
+	a, tus := bigACL(b, 1000)
+	b.ReportAllocs()
+	s := 0
+	for i := 0; b.Loop(); i++ {
+		s += a.LookupLinear(&tus[i&255])
+	}
+	_ = s
+}
+
+func BenchmarkACLProcess1000(b *testing.B) {
+	a, _ := bigACL(b, 1000)
+	var bt Batch
+	var sel []uint16
+	frames := testFrames()
+	for i := range 64 {
+		f := frames[i%len(frames)]
+		buf := make([]byte, 2048)
+		copy(buf[256:], f)
+		bt.Pkts[i].Reset(buf, 0, 256, 256+len(f))
+		sel = append(sel, uint16(i))
+	}
+	bt.N = 64
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := range 64 {
+			bt.Pkts[i].Verdict = Accept
+		}
+		a.Process(&bt, sel)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*64), "ns/pkt")
+}
