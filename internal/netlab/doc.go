@@ -27,7 +27,8 @@
 //	h2, _ := lab.AddHost("h2")
 //	v, _ := lab.Link(h1, "eth0", h2, "eth0") // v.A.Index, v.B.MAC, ...
 //	h1.AddAddr("eth0", "198.18.0.1/24")
-//	h1.SetUp("eth0")
+//	h1.SetUp("eth0") // likewise h2
+//	h1.WaitOperUp("eth0", 5*time.Second) // else the first packets wait for an ARP retry
 //	out, err := h1.Run(ctx, "ping", "-c1", "-W1", "198.18.0.2")
 //
 // Host.Command runs programs through `ip netns exec`, or nsenter(1) where
