@@ -22,6 +22,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/xdpnet/xdpnet/internal/netlab"
 	"github.com/xdpnet/xdpnet/internal/xdpprog"
 )
 
@@ -124,7 +125,7 @@ func TestAttachAutoPrefersNativeVeth(t *testing.T) {
 // Loopback has no native XDP (no ndo_bpf): auto must fall back and say why, forced native must fail.
 func TestAttachAutoFallsBackToGenericLoopback(t *testing.T) {
 	requirePriv(t)
-	h := newHost(t, fmt.Sprintf("xpg%dlo%d", os.Getpid(), labSeq.Add(1)))
+	h := newHost(t, "xpglo")
 	lo := h.ifindex(t, "lo")
 
 	if _, err := attachIn(t, h, lo, xdpprog.Options{Mode: xdpprog.ModeNative}); err == nil {
@@ -286,9 +287,8 @@ func TestAttachMissingInterface(t *testing.T) {
 func TestAttachQueuesBelowRxQueuesRefused(t *testing.T) {
 	lab := newPair(t)
 	// A veth with 4 rx queues in b; Options.Queues 2 would leave queues 2 and 3 unreachable.
-	name := lab.ifB + "q"
-	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name, NumRxQueues: 4, NumTxQueues: 4}, PeerName: name + "p"}
-	if err := lab.b.nl.LinkAdd(v); err != nil {
+	name := "xpgq0"
+	if _, err := lab.lab.LinkWith(lab.a.h, "xpgq1", lab.b.h, name, netlab.LinkOptions{Queues: 4}); err != nil {
 		t.Fatal(err)
 	}
 	idx := lab.b.ifindex(t, name)
@@ -330,13 +330,15 @@ func TestRegisterRejectsNonXSKSocketVeth(t *testing.T) {
 	}
 }
 
-// TestHelperProcess is the child of TestProgramDetachedOnKill9Veth, not a test by itself: it attaches in the
-// namespace it is given, prints "attached <id>" and waits to be killed.
+// TestHelperProcess is a child process, not a test by itself. In namespace XDPPROG_NETNS, mode "attach"
+// (TestProgramDetachedOnKill9Veth) attaches to XDPPROG_IFINDEX, prints "attached <id>" and waits to be killed;
+// mode "nocaps" (TestAttachWithoutCapabilitiesSaysWhatToDo) drops every capability first and prints the error.
 func TestHelperProcess(t *testing.T) {
-	if os.Getenv("XDPPROG_HELPER") != "1" {
-		t.Skip("helper process for TestProgramDetachedOnKill9Veth")
+	mode := os.Getenv("XDPPROG_HELPER")
+	if mode == "" {
+		t.Skip("helper process for TestProgramDetachedOnKill9Veth and TestAttachWithoutCapabilitiesSaysWhatToDo")
 	}
-	runtime.LockOSThread() // Attach resolves the ifindex in this thread's namespace
+	runtime.LockOSThread() // Attach resolves the ifindex in this thread's namespace; capabilities are per thread
 	ns, err := netns.GetFromName(os.Getenv("XDPPROG_NETNS"))
 	if err != nil {
 		fmt.Println("error", err)
@@ -345,6 +347,14 @@ func TestHelperProcess(t *testing.T) {
 	if err := netns.Set(ns); err != nil {
 		fmt.Println("error", err)
 		os.Exit(2)
+	}
+	if mode == "nocaps" {
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData // all zero: no effective, permitted or inheritable capability
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			fmt.Println("capset", err)
+			os.Exit(2)
+		}
 	}
 	idx, _ := strconv.Atoi(os.Getenv("XDPPROG_IFINDEX"))
 	p, err := xdpprog.Attach(idx, xdpprog.Options{})
@@ -368,7 +378,7 @@ func TestProgramDetachedOnKill9Veth(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "XDPPROG_HELPER=1", "XDPPROG_NETNS="+lab.b.name, "XDPPROG_IFINDEX="+strconv.Itoa(idx))
+	cmd.Env = append(os.Environ(), "XDPPROG_HELPER=attach", "XDPPROG_NETNS="+lab.b.name, "XDPPROG_IFINDEX="+strconv.Itoa(idx))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -505,35 +515,18 @@ func TestPassesTrafficWithoutSocketVeth(t *testing.T) {
 	}
 }
 
-// Capabilities are per thread: drop them all on one locked thread (which then dies with its goroutine) and
-// Attach there must fail with the message that says what to grant.
+// Attach in a process without capabilities must fail with the message that says what to grant. It runs in a
+// child (TestHelperProcess, mode "nocaps") because capabilities dropped on one of this process's threads could
+// land on the main thread, which Go never retires, and /proc/self/status would then show them missing.
 func TestAttachWithoutCapabilitiesSaysWhatToDo(t *testing.T) {
 	lab := newPair(t)
 	idx := lab.b.ifindex(t, lab.ifB)
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits without its capabilities leaking to others
-		if err := netns.Set(lab.b.ns); err != nil {
-			errc <- err
-			return
-		}
-		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-		var data [2]unix.CapUserData // all zero: no effective, permitted or inheritable capability
-		if err := unix.Capset(&hdr, &data[0]); err != nil {
-			errc <- fmt.Errorf("capset: %w", err)
-			return
-		}
-		p, err := xdpprog.Attach(idx, xdpprog.Options{})
-		if p != nil {
-			p.Close()
-			err = errors.New("Attach succeeded without capabilities")
-		}
-		errc <- err
-	}()
-	err := <-errc
-	want := "attach XDP program to " + lab.ifB + ": operation not permitted (run as root or grant CAP_NET_ADMIN and CAP_BPF)"
-	if err == nil || err.Error() != want || !errors.Is(err, os.ErrPermission) {
-		t.Fatalf("Attach without capabilities = %v; want %q", err, want)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "XDPPROG_HELPER=nocaps", "XDPPROG_NETNS="+lab.b.name, "XDPPROG_IFINDEX="+strconv.Itoa(idx))
+	out, _ := cmd.Output()
+	want := "error attach XDP program to " + lab.ifB + ": operation not permitted (run as root or grant CAP_NET_ADMIN and CAP_BPF)"
+	if got := strings.TrimSpace(string(out)); got != want {
+		t.Fatalf("child without capabilities said %q; want %q", got, want)
 	}
 	if _, ok := attachedIn(t, lab.b, idx); ok {
 		t.Fatal("a program got attached anyway")
