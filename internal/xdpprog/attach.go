@@ -102,10 +102,9 @@ func attach(ifindex int, opts Options, build programBuilder) (*Program, error) {
 		return nil, wrapErr(name, "remove RLIMIT_MEMLOCK", err)
 	}
 
-	if xdp := attrs.Xdp; xdp != nil && xdp.Attached {
-		if err := displace(nlink, xdp, opts.Replace); err != nil {
-			return nil, err
-		}
+	// Refuse early, before loading anything, when the interface is taken and Replace is not set.
+	if xdp := attrs.Xdp; xdp != nil && xdp.Attached && !opts.Replace {
+		return nil, displace(nlink, xdp, false)
 	}
 
 	xsks, err := ebpf.NewMap(xsksSpec(queues))
@@ -123,8 +122,23 @@ func attach(ifindex int, opts Options, build programBuilder) (*Program, error) {
 		return nil, wrapErr(name, "load program", err)
 	}
 
+	// Detach a program we may replace only now that ours has passed the verifier, so that a load failure
+	// leaves the interface as it was.
+	var replaced uint32
+	if xdp := attrs.Xdp; xdp != nil && xdp.Attached {
+		if err := displace(nlink, xdp, true); err != nil {
+			prog.Close()
+			xsks.Close()
+			return nil, err
+		}
+		replaced = xdp.ProgId
+	}
+
 	l, mode, fallback, err := attachLink(prog, ifindex, name, opts.Mode)
 	if err != nil {
+		if replaced != 0 {
+			err = fmt.Errorf("%w (the replaced program id %d was already detached)", err, replaced)
+		}
 		prog.Close()
 		xsks.Close()
 		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
