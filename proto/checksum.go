@@ -132,6 +132,9 @@ func addrSum16(a netip.Addr) uint32 {
 // UpdateChecksum16 returns the checksum field value after a 16-bit word
 // covered by it changed from old to new, per RFC 1624 eqn. 3:
 // HC' = ~(~HC + ~m + m'). check is the field as stored (complemented).
+// Unlike eqn. 2 it never yields the -0 that RFC 1624 §3 warns about; its one
+// corner is data that becomes all zero (sum +0), which no IP or transport
+// header can be.
 func UpdateChecksum16(check, old, new uint16) uint16 {
 	s := uint32(^check) + uint32(^old) + uint32(new)
 	return ^Fold(s)

@@ -218,6 +218,17 @@ type L2 struct {
 // rejected with ErrVLANDepth, since xdpnet does not forward deeper stacks.
 // On OK, b[L3Offset:] is the L3 packet (possibly with Ethernet padding).
 func ParseL2(b []byte) (L2, Error) {
+	// Untagged frames are the common case: keep this part short and the tag
+	// walk out of line.
+	if len(b) >= EthernetHeaderLen {
+		if t := EtherType(binary.BigEndian.Uint16(b[ethEtherType:])); t != EtherTypeVLAN && t != EtherTypeQinQ {
+			return L2{EtherType: t, L3Offset: EthernetHeaderLen}, OK
+		}
+	}
+	return parseL2Tagged(b)
+}
+
+func parseL2Tagged(b []byte) (L2, Error) {
 	var l L2
 	if len(b) < EthernetHeaderLen {
 		return l, ErrTruncated
