@@ -1,0 +1,28 @@
+// Package stack is xdpnet's ip_rcv, routing, ip_forward and ip_local_deliver: a user-space IPv4 router and
+// host that runs as a pipeline.Handler on each driver queue (the AF_XDP poller, or pipeline/memlink in tests)
+// and never touches a socket itself.
+//
+// A Stack holds what every queue shares: the interfaces (Config.Interfaces, matched to the driver's ports by
+// name), the routing table, the ARP neighbour table, the ICMP rate limit and the UDP sockets. Stack.NewHandler
+// builds the handler of one queue; the handler owns that queue's packets, including those held while their
+// next hop is resolved (their frames belong to the queue's FrameSource), and releases them from Tick.
+//
+// Per batch, Process validates each frame (RFC 1812 §5.2.2), runs the PreRouting hook, looks the destination
+// up, runs Input and delivers (ICMP echo, UDP) or runs Forward and forwards (TTL, MTU, RFC 1812 §5.3), runs
+// Output over the packets the stack generates (ICMP errors, echo replies), PostRouting over everything about
+// to leave, and finally resolves the next hop (ARP), rewrites the MACs and sets verdict Tx. Every packet not
+// sent, held or consumed is dropped with a named pipeline.DropReason.
+//
+// Concurrency: the routing table is a DIR-24-8 array published as an immutable snapshot through an
+// atomic.Pointer; AddRoute/DeleteRoute copy it (about 64 MiB, tens of milliseconds), change the copy and swap
+// it in, so the pollers read it without a lock. The neighbour and socket tables are copy-on-write maps with
+// entries made of atomics. Stack methods are safe for concurrent use; a handler is used by its driver's
+// goroutine only; UDPConn methods are safe for concurrent use by applications.
+//
+// Time comes only from pipeline.Batch.Now, so tests drive timers (ARP retries, aging) with a fake clock.
+// Nothing panics on packet contents; the per-packet path does not allocate (TestNoAllocs).
+//
+// Not supported: IPv6, VLANs, reassembly (fragments for this host are dropped), IP options processing (they
+// are forwarded untouched; source routes are dropped), ICMP redirects, multicast, TCP (answered with ICMP
+// protocol unreachable).
+package stack

@@ -1,0 +1,311 @@
+package stack
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xdpnet/xdpnet/pipeline"
+	"github.com/xdpnet/xdpnet/proto"
+)
+
+// Interface configures the IPv4 side of one port, matched to the driver's ports by Name.
+type Interface struct {
+	Name string
+	// Addrs are this host's addresses with their network (198.18.0.1/24); each adds a connected route.
+	Addrs []netip.Prefix
+	// MTU is the IP MTU; 0 takes the port's MTU (and 1500 if the port reports none).
+	MTU int
+}
+
+// Config configures a Stack.
+type Config struct {
+	Interfaces []Interface
+	// Routes are added after the connected routes of Interfaces.
+	Routes []Route
+	// Hooks run at the five hook points; nil runs none.
+	Hooks *pipeline.Hooks
+	// NeighbourQueueLen bounds the packets each queue holds per unresolved next hop (default 16).
+	NeighbourQueueLen int
+	// ICMPRate is the rate of ICMP error messages in messages per second, for the whole stack (RFC 1812
+	// §4.3.2.8); 0 means 1000, a negative value means unlimited. ICMPBurst is the bucket depth (default 50).
+	ICMPRate  int
+	ICMPBurst int
+	// UDPQueueLen bounds each UDP socket's receive queue in datagrams (default 256); SendQueueLen bounds each
+	// queue's send queue (default 256).
+	UDPQueueLen  int
+	SendQueueLen int
+	// Neighbour timers; zero values take the defaults in parentheses. ReachableTime (30s): how long a
+	// confirmed neighbour is used before it turns stale. ProbeInterval (1s): the least time between two ARP
+	// requests for one address. MaxProbes (3): unanswered requests before the neighbour fails.
+	// FailedHold (3s): how long a failed neighbour answers host unreachable before a new resolution.
+	ReachableTime, ProbeInterval, FailedHold time.Duration
+	MaxProbes                                int
+	// Logger receives configuration warnings (a configured interface the driver lacks, ...); nil discards.
+	Logger *slog.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultNeighbourQueueLen = 16
+	DefaultICMPRate          = 1000
+	DefaultICMPBurst         = 50
+	DefaultUDPQueueLen       = 256
+	DefaultSendQueueLen      = 256
+	DefaultReachableTime     = 30 * time.Second
+	DefaultProbeInterval     = time.Second
+	DefaultFailedHold        = 3 * time.Second
+	DefaultMaxProbes         = 3
+	// TTL of the packets the stack originates (RFC 1700 default).
+	defaultTTL = 64
+)
+
+// ifaceConf is a configured interface; port data (MAC, MTU, port index) lives in each handler, which gets
+// it from its QueueInfo.
+type ifaceConf struct {
+	name  string
+	addrs []netip.Prefix
+	mtu   int
+}
+
+// Stack is a user-space IPv4 router and host. One Stack serves every queue: routes, neighbours and sockets
+// are shared, each queue's Handler keeps its own packets.
+type Stack struct {
+	cfg    Config
+	log    *slog.Logger
+	ifaces []ifaceConf
+	rt     *routeTable
+	neigh  neighTable
+	icmp   rateLimiter
+	garp   atomic.Bool
+	now    atomic.Int64 // the latest driver clock seen, for Neighbours
+
+	reachableNs, probeNs, failedNs int64
+	maxProbes                      uint32
+
+	mu       sync.Mutex
+	handlers atomic.Pointer[[]*handler]
+	udp      udpTable
+	ports    atomic.Pointer[[]pipeline.PortInfo] // from the first handler, for names in Neighbours
+}
+
+// New checks cfg, builds the connected, local and broadcast routes of the interfaces and adds cfg.Routes.
+func New(cfg Config) (*Stack, error) {
+	if cfg.NeighbourQueueLen <= 0 {
+		cfg.NeighbourQueueLen = DefaultNeighbourQueueLen
+	}
+	if cfg.ICMPRate == 0 {
+		cfg.ICMPRate = DefaultICMPRate
+	}
+	if cfg.ICMPBurst <= 0 {
+		cfg.ICMPBurst = DefaultICMPBurst
+	}
+	if cfg.UDPQueueLen <= 0 {
+		cfg.UDPQueueLen = DefaultUDPQueueLen
+	}
+	if cfg.SendQueueLen <= 0 {
+		cfg.SendQueueLen = DefaultSendQueueLen
+	}
+	if cfg.ReachableTime <= 0 {
+		cfg.ReachableTime = DefaultReachableTime
+	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = DefaultProbeInterval
+	}
+	if cfg.FailedHold <= 0 {
+		cfg.FailedHold = DefaultFailedHold
+	}
+	if cfg.MaxProbes <= 0 {
+		cfg.MaxProbes = DefaultMaxProbes
+	}
+	s := &Stack{cfg: cfg, log: cfg.Logger, rt: newRouteTable(),
+		reachableNs: int64(cfg.ReachableTime), probeNs: int64(cfg.ProbeInterval),
+		failedNs: int64(cfg.FailedHold), maxProbes: uint32(cfg.MaxProbes)}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.icmp.init(cfg.ICMPRate, cfg.ICMPBurst)
+	s.neigh.init()
+	s.udp.init()
+	s.handlers.Store(&[]*handler{})
+
+	var base []routeEntry
+	for i, ic := range cfg.Interfaces {
+		if ic.Name == "" {
+			return nil, fmt.Errorf("interface %d has no Name (use the port's name)", i)
+		}
+		if s.ifaceByName(ic.Name) >= 0 {
+			return nil, fmt.Errorf("interface %q configured twice (merge its addresses into one Interface)", ic.Name)
+		}
+		if ic.MTU != 0 && (ic.MTU < 68 || ic.MTU > 65535) {
+			return nil, fmt.Errorf("interface %q: MTU %d out of range (RFC 791: at least 68; at most 65535)", ic.Name, ic.MTU)
+		}
+		conf := ifaceConf{name: ic.Name, mtu: ic.MTU}
+		for _, a := range ic.Addrs {
+			if !a.IsValid() || !a.Addr().Unmap().Is4() || a.Bits() > 32 {
+				return nil, fmt.Errorf("interface %q: address %v is not IPv4 (write it as 198.18.0.1/24)", ic.Name, a)
+			}
+			a = netip.PrefixFrom(a.Addr().Unmap(), a.Bits())
+			u := addr4(a.Addr())
+			if martian(u) || a.Addr().IsMulticast() {
+				return nil, fmt.Errorf("interface %q: %v is not a usable unicast address", ic.Name, a)
+			}
+			conf.addrs = append(conf.addrs, a)
+			idx := int32(len(s.ifaces))
+			host := netip.PrefixFrom(a.Addr(), 32)
+			base = append(base, routeEntry{route: Route{Prefix: host, Interface: ic.Name, Type: Local}, typ: Local, iface: idx, depth: 32})
+			if a.Bits() < 32 {
+				base = append(base, routeEntry{route: Route{Prefix: a.Masked(), Interface: ic.Name}, typ: Unicast, iface: idx, depth: a.Bits()})
+			}
+			// RFC 3021: a /31 has no broadcast address.
+			if a.Bits() < 31 {
+				bc := addrFrom4(u | (1<<(32-a.Bits()) - 1))
+				base = append(base, routeEntry{route: Route{Prefix: netip.PrefixFrom(bc, 32), Interface: ic.Name, Type: Broadcast}, typ: Broadcast, iface: idx, depth: 32})
+			}
+		}
+		s.ifaces = append(s.ifaces, conf)
+	}
+	err := s.rt.update(func(w *routeWriter) error {
+		for _, e := range base {
+			if err := w.add(e); err != nil {
+				if e.typ == Unicast {
+					return fmt.Errorf("connected route of interface %s: %w (two interfaces on one network are not supported)", e.route.Interface, err)
+				}
+				if _, ok := s.rt.byPrefix[e.route.Prefix]; ok && e.typ == Broadcast {
+					continue // two addresses in one network share a broadcast address
+				}
+				return err
+			}
+		}
+		for _, r := range cfg.Routes {
+			e, err := s.checkRoute(r)
+			if err != nil {
+				return err
+			}
+			if err := w.add(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) ifaceByName(name string) int {
+	for i := range s.ifaces {
+		if s.ifaces[i].name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// connectedIface is the interface with a network that contains a, or -1.
+func (s *Stack) connectedIface(a netip.Addr) int {
+	best, bits := -1, -1
+	for i := range s.ifaces {
+		for _, p := range s.ifaces[i].addrs {
+			if p.Contains(a) && p.Bits() > bits {
+				best, bits = i, p.Bits()
+			}
+		}
+	}
+	return best
+}
+
+// martian reports addresses that are never a valid source or destination of a forwarded packet
+// (RFC 1812 §5.3.7, RFC 3927 §7 for link-local): 0/8 "this network", 127/8 loopback, 169.254/16
+// link-local, 240/4 reserved (which includes the limited broadcast 255.255.255.255).
+func martian(a uint32) bool {
+	switch a >> 24 {
+	case 0, 127:
+		return true
+	}
+	return a>>16 == 169<<8|254 || a>>28 == 0xf
+}
+
+func isMulticast(a uint32) bool { return a>>28 == 0xe }
+
+// Stats are the stack's counters, summed over the queues. Drops are counted by the driver per reason.
+type Stats struct {
+	ARPRequestsIn, ARPRepliesIn     uint64
+	ARPRequestsOut, ARPRepliesOut   uint64
+	ARPGratuitousOut                uint64
+	NeighboursResolved              uint64
+	NeighboursFailed                uint64
+	HeldReleased                    uint64 // packets sent after their neighbour resolved
+	Forwarded                       uint64
+	Delivered                       uint64 // packets delivered locally (ICMP, UDP)
+	Fragmented, FragmentsOut        uint64 // packets fragmented, fragments made
+	ICMPErrorsOut, ICMPRateLimited  uint64
+	ICMPEchoRepliesOut              uint64
+	UDPDelivered, UDPSent           uint64
+	UDPSendNoRoute, UDPSendNoBuffer uint64
+}
+
+// Stats sums the counters of every handler.
+func (s *Stack) Stats() Stats {
+	var t Stats
+	for _, h := range *s.handlers.Load() {
+		h.ctr.addTo(&t)
+	}
+	return t
+}
+
+// NeighbourState is the state of a neighbour entry, after the kernel's NUD states.
+type NeighbourState uint8
+
+const (
+	NeighbourIncomplete NeighbourState = iota // ARP request sent, no answer yet
+	NeighbourReachable                        // answered within ReachableTime
+	NeighbourStale                            // MAC known but not confirmed lately; used, and re-probed
+	NeighbourFailed                           // no answer after MaxProbes requests
+)
+
+var neighStateNames = [...]string{"incomplete", "reachable", "stale", "failed"}
+
+func (n NeighbourState) String() string {
+	if int(n) < len(neighStateNames) {
+		return neighStateNames[n]
+	}
+	return "state?"
+}
+
+// Neighbour is one ARP table entry as Neighbours reports it.
+type Neighbour struct {
+	Interface string
+	Addr      netip.Addr
+	MAC       proto.MAC
+	State     NeighbourState
+	// Probes is the number of requests sent and not answered.
+	Probes int
+}
+
+// Neighbours lists the ARP table.
+func (s *Stack) Neighbours() []Neighbour {
+	m := *s.neigh.m.Load()
+	out := make([]Neighbour, 0, len(m))
+	for k, n := range m {
+		name := ""
+		if int(k.iface) < len(s.ifaces) {
+			name = s.ifaces[k.iface].name
+		}
+		st := NeighbourState(n.state.Load())
+		if st == NeighbourReachable && s.now.Load()-n.confirmed.Load() > s.reachableNs {
+			st = NeighbourStale
+		}
+		out = append(out, Neighbour{Interface: name, Addr: addrFrom4(k.ip), MAC: n.macValue(),
+			State: st, Probes: int(n.probes.Load())})
+	}
+	return out
+}
+
+// ErrNoQueue is returned by UDP writes before any handler runs.
+var ErrNoQueue = errors.New("stack: no queue is running (start the driver, which calls NewHandler, before sending)")
