@@ -143,6 +143,9 @@ func (r *FillRing) Reserve(n uint32) (idx, got uint32) { return r.reserve(n) }
 // Set writes entry idx.
 func (r *FillRing) Set(idx uint32, addr uint64) { r.addrs[idx&r.mask] = addr }
 
+// Addr reads back entry idx (to take frames back from a closed socket's fill ring).
+func (r *FillRing) Addr(idx uint32) uint64 { return r.addrs[idx&r.mask] }
+
 // Submit publishes n entries.
 func (r *FillRing) Submit(n uint32) { r.submit(n) }
 

@@ -1,0 +1,166 @@
+package poller
+
+import (
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/xdpnet/xdpnet/internal/xdpprog"
+	"github.com/xdpnet/xdpnet/pipeline"
+	"github.com/xdpnet/xdpnet/rings"
+	"github.com/xdpnet/xdpnet/umem"
+)
+
+// PollMode is how a queue's loop waits for traffic.
+type PollMode int
+
+const (
+	// Adaptive spins while traffic flows and sleeps in poll(2) after IdleSpins empty loops, as NAPI goes back
+	// to interrupts. It is the default.
+	Adaptive PollMode = iota
+	// Busy spins all the time: lowest latency, one full core per queue.
+	Busy
+)
+
+func (m PollMode) String() string {
+	switch m {
+	case Adaptive:
+		return "adaptive"
+	case Busy:
+		return "busy"
+	}
+	return "PollMode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// ParsePollMode reads "adaptive" or "busy".
+func ParsePollMode(s string) (PollMode, error) {
+	switch s {
+	case "adaptive", "":
+		return Adaptive, nil
+	case "busy":
+		return Busy, nil
+	}
+	return 0, fmt.Errorf("unknown poll mode %q (want adaptive or busy)", s)
+}
+
+// Bind modes, re-exported so that a poller user needs only this package.
+const (
+	BindAuto     = rings.BindAuto
+	BindZeroCopy = rings.BindZeroCopy
+	BindCopy     = rings.BindCopy
+)
+
+// Config describes a Poller. Zero values take the defaults noted.
+type Config struct {
+	// Interfaces are the ports: port i is Interfaces[i]. They are looked up in the network namespace of the
+	// thread that calls New.
+	Interfaces []string
+	// Queues is the number of queue indexes, 0..Queues-1, each with its own goroutine (default 1).
+	Queues int
+	// CPUs pins queue q to CPUs[q%len(CPUs)]; empty means no pinning.
+	CPUs []int
+	// Mode is Adaptive (default) or Busy.
+	Mode PollMode
+	// Bind is the AF_XDP bind mode (default BindAuto: zero-copy when the driver can).
+	Bind rings.BindMode
+	// XDPMode is the XDP attach mode (default auto: native, falling back to generic).
+	XDPMode xdpprog.Mode
+	// ReplaceXDP allows displacing an XDP program attached through netlink.
+	ReplaceXDP bool
+	// BusyPoll sets SO_PREFER_BUSY_POLL/SO_BUSY_POLL/SO_BUSY_POLL_BUDGET on the sockets and makes Busy mode
+	// drive the driver with recvfrom when idle.
+	BusyPoll bool
+	// HugePages backs each UMEM with huge pages when available.
+	HugePages bool
+
+	// FrameSize is 2048 (default) or 4096.
+	FrameSize int
+	// Headroom is the UMEM headroom in front of each packet, beyond the kernel's 256 (default 256).
+	Headroom int
+	// FramesPerQueue is the UMEM size of each queue in frames (default max(8192, 2*ports*RingSize)).
+	FramesPerQueue int
+	// RingSize is the size of every ring, a power of two (default 2048).
+	RingSize int
+	// Budget is the most RX descriptors taken from one port per batch (default 64, at most pipeline.MaxBatch).
+	Budget int
+	// IdleSpins is how many empty loops Adaptive mode makes before sleeping (default 512).
+	IdleSpins int
+	// IdleTimeout is the longest Adaptive mode sleeps when Tick asks for no wakeup (default 100ms).
+	IdleTimeout time.Duration
+
+	// NewHandler builds each queue's Handler (required).
+	NewHandler pipeline.NewHandler
+	// Logger receives setup notices (mode fallbacks); nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	d := *c
+	if len(d.Interfaces) == 0 {
+		return d, fmt.Errorf("poller: no interfaces (set Config.Interfaces)")
+	}
+	if len(d.Interfaces) > 1<<16 {
+		return d, fmt.Errorf("poller: %d interfaces; at most 65536 ports", len(d.Interfaces))
+	}
+	seen := map[string]bool{}
+	for _, n := range d.Interfaces {
+		if seen[n] {
+			return d, fmt.Errorf("poller: interface %s listed twice (each port is one interface)", n)
+		}
+		seen[n] = true
+	}
+	if d.NewHandler == nil {
+		return d, fmt.Errorf("poller: no Config.NewHandler")
+	}
+	if d.Queues == 0 {
+		d.Queues = 1
+	}
+	if d.Queues < 0 {
+		return d, fmt.Errorf("poller: Queues %d: must be positive", d.Queues)
+	}
+	if d.Mode != Adaptive && d.Mode != Busy {
+		return d, fmt.Errorf("poller: unknown poll mode %v (use Adaptive or Busy)", d.Mode)
+	}
+	if d.Bind < rings.BindAuto || d.Bind > rings.BindCopy {
+		return d, fmt.Errorf("poller: unknown bind mode %v (use BindAuto, BindZeroCopy or BindCopy)", d.Bind)
+	}
+	if d.FrameSize == 0 {
+		d.FrameSize = umem.FrameSize2K
+	}
+	if d.FrameSize != umem.FrameSize2K && d.FrameSize != umem.FrameSize4K {
+		return d, fmt.Errorf("poller: frame size %d: %w", d.FrameSize, umem.ErrFrameSize)
+	}
+	if d.Headroom == 0 {
+		d.Headroom = 256
+	}
+	if d.RingSize == 0 {
+		d.RingSize = 2048
+	}
+	if err := rings.CheckSize("poller: ring", d.RingSize); err != nil {
+		return d, err
+	}
+	if d.FramesPerQueue == 0 {
+		d.FramesPerQueue = max(8192, 2*len(d.Interfaces)*d.RingSize)
+	}
+	if need := len(d.Interfaces)*64 + pipeline.MaxBatch; d.FramesPerQueue < need {
+		return d, fmt.Errorf("poller: FramesPerQueue %d is too few for %d port(s); use at least %d (about 2 x ports x RingSize is comfortable)",
+			d.FramesPerQueue, len(d.Interfaces), need)
+	}
+	if d.Budget == 0 {
+		d.Budget = 64
+	}
+	if d.Budget < 1 || d.Budget > pipeline.MaxBatch {
+		return d, fmt.Errorf("poller: Budget %d out of range 1..%d (pipeline.MaxBatch)", d.Budget, pipeline.MaxBatch)
+	}
+	if d.IdleSpins == 0 {
+		d.IdleSpins = 512
+	}
+	if d.IdleTimeout == 0 {
+		d.IdleTimeout = 100 * time.Millisecond
+	}
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	return d, nil
+}

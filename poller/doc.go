@@ -1,0 +1,23 @@
+// Package poller is xdpnet's NAPI: one goroutine per queue index, locked to an OS thread pinned to a CPU, that
+// owns that queue on every port (interface) - one UMEM shared by the queue's AF_XDP sockets on all ports, so a
+// frame received on one port is sent on another without a copy - and moves packets between the rings and a
+// pipeline.Handler in batches.
+//
+// One loop iteration: reap completions to the frame pool, refill the fill rings, peek up to Budget RX
+// descriptors per port into a pipeline.Batch and call Handler.Process, place each packet by verdict (Tx: on the
+// egress port's TX ring; Drop: back to the pool and counted by reason; Accept left over: dropped as
+// DropUnhandled; Stolen: now the handler's), submit TX and kick the kernel only when it asks (need_wakeup, or
+// copy mode), then call Handler.Tick with an empty batch and place what it emits. In Busy mode the loop spins;
+// in Adaptive mode (the default) it spins while there is traffic and, after IdleSpins empty loops, sleeps in
+// poll(2) on the RX sockets and an eventfd that pipeline.Waker writes, until traffic, a wake, or the time
+// Tick asked for.
+//
+// Ownership and concurrency: rings, UMEM, frame pool, Batch and Handler of a queue are touched only by that
+// queue's goroutine, without locks. Stats may be called from any goroutine at any time: counters are
+// aggregated per batch and published with one atomic store each. New, Run, Close and CheckFrames are called by
+// the owner: Run once; CheckFrames when Run is not running.
+//
+// Panics: nothing in the loop panics on what the kernel or a handler returns; a descriptor outside the UMEM or
+// a frame returned twice is refused and shows up in the frame accounting (CheckFrames). A Handler that panics
+// takes the process down, as any goroutine does.
+package poller

@@ -1,0 +1,499 @@
+package poller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpnet/xdpnet/internal/xdpprog"
+	"github.com/xdpnet/xdpnet/pipeline"
+	"github.com/xdpnet/xdpnet/proto"
+	"github.com/xdpnet/xdpnet/rings"
+	"github.com/xdpnet/xdpnet/umem"
+)
+
+// ErrRunning is returned by CheckFrames and Run while Run is running, and by Run called a second time.
+var ErrRunning = errors.New("poller: Run is running or has run")
+
+// Drainer is an optional Handler method: at shutdown, after RX has stopped, the poller calls Drain with an
+// empty batch so the handler can emit or drop (b.Frames.Put) the frames it holds; they are placed like Tick's.
+type Drainer interface {
+	Drain(b *pipeline.Batch)
+}
+
+// Poller owns the AF_XDP data path of a set of interfaces: per queue index a UMEM, a frame pool and one socket
+// per port, and per port the XDP redirect program.
+type Poller struct {
+	cfg   Config
+	log   *slog.Logger
+	ports []pipeline.PortInfo
+	progs []*xdpprog.Program
+	qs    []*queue
+
+	mu      sync.Mutex
+	started bool
+	running bool
+	dataOff bool // sockets closed and XDP detached
+	closed  bool
+	final   []umem.Accounting
+	kstats  [][]unix.XDPStatistics // kernel statistics at shutdown, [queue][port]
+}
+
+// New validates cfg, looks up the interfaces (in the calling thread's network namespace), attaches the XDP
+// program to each, creates every queue's UMEM and sockets, registers the sockets and fills the fill rings.
+// Traffic on the queues goes to the sockets from then on; Run processes it.
+func New(cfg Config) (*Poller, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	p := &Poller{cfg: c, log: c.Logger}
+	ok := false
+	defer func() {
+		if !ok {
+			p.teardown()
+			p.release()
+		}
+	}()
+	links := make([]netlink.Link, len(c.Interfaces))
+	for i, name := range c.Interfaces {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			var nf netlink.LinkNotFoundError
+			if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
+				return nil, fmt.Errorf("poller: port %d: interface %s: %w (it does not exist in this network namespace; check `ip link`)", i, name, rings.ErrNoDevice)
+			}
+			return nil, fmt.Errorf("poller: port %d: look up interface %s: %w", i, name, err)
+		}
+		a := l.Attrs()
+		if nq := max(a.NumRxQueues, 1); c.Queues > nq {
+			return nil, fmt.Errorf("poller: %s has %d queue(s) but Queues is %d: %w (lower Queues, or add queues with `ethtool -L %s combined %d`)",
+				name, nq, c.Queues, rings.ErrNoQueue, name, c.Queues)
+		}
+		links[i] = l
+		var mac proto.MAC
+		copy(mac[:], a.HardwareAddr)
+		p.ports = append(p.ports, pipeline.PortInfo{Index: uint16(i), Name: name, Ifindex: a.Index, MAC: mac, MTU: a.MTU})
+	}
+	for i, l := range links {
+		prog, err := xdpprog.Attach(l.Attrs().Index, xdpprog.Options{Mode: c.XDPMode, Replace: c.ReplaceXDP})
+		if err != nil {
+			return nil, fmt.Errorf("poller: port %d: %w", i, err)
+		}
+		p.progs = append(p.progs, prog)
+		if r := prog.FallbackReason(); r != nil {
+			p.log.Warn("poller: XDP in generic mode: AF_XDP will copy every frame", "interface", p.ports[i].Name, "reason", r)
+		}
+	}
+	for qi := 0; qi < c.Queues; qi++ {
+		if err := p.newQueue(qi, links); err != nil {
+			return nil, err
+		}
+	}
+	// Register last: from here on the kernel redirects the queues' traffic to us.
+	for _, q := range p.qs {
+		for i := range q.ports {
+			if err := p.progs[i].Register(q.id, q.ports[i].sock.FD()); err != nil {
+				return nil, fmt.Errorf("poller: %w", err)
+			}
+		}
+	}
+	ok = true
+	return p, nil
+}
+
+// newQueue builds queue qi and appends it to p.qs as soon as it holds resources, so that New's cleanup
+// releases a half-built queue too.
+func (p *Poller) newQueue(qi int, links []netlink.Link) error {
+	c := &p.cfg
+	area, err := umem.New(umem.Options{Frames: c.FramesPerQueue, FrameSize: c.FrameSize, Headroom: c.Headroom, HugePages: c.HugePages, Logger: p.log})
+	if err != nil {
+		return fmt.Errorf("poller: queue %d: %w", qi, err)
+	}
+	q := &queue{id: qi, cpu: -1, area: area, pool: umem.NewPool(area), efd: -1, budget: uint32(c.Budget), busyPoll: c.BusyPoll}
+	p.qs = append(p.qs, q)
+	if len(c.CPUs) > 0 {
+		q.cpu = c.CPUs[qi%len(c.CPUs)]
+	}
+	q.fillGoal = uint32(min(c.RingSize, (c.FramesPerQueue-pipeline.MaxBatch)/(2*len(links))))
+	q.reserve = pipeline.MaxBatch
+	var first *rings.Socket
+	for i, l := range links {
+		a := l.Attrs()
+		s, err := rings.Open(rings.Config{
+			Ifname: a.Name, Ifindex: a.Index, Queue: qi, Queues: max(a.NumRxQueues, 1),
+			Area: area, Shared: first,
+			FillSize: c.RingSize, CompSize: c.RingSize, RxSize: c.RingSize, TxSize: c.RingSize,
+			Bind: c.Bind, NeedWakeup: true,
+			BusyPoll: c.BusyPoll, BusyPollBudget: c.Budget,
+		})
+		if err != nil {
+			if first != nil && i > 0 {
+				err = fmt.Errorf("%w; port %d shares the UMEM of port 0 on this queue, which needs Linux 5.10+ and the same bind mode (zero-copy on one port forces it on all)", err, i)
+			}
+			return fmt.Errorf("poller: %w", err)
+		}
+		if first == nil {
+			first = s
+		}
+		q.ports = append(q.ports, qport{sock: s, fill: s.Fill, rx: s.RX, tx: s.TX, comp: s.Comp, kickAlways: !s.ZeroCopy()})
+		if i == 0 && c.Bind == rings.BindAuto && !s.ZeroCopy() {
+			p.log.Info("poller: AF_XDP copy mode (the driver has no zero-copy support here)", "interface", a.Name, "queue", qi)
+		}
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("poller: queue %d: eventfd: %w", qi, err)
+	}
+	q.efd = efd
+	for i := range q.ports {
+		q.pollfds = append(q.pollfds, unix.PollFd{Fd: int32(q.ports[i].sock.FD()), Events: unix.POLLIN})
+	}
+	q.pollfds = append(q.pollfds, unix.PollFd{Fd: int32(efd), Events: unix.POLLIN})
+	q.batch.Frames = q.pool
+	q.handler = c.NewHandler(&pipeline.QueueInfo{Queue: qi, Ports: p.ports, Frames: q.pool, Waker: waker{q}})
+	if q.handler == nil {
+		return fmt.Errorf("poller: queue %d: NewHandler returned nil", qi)
+	}
+	q.refill()
+	return nil
+}
+
+// Ports describes the ports, in Config.Interfaces order.
+func (p *Poller) Ports() []pipeline.PortInfo { return append([]pipeline.PortInfo(nil), p.ports...) }
+
+// Run runs every queue until ctx is cancelled, then drains: it stops the redirects, processes what is still
+// arriving, waits for TX completions, detaches the XDP programs, closes the sockets and takes every frame back.
+// It returns the first error of any queue (a queue that fails cancels the others). Run may be called once.
+func (p *Poller) Run(ctx context.Context) error {
+	p.mu.Lock()
+	if p.started || p.closed {
+		p.mu.Unlock()
+		return ErrRunning
+	}
+	p.started, p.running = true, true
+	p.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(p.qs))
+	var wg sync.WaitGroup
+	for i, q := range p.qs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.runQueue(ctx, q); err != nil {
+				errs[i] = err
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	p.mu.Lock()
+	p.teardown()
+	p.running = false
+	p.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+func (p *Poller) runQueue(ctx context.Context, q *queue) error {
+	runtime.LockOSThread()
+	// The thread may carry a CPU mask; it goes back to the pool of Go threads only if we leave it as found,
+	// so it is not unlocked: the runtime ends a thread whose goroutine exits while locked.
+	q.tid.Store(int32(unix.Gettid()))
+	if q.cpu >= 0 {
+		var set unix.CPUSet
+		set.Set(q.cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			p.unregister(q)
+			return fmt.Errorf("poller: queue %d: pin to CPU %d: %w (check the CPU list against `nproc` and the cgroup's cpuset)", q.id, q.cpu, err)
+		}
+	}
+	done := ctx.Done()
+	spins := 0
+	adaptive := p.cfg.Mode == Adaptive
+	for {
+		select {
+		case <-done:
+			p.drain(q)
+			return nil
+		default:
+		}
+		t := now()
+		if q.step(t) > 0 {
+			q.busyLoops++
+			spins = 0
+			continue
+		}
+		q.idleLoops++
+		spins++
+		if !adaptive {
+			q.idleWake()
+			if spins&1023 == 0 {
+				q.changed = true // publish loop counts now and then
+			}
+			continue
+		}
+		if spins < p.cfg.IdleSpins {
+			continue
+		}
+		q.trySleep(p.cfg.IdleTimeout)
+		spins = 0
+	}
+}
+
+// trySleep sleeps unless a last Tick (after announcing the sleep to wakers) produced work or is due.
+func (q *queue) trySleep(limit time.Duration) {
+	q.sleeping.Store(true)
+	t := now()
+	b := &q.batch
+	b.Reset(t)
+	q.wakeAt = q.handler.Tick(b)
+	if b.N > 0 {
+		q.place()
+		q.flushTX()
+		q.sleeping.Store(false)
+		return
+	}
+	timeout := limit
+	if q.txBusy() {
+		timeout = time.Millisecond // completions do not wake poll(2) on the RX fds
+	}
+	if q.wakeAt != 0 {
+		if q.wakeAt <= t {
+			q.sleeping.Store(false)
+			return
+		}
+		timeout = min(timeout, time.Duration(q.wakeAt-t))
+	}
+	ms := int((timeout + time.Millisecond - 1) / time.Millisecond)
+	q.sleep(ms)
+	q.sleeping.Store(false)
+	q.changed = true
+	q.publish()
+}
+
+func (p *Poller) unregister(q *queue) {
+	for i := range q.ports {
+		if i < len(p.progs) {
+			if err := p.progs[i].Unregister(q.id); err != nil && !errors.Is(err, xdpprog.ErrClosed) {
+				p.log.Warn("poller: unregister socket", "interface", p.ports[i].Name, "queue", q.id, "err", err)
+			}
+		}
+	}
+}
+
+// drain stops the redirects to q's sockets and runs the loop until nothing arrives and TX has completed.
+func (p *Poller) drain(q *queue) {
+	p.unregister(q)
+	deadline := now() + int64(2*time.Second)
+	quiet := 0
+	for now() < deadline {
+		w := q.step(now())
+		if d, ok := q.handler.(Drainer); ok {
+			b := &q.batch
+			b.Reset(now())
+			d.Drain(b)
+			w += b.N
+			q.place()
+			q.flushTX()
+		}
+		if w == 0 && !q.txBusy() {
+			// Frames redirected just before the unregister may still be in a softirq: wait a little.
+			if quiet++; quiet > 20 {
+				break
+			}
+			time.Sleep(100 * time.Microsecond)
+			continue
+		}
+		quiet = 0
+		if w == 0 {
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+	q.changed = true
+	q.publish()
+}
+
+// teardown detaches XDP, closes the sockets and takes back every frame the rings still hold. Called with p.mu
+// held (or before New returns).
+func (p *Poller) teardown() {
+	if p.dataOff {
+		return
+	}
+	p.dataOff = true
+	for _, prog := range p.progs {
+		if err := prog.Close(); err != nil {
+			p.log.Warn("poller: detach XDP", "err", err)
+		}
+	}
+	p.kstats = make([][]unix.XDPStatistics, len(p.qs))
+	p.final = make([]umem.Accounting, len(p.qs))
+	for qi, q := range p.qs {
+		p.kstats[qi] = make([]unix.XDPStatistics, len(q.ports))
+		for i := range q.ports {
+			if st, err := q.ports[i].sock.Statistics(); err == nil {
+				p.kstats[qi][i] = st
+			}
+		}
+		acc := q.account()
+		for i := range q.ports {
+			q.ports[i].sock.CloseFD()
+		}
+		// The kernel has let go of the rings; what is left on them is ours again.
+		for i := range q.ports {
+			q.reclaim(&q.ports[i])
+		}
+		after := q.pool.Account()
+		// Frames still "given to the kernel" were held by a zero-copy driver; "sent" ones were dropped
+		// by the kernel without completion. Both are ours now that the sockets are closed; acc shows them.
+		acc.InKernelRX, acc.InKernelTX = after.Fill, after.TX
+		q.reclaimAll(umem.Fill)
+		q.reclaimAll(umem.TX)
+		fin := q.pool.Account()
+		fin.InKernelRX, fin.InKernelTX = acc.InKernelRX, acc.InKernelTX
+		p.final[qi] = fin
+		if acc.InKernelRX+acc.InKernelTX > 0 {
+			p.log.Info("poller: frames held by the driver at shutdown taken back", "queue", q.id, "rx", acc.InKernelRX, "tx", acc.InKernelTX)
+		}
+	}
+}
+
+// reclaim takes back the frames left on a closed socket's rings: fill ring entries the kernel never consumed,
+// RX entries never read, completions never reaped, TX descriptors never sent.
+func (q *queue) reclaim(p *qport) {
+	prod, cons := p.fill.Indexes()
+	for i := cons; i != prod; i++ {
+		a := p.fill.Addr(i)
+		if q.pool.StateOf(a) == umem.Fill {
+			q.pool.Put(a)
+		}
+	}
+	idx, n := p.rx.Peek(p.rx.Size())
+	for j := range n {
+		a := q.area.Base(p.rx.Desc(idx + j).Addr)
+		if q.pool.StateOf(a) == umem.Fill {
+			q.pool.Put(a)
+		}
+	}
+	p.rx.Release(n)
+	idx, n = p.comp.Peek(p.comp.Size())
+	for j := range n {
+		q.pool.Complete(p.comp.Addr(idx + j))
+	}
+	p.comp.Release(n)
+	p.txOutstanding = 0
+}
+
+// reclaimAll returns every frame recorded in state s to the pool.
+func (q *queue) reclaimAll(s umem.State) {
+	fs := uint64(q.area.FrameSize())
+	for i := 0; i < q.area.Frames(); i++ {
+		a := uint64(i) * fs
+		if q.pool.StateOf(a) == s {
+			q.pool.Put(a)
+		}
+	}
+}
+
+// account is the pool's accounting with the ring detail. Owner goroutine only (or stopped).
+func (q *queue) account() umem.Accounting {
+	a := q.pool.Account()
+	for i := range q.ports {
+		p := &q.ports[i]
+		a.FillRing += int(p.fill.Pending())
+		a.RXRing += int(p.rx.Pending())
+		a.TXRing += int(p.tx.Pending())
+		a.CompRing += int(p.comp.Pending())
+	}
+	a.InKernelRX = a.Fill - a.FillRing - a.RXRing
+	a.InKernelTX = a.TX - a.TXRing - a.CompRing
+	return a
+}
+
+// Frames reports, per queue, where every frame is. Before Run it reads the live rings; after Run it is the
+// accounting taken at shutdown after every frame was taken back (InKernelRX/InKernelTX then count frames that a
+// driver still held when the sockets closed). It fails with ErrRunning while Run runs.
+func (p *Poller) Frames() ([]umem.Accounting, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.running {
+		return nil, ErrRunning
+	}
+	if p.final != nil {
+		return append([]umem.Accounting(nil), p.final...), nil
+	}
+	var out []umem.Accounting
+	for _, q := range p.qs {
+		out = append(out, q.account())
+	}
+	return out, nil
+}
+
+// CheckFrames checks the frame accounting of every queue: exact before Run; after Run, also that every frame is
+// back in its pool and none was left with a driver or a handler.
+func (p *Poller) CheckFrames() error {
+	accs, err := p.Frames()
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	after := p.final != nil
+	p.mu.Unlock()
+	var errs []error
+	for qi, a := range accs {
+		check := a.Check
+		if after {
+			check = a.CheckAllFree
+		}
+		if err := check(); err != nil {
+			errs = append(errs, fmt.Errorf("queue %d: %w", qi, err))
+		}
+		if after && a.InKernelRX+a.InKernelTX > 0 {
+			errs = append(errs, fmt.Errorf("queue %d: %d frames were still with the kernel at shutdown (%s)", qi, a.InKernelRX+a.InKernelTX, a))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close releases everything: XDP programs, sockets, eventfds, UMEMs. Call it after Run has returned (or
+// instead of Run). It is idempotent.
+func (p *Poller) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.running {
+		return ErrRunning
+	}
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	p.teardown()
+	return p.release()
+}
+
+func (p *Poller) release() error {
+	var errs []error
+	for _, q := range p.qs {
+		for i := range q.ports {
+			if err := q.ports[i].sock.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if q.efd >= 0 {
+			unix.Close(q.efd)
+			q.efd = -1
+		}
+		if err := q.area.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

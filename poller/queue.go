@@ -1,0 +1,321 @@
+package poller
+
+import (
+	"math/bits"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpnet/xdpnet/pipeline"
+	"github.com/xdpnet/xdpnet/rings"
+	"github.com/xdpnet/xdpnet/umem"
+)
+
+// qport is one port as seen by one queue: that queue's socket on the port and its four rings.
+type qport struct {
+	sock *rings.Socket // nil in tests over fake rings
+	fill *rings.FillRing
+	rx   *rings.RxRing
+	tx   *rings.TxRing
+	comp *rings.CompRing
+
+	// kickAlways: copy mode transmits inside sendto, so every TX submit needs a kick.
+	kickAlways bool
+	// txReserved: descriptors written this batch and not yet submitted. txOutstanding: submitted, not completed.
+	txReserved, txOutstanding uint32
+
+	local portCounters // owned by the loop
+	pub   pubPort      // published once per batch
+}
+
+type portCounters struct {
+	rxPackets, rxBytes, txPackets, txBytes, fillEmpty, txFull uint64
+}
+
+type pubPort struct {
+	rxPackets, rxBytes, txPackets, txBytes, fillEmpty, txFull atomic.Uint64
+}
+
+// queue is one queue index across every port: the poller's unit of work, owned by one goroutine.
+type queue struct {
+	id       int
+	cpu      int // -1: not pinned
+	area     *umem.Area
+	pool     *umem.Pool
+	ports    []qport
+	handler  pipeline.Handler
+	budget   uint32
+	fillGoal uint32 // frames to keep in each fill ring
+	reserve  int    // frames refill leaves in the pool for generated packets
+
+	batch pipeline.Batch
+
+	drops     pipeline.DropCounters
+	dirty     [pipeline.MaxDropReasons / 64]uint64 // reasons changed since the last publish
+	pubDrops  [pipeline.MaxDropReasons]atomic.Uint64
+	changed   bool
+	busyLoops uint64 // loops that found work
+	idleLoops uint64 // loops that found none
+	sleeps    uint64
+	pubLoops  struct{ busy, idle, sleeps atomic.Uint64 }
+	tid       atomic.Int32
+
+	// Sleeping and waking (Adaptive mode).
+	efd      int
+	sleeping atomic.Bool
+	pollfds  []unix.PollFd
+	wakeAt   int64
+	busyPoll bool
+}
+
+// waker is the queue's pipeline.Waker.
+type waker struct{ q *queue }
+
+var one = [8]byte{1}
+
+// Wake writes the eventfd only when the queue sleeps (or is about to): the queue sets sleeping before its last
+// Tick, so a wake either finds that Tick or finds sleeping set.
+func (w waker) Wake() {
+	if w.q.sleeping.Load() && w.q.efd >= 0 {
+		unix.Write(w.q.efd, one[:])
+	}
+}
+
+var epoch = time.Now()
+
+// now is the poller's monotonic clock in ns, the one Batch.Now and Tick's wakeAt use.
+func now() int64 { return int64(time.Since(epoch)) }
+
+// step is one loop iteration; it returns how many packets it moved (RX, generated, completed).
+func (q *queue) step(t int64) int {
+	work := q.reap()
+	q.refill()
+	for i := range q.ports {
+		work += q.receive(i, t)
+	}
+	b := &q.batch
+	b.Reset(t)
+	q.wakeAt = q.handler.Tick(b)
+	work += b.N
+	q.place()
+	q.flushTX()
+	if q.changed {
+		q.publish()
+	}
+	return work
+}
+
+// reap returns completed TX frames to the pool.
+func (q *queue) reap() int {
+	n := 0
+	for i := range q.ports {
+		p := &q.ports[i]
+		if p.txOutstanding == 0 {
+			continue
+		}
+		idx, got := p.comp.Peek(p.comp.Size())
+		for j := range got {
+			q.pool.Complete(p.comp.Addr(idx + j))
+		}
+		if got > 0 {
+			p.comp.Release(got)
+			p.txOutstanding -= min(got, p.txOutstanding)
+			n += int(got)
+		}
+	}
+	return n
+}
+
+// refill tops each fill ring up to fillGoal from the pool, keeping q.reserve frames back.
+func (q *queue) refill() {
+	for i := range q.ports {
+		p := &q.ports[i]
+		free := p.fill.Free()
+		if free == p.fill.Size() {
+			// The kernel has consumed every frame we gave it: received packets will be dropped
+			// (rx_fill_ring_empty_descs) until we catch up.
+			p.local.fillEmpty++
+			q.changed = true
+		}
+		inRing := p.fill.Size() - free
+		if inRing >= q.fillGoal {
+			continue
+		}
+		want := min(q.fillGoal-inRing, uint32(max(q.pool.Len()-q.reserve, 0)))
+		if want == 0 {
+			continue
+		}
+		idx, got := p.fill.Reserve(want)
+		for j := range got {
+			addr, _ := q.pool.GetAddr(umem.Fill)
+			p.fill.Set(idx+j, addr)
+		}
+		p.fill.Submit(got)
+	}
+}
+
+// receive takes up to budget descriptors from port i's RX ring into the batch and runs the handler.
+func (q *queue) receive(i int, t int64) int {
+	p := &q.ports[i]
+	idx, n := p.rx.Peek(q.budget)
+	if n == 0 {
+		return 0
+	}
+	b := &q.batch
+	b.Reset(t)
+	var bytes uint64
+	fs := uint64(q.area.FrameSize())
+	for j := range n {
+		d := p.rx.Desc(idx + j)
+		if !q.area.Contains(d.Addr) {
+			// The kernel only returns our own addresses; Mark records the anomaly for CheckFrames.
+			q.pool.Mark(d.Addr, umem.Fill, umem.InFlight)
+			continue
+		}
+		base := q.area.Base(d.Addr)
+		off := d.Addr - base
+		end := off + uint64(d.Len)
+		if end > fs {
+			end = fs
+		}
+		q.pool.Mark(base, umem.Fill, umem.InFlight)
+		pk := &b.Pkts[b.N]
+		pk.Reset(q.area.Frame(base), base, int(off), int(end))
+		pk.InPort, pk.Queue = uint16(i), uint16(q.id)
+		b.N++
+		bytes += uint64(d.Len)
+	}
+	p.rx.Release(n)
+	p.local.rxPackets += uint64(n)
+	p.local.rxBytes += bytes
+	q.changed = true
+	q.handler.Process(b)
+	q.place()
+	return int(n)
+}
+
+// place acts on every packet's verdict and empties the batch.
+func (q *queue) place() {
+	b := &q.batch
+	for k := 0; k < b.N; k++ {
+		pk := &b.Pkts[k]
+		switch pk.Verdict {
+		case pipeline.Tx:
+			if int(pk.OutPort) >= len(q.ports) {
+				q.drop(pk.Addr, pipeline.DropBadPort)
+				continue
+			}
+			op := &q.ports[pk.OutPort]
+			idx, got := op.tx.Reserve(1)
+			if got == 0 {
+				op.local.txFull++
+				q.drop(pk.Addr, pipeline.DropTxRingFull)
+				continue
+			}
+			d := op.tx.Desc(idx)
+			d.Addr = pk.Addr + uint64(pk.Offset())
+			d.Len = uint32(pk.Len())
+			d.Options = 0
+			q.pool.Set(pk.Addr, umem.TX)
+			op.txReserved++
+			op.local.txPackets++
+			op.local.txBytes += uint64(pk.Len())
+		case pipeline.Drop:
+			q.drop(pk.Addr, pk.Reason)
+		case pipeline.Stolen:
+			q.pool.Set(pk.Addr, umem.Held)
+		default: // Accept: nobody decided.
+			q.drop(pk.Addr, pipeline.DropUnhandled)
+		}
+	}
+	if b.N > 0 {
+		q.changed = true
+	}
+	b.N = 0
+}
+
+func (q *queue) drop(addr uint64, r pipeline.DropReason) {
+	q.pool.Put(addr)
+	if int(r) >= len(q.drops) {
+		r = pipeline.DropUnhandled
+	}
+	q.drops[r]++
+	q.dirty[r/64] |= 1 << (r % 64)
+}
+
+// flushTX submits what place wrote and kicks the kernel where it is needed. It also re-kicks a copy-mode ring
+// the kernel has not emptied: one sendto sends at most a small batch (TX_BATCH_SIZE).
+func (q *queue) flushTX() {
+	for i := range q.ports {
+		p := &q.ports[i]
+		if p.txReserved > 0 {
+			p.tx.Submit(p.txReserved)
+			p.txOutstanding += p.txReserved
+			p.txReserved = 0
+		} else if p.txOutstanding == 0 || p.tx.Pending() == 0 {
+			continue
+		}
+		if p.sock != nil && (p.kickAlways || p.tx.NeedWakeup()) {
+			p.sock.Kick()
+		}
+	}
+}
+
+// publish copies the loop's counters to the atomics Stats reads: one store per counter per batch.
+func (q *queue) publish() {
+	q.changed = false
+	for i := range q.ports {
+		p := &q.ports[i]
+		p.pub.rxPackets.Store(p.local.rxPackets)
+		p.pub.rxBytes.Store(p.local.rxBytes)
+		p.pub.txPackets.Store(p.local.txPackets)
+		p.pub.txBytes.Store(p.local.txBytes)
+		p.pub.fillEmpty.Store(p.local.fillEmpty)
+		p.pub.txFull.Store(p.local.txFull)
+	}
+	for w := range q.dirty {
+		for m := q.dirty[w]; m != 0; m &= m - 1 {
+			r := w*64 + bits.TrailingZeros64(m)
+			q.pubDrops[r].Store(q.drops[r])
+		}
+		q.dirty[w] = 0
+	}
+	q.pubLoops.busy.Store(q.busyLoops)
+	q.pubLoops.idle.Store(q.idleLoops)
+	q.pubLoops.sleeps.Store(q.sleeps)
+}
+
+// txBusy reports whether frames are still on their way out.
+func (q *queue) txBusy() bool {
+	for i := range q.ports {
+		if q.ports[i].txOutstanding > 0 || q.ports[i].txReserved > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// idleWake handles an empty loop in Busy mode: a zero-copy driver that asked for a wakeup on its fill ring (or
+// busy polling) needs a syscall to run its NAPI.
+func (q *queue) idleWake() {
+	for i := range q.ports {
+		p := &q.ports[i]
+		if p.sock != nil && (q.busyPoll || p.fill.NeedWakeup()) {
+			p.sock.WakeRx()
+		}
+	}
+}
+
+// sleep blocks in poll(2) until an RX socket is readable, the eventfd is written, or timeout ms pass.
+func (q *queue) sleep(timeoutMs int) {
+	for i := range q.pollfds {
+		q.pollfds[i].Revents = 0
+	}
+	n, _ := unix.Poll(q.pollfds, timeoutMs)
+	q.sleeps++
+	if n > 0 && q.pollfds[len(q.pollfds)-1].Revents&unix.POLLIN != 0 {
+		var buf [8]byte
+		unix.Read(q.efd, buf[:])
+	}
+}

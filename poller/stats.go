@@ -1,0 +1,101 @@
+package poller
+
+import (
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpnet/xdpnet/pipeline"
+)
+
+// PortStats counts one port's traffic, on one queue or summed over queues.
+type PortStats struct {
+	Port int
+	Name string
+	// RxPackets/RxBytes: taken off the RX ring. TxPackets/TxBytes: put on the TX ring.
+	RxPackets, RxBytes, TxPackets, TxBytes uint64
+	// FillRingEmpty counts loops that found the fill ring empty (the kernel had no frame to receive into).
+	// TxRingFull counts packets dropped because the TX ring was full.
+	FillRingEmpty, TxRingFull uint64
+	// Kernel is the socket's XDP_STATISTICS (drops the kernel saw: RX ring full, fill ring empty, invalid
+	// descriptors).
+	Kernel unix.XDPStatistics
+}
+
+// QueueStats is one queue's counters.
+type QueueStats struct {
+	Queue int
+	CPU   int // -1 when not pinned
+	TID   int // the OS thread running the queue, 0 before Run
+	Ports []PortStats
+	// Drops counts packets dropped by reason.
+	Drops pipeline.DropCounters
+	// BusyLoops found work, IdleLoops found none, Sleeps are poll(2) sleeps (Adaptive mode).
+	BusyLoops, IdleLoops, Sleeps uint64
+}
+
+// Stats is a snapshot of every counter.
+type Stats struct {
+	Queues []QueueStats
+	// Ports sums each port over the queues; Drops sums the queues.
+	Ports []PortStats
+	Drops pipeline.DropCounters
+}
+
+// DropsByName lists the non-zero drop counters by reason name.
+func (s Stats) DropsByName() map[string]uint64 {
+	m := map[string]uint64{}
+	for r, n := range s.Drops {
+		if n != 0 {
+			m[pipeline.DropReason(r).String()] = n
+		}
+	}
+	return m
+}
+
+// Stats returns a snapshot of the counters. It is safe from any goroutine, while Run runs or not. Loop counters
+// are published once per batch, so a snapshot lags the loop by at most one batch.
+func (p *Poller) Stats() Stats {
+	p.mu.Lock()
+	kst := p.kstats
+	p.mu.Unlock()
+	var s Stats
+	s.Ports = make([]PortStats, len(p.ports))
+	for i, pi := range p.ports {
+		s.Ports[i].Port, s.Ports[i].Name = i, pi.Name
+	}
+	for qi, q := range p.qs {
+		qs := QueueStats{Queue: q.id, CPU: q.cpu, TID: int(q.tid.Load()),
+			BusyLoops: q.pubLoops.busy.Load(), IdleLoops: q.pubLoops.idle.Load(), Sleeps: q.pubLoops.sleeps.Load()}
+		for r := range qs.Drops {
+			qs.Drops[r] = q.pubDrops[r].Load()
+			s.Drops[r] += qs.Drops[r]
+		}
+		for i := range q.ports {
+			qp := &q.ports[i]
+			ps := PortStats{Port: i, Name: p.ports[i].Name,
+				RxPackets: qp.pub.rxPackets.Load(), RxBytes: qp.pub.rxBytes.Load(),
+				TxPackets: qp.pub.txPackets.Load(), TxBytes: qp.pub.txBytes.Load(),
+				FillRingEmpty: qp.pub.fillEmpty.Load(), TxRingFull: qp.pub.txFull.Load()}
+			if kst != nil {
+				ps.Kernel = kst[qi][i]
+			} else if qp.sock != nil {
+				ps.Kernel, _ = qp.sock.Statistics()
+			}
+			qs.Ports = append(qs.Ports, ps)
+			t := &s.Ports[i]
+			t.RxPackets += ps.RxPackets
+			t.RxBytes += ps.RxBytes
+			t.TxPackets += ps.TxPackets
+			t.TxBytes += ps.TxBytes
+			t.FillRingEmpty += ps.FillRingEmpty
+			t.TxRingFull += ps.TxRingFull
+			t.Kernel.Rx_dropped += ps.Kernel.Rx_dropped
+			t.Kernel.Rx_invalid_descs += ps.Kernel.Rx_invalid_descs
+			t.Kernel.Tx_invalid_descs += ps.Kernel.Tx_invalid_descs
+			t.Kernel.Rx_ring_full += ps.Kernel.Rx_ring_full
+			t.Kernel.Rx_fill_ring_empty_descs += ps.Kernel.Rx_fill_ring_empty_descs
+			t.Kernel.Tx_ring_empty_descs += ps.Kernel.Tx_ring_empty_descs
+		}
+		s.Queues = append(s.Queues, qs)
+	}
+	return s
+}
