@@ -53,7 +53,7 @@ type counters struct {
 	udpIn, udpOut, udpNoRoute, udpNoBuf               atomic.Uint64
 }
 
-func inc(c *atomic.Uint64)            { c.Store(c.Load() + 1) }
+func inc(c *atomic.Uint64)           { c.Store(c.Load() + 1) }
 func add(c *atomic.Uint64, n uint64) { c.Store(c.Load() + n) }
 
 func (c *counters) addTo(t *Stats) {

@@ -1,0 +1,219 @@
+package stack
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+)
+
+// randomPrefixes makes n distinct prefixes with a length mix like a BGP table: about 60% /24, the rest
+// spread over /8-/23, and 2% longer than /24 (which need tbl8 groups).
+func randomPrefixes(r *rand.Rand, n int) []netip.Prefix {
+	seen := make(map[netip.Prefix]bool, n)
+	out := make([]netip.Prefix, 0, n)
+	for len(out) < n {
+		var l int
+		switch x := r.IntN(100); {
+		case x < 60:
+			l = 24
+		case x < 98:
+			l = 8 + r.IntN(16)
+		default:
+			l = 25 + r.IntN(8)
+		}
+		p, _ := addrFrom4(r.Uint32()).Prefix(l)
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// TestDir248MatchesReference inserts and deletes random prefixes and compares every lookup with the
+// reference at random and at boundary addresses.
+func TestDir248MatchesReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for round := range 4 {
+		tbl, ref := newDir248(), refLPM{}
+		ps := randomPrefixes(r, 3000)
+		// Short and host prefixes too, around shared addresses, so they nest.
+		ps = append(ps, netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("10.0.0.0/8"),
+			netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("10.1.2.0/24"),
+			netip.MustParsePrefix("10.1.2.128/25"), netip.MustParsePrefix("10.1.2.129/32"))
+		for i, p := range ps {
+			id := uint32(i + 1)
+			if _, dup := ref[p]; dup {
+				continue
+			}
+			tbl.insert(addr4(p.Addr()), p.Bits(), id)
+			ref[p] = id
+		}
+		check := func(stage string) {
+			t.Helper()
+			probe := func(a netip.Addr) {
+				if got, want := tbl.lookup(addr4(a)), ref.lookup(a); got != want {
+					t.Fatalf("round %d %s: lookup %v = %d, reference %d", round, stage, a, got, want)
+				}
+			}
+			for range 20000 {
+				probe(addrFrom4(r.Uint32()))
+			}
+			for p := range ref {
+				probe(p.Addr())
+				probe(addrFrom4(addr4(p.Addr()) | (1<<(32-p.Bits()) - 1)))
+				probe(addrFrom4(addr4(p.Addr()) - 1))
+			}
+		}
+		check("after insert")
+		// Delete half, with the same replacement rule routeWriter.remove uses.
+		for p, id := range ref {
+			if r.IntN(2) == 0 {
+				continue
+			}
+			delete(ref, p)
+			var repl uint32
+			for l := p.Bits() - 1; l >= 0; l-- {
+				q, _ := p.Addr().Prefix(l)
+				if rid, ok := ref[q]; ok {
+					repl = lpmEntry(rid, l)
+					break
+				}
+			}
+			tbl.remove(addr4(p.Addr()), p.Bits(), id, repl)
+		}
+		check("after delete")
+		groupsBefore := tbl.groups()
+		for p, id := range ref {
+			delete(ref, p)
+			tbl.remove(addr4(p.Addr()), p.Bits(), id, 0)
+		}
+		check("after delete all")
+		if g := tbl.groups(); g != 0 {
+			t.Errorf("round %d: %d tbl8 groups still in use after deleting every route (%d before)", round, g, groupsBefore)
+		}
+	}
+}
+
+// FuzzLPM drives the fast table and the reference with the same operations from the fuzz input and checks
+// every lookup agrees.
+func FuzzLPM(f *testing.F) {
+	f.Add([]byte{0, 10, 0, 0, 0, 8, 1, 10, 1, 2, 3, 32, 2, 10, 1, 2, 3})
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 192, 168, 1, 128, 25, 1, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		tbl, ref := newDir248(), refLPM{}
+		next := uint32(1)
+		for len(ops) >= 6 {
+			op, a, l := ops[0]%3, addrFrom4(uint32(ops[1])<<24|uint32(ops[2])<<16|uint32(ops[3])<<8|uint32(ops[4])), int(ops[5]%33)
+			ops = ops[6:]
+			p, _ := a.Prefix(l)
+			switch op {
+			case 0:
+				if _, ok := ref[p]; !ok {
+					ref[p] = next
+					tbl.insert(addr4(p.Addr()), l, next)
+					next++
+				}
+			case 1:
+				if id, ok := ref[p]; ok {
+					delete(ref, p)
+					var repl uint32
+					for k := l - 1; k >= 0; k-- {
+						q, _ := p.Addr().Prefix(k)
+						if rid, ok := ref[q]; ok {
+							repl = lpmEntry(rid, k)
+							break
+						}
+					}
+					tbl.remove(addr4(p.Addr()), l, id, repl)
+				}
+			}
+			for _, x := range []uint32{addr4(a), addr4(a) ^ 1, addr4(a) ^ 0x80, addr4(a) ^ 0x100, addr4(a) ^ 0x800000} {
+				if got, want := tbl.lookup(x), ref.lookup(addrFrom4(x)); got != want {
+					t.Fatalf("lookup %v = %d, reference %d", addrFrom4(x), got, want)
+				}
+			}
+		}
+	})
+}
+
+// TestRouteAPI covers AddRoute/DeleteRoute/Routes/Lookup, including the fallback to a shorter prefix after
+// a delete and the errors a person sees.
+func TestRouteAPI(t *testing.T) {
+	s, err := New(Config{Interfaces: []Interface{{Name: "wan", Addrs: []netip.Prefix{netip.MustParsePrefix("198.19.0.1/24")}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.AddRoute(Route{Prefix: netip.MustParsePrefix("0.0.0.0/0"), NextHop: netip.MustParseAddr("198.19.0.254")}))
+	must(s.AddRoute(Route{Prefix: netip.MustParsePrefix("198.18.0.0/16"), NextHop: netip.MustParseAddr("198.19.0.2")}))
+	must(s.AddRoute(Route{Prefix: netip.MustParsePrefix("198.18.5.0/24"), Type: Blackhole}))
+	if err := s.AddRoute(Route{Prefix: netip.MustParsePrefix("198.18.5.0/24"), Type: Unreachable}); err == nil {
+		t.Error("duplicate prefix accepted")
+	}
+	if err := s.AddRoute(Route{Prefix: netip.MustParsePrefix("198.18.6.1/24"), Type: Blackhole}); err == nil {
+		t.Error("prefix with host bits accepted")
+	}
+	if err := s.AddRoute(Route{Prefix: netip.MustParsePrefix("198.18.7.0/24"), NextHop: netip.MustParseAddr("203.0.113.1")}); err == nil {
+		t.Error("next hop off every connected network accepted")
+	}
+	cases := []struct {
+		dst  string
+		want string
+	}{
+		{"8.8.8.8", "0.0.0.0/0 via 198.19.0.254 dev wan"},
+		{"198.18.1.1", "198.18.0.0/16 via 198.19.0.2 dev wan"},
+		{"198.18.5.9", "blackhole 198.18.5.0/24"},
+		{"198.19.0.7", "198.19.0.0/24 dev wan"},
+		{"198.19.0.1", "local 198.19.0.1/32 dev wan"},
+		{"198.19.0.255", "broadcast 198.19.0.255/32 dev wan"},
+	}
+	for _, c := range cases {
+		r, ok := s.Lookup(netip.MustParseAddr(c.dst))
+		if !ok || r.String() != c.want {
+			t.Errorf("Lookup(%s) = %v, %v; want %s", c.dst, r, ok, c.want)
+		}
+	}
+	must(s.DeleteRoute(netip.MustParsePrefix("198.18.5.0/24")))
+	if r, _ := s.Lookup(netip.MustParseAddr("198.18.5.9")); r.Prefix.Bits() != 16 {
+		t.Errorf("after delete, 198.18.5.9 -> %v, want the /16", r)
+	}
+	if err := s.DeleteRoute(netip.MustParsePrefix("198.18.5.0/24")); err == nil {
+		t.Error("deleting a missing route succeeded")
+	}
+	if err := s.DeleteRoute(netip.MustParsePrefix("198.19.0.1/32")); err == nil {
+		t.Error("deleting a local address route succeeded")
+	}
+	if n := len(s.Routes()); n != 3 {
+		t.Errorf("Routes() has %d entries, want 3 (connected, default, /16): %v", n, s.Routes())
+	}
+}
+
+// BenchmarkLookup measures DIR-24-8 lookups of random destinations over 1M random prefixes.
+func BenchmarkLookup(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 4))
+	tbl := newDir248()
+	for i, p := range randomPrefixes(r, 1<<20) {
+		tbl.insert(addr4(p.Addr()), p.Bits(), uint32(i+1))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	// A xorshift per iteration: every lookup is a fresh random address over the whole 64 MiB tbl24, so
+	// the number includes cache and TLB misses (no small working set of destinations).
+	var sink uint32
+	x := uint32(2463534242)
+	for b.Loop() {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		sink += tbl.lookup(x)
+	}
+	_ = sink
+	b.ReportMetric(float64(tbl.memory())/(1<<20), "MiB")
+	b.ReportMetric(float64(tbl.groups()), "tbl8-groups")
+}
