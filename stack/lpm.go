@@ -35,7 +35,11 @@ const (
 	maxRouteID = lpmIDMask
 )
 
-func newDir248() *dir248 { return &dir248{tbl24: make([]uint32, 1<<24)} }
+func newDir248() *dir248 {
+	t := &dir248{tbl24: make([]uint32, 1<<24)}
+	adviseHuge(t.tbl24)
+	return t
+}
 
 // clone copies the table for a writer; the copy shares nothing with t.
 func (t *dir248) clone() *dir248 {
@@ -44,6 +48,7 @@ func (t *dir248) clone() *dir248 {
 		tbl8:       make([]uint32, len(t.tbl8), cap(t.tbl8)),
 		freeGroups: append([]uint32(nil), t.freeGroups...),
 	}
+	adviseHuge(c.tbl24)
 	copy(c.tbl24, t.tbl24)
 	copy(c.tbl8, t.tbl8)
 	return c
