@@ -1,0 +1,76 @@
+package archtest
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/xdpnet/xdpnet"
+
+// allowed lists, per package, the packages of this module and outside modules it may depend on
+// (transitively). The standard library is always allowed, except where forbidden below.
+var allowed = map[string][]string{
+	"proto":    {},
+	"pipeline": {"proto"},
+	"stack":    {"pipeline", "proto"},
+	"umem":     {"golang.org/x/sys/"},
+	"rings":    {"umem", "golang.org/x/sys/"},
+}
+
+// Packages above the poller are plain Go over byte slices: their own code must not open sockets or make
+// system calls (the standard library they use may, for time and files).
+var forbiddenStd = map[string][]string{
+	"proto":    {"net", "syscall", "os", "os/exec", "unsafe"},
+	"pipeline": {"net", "syscall", "os/exec", "golang.org/x/sys/unix"},
+	// stack implements net.PacketConn and net.Conn, so it uses net's types and errno values, never a socket.
+	"stack": {"os/exec", "golang.org/x/sys/unix"},
+}
+
+func goList(t *testing.T, args ...string) []string {
+	t.Helper()
+	out, err := exec.Command("go", append([]string{"list"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list %v: %v\n%s", args, err, out)
+	}
+	return strings.Fields(string(out))
+}
+
+func TestDependencyDirection(t *testing.T) {
+	for pkg, ok := range allowed {
+		for _, d := range goList(t, "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", module+"/"+pkg) {
+			if d != module+"/"+pkg && !permitted(d, ok) {
+				t.Errorf("%s depends on %s; DESIGN.md allows only %v", pkg, d, ok)
+			}
+		}
+		for _, imp := range goList(t, "-f", "{{join .Imports \" \"}}", module+"/"+pkg) {
+			for _, f := range forbiddenStd[pkg] {
+				if imp == f {
+					t.Errorf("%s imports %s; DESIGN.md keeps it free of sockets and system calls", pkg, imp)
+				}
+			}
+		}
+	}
+}
+
+func TestNothingImportsCommands(t *testing.T) {
+	for _, line := range goList(t, "-f", "{{.ImportPath}}:{{join .Imports \",\"}}", module+"/...") {
+		pkg, imports, _ := strings.Cut(line, ":")
+		for _, imp := range strings.Split(imports, ",") {
+			for _, top := range []string{"/cmd/", "/bench", "/examples/"} {
+				if strings.Contains(imp, module+top) {
+					t.Errorf("%s imports %s: commands, benchmarks and examples are leaves", pkg, imp)
+				}
+			}
+		}
+	}
+}
+
+func permitted(dep string, ok []string) bool {
+	for _, a := range ok {
+		if strings.HasSuffix(a, "/") && strings.HasPrefix(dep, a) || dep == module+"/"+a {
+			return true
+		}
+	}
+	return false
+}
