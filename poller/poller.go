@@ -183,6 +183,13 @@ func (p *Poller) Run(ctx context.Context) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// A queue asleep in poll(2) must see the cancellation now, not at its idle timeout.
+	stopWaking := context.AfterFunc(ctx, func() {
+		for _, q := range p.qs {
+			unix.Write(q.efd, one[:])
+		}
+	})
+	defer stopWaking()
 	errs := make([]error, len(p.qs))
 	var wg sync.WaitGroup
 	for i, q := range p.qs {
@@ -274,6 +281,7 @@ func (q *queue) trySleep(limit time.Duration) {
 		timeout = min(timeout, time.Duration(q.wakeAt-t))
 	}
 	ms := int((timeout + time.Millisecond - 1) / time.Millisecond)
+	q.publish() // readers see the loop counts of a sleeping queue
 	q.sleep(ms)
 	q.sleeping.Store(false)
 	q.changed = true

@@ -230,9 +230,19 @@ func twoHosts(t *testing.T) (*netlab.Host, *netlab.Host, *netlab.Veth) {
 // TestReceiveAndTransmitVeth: frames from the peer reach the handler byte for byte, and what the handler
 // transmits reaches the peer byte for byte.
 func TestReceiveAndTransmitVeth(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		mode PollMode
+		cpus []int
+	}{{"adaptive", Adaptive, nil}, {"busy-pinned", Busy, []int{0}}} {
+		t.Run(c.name, func(t *testing.T) { testReceiveAndTransmit(t, c.mode, c.cpus) })
+	}
+}
+
+func testReceiveAndTransmit(t *testing.T, mode PollMode, cpus []int) {
 	dut, peer, v := twoHosts(t)
 	nh, got := newRecorder(-1)
-	p, stop := startPoller(t, dut, Config{Interfaces: []string{"eth0"}, NewHandler: nh, RingSize: 512, FramesPerQueue: 2048})
+	p, stop := startPoller(t, dut, Config{Interfaces: []string{"eth0"}, NewHandler: nh, RingSize: 512, FramesPerQueue: 2048, Mode: mode, CPUs: cpus})
 	ps := openPacket(t, peer, "eth0")
 	var sent [][]byte
 	const n = 300
@@ -269,6 +279,9 @@ func TestReceiveAndTransmitVeth(t *testing.T) {
 	st := p.Stats()
 	if st.Ports[0].RxPackets < n || st.Ports[0].TxPackets != n {
 		t.Errorf("stats rx %d tx %d, want >= %d and %d", st.Ports[0].RxPackets, st.Ports[0].TxPackets, n, n)
+	}
+	if q := st.Queues[0]; q.BusyLoops == 0 || (cpus != nil && q.CPU != cpus[0]) {
+		t.Errorf("queue stats %+v", q)
 	}
 }
 
