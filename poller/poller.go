@@ -184,12 +184,15 @@ func (p *Poller) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// A queue asleep in poll(2) must see the cancellation now, not at its idle timeout.
-	stopWaking := context.AfterFunc(ctx, func() {
+	// It is joined before Run returns, so it never writes an eventfd Close has closed.
+	wakerDone := make(chan struct{})
+	go func() {
+		defer close(wakerDone)
+		<-ctx.Done()
 		for _, q := range p.qs {
 			unix.Write(q.efd, one[:])
 		}
-	})
-	defer stopWaking()
+	}()
 	errs := make([]error, len(p.qs))
 	var wg sync.WaitGroup
 	for i, q := range p.qs {
@@ -203,6 +206,8 @@ func (p *Poller) Run(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	cancel()
+	<-wakerDone
 	p.mu.Lock()
 	p.teardown()
 	p.running = false
