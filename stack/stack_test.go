@@ -26,11 +26,11 @@ var (
 	ipWan  = netip.MustParseAddr("198.19.0.1")
 	ipA    = netip.MustParseAddr("198.18.0.2")
 	ipB    = netip.MustParseAddr("198.19.0.2")
-	ipFar  = netip.MustParseAddr("198.18.200.7")  // behind B
-	ipDead = netip.MustParseAddr("198.18.80.1")   // behind a silent gateway
-	ipNone = netip.MustParseAddr("198.18.50.1")   // no route
-	ipBH   = netip.MustParseAddr("198.18.60.1")   // blackhole
-	ipUnr  = netip.MustParseAddr("198.18.70.1")   // unreachable
+	ipFar  = netip.MustParseAddr("198.18.200.7") // behind B
+	ipDead = netip.MustParseAddr("198.18.80.1")  // behind a silent gateway
+	ipNone = netip.MustParseAddr("198.18.50.1")  // no route
+	ipBH   = netip.MustParseAddr("198.18.60.1")  // blackhole
+	ipUnr  = netip.MustParseAddr("198.18.70.1")  // unreachable
 )
 
 const (
