@@ -311,3 +311,17 @@ func FuzzPseudoHeader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzL2ParseInPlace checks that L2.Parse into a dirty L2 equals ParseL2.
+func FuzzL2ParseInPlace(f *testing.F) {
+	f.Add([]byte{12: 0x88, 13: 0xa8, 14: 0, 15: 1, 16: 0x81, 17: 0, 18: 0, 19: 2, 20: 0x86, 21: 0xdd}, []byte{12: 0x08})
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		var l L2
+		l.Parse(a) // leave state behind
+		eb := l.Parse(b)
+		want, ew := ParseL2(b)
+		if eb != ew || l != want {
+			t.Fatalf("in place %+v %v, by value %+v %v", l, eb, want, ew)
+		}
+	})
+}
