@@ -767,3 +767,16 @@ func (h *handler) gratuitous(b *pipeline.Batch) {
 		}
 	}
 }
+
+// removeHandler forgets a handler whose driver stopped (its counters leave Stats with it).
+func (s *Stack) removeHandler(h *handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var hs []*handler
+	for _, x := range *s.handlers.Load() {
+		if x != h {
+			hs = append(hs, x)
+		}
+	}
+	s.handlers.Store(&hs)
+}
