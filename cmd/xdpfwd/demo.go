@@ -1,0 +1,283 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/xdpnet/xdpnet/internal/netlab"
+)
+
+type demoOptions struct {
+	duration time.Duration
+	rate     int
+	size     int
+}
+
+func newDemoFlags(out io.Writer) (*flag.FlagSet, *demoOptions) {
+	o := &demoOptions{}
+	fs := flag.NewFlagSet("xdpfwd demo", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long the UDP flood runs")
+	fs.IntVar(&o.rate, "rate", 0, "UDP flood rate in packets per second; 0 = as fast as the generator's socket can send")
+	fs.IntVar(&o.size, "size", 64, "UDP payload `BYTES` of the flood (up to 1472)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: xdpfwd demo [--duration 10s] [--rate PPS]
+
+Builds three network namespaces joined by veth pairs,
+
+  gen 198.18.0.2/24 (eth0) --- (r0) 198.18.0.1/24  router  198.19.0.1/24 (r1) --- (eth0) 198.19.0.2/24 sink
+
+with the router's kernel forwarding off (net.ipv4.ip_forward=0), starts "xdpfwd run" in the router, then
+runs ping through the router and to it, traceroute to the sink (the router is hop 1) and a UDP flood from
+gen to sink, printing packets per second and drops by reason every second. At the end it stops xdpfwd
+(SIGTERM), prints its summary and removes the namespaces, also on Ctrl-C or failure.
+
+Needs root (CAP_SYS_ADMIN for namespaces, plus what run needs). Takes about duration + 10 seconds.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	return fs, o
+}
+
+func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, o := newDemoFlags(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return errHelpShown
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q (see xdpfwd help demo)", fs.Arg(0))
+	}
+	if o.duration <= 0 || o.rate < 0 || o.size < 8 || o.size > 1472 {
+		return usagef("want --duration > 0, --rate >= 0 and 8 <= --size <= 1472")
+	}
+	if m := netlab.MissingPrivileges(); m != "" {
+		return fmt.Errorf("the demo builds network namespaces and attaches XDP: %s", m)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find my own binary to run in the router namespace: %w", err)
+	}
+	d := &demo{out: stdout, o: o}
+	return d.run(ctx, exe)
+}
+
+type demo struct {
+	out io.Writer
+	o   *demoOptions
+	l   *routerLab
+}
+
+func (d *demo) printf(format string, args ...any) { fmt.Fprintf(d.out, format, args...) }
+
+func (d *demo) run(ctx context.Context, exe string) (err error) {
+	d.printf("== building the lab: gen %s -- %s router %s -- sink %s (router ip_forward=0)\n", genAddr, r0Addr, r1Addr, sinkAddr)
+	l, err := newRouterLab("demo", labOptions{})
+	if err != nil {
+		return fmt.Errorf("build lab: %w", err)
+	}
+	d.l = l
+	defer func() {
+		d.printf("== removing the lab (%s-*)\n", l.lab.Prefix())
+		if cerr := l.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("remove lab: %w", cerr)
+		}
+	}()
+	args := []string{"--iface", "r0=" + r0Addr + "/24", "--iface", "r1=" + r1Addr + "/24", "--stats", "1s", "--log-format", "json"}
+	d.printf("== starting in the router namespace: xdpfwd run %s\n", strings.Join(args, " "))
+	if err := l.startRouter(exe, args...); err != nil {
+		return err
+	}
+	if f, _ := l.ipForward(); f != 0 {
+		return fmt.Errorf("router namespace has net.ipv4.ip_forward=%d; the demo wants 0 so only xdpfwd forwards", f)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+
+	d.step(ctx, "ping through the router (gen -> sink)", l.gen, "ping", "-c", "3", "-i", "0.2", "-W", "2", sinkAddr)
+	d.step(ctx, "ping the router itself (gen -> r0)", l.gen, "ping", "-c", "3", "-i", "0.2", "-W", "2", r0Addr)
+	if _, err := exec.LookPath("traceroute"); err == nil {
+		d.step(ctx, "traceroute: the router is hop 1", l.gen, "traceroute", "-n", "-q", "1", "-w", "1", sinkAddr)
+	} else {
+		d.step(ctx, "tracepath: the router is hop 1", l.gen, "tracepath", "-n", sinkAddr)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	sent, recv, ferr := d.flood(ctx)
+	if ferr != nil {
+		return ferr
+	}
+
+	d.printf("== stopping xdpfwd (SIGTERM)\n")
+	stopErr := l.xdpfwd.Stop(5 * time.Second)
+	waitErr := l.xdpfwd.Wait()
+	out := l.xdpfwd.Output()
+	if i := bytes.Index(out, []byte("xdpfwd summary")); i >= 0 {
+		for _, line := range strings.Split(string(out[i:]), "\n") {
+			if line != "" && !strings.HasPrefix(line, "{") {
+				d.printf("   %s\n", line)
+			}
+		}
+	}
+	loss := 0.0
+	if sent > 0 {
+		loss = 100 * float64(sent-min(recv, sent)) / float64(sent)
+	}
+	d.printf("== flood: sent %d datagrams in %v, sink received %d (%.1f%% lost on the way)\n", sent, d.o.duration, recv, loss)
+	if stopErr != nil && !errors.Is(stopErr, netlab.ErrProcExited) {
+		return stopErr
+	}
+	if waitErr != nil {
+		return fmt.Errorf("xdpfwd did not exit cleanly: %v", waitErr)
+	}
+	if !bytes.Contains(out, []byte("frame accounting: OK")) {
+		return errors.New("xdpfwd's frame accounting check did not pass (see its summary above)")
+	}
+	if recv == 0 {
+		return errors.New("no flood datagram reached the sink")
+	}
+	d.printf("== done\n")
+	return nil
+}
+
+// step runs a command in a host and prints its output indented.
+func (d *demo) step(ctx context.Context, title string, h *netlab.Host, name string, args ...string) {
+	d.printf("== %s: %s %s\n", title, name, strings.Join(args, " "))
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	out, err := h.Command(cctx, name, args...).CombinedOutput()
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		d.printf("   %s\n", line)
+	}
+	if err != nil {
+		d.printf("   (%s: %v)\n", name, err)
+	}
+}
+
+// flood sends UDP from gen to sink for the duration and prints a line a second: what gen sent, what the
+// router's ports moved (from xdpfwd's json stats lines), what the sink got, and the router's drops.
+func (d *demo) flood(ctx context.Context) (sent, recv uint64, err error) {
+	const port = 9
+	var sinkConn, genConn *net.UDPConn
+	if err := d.l.sink.Do(func() error {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(sinkAddr), Port: port})
+		if err == nil {
+			c.SetReadBuffer(8 << 20)
+		}
+		sinkConn = c
+		return err
+	}); err != nil {
+		return 0, 0, fmt.Errorf("sink socket: %w", err)
+	}
+	defer sinkConn.Close()
+	if err := d.l.gen.Do(func() error {
+		c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.ParseIP(sinkAddr), Port: port})
+		genConn = c
+		return err
+	}); err != nil {
+		return 0, 0, fmt.Errorf("generator socket: %w", err)
+	}
+	defer genConn.Close()
+
+	var nSent, nRecv atomic.Uint64
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, err := sinkConn.Read(buf); err != nil {
+				return
+			}
+			nRecv.Add(1)
+		}
+	}()
+	fctx, cancel := context.WithTimeout(ctx, d.o.duration)
+	defer cancel()
+	sendDone := make(chan struct{})
+	go func() {
+		defer close(sendDone)
+		payload := make([]byte, d.o.size)
+		copy(payload, "xdpfwd demo flood")
+		start := time.Now()
+		for fctx.Err() == nil {
+			if d.o.rate > 0 {
+				// Pace in steps of 1ms worth of packets.
+				due := uint64(time.Since(start).Seconds() * float64(d.o.rate))
+				if nSent.Load() >= due {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+			}
+			if _, err := genConn.Write(payload); err == nil {
+				nSent.Add(1)
+			}
+		}
+	}()
+	mode := "as fast as the socket sends"
+	if d.o.rate > 0 {
+		mode = fmt.Sprintf("%d pps", d.o.rate)
+	}
+	d.printf("== UDP flood gen -> sink:%d, %d-byte payload, %s, for %v\n", port, d.o.size, mode, d.o.duration)
+	d.printf("   %4s %10s %12s %12s %12s %12s %10s  %s\n", "t", "gen_pps", "r0_rx_pps", "r1_tx_pps", "r0_tx_pps", "r1_rx_pps", "sink_pps", "router drops/s")
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var lastSent, lastRecv uint64
+	d.l.newOutput()
+	for t := 1; ; t++ {
+		select {
+		case <-fctx.Done():
+			<-sendDone
+			time.Sleep(200 * time.Millisecond) // the last packets in flight
+			if ctx.Err() != nil {
+				return nSent.Load(), nRecv.Load(), ctx.Err()
+			}
+			return nSent.Load(), nRecv.Load(), nil
+		case <-tick.C:
+		}
+		s, r := nSent.Load(), nRecv.Load()
+		st := lastStats(d.l.newOutput())
+		d.printf("   %3ds %10d %12s %12s %12s %12s %10d  %s\n", t, s-lastSent, st["r0_rx_pps"], st["r1_tx_pps"], st["r0_tx_pps"], st["r1_rx_pps"], r-lastRecv, st["drops"])
+		lastSent, lastRecv = s, r
+	}
+}
+
+// lastStats returns the fields of the last "stats" json line in out, as strings ("-" for missing ones).
+func lastStats(out []byte) map[string]string {
+	m := map[string]string{}
+	for _, line := range bytes.Split(out, []byte("\n")) {
+		if !bytes.HasPrefix(line, []byte("{")) {
+			continue
+		}
+		var rec map[string]any
+		if json.Unmarshal(line, &rec) != nil || rec["msg"] != "stats" {
+			continue
+		}
+		clear(m)
+		for k, v := range rec {
+			m[k] = fmt.Sprint(v)
+		}
+	}
+	for _, k := range []string{"r0_rx_pps", "r1_tx_pps", "r0_tx_pps", "r1_rx_pps", "drops"} {
+		if _, ok := m[k]; !ok {
+			m[k] = "-"
+		}
+	}
+	return m
+}

@@ -1,0 +1,467 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpnet/xdpnet/internal/xdpprog"
+	"github.com/xdpnet/xdpnet/pipeline"
+	"github.com/xdpnet/xdpnet/poller"
+	"github.com/xdpnet/xdpnet/rings"
+	"github.com/xdpnet/xdpnet/stack"
+)
+
+// runOptions is what the flags of `xdpfwd run` say.
+type runOptions struct {
+	ifaces    ifaceFlags
+	routes    routeFlags
+	mode      string
+	queues    int
+	cpus      string
+	bind      string
+	xdpMode   string
+	replace   bool
+	stats     time.Duration
+	logFormat string
+	pcap      string
+	pcapHook  string
+}
+
+func newRunFlags(out io.Writer) (*flag.FlagSet, *runOptions) {
+	o := &runOptions{}
+	fs := flag.NewFlagSet("xdpfwd run", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Var(&o.ifaces, "iface", "a port: `NAME=ADDR/PLEN` (e.g. r0=198.18.0.1/24), or NAME alone to take its IPv4\n"+
+		"addresses from the kernel; repeat for each interface (the same NAME twice adds an address)")
+	fs.Var(&o.routes, "route", "a static route: `PREFIX=NEXTHOP` (198.20.0.0/16=198.19.0.2, PREFIX may be default),\n"+
+		"PREFIX=blackhole (drop silently) or PREFIX=unreachable (drop, answer ICMP unreachable); repeatable.\n"+
+		"Connected routes of the --iface addresses are added by themselves")
+	fs.StringVar(&o.mode, "mode", "adaptive", "poll mode: adaptive (spin under load, sleep in poll(2) when idle) or busy (always spin, a full core per queue)")
+	fs.IntVar(&o.queues, "queues", 1, "number of queues per interface, each with its own poller thread (at most the interfaces' queue count)")
+	fs.StringVar(&o.cpus, "cpus", "", "pin queue q to the q-th CPU of this `LIST` (e.g. 0,2-3); empty: no pinning")
+	fs.StringVar(&o.bind, "bind", "auto", "AF_XDP bind mode: auto (zero-copy when the driver can), copy or zerocopy")
+	fs.StringVar(&o.xdpMode, "xdp-mode", "auto", "XDP attach mode: auto (native, falling back to generic), native or generic")
+	fs.BoolVar(&o.replace, "replace", false, "replace an XDP program already attached to an interface through netlink")
+	fs.DurationVar(&o.stats, "stats", 0, "log one line of counters (pps per port, drops by reason) every `DURATION`; 0 = off")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json")
+	fs.StringVar(&o.pcap, "pcap", "", "write a pcap capture of the packets seen at --pcap-hook to `FILE` (read it with tcpdump -r)")
+	fs.StringVar(&o.pcapHook, "pcap-hook", "prerouting", "hook the --pcap tap sits at: prerouting, input, forward, output or postrouting")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: xdpfwd run --iface NAME=ADDR/PLEN [--iface ...] [--route PREFIX=NEXTHOP ...] [flags]
+
+Routes IPv4 between the interfaces in user space (AF_XDP): every frame those interfaces receive goes to
+xdpfwd, which answers ARP and ping for its addresses, forwards (TTL, fragmentation, ICMP errors as RFC 1812
+asks), and resolves next hops with ARP. Stop it with SIGINT or SIGTERM: it then prints a summary (packets
+per port, drops by reason, frame accounting) and exits 0.
+
+Example:
+  xdpfwd run --iface r0=198.18.0.1/24 --iface r1=198.19.0.1/24 --route 198.20.0.0/16=198.19.0.2 --stats 1s
+
+Needs root, or CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_IPC_LOCK.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	return fs, o
+}
+
+// runConfig is runOptions checked and converted.
+type runConfig struct {
+	poller   poller.Config
+	stack    stack.Config
+	stats    time.Duration
+	pcap     string
+	pcapHook pipeline.Hook
+}
+
+func parseRunArgs(args []string, out io.Writer) (*runOptions, error) {
+	fs, o := newRunFlags(io.Discard) // errors are reported once, by the caller, without the long usage
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(out)
+			fs.Usage()
+			return nil, errHelpShown
+		}
+		return nil, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("unexpected argument %q (every setting is a flag; see xdpfwd help run)", fs.Arg(0))
+	}
+	if len(o.ifaces) == 0 {
+		return nil, usagef("no interfaces: give at least one --iface NAME=ADDR/PLEN (e.g. --iface r0=198.18.0.1/24)")
+	}
+	return o, nil
+}
+
+// check validates the options that need no system access.
+func (o *runOptions) check() (*runConfig, error) {
+	c := &runConfig{stats: o.stats, pcap: o.pcap}
+	var err error
+	if c.poller.Mode, err = poller.ParsePollMode(o.mode); err != nil {
+		return nil, usagef("--mode: %v", err)
+	}
+	if o.queues < 1 {
+		return nil, usagef("--queues %d: want at least 1", o.queues)
+	}
+	c.poller.Queues = o.queues
+	if c.poller.CPUs, err = parseCPUList(o.cpus); err != nil {
+		return nil, usageError{err}
+	}
+	if c.poller.Bind, err = rings.ParseBindMode(o.bind); err != nil {
+		return nil, usagef("--bind: %v", err)
+	}
+	switch o.xdpMode {
+	case "auto", "":
+		c.poller.XDPMode = xdpprog.ModeAuto
+	case "native":
+		c.poller.XDPMode = xdpprog.ModeNative
+	case "generic":
+		c.poller.XDPMode = xdpprog.ModeGeneric
+	default:
+		return nil, usagef("--xdp-mode %q: want auto, native or generic", o.xdpMode)
+	}
+	c.poller.ReplaceXDP = o.replace
+	if o.stats < 0 {
+		return nil, usagef("--stats %v: want a positive interval such as 1s, or 0 for off", o.stats)
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return nil, usagef("--log-format %q: want text or json", o.logFormat)
+	}
+	if c.pcapHook, err = pipeline.ParseHook(o.pcapHook); err != nil {
+		return nil, usagef("--pcap-hook: %v", err)
+	}
+	for _, r := range o.routes {
+		sr := stack.Route{Prefix: r.Prefix, NextHop: r.NextHop}
+		switch r.Kind {
+		case "blackhole":
+			sr.Type = stack.Blackhole
+		case "unreachable":
+			sr.Type = stack.Unreachable
+		default:
+			sr.Type = stack.Unicast
+		}
+		c.stack.Routes = append(c.stack.Routes, sr)
+	}
+	for _, s := range o.ifaces {
+		c.poller.Interfaces = append(c.poller.Interfaces, s.Name)
+		c.stack.Interfaces = append(c.stack.Interfaces, stack.Interface{Name: s.Name, Addrs: s.Addrs})
+	}
+	return c, nil
+}
+
+// kernelAddrs fills in the addresses of interfaces given without one, from the kernel of the current
+// network namespace.
+func kernelAddrs(ifaces []stack.Interface) error {
+	for i := range ifaces {
+		if len(ifaces[i].Addrs) > 0 {
+			continue
+		}
+		name := ifaces[i].Name
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return usagef("--iface %s: no such interface in this network namespace (check `ip link`): %v", name, err)
+		}
+		as, err := netlink.AddrList(l, netlink.FAMILY_V4)
+		if err != nil {
+			return fmt.Errorf("--iface %s: read its addresses: %w", name, err)
+		}
+		for _, a := range as {
+			ip, ok := netip.AddrFromSlice(a.IP.To4())
+			ones, _ := a.Mask.Size()
+			if ok {
+				ifaces[i].Addrs = append(ifaces[i].Addrs, netip.PrefixFrom(ip, ones))
+			}
+		}
+		if len(ifaces[i].Addrs) == 0 {
+			return usagef("--iface %s: the interface has no IPv4 address; give one with --iface %s=ADDR/PLEN or add one with `ip addr add`", name, name)
+		}
+	}
+	return nil
+}
+
+// Capability bits (include/uapi/linux/capability.h).
+const (
+	capNetAdmin = 12
+	capNetRaw   = 13
+	capIPCLock  = 14
+	capSysAdmin = 21
+	capBPF      = 39
+)
+
+// missingCaps names the capabilities `run` lacks, or returns "".
+func missingCaps() string {
+	eff, err := capEff()
+	if err != nil {
+		return ""
+	}
+	has := func(b uint) bool { return eff&(1<<b) != 0 }
+	var miss []string
+	if !has(capNetAdmin) {
+		miss = append(miss, "CAP_NET_ADMIN")
+	}
+	if !has(capNetRaw) {
+		miss = append(miss, "CAP_NET_RAW")
+	}
+	if !has(capBPF) && !has(capSysAdmin) {
+		miss = append(miss, "CAP_BPF")
+	}
+	var rl unix.Rlimit
+	if !has(capIPCLock) && (unix.Getrlimit(unix.RLIMIT_MEMLOCK, &rl) != nil || rl.Cur != unix.RLIM_INFINITY) {
+		// XDP_UMEM_REG charges the UMEM to RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK.
+		miss = append(miss, "CAP_IPC_LOCK")
+	}
+	return strings.Join(miss, ", ")
+}
+
+func capEff() (uint64, error) {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), "CapEff:"); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	return 0, errors.New("no CapEff in /proc/self/status")
+}
+
+func newLogger(format string, w io.Writer) *slog.Logger {
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseRunArgs(args, stdout)
+	if err != nil {
+		if errors.Is(err, errHelpShown) {
+			return err
+		}
+		if !errors.As(err, new(usageError)) {
+			return err
+		}
+		return usagef("%v (see xdpfwd help run)", err)
+	}
+	c, err := o.check()
+	if err != nil {
+		return err
+	}
+	log := newLogger(o.logFormat, stderr)
+	if m := missingCaps(); m != "" {
+		return fmt.Errorf("missing %s: run as root, or grant them, e.g. sudo setcap cap_net_admin,cap_net_raw,cap_bpf,cap_ipc_lock+ep %s", m, exeName())
+	}
+	if err := kernelAddrs(c.stack.Interfaces); err != nil {
+		return err
+	}
+	return runRouter(ctx, c, log, stdout)
+}
+
+func exeName() string {
+	if p, err := os.Executable(); err == nil {
+		return p
+	}
+	return "xdpfwd"
+}
+
+// runRouter builds the stack and the poller, runs until ctx ends and prints the summary to out.
+func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Writer) error {
+	hooks := new(pipeline.Hooks)
+	var tap *pipeline.Tap
+	var pcapFile *os.File
+	if c.pcap != "" {
+		f, err := os.Create(c.pcap)
+		if err != nil {
+			return usagef("--pcap: %v", err)
+		}
+		pcapFile = f
+		tap, err = pipeline.NewTap(f, pipeline.TapConfig{Nanosecond: true})
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("--pcap: %w", err)
+		}
+		// First at its hook, so the capture shows what arrived there whatever later stages decide.
+		hooks.Register(c.pcapHook, -1000, "pcap", tap)
+	}
+	closeTap := func() {
+		if tap == nil {
+			return
+		}
+		if err := tap.Close(); err != nil {
+			log.Error("pcap", "file", c.pcap, "err", err)
+		}
+		pcapFile.Close()
+		log.Info("pcap closed", "file", c.pcap, "hook", c.pcapHook.String(), "captured", tap.Captured(), "copies_dropped", tap.Dropped())
+		tap = nil
+	}
+	defer closeTap()
+
+	sc := c.stack
+	sc.Hooks = hooks
+	sc.Logger = log
+	st, err := stack.New(sc)
+	if err != nil {
+		return usagef("configuration: %v", err)
+	}
+	pc := c.poller
+	pc.NewHandler = st.NewHandler
+	pc.Logger = log
+	p, err := poller.New(pc)
+	if err != nil {
+		if errors.Is(err, rings.ErrNoDevice) || errors.Is(err, rings.ErrNoQueue) {
+			return usageError{err}
+		}
+		return err
+	}
+	defer p.Close()
+
+	var ifs []string
+	for _, ic := range c.stack.Interfaces {
+		for _, a := range ic.Addrs {
+			ifs = append(ifs, ic.Name+"="+a.String())
+		}
+	}
+	var routes []string
+	for _, r := range st.Routes() {
+		routes = append(routes, r.String())
+	}
+	log.Info("xdpfwd running", "interfaces", strings.Join(ifs, " "), "queues", pc.Queues, "mode", pc.Mode.String(),
+		"routes", strings.Join(routes, "; "), "pid", os.Getpid())
+
+	start := time.Now()
+	statsDone := make(chan struct{})
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		defer close(statsDone)
+		if c.stats > 0 {
+			periodicStats(runCtx, c.stats, p, st, log)
+		}
+	}()
+	runErr := p.Run(runCtx)
+	cancel()
+	<-statsDone
+	closeTap()
+	checkErr := p.CheckFrames()
+	writeSummary(out, time.Since(start), p.Stats(), st.Stats(), checkErr)
+	log.Info("xdpfwd stopped", "uptime", time.Since(start).Round(time.Millisecond).String(), "frame_accounting", okOr(checkErr))
+	if runErr != nil {
+		return runErr
+	}
+	if checkErr != nil {
+		return fmt.Errorf("frame accounting failed (a bug in xdpnet; please report it with this output): %w", checkErr)
+	}
+	return nil
+}
+
+func okOr(err error) string {
+	if err == nil {
+		return "OK"
+	}
+	return err.Error()
+}
+
+// periodicStats logs one line per interval: per-port packet rates and the drops of the interval by reason.
+// The keys are stable (the demo reads them): "<port>_rx_pps", "<port>_tx_pps", "drops", "forwarded".
+func periodicStats(ctx context.Context, every time.Duration, p *poller.Poller, st *stack.Stack, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	prev, prevSt, prevT := p.Stats(), st.Stats(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			cur, curSt := p.Stats(), st.Stats()
+			sec := now.Sub(prevT).Seconds()
+			attrs := []any{"interval", now.Sub(prevT).Round(time.Millisecond).String()}
+			for i, ps := range cur.Ports {
+				attrs = append(attrs,
+					ps.Name+"_rx_pps", uint64(float64(ps.RxPackets-prev.Ports[i].RxPackets)/sec),
+					ps.Name+"_tx_pps", uint64(float64(ps.TxPackets-prev.Ports[i].TxPackets)/sec))
+			}
+			var d pipeline.DropCounters
+			for r := range d {
+				d[r] = cur.Drops[r] - prev.Drops[r]
+			}
+			attrs = append(attrs, "drops", dropsString(d), "forwarded", curSt.Forwarded-prevSt.Forwarded)
+			log.Info("stats", attrs...)
+			prev, prevSt, prevT = cur, curSt, now
+		}
+	}
+}
+
+// dropsString prints non-zero drop counters as "reason=n,reason=n", sorted by name; "none" when there are none.
+func dropsString(d pipeline.DropCounters) string {
+	var parts []string
+	for r, n := range d {
+		if n != 0 {
+			parts = append(parts, pipeline.DropReason(r).String()+"="+strconv.FormatUint(n, 10))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+// writeSummary prints the end-of-run report. Its lines are meant for people and for tests: "drop REASON N"
+// lines, "stack NAME N" lines and a "frame accounting: OK" line.
+func writeSummary(w io.Writer, uptime time.Duration, ps poller.Stats, ss stack.Stats, check error) {
+	fmt.Fprintf(w, "xdpfwd summary after %s\n", uptime.Round(time.Millisecond))
+	fmt.Fprintf(w, "%-6s %12s %14s %12s %14s %12s %14s\n", "port", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_ring_full", "kernel_rx_drop")
+	for _, p := range ps.Ports {
+		fmt.Fprintf(w, "%-6s %12d %14d %12d %14d %12d %14d\n", p.Name, p.RxPackets, p.RxBytes, p.TxPackets, p.TxBytes, p.TxRingFull,
+			p.Kernel.Rx_dropped+p.Kernel.Rx_ring_full+p.Kernel.Rx_fill_ring_empty_descs)
+	}
+	names := ps.DropsByName()
+	keys := make([]string, 0, len(names))
+	for k := range names {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if len(keys) == 0 {
+		fmt.Fprintln(w, "drops: none")
+	} else {
+		fmt.Fprintln(w, "drops by reason:")
+	}
+	for _, k := range keys {
+		fmt.Fprintf(w, "drop %-24s %d\n", k, names[k])
+	}
+	for _, kv := range []struct {
+		k string
+		v uint64
+	}{
+		{"forwarded", ss.Forwarded}, {"delivered", ss.Delivered}, {"fragmented", ss.Fragmented},
+		{"fragments_out", ss.FragmentsOut}, {"icmp_errors_out", ss.ICMPErrorsOut}, {"icmp_rate_limited", ss.ICMPRateLimited},
+		{"icmp_echo_replies_out", ss.ICMPEchoRepliesOut}, {"arp_requests_out", ss.ARPRequestsOut},
+		{"arp_replies_out", ss.ARPRepliesOut}, {"neighbours_resolved", ss.NeighboursResolved},
+		{"neighbours_failed", ss.NeighboursFailed}, {"held_released", ss.HeldReleased},
+	} {
+		fmt.Fprintf(w, "stack %-24s %d\n", kv.k, kv.v)
+	}
+	if check == nil {
+		fmt.Fprintln(w, "frame accounting: OK")
+	} else {
+		fmt.Fprintf(w, "frame accounting: FAILED: %v\n", check)
+	}
+}
