@@ -50,6 +50,7 @@ const (
 	DropTCPNoSocket                   // no TCP socket (answered with RST)
 	DropFiltered                      // an ACL stage refused it
 	DropTapOverflow                   // a tap copy could not be queued (the packet itself goes on)
+	DropShutdown                      // held by a handler (e.g. waiting for ARP) when its driver stopped
 	numBuiltinDropReasons
 )
 
@@ -62,7 +63,7 @@ var (
 		"unreachable_route", "martian_source", "martian_destination", "frag_needed", "fragment",
 		"fragment_failed", "neighbour_failed", "neighbour_queue_full", "arp_malformed", "arp_not_for_us",
 		"icmp_malformed", "icmp_rate_limited", "unknown_protocol", "udp_malformed", "udp_no_socket",
-		"socket_queue_full", "tcp_malformed", "tcp_no_socket", "filtered", "tap_overflow",
+		"socket_queue_full", "tcp_malformed", "tcp_no_socket", "filtered", "tap_overflow", "shutdown",
 	}
 )
 

@@ -768,6 +768,24 @@ func (h *handler) gratuitous(b *pipeline.Batch) {
 	}
 }
 
+// Drain hands back, at driver shutdown, the packets still waiting for a neighbour: dropped with
+// DropShutdown so that the driver counts them and takes their frames back (poller.Drainer).
+func (h *handler) Drain(b *pipeline.Batch) {
+	for n, q := range h.held {
+		for k := range q.pkts {
+			p := &q.pkts[k]
+			if b.Room() == 0 {
+				b.Frames.Put(p.Addr) // past the batch: freed uncounted rather than leaked
+				continue
+			}
+			p.Drop(pipeline.DropShutdown)
+			b.Append(p)
+		}
+		h.shiftHold(q, len(q.pkts))
+		delete(h.held, n)
+	}
+}
+
 // removeHandler forgets a handler whose driver stopped (its counters leave Stats with it).
 func (s *Stack) removeHandler(h *handler) {
 	s.mu.Lock()
