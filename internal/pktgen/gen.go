@@ -57,12 +57,12 @@ var ErrConfig = errors.New("pktgen: bad configuration")
 
 // Generator emits frames from the Tick of each queue's handler and counts (and drops) what it receives.
 type Generator struct {
-	cfg   Config
-	tmpl  []byte // Flows templates of frameLen bytes, back to back
-	flen  int
-	mu    sync.Mutex
+	cfg    Config
+	tmpl   []byte // Flows templates of frameLen bytes, back to back
+	flen   int
+	mu     sync.Mutex
 	queues []*genQueue
-	start atomic.Int64 // wall clock ns of the first Tick, 0 before
+	start  atomic.Int64 // wall clock ns of the first Tick, 0 before
 }
 
 // counters is one queue's published counters on its own cache lines.
