@@ -93,5 +93,12 @@ type Handler interface {
 	Tick(b *Batch) (wakeAt int64)
 }
 
+// Drainer is an optional Handler method: at driver shutdown, after RX has stopped, the driver calls Drain
+// with an empty batch so the handler can emit or drop the packets it holds; they are placed like Tick's.
+// Without it, frames a handler holds at shutdown are reported as leaked by the driver's accounting.
+type Drainer interface {
+	Drain(b *Batch)
+}
+
 // NewHandler builds the Handler of one queue.
 type NewHandler func(q *QueueInfo) Handler

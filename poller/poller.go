@@ -22,12 +22,6 @@ import (
 // ErrRunning is returned by CheckFrames and Run while Run is running, and by Run called a second time.
 var ErrRunning = errors.New("poller: Run is running or has run")
 
-// Drainer is an optional Handler method: at shutdown, after RX has stopped, the poller calls Drain with an
-// empty batch so the handler can emit or drop (b.Frames.Put) the frames it holds; they are placed like Tick's.
-type Drainer interface {
-	Drain(b *pipeline.Batch)
-}
-
 // Poller owns the AF_XDP data path of a set of interfaces: per queue index a UMEM, a frame pool and one socket
 // per port, and per port the XDP redirect program.
 type Poller struct {
@@ -310,7 +304,7 @@ func (p *Poller) drain(q *queue) {
 	quiet := 0
 	for now() < deadline {
 		w := q.step(now())
-		if d, ok := q.handler.(Drainer); ok {
+		if d, ok := q.handler.(pipeline.Drainer); ok {
 			b := &q.batch
 			b.Reset(now())
 			d.Drain(b)

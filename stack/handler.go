@@ -769,7 +769,7 @@ func (h *handler) gratuitous(b *pipeline.Batch) {
 }
 
 // Drain hands back, at driver shutdown, the packets still waiting for a neighbour: dropped with
-// DropShutdown so that the driver counts them and takes their frames back (poller.Drainer).
+// DropShutdown so that the driver counts them and takes their frames back (pipeline.Drainer).
 func (h *handler) Drain(b *pipeline.Batch) {
 	for n, q := range h.held {
 		for k := range q.pkts {

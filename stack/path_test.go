@@ -221,6 +221,24 @@ func TestNeighbourResolution(t *testing.T) {
 	}
 }
 
+// TestHeldPacketsDrainedAtShutdown: packets waiting for ARP when the driver stops are handed back as
+// counted drops, so no frame leaks.
+func TestHeldPacketsDrainedAtShutdown(t *testing.T) {
+	e := newEnv(t, nil)
+	ipC := netip.MustParseAddr("198.19.0.3")
+	for i := range 3 {
+		e.inject(portLan, udpFrame(macLan, macA, netip.AddrPortFrom(ipA, 1), netip.AddrPortFrom(ipC, 2), 64, []byte{byte(i)}))
+	}
+	if e.l.Outstanding() != 3 {
+		t.Fatalf("%d frames held before shutdown, want 3", e.l.Outstanding())
+	}
+	e.l.Drain()
+	if e.l.Outstanding() != 0 || e.l.Dropped(pipeline.DropShutdown) != 3 {
+		t.Fatalf("after Drain: %d frames outstanding, drops %v; want 0 and 3 shutdown", e.l.Outstanding(), e.l.DropSummary())
+	}
+	e.checkHeld()
+}
+
 // TestNeighbourFailure: after MaxProbes requests a second apart with no answer, the held packets are
 // dropped as neighbour_failed and each answered with host unreachable.
 func TestNeighbourFailure(t *testing.T) {

@@ -186,6 +186,19 @@ func (l *Link) Poll() int64 {
 	return l.wakeAt
 }
 
+// Drain does what a driver does at shutdown: it lets a handler that implements pipeline.Drainer hand back
+// the packets it holds, and places them.
+func (l *Link) Drain() {
+	d, ok := l.handler.(pipeline.Drainer)
+	if !ok {
+		return
+	}
+	b := &l.batch
+	b.Reset(l.now)
+	d.Drain(b)
+	l.place(b)
+}
+
 // Advance moves the clock forward by d and runs Poll, as a poller waking from sleep would.
 func (l *Link) Advance(d time.Duration) int64 {
 	l.now += int64(d)
