@@ -179,13 +179,13 @@ func TestTTLExceededAndTracerouteVeth(t *testing.T) {
 	}
 	if _, err := exec.LookPath("traceroute"); err == nil {
 		out = runIn(t, l.gen, "traceroute", "-n", "-q", "1", "-w", "2", "-m", "5", sinkAddr)
-		if !regexp.MustCompile(`(?m)^ 1  ` + regexp.QuoteMeta(r0Addr) + ` `).MatchString(out) ||
+		if !regexp.MustCompile(`(?m)^ 1  `+regexp.QuoteMeta(r0Addr)+` `).MatchString(out) ||
 			!regexp.MustCompile(`(?m)^ 2  `+regexp.QuoteMeta(sinkAddr)+` `).MatchString(out) {
 			t.Errorf("traceroute: want hop 1 %s and hop 2 %s:\n%s", r0Addr, sinkAddr, out)
 		}
 	} else {
 		out = runIn(t, l.gen, "tracepath", "-n", "-m", "5", sinkAddr)
-		if !regexp.MustCompile(`(?m)^ 1: +` + regexp.QuoteMeta(r0Addr)).MatchString(out) ||
+		if !regexp.MustCompile(`(?m)^ 1: +`+regexp.QuoteMeta(r0Addr)).MatchString(out) ||
 			!regexp.MustCompile(`(?m)^ 2: +`+regexp.QuoteMeta(sinkAddr)).MatchString(out) {
 			t.Errorf("tracepath: want hop 1 %s and hop 2 %s:\n%s", r0Addr, sinkAddr, out)
 		}
