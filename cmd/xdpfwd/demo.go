@@ -8,7 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -16,12 +18,17 @@ import (
 	"time"
 
 	"github.com/xdpnet/xdpnet/internal/netlab"
+	"github.com/xdpnet/xdpnet/internal/pktgen"
+	"github.com/xdpnet/xdpnet/pipeline"
+	"github.com/xdpnet/xdpnet/poller"
+	"github.com/xdpnet/xdpnet/proto"
 )
 
 type demoOptions struct {
 	duration time.Duration
 	rate     int
 	size     int
+	gen      string
 }
 
 func newDemoFlags(out io.Writer) (*flag.FlagSet, *demoOptions) {
@@ -30,7 +37,9 @@ func newDemoFlags(out io.Writer) (*flag.FlagSet, *demoOptions) {
 	fs.SetOutput(out)
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long the UDP flood runs")
 	fs.IntVar(&o.rate, "rate", 0, "UDP flood rate in packets per second; 0 = as fast as the generator's socket can send")
-	fs.IntVar(&o.size, "size", 64, "UDP payload `BYTES` of the flood (up to 1472)")
+	fs.IntVar(&o.size, "size", 18, "UDP payload `BYTES` of the flood, 18..1472 (18 makes 64-byte Ethernet frames)")
+	fs.StringVar(&o.gen, "gen", "pktgen", "flood generator: pktgen (AF_XDP generator and sink on gen's and sink's eth0,\n"+
+		"internal/pktgen) or socket (a Linux UDP socket in gen, counted by a UDP socket in sink)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: xdpfwd demo [--duration 10s] [--rate PPS]
 
@@ -65,8 +74,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q (see xdpfwd help demo)", fs.Arg(0))
 	}
-	if o.duration <= 0 || o.rate < 0 || o.size < 8 || o.size > 1472 {
-		return usagef("want --duration > 0, --rate >= 0 and 8 <= --size <= 1472")
+	if o.duration <= 0 || o.rate < 0 || o.size < 18 || o.size > 1472 {
+		return usagef("want --duration > 0, --rate >= 0 and 18 <= --size <= 1472")
+	}
+	if o.gen != "pktgen" && o.gen != "socket" {
+		return usagef("--gen %q: want pktgen or socket", o.gen)
 	}
 	if m := netlab.MissingPrivileges(); m != "" {
 		return fmt.Errorf("the demo builds network namespaces and attaches XDP: %s", m)
@@ -75,11 +87,12 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("find my own binary to run in the router namespace: %w", err)
 	}
-	d := &demo{out: stdout, o: o}
+	d := &demo{out: stdout, o: o, log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	return d.run(ctx, exe)
 }
 
 type demo struct {
+	log *slog.Logger
 	out io.Writer
 	o   *demoOptions
 	l   *routerLab
@@ -122,7 +135,13 @@ func (d *demo) run(ctx context.Context, exe string) (err error) {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	sent, recv, ferr := d.flood(ctx)
+	var sent, recv uint64
+	var ferr error
+	if d.o.gen == "pktgen" {
+		sent, recv, ferr = d.floodPktgen(ctx)
+	} else {
+		sent, recv, ferr = d.floodSocket(ctx)
+	}
 	if ferr != nil {
 		return ferr
 	}
@@ -173,9 +192,8 @@ func (d *demo) step(ctx context.Context, title string, h *netlab.Host, name stri
 	}
 }
 
-// flood sends UDP from gen to sink for the duration and prints a line a second: what gen sent, what the
-// router's ports moved (from xdpfwd's json stats lines), what the sink got, and the router's drops.
-func (d *demo) flood(ctx context.Context) (sent, recv uint64, err error) {
+// floodSocket sends UDP from a Linux socket in gen to one in sink for the duration.
+func (d *demo) floodSocket(ctx context.Context) (sent, recv uint64, err error) {
 	const port = 9
 	var sinkConn, genConn *net.UDPConn
 	if err := d.l.sink.Do(func() error {
@@ -218,7 +236,6 @@ func (d *demo) flood(ctx context.Context) (sent, recv uint64, err error) {
 		start := time.Now()
 		for fctx.Err() == nil {
 			if d.o.rate > 0 {
-				// Pace in steps of 1ms worth of packets.
 				due := uint64(time.Since(start).Seconds() * float64(d.o.rate))
 				if nSent.Load() >= due {
 					time.Sleep(time.Millisecond)
@@ -230,11 +247,77 @@ func (d *demo) flood(ctx context.Context) (sent, recv uint64, err error) {
 			}
 		}
 	}()
-	mode := "as fast as the socket sends"
+	d.printf("== UDP flood from a Linux socket, gen -> sink:%d, %d-byte payload, %s, for %v\n", port, d.o.size, d.rateText(), d.o.duration)
+	err = d.live(ctx, fctx, sendDone, nSent.Load, nRecv.Load)
+	return nSent.Load(), nRecv.Load(), err
+}
+
+func (d *demo) rateText() string {
 	if d.o.rate > 0 {
-		mode = fmt.Sprintf("%d pps", d.o.rate)
+		return fmt.Sprintf("%d pps", d.o.rate)
 	}
-	d.printf("== UDP flood gen -> sink:%d, %d-byte payload, %s, for %v\n", port, d.o.size, mode, d.o.duration)
+	return "as fast as it can"
+}
+
+// floodPktgen runs the AF_XDP generator on gen's eth0 and the AF_XDP sink on sink's eth0 (internal/pktgen on
+// the poller, set up inside each namespace) for the duration. Their XDP programs take every frame of those
+// interfaces, so this runs after the ping and traceroute steps, and detaches when done.
+func (d *demo) floodPktgen(ctx context.Context) (sent, recv uint64, err error) {
+	src := netip.MustParseAddrPort(genAddr + ":1024")
+	dst := netip.MustParseAddrPort(sinkAddr + ":9")
+	gen, err := pktgen.NewGenerator(pktgen.Config{
+		SrcMAC: proto.MAC(d.l.genLink.A.HWAddr()), DstMAC: proto.MAC(d.l.genLink.B.HWAddr()),
+		Src: src, Dst: dst, Flows: 16, FrameSize: max(pktgen.MinFrameSize, d.o.size+46), Rate: d.o.rate,
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	sink := pktgen.NewSink()
+	start := func(h *netlab.Host, nh pipeline.NewHandler) (*poller.Poller, error) {
+		pc := poller.Config{Interfaces: []string{"eth0"}, NewHandler: nh, Logger: d.log}
+		pktgen.SizeFor(&pc)
+		var p *poller.Poller
+		err := h.Do(func() (err error) {
+			p, err = poller.New(pc)
+			return err
+		})
+		return p, err
+	}
+	sp, err := start(d.l.sink, sink.NewHandler)
+	if err != nil {
+		return 0, 0, fmt.Errorf("pktgen sink in %s: %w", d.l.sink.Name(), err)
+	}
+	defer sp.Close()
+	gp, err := start(d.l.gen, gen.NewHandler)
+	if err != nil {
+		return 0, 0, fmt.Errorf("pktgen generator in %s: %w", d.l.gen.Name(), err)
+	}
+	defer gp.Close()
+
+	fctx, cancel := context.WithTimeout(ctx, d.o.duration)
+	defer cancel()
+	sctx, stopSink := context.WithCancel(context.Background())
+	sinkDone, genDone := make(chan error, 1), make(chan struct{})
+	go func() { sinkDone <- sp.Run(sctx) }()
+	var genErr error
+	go func() { genErr = gp.Run(fctx); close(genDone) }()
+	d.printf("== UDP flood from the AF_XDP generator (internal/pktgen), gen -> sink:%d, %d-byte frames, 16 flows, %s, for %v\n",
+		dst.Port(), max(pktgen.MinFrameSize, d.o.size+46), d.rateText(), d.o.duration)
+	received := func() uint64 { n, _ := sink.Received(); return n }
+	err = d.live(ctx, fctx, genDone, gen.Sent, received)
+	stopSink()
+	if serr := <-sinkDone; serr != nil && err == nil {
+		err = fmt.Errorf("pktgen sink: %w", serr)
+	}
+	if genErr != nil && err == nil {
+		err = fmt.Errorf("pktgen generator: %w", genErr)
+	}
+	return gen.Sent(), received(), err
+}
+
+// live prints a line a second until fctx ends and sendDone closes: what gen sent, what the router's ports
+// moved (from xdpfwd's json stats lines), what the sink got, and the router's drops.
+func (d *demo) live(ctx, fctx context.Context, sendDone <-chan struct{}, sentFn, recvFn func() uint64) error {
 	d.printf("   %4s %10s %12s %12s %12s %12s %10s  %s\n", "t", "gen_pps", "r0_rx_pps", "r1_tx_pps", "r0_tx_pps", "r1_rx_pps", "sink_pps", "router drops/s")
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -244,14 +327,11 @@ func (d *demo) flood(ctx context.Context) (sent, recv uint64, err error) {
 		select {
 		case <-fctx.Done():
 			<-sendDone
-			time.Sleep(200 * time.Millisecond) // the last packets in flight
-			if ctx.Err() != nil {
-				return nSent.Load(), nRecv.Load(), ctx.Err()
-			}
-			return nSent.Load(), nRecv.Load(), nil
+			time.Sleep(300 * time.Millisecond) // the last packets in flight
+			return ctx.Err()
 		case <-tick.C:
 		}
-		s, r := nSent.Load(), nRecv.Load()
+		s, r := sentFn(), recvFn()
 		st := lastStats(d.l.newOutput())
 		d.printf("   %3ds %10d %12s %12s %12s %12s %10d  %s\n", t, s-lastSent, st["r0_rx_pps"], st["r1_tx_pps"], st["r0_tx_pps"], st["r1_rx_pps"], r-lastRecv, st["drops"])
 		lastSent, lastRecv = s, r

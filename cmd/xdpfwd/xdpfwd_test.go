@@ -512,3 +512,27 @@ func TestMissingInterface(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want 2 and a message naming xnnosuch0 and `ip link`", code, stderr.String())
 	}
 }
+
+// TestDemoVeth runs `xdpfwd demo` as `make demo` does (shorter) and checks it ends well and leaves no namespace.
+func TestDemoVeth(t *testing.T) {
+	netlab.RequirePrivileges(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, xdpfwdBin, "demo", "--duration", "2s").CombinedOutput()
+	if err != nil {
+		t.Fatalf("xdpfwd demo: %v\n%s", err, out)
+	}
+	for _, want := range []string{" 0% packet loss", " 1  " + r0Addr, "frame accounting: OK", "== done", "== removing the lab"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	// Other tests may run labs at the same time: look only for this demo's prefix.
+	m := regexp.MustCompile(`removing the lab \((xn[0-9A-Za-z]+)-\*\)`).FindStringSubmatch(string(out))
+	if m == nil {
+		t.Fatalf("demo output does not name its lab prefix:\n%s", out)
+	}
+	if left, _ := filepath.Glob("/run/netns/" + m[1] + "-*"); len(left) > 0 {
+		t.Errorf("demo left namespaces behind: %v", left)
+	}
+}
