@@ -28,6 +28,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	os.Chmod(dir, 0o755) // TestNotRoot runs the binary as nobody
 	xdpfwdBin = filepath.Join(dir, "xdpfwd")
 	if out, err := exec.Command("go", "build", "-o", xdpfwdBin, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build xdpfwd: %v\n%s", err, out)
@@ -534,5 +535,27 @@ func TestDemoVeth(t *testing.T) {
 	}
 	if left, _ := filepath.Glob("/run/netns/" + m[1] + "-*"); len(left) > 0 {
 		t.Errorf("demo left namespaces behind: %v", left)
+	}
+}
+
+// TestNotRoot: without privileges, run says which capabilities it needs (status 1). It runs the binary as
+// nobody through setpriv(1), which needs root to switch users.
+func TestNotRoot(t *testing.T) {
+	netlab.RequirePrivileges(t)
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv (util-linux) not installed")
+	}
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+		xdpfwdBin, "run", "--iface", "r0=198.18.0.1/24")
+	out, err := cmd.CombinedOutput()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != exitFailure {
+		t.Fatalf("as nobody: %v, want exit status %d\n%s", err, exitFailure, out)
+	}
+	for _, want := range []string{"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_BPF", "run as root"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("message does not name %s: %s", want, out)
+		}
 	}
 }
