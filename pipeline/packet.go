@@ -16,9 +16,12 @@ const (
 	Stolen
 	// Tx sends the packet out of Packet.OutPort.
 	Tx
+	// Consumed means a stage used the packet up (a datagram copied to its socket, an ARP reply learnt): the
+	// driver returns the frame without counting a drop, as the kernel's consume_skb differs from kfree_skb.
+	Consumed
 )
 
-var verdictNames = [...]string{Accept: "accept", Drop: "drop", Stolen: "stolen", Tx: "tx"}
+var verdictNames = [...]string{Accept: "accept", Drop: "drop", Stolen: "stolen", Tx: "tx", Consumed: "consumed"}
 
 func (v Verdict) String() string {
 	if int(v) < len(verdictNames) {
@@ -120,3 +123,6 @@ func (p *Packet) Send(port uint16) { p.Verdict, p.OutPort = Tx, port }
 
 // Steal marks the packet as kept by the caller, who now owns its frame.
 func (p *Packet) Steal() { p.Verdict = Stolen }
+
+// Consume marks the packet as used up: its frame goes back to the source and no drop is counted.
+func (p *Packet) Consume() { p.Verdict = Consumed }

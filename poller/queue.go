@@ -225,6 +225,8 @@ func (q *queue) place() {
 			q.drop(pk.Addr, pk.Reason)
 		case pipeline.Stolen:
 			q.pool.Set(pk.Addr, umem.Held)
+		case pipeline.Consumed:
+			q.pool.Put(pk.Addr)
 		default: // Accept: nobody decided.
 			q.drop(pk.Addr, pipeline.DropUnhandled)
 		}

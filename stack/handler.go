@@ -149,12 +149,6 @@ func (s *Stack) NewHandler(q *pipeline.QueueInfo) pipeline.Handler {
 	return h
 }
 
-// consume ends a packet the stack has fully handled (an ARP reply learnt, a datagram copied to its socket):
-// the frame goes straight back to its source, and Stolen tells the driver to forget it.
-func consume(b *pipeline.Batch, p *pipeline.Packet) {
-	p.Steal()
-	b.Frames.Put(p.Addr)
-}
 
 // Process runs ip_rcv, routing, ip_forward and ip_local_deliver over a received batch, with the hooks at
 // their places: PreRouting after validation, then Input or Forward, Output for what the stack generates,
@@ -656,7 +650,7 @@ func (h *handler) arpInput(b *pipeline.Batch, p *pipeline.Packet, inIf int32) {
 	}
 	if op != proto.ARPRequest || !ours {
 		if ours || (learnable && op == proto.ARPReply) || a.IsGratuitous() {
-			consume(b, p)
+			p.Consume()
 			return
 		}
 		p.Drop(pipeline.DropARPNotForUs)

@@ -141,7 +141,7 @@ func (h *handler) icmpInput(b *pipeline.Batch, p *pipeline.Packet, i uint16, out
 	}
 	inc(&h.ctr.delivered)
 	if m.Type() != proto.ICMPv4EchoRequest {
-		consume(b, p)
+		p.Consume()
 		return out
 	}
 	dst := binary.BigEndian.Uint32(ip[16:])
@@ -205,7 +205,7 @@ func (h *handler) udpInput(b *pipeline.Batch, p *pipeline.Packet, out []uint16) 
 	}
 	inc(&h.ctr.udpIn)
 	inc(&h.ctr.delivered)
-	consume(b, p)
+	p.Consume()
 	return out
 }
 

@@ -26,7 +26,6 @@ type routerLab struct {
 	genLink, sinkLink  *netlab.Veth
 	xdpfwd             *netlab.Proc
 	xdpfwdOutputOffset int
-	knownBug           string // set by tests when xdpfwd's exit shows a known bug outside cmd/xdpfwd
 }
 
 type labOptions struct {

@@ -87,30 +87,13 @@ func stopRouter(t *testing.T, l *routerLab) string {
 		t.Fatalf("stop xdpfwd: %v", err)
 	}
 	out := string(l.xdpfwd.Output())
-	if err := l.xdpfwd.Wait(); err != nil && knownConsumeBug.MatchString(out) {
-		// Everything but the accounting passed; finish the test's other checks, then skip (see knownBug).
-		l.knownBug = "known bug (poller/stack, reported to the lead): a frame the stack consumes (stack.consume: " +
-			"Steal + Frames.Put, e.g. a learnt ARP reply) is then recorded Held by poller.place for its Stolen " +
-			"verdict while it sits on the free stack, so CheckFrames fails at exit: " + knownConsumeBug.FindString(out)
-		return out
-	} else if err != nil {
+	if err := l.xdpfwd.Wait(); err != nil {
 		t.Fatalf("xdpfwd exit after SIGTERM: %v (want status 0)\n%s", err, out)
 	}
 	if !strings.Contains(out, "xdpfwd summary") || !strings.Contains(out, "frame accounting: OK") {
 		t.Fatalf("xdpfwd summary without \"frame accounting: OK\":\n%s", out)
 	}
 	return out
-}
-
-// knownConsumeBug matches the frame accounting failure of the consume/Stolen bug described in stopRouter.
-var knownConsumeBug = regexp.MustCompile(`frame accounting: FAILED: queue \d+: frame accounting: free stack holds \d+ addresses but \d+ frames are recorded free \([^)]*\) [^\n]*held=[1-9]\d*\)`)
-
-// finish ends a test that got past stopRouter: it skips with the known bug's description if stopRouter saw it.
-func (l *routerLab) finish(t *testing.T) {
-	t.Helper()
-	if l.knownBug != "" && !t.Failed() {
-		t.Skip(l.knownBug)
-	}
 }
 
 // counter reads "drop REASON N" or "stack NAME N" from a summary; 0 when absent.
@@ -152,7 +135,6 @@ func mustPing(t *testing.T, h *netlab.Host, args ...string) string {
 // SIGTERM gives status 0, a summary and clean frame accounting.
 func TestPingThroughAndToRouterVeth(t *testing.T) {
 	l := startLab(t, labOptions{})
-	defer l.finish(t)
 	out := mustPing(t, l.gen, "-c", "3", "-i", "0.2", "-W", "2", sinkAddr)
 	if !strings.Contains(out, "ttl=63") {
 		t.Errorf("reply through one router should have TTL 63:\n%s", out)
@@ -173,7 +155,6 @@ func TestPingThroughAndToRouterVeth(t *testing.T) {
 // router as hop 1 and the sink as hop 2.
 func TestTTLExceededAndTracerouteVeth(t *testing.T) {
 	l := startLab(t, labOptions{})
-	defer l.finish(t)
 	out := runIn(t, l.gen, "ping", "-c", "1", "-t", "1", "-W", "2", sinkAddr)
 	if !strings.Contains(out, "From "+r0Addr) || !strings.Contains(out, "Time to live exceeded") {
 		t.Errorf("ping -t 1: want \"From %s ... Time to live exceeded\":\n%s", r0Addr, out)
@@ -202,7 +183,6 @@ func TestTTLExceededAndTracerouteVeth(t *testing.T) {
 // first: afterwards gen caches the path MTU and would fragment by itself.
 func TestFragmentationVeth(t *testing.T) {
 	l := startLab(t, labOptions{R1MTU: 1280})
-	defer l.finish(t)
 	mustPing(t, l.gen, "-c", "2", "-i", "0.2", "-W", "2", "-M", "dont", "-s", "1400", sinkAddr)
 	out := runIn(t, l.gen, "ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1400", sinkAddr)
 	if !strings.Contains(out, "Frag needed and DF set (mtu = 1280)") {
@@ -220,7 +200,6 @@ func TestFragmentationVeth(t *testing.T) {
 // TestNetUnreachableVeth: a destination the router has no route for gets Destination Net Unreachable.
 func TestNetUnreachableVeth(t *testing.T) {
 	l := startLab(t, labOptions{})
-	defer l.finish(t)
 	out := runIn(t, l.gen, "ping", "-c", "1", "-W", "2", "198.19.200.1")
 	if !strings.Contains(out, "From "+r0Addr) || !strings.Contains(out, "Destination Net Unreachable") {
 		t.Errorf("want Destination Net Unreachable from %s:\n%s", r0Addr, out)
@@ -286,7 +265,6 @@ func TestUDPAcrossRouterVeth(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	defer l.finish(t)
 	if err := l.startRouter(xdpfwdBin, "--iface", "r0", "--iface", "r1"); err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +308,6 @@ func TestUDPAcrossRouterVeth(t *testing.T) {
 // neighbour queue while the router retries ARP; once the sink takes that address they are delivered.
 func TestNextHopAppearsLaterVeth(t *testing.T) {
 	l := startLab(t, labOptions{}, "--route", "198.19.5.0/24=198.19.0.3")
-	defer l.finish(t)
 	// The sink owns the final destination; the next hop address comes later.
 	if err := l.sink.AddAddr("eth0", "198.19.5.1/32"); err != nil {
 		t.Fatal(err)
@@ -363,7 +340,6 @@ func TestNextHopAppearsLaterVeth(t *testing.T) {
 // resolution fails (neighbour_failed), and ping sees Destination Host Unreachable.
 func TestNextHopNeverAnswersVeth(t *testing.T) {
 	l := startLab(t, labOptions{}, "--route", "198.19.6.0/24=198.19.0.99")
-	defer l.finish(t)
 	gen, _ := udpPair(t, l, "198.19.6.1", 4002)
 	const burst = 200
 	for i := 0; i < burst; i++ {
@@ -389,7 +365,6 @@ func TestNextHopNeverAnswersVeth(t *testing.T) {
 func TestPcapTapVeth(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "fwd.pcap")
 	l := startLab(t, labOptions{}, "--pcap", file, "--pcap-hook", "forward")
-	defer l.finish(t)
 	mustPing(t, l.gen, "-c", "3", "-i", "0.2", "-W", "2", sinkAddr)
 	mustPing(t, l.gen, "-c", "1", "-W", "2", r0Addr) // local, not at forward
 	stopRouter(t, l)
@@ -413,7 +388,6 @@ func TestPcapTapVeth(t *testing.T) {
 // they are attached through bpf_links owned by the process.
 func TestKillLeavesNoXDPVeth(t *testing.T) {
 	l := startLab(t, labOptions{})
-	defer l.finish(t)
 	for _, ifn := range []string{"r0", "r1"} {
 		if !xdpAttached(t, l.router, ifn) {
 			t.Fatalf("%s: no XDP program while xdpfwd runs; the check below would prove nothing", ifn)

@@ -55,18 +55,19 @@ type Config struct {
 
 // Link drives one Handler over in-memory ports.
 type Link struct {
-	ports   []pipeline.PortInfo
-	txCap   []int
-	sent    [][][]byte
-	pool    *Frames
-	handler pipeline.Handler
-	queue   uint16
-	now     int64
-	wakeAt  int64
-	drops   pipeline.DropCounters
-	batch   pipeline.Batch
-	waker   waker
-	txCount []uint64
+	ports    []pipeline.PortInfo
+	txCap    []int
+	sent     [][][]byte
+	pool     *Frames
+	handler  pipeline.Handler
+	queue    uint16
+	now      int64
+	wakeAt   int64
+	drops    pipeline.DropCounters
+	consumed uint64
+	batch    pipeline.Batch
+	waker    waker
+	txCount  []uint64
 }
 
 type waker struct{ n atomic.Uint64 }
@@ -129,6 +130,9 @@ func (l *Link) Handler() pipeline.Handler { return l.handler }
 
 // Frames is the link's frame pool.
 func (l *Link) Frames() *Frames { return l.pool }
+
+// Consumed counts packets the handler used up (verdict Consumed).
+func (l *Link) Consumed() uint64 { return l.consumed }
 
 // Now is the fake clock in ns.
 func (l *Link) Now() int64 { return l.now }
@@ -234,10 +238,13 @@ func (l *Link) place(b *pipeline.Batch) {
 			l.drop(p, p.Reason)
 		case pipeline.Stolen:
 			// The handler owns the frame now.
+		case pipeline.Consumed:
+			l.consumed++
+			l.pool.Put(p.Addr)
 		case pipeline.Accept:
 			l.drop(p, pipeline.DropUnhandled)
 		default:
-			l.pool.fail(fmt.Errorf("memlink: packet %d has verdict %d that is none of Accept, Drop, Stolen, Tx; dropped as unhandled", i, p.Verdict))
+			l.pool.fail(fmt.Errorf("memlink: packet %d has verdict %d that is none of Accept, Drop, Stolen, Tx, Consumed; dropped as unhandled", i, p.Verdict))
 			l.drop(p, pipeline.DropUnhandled)
 		}
 	}
