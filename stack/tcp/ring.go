@@ -61,9 +61,6 @@ func (r *ring) peek(off, n int) ([]byte, []byte) {
 func (r *ring) discard(n int) {
 	n = min(n, r.n)
 	r.n -= n
-	if r.n == 0 {
-		r.head = 0
-		return
-	}
+	// head is not reset to 0 when the ring empties: out-of-order data past the end is placed relative to it.
 	r.head = (r.head + n) % len(r.buf)
 }

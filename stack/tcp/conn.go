@@ -1,0 +1,623 @@
+package tcp
+
+import (
+	"sync"
+	"syscall"
+
+	"github.com/xdpnet/xdpnet/proto"
+)
+
+type seqRange struct{ left, right Seq }
+
+const maxSACKScoreboard = 8
+
+// Conn is one TCP connection. The engine's owner goroutine runs its state machine (segments, timers);
+// applications use it as a net.Conn. Both sides meet under mu; the owner never blocks on the application.
+type Conn struct {
+	e  *Engine
+	id connID
+	l  *Listener // the listener of a passive open until it is queued for Accept
+	mu sync.Mutex
+
+	state State
+
+	// Send sequence variables, RFC 9293 §3.3.1. snd holds the data from SND.UNA on: sent and unacknowledged
+	// first, then not yet sent. sndMax is the highest sequence number sent (SND.NXT moves back on an RTO).
+	iss, sndUna, sndNxt, sndMax Seq
+	sndWnd, maxSndWnd           uint32
+	sndWl1, sndWl2              Seq
+	sndScale                    uint8
+	snd                         ring
+	finQueued                   bool // the application will send no more: a FIN follows the data
+	finAckedFlag                bool // the peer acknowledged our FIN
+	probeEnd                    Seq  // end of the last zero-window probe: ACKs up to it are acceptable
+
+	// Receive sequence variables. rcvAdv is the right edge of the window last advertised.
+	irs, rcvNxt, rcvAdv Seq
+	rcvScale            uint8
+	rcv                 ring
+	ooo                 []seqRange // out-of-order ranges beyond RCV.NXT, sorted, disjoint; data is in rcv
+	lastOOO             Seq
+	finRcvd             bool // the peer's FIN was processed: reads end with EOF after the data
+	oooFin              bool // a FIN arrived beyond a hole, at oooFinSeq
+	oooFinSeq           Seq
+	rcvSinceAck         int // bytes received since the last ACK sent (delayed ACK, RFC 5681 §4.2)
+
+	// Options (RFC 7323, RFC 2018). mss is the largest payload the peer accepts without options.
+	mss                uint16
+	wsOK, tsOK, sackOK bool
+	tsRecent           uint32
+	lastAckSent        Seq
+	sacked             [maxSACKScoreboard]seqRange
+	nsacked            int
+	rexmitHole         Seq // next sequence number the SACK-based loss recovery may retransmit
+	memCharged         int
+
+	// RTT estimation and retransmission timer, RFC 6298.
+	srtt, rttvar, rto int64
+	hasRTT            bool
+	rttTiming         bool
+	rttSeq            Seq
+	rttStart          int64
+	retries           int
+	persistN          int
+
+	// Timers (monotonic ns, 0 = off). rexmitAt is the RTO, or the persist timer when persist is set.
+	rexmitAt int64
+	persist  bool
+	delackAt int64
+	waitAt   int64 // TIME-WAIT end, or the FIN-WAIT-2 timeout
+	ackNow   bool
+
+	// Congestion control, RFC 5681 and NewReno RFC 6582.
+	cwnd, ssthresh uint32
+	dupAcks        int
+	recover        Seq
+	inRecovery     bool
+	noDelay        bool
+
+	// Application side.
+	rdCh, wrCh chan struct{} // capacity 1: "something changed", re-checked under mu
+	estCh      chan struct{} // closed when the handshake ends, either way
+	doneCh     chan struct{} // closed when the connection is gone (reset, timeout, closed)
+	closedCh   chan struct{} // closed by Close
+	estDone    bool
+	doneDone   bool
+	err        error // why the connection ended abnormally
+	appClosed  bool  // Close was called: reads fail, late data resets
+	shutWrReq  bool  // CloseWrite or Close: queue the FIN on the owner
+	abortReq   bool  // the application wants a RST (Close with unread data, Listener.Close)
+	needSyn    bool  // active open not yet sent
+	pending    bool  // in the engine's pending list; guarded by e.pendMu
+	rdl, wdl   deadline
+	seg        Segment
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Conn) signalEstablished() {
+	if !c.estDone {
+		c.estDone = true
+		close(c.estCh)
+	}
+}
+
+func (c *Conn) smss() uint32 {
+	m := uint32(c.mss)
+	if c.tsOK {
+		m -= 12
+	}
+	return max(m, 64)
+}
+
+func (c *Conn) allocBuffers() {
+	if c.snd.buf != nil {
+		return
+	}
+	c.snd.buf = make([]byte, c.e.cfg.SendBuffer)
+	c.rcv.buf = make([]byte, c.e.cfg.RecvBuffer)
+	c.memCharged = c.e.cfg.SendBuffer + c.e.cfg.RecvBuffer
+	c.e.memUsed += int64(c.memCharged)
+}
+
+// initCC sets the initial window, RFC 5681 §3.1 as updated by RFC 6928 (IW = min(10*MSS, max(2*MSS, 14600))).
+func (c *Conn) initCC() {
+	m := c.smss()
+	c.cwnd = min(10*m, max(2*m, 14600))
+	c.ssthresh = 1 << 30
+}
+
+// negotiate applies the options of the peer's SYN (RFC 7323 §2.2, §3.2; RFC 2018 §2; RFC 9293 §3.7.1).
+// "If a Window Scale option is received ... but no Window Scale option was sent, ... or vice versa" the
+// scaling is off; the same holds for timestamps and SACK. A passive opener only offers what it received.
+func (c *Conn) negotiate(o *proto.TCPOptions, wnd uint16) {
+	cfg := &c.e.cfg
+	peerMSS := uint16(536) // RFC 9293 §3.7.1: the default send MSS when none is received
+	if o.HasMSS && o.MSS > 0 {
+		peerMSS = o.MSS
+	}
+	c.mss = min(peerMSS, c.e.ourMSS)
+	c.wsOK = o.HasWindowScale && !cfg.DisableWindowScale
+	if c.wsOK {
+		c.sndScale = min(o.WindowScale, 14) // RFC 7323 §2.3: larger values are taken as 14
+		c.rcvScale = c.e.rcvScale
+	} else {
+		c.sndScale, c.rcvScale = 0, 0
+	}
+	c.sackOK = o.SACKPermitted && !cfg.DisableSACK
+	c.tsOK = o.HasTimestamps && !cfg.DisableTimestamps
+	if c.tsOK {
+		c.tsRecent = o.TSval
+	}
+	c.sndWnd = uint32(wnd) // RFC 7323 §2.2: the window field of a SYN is never scaled
+	c.maxSndWnd = c.sndWnd
+	c.initCC()
+}
+
+func (c *Conn) tsNow(now int64) uint32 { return uint32(now/1e6) + uint32(c.iss)*0x9e37 }
+
+// window computes the window field to send and records the advertised right edge (RCV.ADV).
+// RFC 9293 §3.8.6.2.2 (receiver SWS avoidance): the right edge moves only by min(RcvBuffer/2, MSS) or more;
+// RFC 7323 §2.4 and RFC 9293 §3.8.6: the advertised right edge never moves left.
+func (c *Conn) window() uint16 {
+	var avail, capacity int
+	if c.rcv.buf != nil {
+		avail, capacity = c.rcv.free(), c.rcv.cap()
+	} else {
+		avail, capacity = c.e.cfg.RecvBuffer, c.e.cfg.RecvBuffer
+	}
+	adv := int64(int32(c.rcvAdv - c.rcvNxt))
+	if adv < 0 {
+		adv = 0
+	}
+	if int64(avail) > adv && int64(avail)-adv < int64(min(capacity/2, int(c.mss))) {
+		avail = int(adv)
+	}
+	f := uint32(avail) >> c.rcvScale
+	if uint64(f)<<c.rcvScale < uint64(adv) {
+		f = uint32((adv + 1<<c.rcvScale - 1) >> c.rcvScale)
+	}
+	f = min(f, 0xffff)
+	c.rcvAdv = c.rcvNxt + Seq(f<<c.rcvScale)
+	return uint16(f)
+}
+
+// xmit sends one segment: n bytes of the send buffer from seq (n may be 0), with flags.
+func (c *Conn) xmit(now int64, seq Seq, n int, flags proto.TCPFlags) {
+	s := &c.seg
+	s.Src, s.Dst = c.id.local, c.id.remote
+	f := &s.Fields
+	*f = proto.TCPFields{SrcPort: c.id.local.Port(), DstPort: c.id.remote.Port(), Seq: uint32(seq), Flags: flags}
+	if flags.Has(proto.TCPFlagACK) {
+		f.Ack = uint32(c.rcvNxt)
+		f.Window = c.window()
+		c.lastAckSent = c.rcvNxt
+		c.ackNow = false
+		c.delackAt = 0
+		c.rcvSinceAck = 0
+	}
+	if c.tsOK {
+		f.Options.HasTimestamps = true
+		f.Options.TSval = c.tsNow(now)
+		f.Options.TSecr = c.tsRecent
+	}
+	if c.sackOK && len(c.ooo) > 0 && flags.Has(proto.TCPFlagACK) {
+		// RFC 2018 §4: the first block holds the most recently received segment, then the others.
+		k := 0
+		for _, r := range c.ooo {
+			if c.lastOOO.InRange(r.left, r.right) {
+				f.Options.SACK[k] = proto.TCPSACKBlock{Left: uint32(r.left), Right: uint32(r.right)}
+				k++
+				break
+			}
+		}
+		for _, r := range c.ooo {
+			if k == proto.TCPMaxSACKBlocks {
+				break
+			}
+			if !c.lastOOO.InRange(r.left, r.right) {
+				f.Options.SACK[k] = proto.TCPSACKBlock{Left: uint32(r.left), Right: uint32(r.right)}
+				k++
+			}
+		}
+		f.Options.NSACK = k
+	}
+	s.Data[0], s.Data[1] = nil, nil
+	if n > 0 {
+		// RFC 9293 §3.7.1 / RFC 6691: options shorten the payload so the segment still fits the MSS. A FIN
+		// (and PSH) only goes with the last byte.
+		if room := int(c.mss) - f.Options.EncodedLen(); n > room {
+			n = max(room, 1)
+			f.Flags &^= proto.TCPFlagFIN | proto.TCPFlagPSH
+		}
+		s.Data[0], s.Data[1] = c.snd.peek(int(seq-c.sndUna), n)
+	}
+	c.e.inc(StatSegsOut)
+	c.e.out.Send(s)
+}
+
+// sendSyn sends our SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED) with the options we offer.
+func (c *Conn) sendSyn(now int64) {
+	s := &c.seg
+	s.Src, s.Dst = c.id.local, c.id.remote
+	s.Data[0], s.Data[1] = nil, nil
+	f := &s.Fields
+	*f = proto.TCPFields{SrcPort: c.id.local.Port(), DstPort: c.id.remote.Port(), Seq: uint32(c.iss),
+		Flags: proto.TCPFlagSYN, Window: uint16(min(c.e.cfg.RecvBuffer, 0xffff))}
+	cfg := &c.e.cfg
+	f.Options.MSS, f.Options.HasMSS = c.e.ourMSS, true
+	if c.state == StateSynReceived {
+		f.Flags |= proto.TCPFlagACK
+		f.Ack = uint32(c.rcvNxt)
+		c.lastAckSent = c.rcvNxt
+	}
+	if c.state == StateSynSent {
+		f.Options.HasWindowScale = !cfg.DisableWindowScale
+		f.Options.WindowScale = c.rcvScale
+		f.Options.SACKPermitted = !cfg.DisableSACK
+		f.Options.HasTimestamps = !cfg.DisableTimestamps
+		f.Options.TSval = c.tsNow(now)
+	} else {
+		f.Options.HasWindowScale, f.Options.WindowScale = c.wsOK, c.rcvScale
+		f.Options.SACKPermitted = c.sackOK
+		if c.tsOK {
+			f.Options.HasTimestamps, f.Options.TSval, f.Options.TSecr = true, c.tsNow(now), c.tsRecent
+		}
+	}
+	c.rcvAdv = c.rcvNxt + Seq(f.Window)
+	if c.rexmitAt == 0 {
+		c.rexmitAt = now + c.rto
+	}
+	if !c.rttTiming && c.retries == 0 {
+		c.rttTiming, c.rttSeq, c.rttStart = true, c.iss+1, now
+	}
+	c.e.inc(StatSegsOut)
+	c.e.out.Send(s)
+}
+
+// sendAck sends a pure ACK. Its sequence number is SND.MAX, not SND.NXT: after an RTO pulled SND.NXT back
+// (go-back-N), an ACK numbered below the peer's RCV.NXT would fail its acceptability test (RFC 9293
+// §3.10.7.4) and be dropped - and the peer's ACKs to us likewise, a deadlock Linux avoids the same way
+// (its snd_nxt never moves back).
+func (c *Conn) sendAck(now int64) { c.xmit(now, c.sndMax, 0, proto.TCPFlagACK) }
+
+// challengeACK is RFC 5961 §3.2/§4.2/§5.2: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, rate limited.
+func (c *Conn) challengeACK(now int64) {
+	if c.e.challengeOK(now) {
+		c.sendAck(now)
+	}
+}
+
+// sendRST aborts with <SEQ=SND.NXT><CTL=RST> (RFC 9293 §3.10.4, ABORT).
+func (c *Conn) sendRST() {
+	s := &c.seg
+	s.Src, s.Dst = c.id.local, c.id.remote
+	s.Data[0], s.Data[1] = nil, nil
+	s.Fields = proto.TCPFields{SrcPort: c.id.local.Port(), DstPort: c.id.remote.Port(), Seq: uint32(c.sndMax),
+		Ack: uint32(c.rcvNxt), Flags: proto.TCPFlagRST | proto.TCPFlagACK}
+	c.e.inc(StatResetsOut)
+	c.e.inc(StatSegsOut)
+	c.e.out.Send(s)
+}
+
+// terminate moves to CLOSED, records why (nil for an orderly end) and wakes the application. The engine
+// removes the connection from its table after the current step.
+func (c *Conn) terminate(err error) {
+	if c.state == StateClosed {
+		return
+	}
+	c.state = StateClosed
+	if c.err == nil {
+		c.err = err
+	}
+	c.rexmitAt, c.delackAt, c.waitAt, c.persist = 0, 0, 0, false
+	c.signalEstablished()
+	if !c.doneDone {
+		c.doneDone = true
+		close(c.doneCh)
+	}
+	signal(c.rdCh)
+	signal(c.wrCh)
+}
+
+func (c *Conn) nextTimer() int64 {
+	t := int64(0)
+	for _, x := range [3]int64{c.rexmitAt, c.delackAt, c.waitAt} {
+		if x != 0 && (t == 0 || x < t) {
+			t = x
+		}
+	}
+	return t
+}
+
+// appEvents runs what the application asked for since the last Tick.
+func (c *Conn) appEvents(now int64) {
+	if c.state == StateClosed {
+		return
+	}
+	if c.abortReq {
+		if c.state != StateSynSent || !c.needSyn {
+			c.sendRST()
+		}
+		c.terminate(nil)
+		return
+	}
+	if c.needSyn {
+		c.needSyn = false
+		c.iss = c.e.isn(c.id, now)
+		c.sndUna, c.sndNxt, c.sndMax = c.iss, c.iss+1, c.iss+1
+		c.recover = c.iss
+		c.sendSyn(now)
+		return
+	}
+	if c.shutWrReq && !c.finQueued {
+		// RFC 9293 §3.10.4 CLOSE: "queue this until all preceding SENDs have been segmentized, then form a
+		// FIN segment and send it. In any case, enter FIN-WAIT-1 state" (CLOSE-WAIT: LAST-ACK).
+		switch c.state {
+		case StateEstablished:
+			c.finQueued = true
+			c.state = StateFinWait1
+		case StateCloseWait:
+			c.finQueued = true
+			c.state = StateLastAck
+		case StateSynReceived, StateSynSent:
+			// Not yet synchronized: nothing sent, just go away (RFC 9293 §3.10.4 SYN-SENT).
+			c.terminate(nil)
+			return
+		}
+	}
+	if c.appClosed && c.state == StateFinWait2 && c.waitAt == 0 {
+		c.waitAt = now + int64(c.e.cfg.FinWait2Timeout)
+	}
+	c.output(now)
+	if c.rcv.buf != nil && c.state.synchronized() {
+		// A Read made room: tell the peer if the window grew enough (receiver SWS avoidance).
+		adv := int64(int32(c.rcvAdv - c.rcvNxt))
+		if int64(c.rcv.free())-adv >= int64(min(c.rcv.cap()/2, int(c.mss))) {
+			c.ackNow = true
+		}
+	}
+	if c.ackNow {
+		c.sendAck(now)
+	}
+}
+
+func (s State) synchronized() bool { return s >= StateEstablished }
+
+// canSendData reports whether the state lets new data or a FIN leave.
+func (s State) canSend() bool {
+	switch s {
+	case StateEstablished, StateCloseWait, StateFinWait1, StateClosing, StateLastAck:
+		return true
+	}
+	return false
+}
+
+// output sends what the windows allow: new data, the FIN, retransmissions after SND.NXT was pulled back.
+// RFC 9293 §3.8.6.2.1 (sender SWS avoidance) and §3.7.4 (Nagle): a segment shorter than the MSS leaves
+// only if it is all the data there is and nothing is in flight (or NoDelay, or the FIN follows), or if it
+// is at least half the largest window the peer offered.
+func (c *Conn) output(now int64) {
+	if !c.state.canSend() {
+		return
+	}
+	smss := int(c.smss())
+	for i := 0; i < 1<<16; i++ {
+		dataEnd := c.sndUna + Seq(c.snd.n)
+		n := 0
+		if c.sndNxt.LessThan(dataEnd) {
+			avail := int(dataEnd - c.sndNxt)
+			wnd := min(c.sndWnd, c.cwnd)
+			inflight := uint32(c.sndNxt - c.sndUna)
+			usable := 0
+			if inflight < wnd {
+				usable = int(wnd - inflight)
+			}
+			n = min(avail, usable, smss)
+			if n == 0 {
+				break
+			}
+			if n < smss {
+				if n == avail {
+					if !c.noDelay && inflight > 0 && !c.finQueued {
+						break // Nagle: wait for the ACK of what is in flight
+					}
+				} else if uint32(n) < c.maxSndWnd/2 {
+					break // SWS: the persist timer overrides if nothing is in flight
+				}
+			}
+		} else if !(c.finQueued && c.sndNxt == dataEnd) {
+			break
+		}
+		flags := proto.TCPFlagACK
+		fin := c.finQueued && c.sndNxt+Seq(n) == dataEnd
+		if fin {
+			flags |= proto.TCPFlagFIN
+		}
+		if n > 0 && c.sndNxt+Seq(n) == dataEnd {
+			flags |= proto.TCPFlagPSH
+		}
+		c.sendData(now, c.sndNxt, n, flags)
+	}
+	// Nothing in flight but data waiting: the persist timer probes a zero window (RFC 9293 §3.8.6.1) and
+	// overrides sender SWS avoidance.
+	dataEnd := c.sndUna + Seq(c.snd.n)
+	if c.sndNxt.LessThan(dataEnd) && c.sndNxt == c.sndUna && c.rexmitAt == 0 {
+		c.persist = true
+		c.rexmitAt = now + min(c.rto<<min(c.persistN, 16), int64(c.e.cfg.MaxRTO))
+	}
+}
+
+// sendData transmits [seq, seq+n) (+FIN) and advances SND.NXT, SND.MAX and the timers.
+func (c *Conn) sendData(now int64, seq Seq, n int, flags proto.TCPFlags) {
+	c.xmit(now, seq, n, flags)
+	n = c.seg.PayloadLen()
+	flags = c.seg.Fields.Flags
+	if seq.LessThan(c.sndMax) {
+		c.e.inc(StatRetransmits)
+		if c.rttTiming && c.rttSeq.GreaterThan(seq) {
+			c.rttTiming = false // Karn's algorithm: no RTT sample from a retransmitted segment
+		}
+	} else if !c.rttTiming && n > 0 {
+		c.rttTiming, c.rttSeq, c.rttStart = true, seq+Seq(n), now
+	}
+	end := seq + Seq(n)
+	if flags.Has(proto.TCPFlagFIN) && seq+Seq(n) == c.sndUna+Seq(c.snd.n) {
+		end++
+	}
+	if c.sndNxt.LessThan(end) {
+		c.sndNxt = end
+	}
+	if c.sndMax.LessThan(end) {
+		c.sndMax = end
+	}
+	if c.persist {
+		c.persist, c.rexmitAt = false, 0
+	}
+	if c.rexmitAt == 0 && c.sndUna != c.sndMax {
+		c.rexmitAt = now + c.rto // RFC 6298 §5.1
+	}
+}
+
+// retransmitAt resends one segment at seq without moving SND.NXT (fast retransmit, partial ACKs, SACK holes).
+func (c *Conn) retransmitAt(now int64, seq Seq, limit int) {
+	dataEnd := c.sndUna + Seq(c.snd.n)
+	n := 0
+	if seq.LessThan(dataEnd) {
+		n = min(int(dataEnd-seq), int(c.smss()), limit)
+	}
+	flags := proto.TCPFlagACK
+	if c.finQueued && seq+Seq(n) == dataEnd && c.sndMax.GreaterThan(dataEnd) {
+		flags |= proto.TCPFlagFIN
+	}
+	if n == 0 && !flags.Has(proto.TCPFlagFIN) {
+		return
+	}
+	c.xmit(now, seq, n, flags)
+	c.e.inc(StatRetransmits)
+	if c.rttTiming && c.rttSeq.GreaterThan(seq) {
+		c.rttTiming = false
+	}
+}
+
+// rttSample updates SRTT, RTTVAR and RTO, RFC 6298 §2.2-2.4 (K=4, alpha=1/8, beta=1/4, G=1 ms).
+func (c *Conn) rttSample(r int64) {
+	if r <= 0 {
+		r = 1000 // below the clock granularity
+	}
+	if !c.hasRTT {
+		c.srtt, c.rttvar, c.hasRTT = r, r/2, true
+	} else {
+		d := c.srtt - r
+		if d < 0 {
+			d = -d
+		}
+		c.rttvar = (3*c.rttvar + d) / 4
+		c.srtt = (7*c.srtt + r) / 8
+	}
+	rto := c.srtt + max(1e6, 4*c.rttvar)
+	c.rto = min(max(rto, int64(c.e.cfg.MinRTO)), int64(c.e.cfg.MaxRTO))
+}
+
+// timers runs the timers that are due.
+func (c *Conn) timers(now int64) {
+	if c.waitAt != 0 && now >= c.waitAt {
+		c.waitAt = 0
+		switch c.state {
+		case StateTimeWait:
+			c.e.inc(StatTimeWaitExpired)
+			c.terminate(nil)
+			return
+		case StateFinWait2:
+			c.terminate(nil)
+			return
+		}
+	}
+	if c.rexmitAt != 0 && now >= c.rexmitAt {
+		c.rexmitAt = 0
+		if c.persist {
+			c.persistFire(now)
+		} else {
+			c.rtoFire(now)
+		}
+		if c.state == StateClosed {
+			return
+		}
+	}
+	if c.delackAt != 0 && now >= c.delackAt {
+		c.delackAt = 0
+		c.sendAck(now)
+	}
+}
+
+// rtoFire is RFC 6298 §5.4-5.6 (retransmit the earliest unacknowledged segment, back off the timer) and
+// RFC 5681 §3.1 eq. 4 (ssthresh = max(FlightSize/2, 2*SMSS), cwnd = 1 SMSS).
+func (c *Conn) rtoFire(now int64) {
+	c.retries++
+	c.e.inc(StatTimeouts)
+	limit := c.e.cfg.MaxRetries
+	if c.state == StateSynSent || c.state == StateSynReceived {
+		limit = c.e.cfg.SynRetries
+	}
+	if c.retries > limit {
+		c.e.inc(StatConnTimeouts)
+		if c.state.synchronized() {
+			c.sendRST()
+		}
+		c.terminate(syscall.ETIMEDOUT)
+		return
+	}
+	c.rto = min(c.rto*2, int64(c.e.cfg.MaxRTO))
+	c.rttTiming = false
+	switch c.state {
+	case StateSynSent, StateSynReceived:
+		c.e.inc(StatRetransmits)
+		c.sendSyn(now)
+		return
+	}
+	if c.sndUna == c.sndMax {
+		return
+	}
+	smss := c.smss()
+	flight := uint32(c.sndMax - c.sndUna)
+	c.ssthresh = max(flight/2, 2*smss)
+	c.cwnd = smss
+	c.sndNxt = c.sndUna
+	c.recover = c.sndMax // RFC 6582 §3.2 step 4
+	c.inRecovery = false
+	c.dupAcks = 0
+	// RFC 2018 §8: "after a retransmit timeout the data sender SHOULD turn off all of the SACKed bits".
+	c.nsacked = 0
+	c.rexmitAt = now + c.rto
+	c.output(now)
+	if c.rexmitAt == 0 {
+		c.rexmitAt = now + c.rto
+	}
+}
+
+// persistFire probes a zero window with one byte, or sends what a small window allows (RFC 9293 §3.8.6.1).
+// The probe does not move SND.NXT: if the peer takes the byte its ACK goes past SND.NXT, up to SND.MAX.
+func (c *Conn) persistFire(now int64) {
+	c.persist = false
+	dataEnd := c.sndUna + Seq(c.snd.n)
+	if !c.sndNxt.LessThan(dataEnd) || !c.state.canSend() {
+		return
+	}
+	inflight := uint32(c.sndNxt - c.sndUna)
+	if c.sndWnd > inflight {
+		n := min(int(c.sndWnd-inflight), int(dataEnd-c.sndNxt), int(c.smss()))
+		c.sendData(now, c.sndNxt, n, proto.TCPFlagACK|proto.TCPFlagPSH)
+		return
+	}
+	c.e.inc(StatZeroWindowProbes)
+	c.xmit(now, c.sndNxt, 1, proto.TCPFlagACK)
+	c.probeEnd = c.sndNxt + 1
+	c.persistN++
+	c.persist = true
+	c.rexmitAt = now + min(c.rto<<min(c.persistN, 16), int64(c.e.cfg.MaxRTO))
+}

@@ -1,0 +1,193 @@
+package tcp
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"math/rand"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xdpnet/xdpnet/proto"
+)
+
+func TestHandshakeNegotiatesOptions(t *testing.T) {
+	w := newWire(t, Config{MTU: 1500}, 1)
+	a, b := w.pair()
+	if b.State() != StateEstablished {
+		t.Fatalf("server state %v", b.State())
+	}
+	for _, c := range []*Conn{a, b} {
+		if !c.wsOK || !c.tsOK || !c.sackOK || c.mss != 1460 {
+			t.Errorf("%v: ws %v ts %v sack %v mss %d, want all options and MSS 1460", c.id.local, c.wsOK, c.tsOK, c.sackOK, c.mss)
+		}
+		if c.rcvScale != 3 { // 256 KiB >> 3 fits 16 bits
+			t.Errorf("rcvScale %d, want 3", c.rcvScale)
+		}
+	}
+	if a.id.local != b.id.remote || a.id.remote != b.id.local {
+		t.Errorf("4-tuples do not match: %v %v", a.id, b.id)
+	}
+	if w.eng[0].Stat(StatActiveOpens) != 1 || w.eng[1].Stat(StatPassiveOpens) != 1 {
+		t.Errorf("open counters %d %d", w.eng[0].Stat(StatActiveOpens), w.eng[1].Stat(StatPassiveOpens))
+	}
+}
+
+func TestMSSClampedToMTU(t *testing.T) {
+	w := newWire(t, Config{MTU: 1280}, 1)
+	a, b := w.pair()
+	if a.mss != 1240 || b.mss != 1240 {
+		t.Fatalf("mss %d %d, want 1240", a.mss, b.mss)
+	}
+	var big int
+	w.onSend = func(from int, tc proto.TCP) {
+		if len(tc) > 1240+20+40 || len(tc.Payload()) > 1240 {
+			big++
+		}
+	}
+	transfer(t, w, a, b, 100000, 0)
+	if big != 0 {
+		t.Fatalf("%d segments larger than the MTU allows", big)
+	}
+}
+
+// stream is a deterministic pseudo-random byte source with a running hash.
+type stream struct {
+	rng  *rand.Rand
+	left int
+	h    hashWriter
+	buf  []byte
+	off  int
+}
+
+type hashWriter struct {
+	w interface {
+		Write([]byte) (int, error)
+		Sum([]byte) []byte
+	}
+}
+
+func newStream(seed int64, n int) *stream {
+	return &stream{rng: rand.New(rand.NewSource(seed)), left: n, h: hashWriter{w: sha256.New()}}
+}
+
+// pump moves data: writes from src into a, reads from b into the sink hash.
+func pumpWrite(c *Conn, s *stream) {
+	for s.left > 0 || s.off < len(s.buf) {
+		if s.off == len(s.buf) {
+			n := min(s.left, 8192)
+			s.buf = make([]byte, n)
+			s.rng.Read(s.buf)
+			s.h.w.Write(s.buf)
+			s.left -= n
+			s.off = 0
+		}
+		n := c.tryWrite(s.buf[s.off:])
+		s.off += n
+		if n == 0 {
+			return
+		}
+	}
+}
+
+type sink struct {
+	h interface {
+		Write([]byte) (int, error)
+		Sum([]byte) []byte
+	}
+	n   int
+	eof bool
+	err error
+	buf []byte
+}
+
+func newSink() *sink { return &sink{h: sha256.New(), buf: make([]byte, 65536)} }
+
+func (k *sink) drain(c *Conn) {
+	for !k.eof && k.err == nil {
+		n, err := c.tryRead(k.buf)
+		k.h.Write(k.buf[:n])
+		k.n += n
+		if err == io.EOF {
+			k.eof = true
+		} else if err != nil {
+			k.err = err
+		}
+		if n == 0 {
+			return
+		}
+	}
+}
+
+// transfer sends n bytes from a to b and m bytes from b to a at the same time, then half-closes both ways,
+// and checks that both byte streams arrive intact (SHA-256) and end with EOF.
+func transfer(t *testing.T, w *wire, a, b *Conn, n, m int) {
+	t.Helper()
+	sa, sb := newStream(int64(n), n), newStream(int64(m)+7, m)
+	ka, kb := newSink(), newSink()
+	closedA, closedB := false, false
+	ok := w.run(10*time.Minute, func() {
+		pumpWrite(a, sa)
+		pumpWrite(b, sb)
+		if !closedA && sa.left == 0 && sa.off == len(sa.buf) {
+			a.CloseWrite()
+			closedA = true
+		}
+		if !closedB && sb.left == 0 && sb.off == len(sb.buf) {
+			b.CloseWrite()
+			closedB = true
+		}
+		kb.drain(b)
+		ka.drain(a)
+	}, func() bool { return ka.eof && kb.eof || ka.err != nil || kb.err != nil })
+	if !ok || ka.err != nil || kb.err != nil {
+		t.Fatalf("transfer did not finish: a->b %d/%d eof %v err %v, b->a %d/%d eof %v err %v; states %v %v",
+			kb.n, n, kb.eof, kb.err, ka.n, m, ka.eof, ka.err, a.State(), b.State())
+	}
+	if kb.n != n || !bytes.Equal(kb.h.Sum(nil), sa.h.w.Sum(nil)) {
+		t.Fatalf("a->b: %d bytes, want %d, hash mismatch", kb.n, n)
+	}
+	if ka.n != m || !bytes.Equal(ka.h.Sum(nil), sb.h.w.Sum(nil)) {
+		t.Fatalf("b->a: %d bytes, want %d, hash mismatch", ka.n, m)
+	}
+}
+
+func TestTransferBothWays(t *testing.T) {
+	w := newWire(t, Config{}, 2)
+	a, b := w.pair()
+	transfer(t, w, a, b, 4<<20, 3<<20)
+	if w.eng[0].Stat(StatRetransmits)+w.eng[1].Stat(StatRetransmits) != 0 {
+		t.Errorf("retransmissions on a clean wire: %d %d", w.eng[0].Stat(StatRetransmits), w.eng[1].Stat(StatRetransmits))
+	}
+	// Both sides closed their write half and read EOF: one goes through TIME-WAIT, the other ends.
+	w.run(2*time.Minute, nil, func() bool { return w.eng[0].Conns()+w.eng[1].Conns() == 0 })
+	if n := w.eng[0].Conns() + w.eng[1].Conns(); n != 0 {
+		t.Fatalf("%d connections left after TIME-WAIT (states %v %v)", n, a.State(), b.State())
+	}
+}
+
+func TestTransferWithLoss(t *testing.T) {
+	for _, seed := range []int64{3, 4} {
+		w := newWire(t, Config{}, seed)
+		a, b := w.pair()
+		w.loss = 0.05
+		w.dup = 0.01
+		w.jitter = int64(3 * time.Millisecond)
+		transfer(t, w, a, b, 2<<20, 1<<20)
+		e0, e1 := w.eng[0], w.eng[1]
+		t.Logf("seed %d: retransmits %d/%d fast %d/%d sack %d/%d timeouts %d/%d, ooo drops %d/%d",
+			seed, e0.Stat(StatRetransmits), e1.Stat(StatRetransmits), e0.Stat(StatFastRetransmits), e1.Stat(StatFastRetransmits),
+			e0.Stat(StatSACKRetransmits), e1.Stat(StatSACKRetransmits), e0.Stat(StatTimeouts), e1.Stat(StatTimeouts),
+			e0.Stat(DropOutOfOrderFull), e1.Stat(DropOutOfOrderFull))
+		if e0.Stat(StatFastRetransmits) == 0 {
+			t.Errorf("no fast retransmit with 5%% loss")
+		}
+	}
+}
+
+var _ = errors.Is
+var _ = syscall.ECONNRESET
+var _ = netip.Addr{}

@@ -1,0 +1,33 @@
+// Package tcp is xdpnet's TCP (RFC 9293): the connection engine that the stack feeds with arriving segments
+// and that hands back the segments to send, plus the net.Conn and net.Listener that applications use.
+//
+// An Engine belongs to one poller goroutine, its owner, which calls Input for every checksum-verified
+// segment addressed to this host and Tick on every loop (Tick returns when the next timer is due). The
+// engine emits segments through the Output given to NewEngine, synchronously from Input and Tick; a
+// Segment is only valid during that call (its payload points into the send buffer), and Segment.Encode
+// writes the TCP header, options, payload and checksum in one go. Application goroutines never touch the
+// owner's state directly: Conn and Listener methods meet the engine under a per-connection mutex, and
+// anything that needs the owner to act (data written, a close, a dial, a read that opened the window)
+// puts the connection on a pending list and calls the owner's Waker. The owner never blocks on an
+// application.
+//
+// Implemented: all RFC 9293 states including simultaneous open and close and TIME-WAIT (2*MSL, configurable);
+// sequence arithmetic modulo 2^32 (Seq); RFC 6528 ISNs (SipHash-2-4 of the 4-tuple under a secret key, plus
+// a 4 µs clock); RFC 5961 challenge ACKs for RSTs and SYNs in the window and for old ACKs, rate limited;
+// MSS (clamped to Config.MTU), RFC 7323 window scaling, timestamps (RTT, PAWS), RFC 2018 SACK (blocks
+// sent from the out-of-order queue, received ones kept in a scoreboard so that loss recovery retransmits
+// only holes); RFC 6298 RTO (SRTT/RTTVAR, Karn, exponential backoff, configurable minimum); RFC 5681 slow
+// start and congestion avoidance with RFC 6928's initial window, fast retransmit and RFC 6582 NewReno;
+// zero-window probing; sender and receiver SWS avoidance; delayed ACKs (every second full segment,
+// Config.DelayedAck at most 200 ms); Nagle with SetNoDelay; a bounded out-of-order queue stored in the
+// receive buffer itself; per-connection buffers, a global memory cap; listeners with a SYN queue bound,
+// an accept backlog and RFC 4987 SYN cookies beyond it. Every dropped segment is counted (Stat).
+//
+// Not implemented: IPv6 specifics (addresses are netip, but MSS assumes a 20-byte IP header), urgent data
+// (URG is ignored), keep-alives, ECN, RFC 6191 TIME-WAIT reuse, data carried on SYNs (ignored; the peer
+// retransmits it), path MTU discovery, RACK or full RFC 6675 loss recovery. SYN-cookie connections have no
+// window scaling, SACK or timestamps.
+//
+// Nothing panics on segment contents. The established-state data path (Input of an in-order segment, the
+// ACK it causes, Tick) does not allocate (TestNoAllocs).
+package tcp

@@ -1,0 +1,549 @@
+package tcp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xdpnet/xdpnet/proto"
+)
+
+// Config sets the engine's limits and timers. Zero fields take the defaults written next to them.
+type Config struct {
+	// MTU is the IP MTU of the path; the MSS announced and used is at most MTU-40 (RFC 9293 §3.7.1,
+	// RFC 879). Default 1500.
+	MTU int
+	// SendBuffer and RecvBuffer are the per-connection buffer sizes in bytes. Default 256 KiB each.
+	SendBuffer, RecvBuffer int
+	// MemoryLimit caps the buffer bytes of all connections together; a connection that would exceed it
+	// is refused (SYN dropped, Dial fails). Default 256 MiB.
+	MemoryLimit int64
+	// MaxOutOfOrder bounds the out-of-order queue: how many separate ranges of data beyond RCV.NXT are kept.
+	// Default 32.
+	MaxOutOfOrder int
+	// SynQueueLen bounds the half-open (SYN-RECEIVED) connections per listener; beyond it the listener
+	// answers with SYN cookies (RFC 4987 §3.6). Default 128.
+	SynQueueLen int
+	// AcceptBacklog is the accept queue length per listener. Default 128.
+	AcceptBacklog int
+	// MinRTO, InitialRTO and MaxRTO bound the retransmission timeout (RFC 6298 §2). RFC 6298 asks for a
+	// 1 s minimum; like Linux the default is 200 ms. InitialRTO defaults to 1 s, MaxRTO to 60 s.
+	MinRTO, InitialRTO, MaxRTO time.Duration
+	// DelayedAck is the delayed-ACK timeout, at most 200 ms (RFC 1122 §4.2.3.2 says < 0.5 s; RFC 5681
+	// §4.2 says 500 ms at most, we stay well under). Default 40 ms.
+	DelayedAck time.Duration
+	// MSL is the maximum segment lifetime; TIME-WAIT lasts 2*MSL (RFC 9293 §3.4.2). Default 30 s.
+	MSL time.Duration
+	// FinWait2Timeout ends a FIN-WAIT-2 connection whose application has closed it. Default 60 s.
+	FinWait2Timeout time.Duration
+	// MaxRetries is how many RTOs in a row end a connection with ETIMEDOUT; SynRetries the same for
+	// SYN and SYN-ACK. Defaults 15 and 6.
+	MaxRetries, SynRetries int
+	// ChallengeACKLimit caps challenge ACKs per second (RFC 5961 §7). Default 1000.
+	ChallengeACKLimit int
+	// NoDelay disables Nagle's algorithm on new connections (Conn.SetNoDelay changes it per connection).
+	NoDelay bool
+	// Key is the secret of the ISN and SYN cookie hashes; all zero means a random key.
+	Key [16]byte
+	// Disable* turn options off: RFC 7323 timestamps and window scaling, RFC 2018 SACK.
+	DisableTimestamps, DisableWindowScale, DisableSACK bool
+}
+
+func (c *Config) setDefaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defD := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.MTU, 1500)
+	c.MTU = max(c.MTU, 128)
+	def(&c.SendBuffer, 256<<10)
+	def(&c.RecvBuffer, 256<<10)
+	c.RecvBuffer = min(c.RecvBuffer, 1<<30) // RFC 7323 §2.3: the window is below 2^30
+	c.SendBuffer = min(c.SendBuffer, 1<<30)
+	if c.MemoryLimit <= 0 {
+		c.MemoryLimit = 256 << 20
+	}
+	def(&c.MaxOutOfOrder, 32)
+	def(&c.SynQueueLen, 128)
+	def(&c.AcceptBacklog, 128)
+	defD(&c.MinRTO, 200*time.Millisecond)
+	defD(&c.InitialRTO, time.Second)
+	defD(&c.MaxRTO, 60*time.Second)
+	defD(&c.DelayedAck, 40*time.Millisecond)
+	c.DelayedAck = min(c.DelayedAck, 200*time.Millisecond)
+	defD(&c.MSL, 30*time.Second)
+	defD(&c.FinWait2Timeout, 60*time.Second)
+	def(&c.MaxRetries, 15)
+	def(&c.SynRetries, 6)
+	def(&c.ChallengeACKLimit, 1000)
+}
+
+// connID is the demultiplexing key, RFC 9293 §3.3.1: "the pair of sockets identifies the connection".
+type connID struct {
+	local, remote netip.AddrPort
+}
+
+// Engine is the TCP of one poller: its connection table (demultiplexer keyed by the 4-tuple), listeners,
+// timers and counters. Input and Tick are called by one goroutine, the owner; Listen, Dial and the Conn
+// and Listener methods are safe from any goroutine.
+type Engine struct {
+	cfg   Config
+	out   Output
+	waker Waker
+	k0    uint64
+	k1    uint64
+
+	mu        sync.Mutex // held by the owner during Input and Tick; taken briefly by Dial, Listen, Close
+	conns     map[connID]*Conn
+	listeners map[netip.AddrPort]*Listener
+	nextPort  uint16
+	memUsed   int64
+	nextTimer int64
+	now       int64
+	chStart   int64 // challenge ACK rate limit: start of the current second and count in it
+	chCount   int
+	scratch   Segment
+	rcvScale  uint8
+	ourMSS    uint16
+
+	pendMu    sync.Mutex
+	pending   []*Conn
+	pendSpare []*Conn
+
+	stats [numStats]atomic.Uint64
+}
+
+// NewEngine returns an engine that emits segments through out. waker, which may be nil, is called when
+// an application goroutine queued work for the owner (it should make the owner call Tick soon).
+func NewEngine(cfg Config, out Output, waker Waker) *Engine {
+	cfg.setDefaults()
+	e := &Engine{cfg: cfg, out: out, waker: waker, conns: map[connID]*Conn{},
+		listeners: map[netip.AddrPort]*Listener{}, nextPort: ephemeralFirst}
+	key := cfg.Key
+	if key == [16]byte{} {
+		_, _ = rand.Read(key[:])
+	}
+	e.k0, e.k1 = binary.LittleEndian.Uint64(key[:8]), binary.LittleEndian.Uint64(key[8:])
+	for e.rcvScale < 14 && cfg.RecvBuffer>>e.rcvScale > 0xffff {
+		e.rcvScale++
+	}
+	e.ourMSS = uint16(min(cfg.MTU-proto.IPv4MinHeaderLen-proto.TCPMinHeaderLen, 0xffff))
+	return e
+}
+
+// Config returns the configuration with defaults filled in.
+func (e *Engine) Config() Config { return e.cfg }
+
+// Ephemeral ports (RFC 6335 §6: 49152-65535).
+const ephemeralFirst = 49152
+
+func (e *Engine) inc(s Stat) { e.stats[s].Store(e.stats[s].Load() + 1) }
+
+// Stat returns one counter. Safe from any goroutine.
+func (e *Engine) Stat(s Stat) uint64 { return e.stats[s].Load() }
+
+// Stats returns all counters by name (for metrics export; allocates).
+func (e *Engine) Stats() map[string]uint64 {
+	m := make(map[string]uint64, numStats)
+	for s := Stat(0); s < numStats; s++ {
+		m[s.String()] = e.stats[s].Load()
+	}
+	return m
+}
+
+// Conns returns the number of connections in the table (any state but LISTEN).
+func (e *Engine) Conns() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.conns)
+}
+
+// noteTimer makes the next Tick deadline at most t (0 = none).
+func (e *Engine) noteTimer(t int64) {
+	if t != 0 && (e.nextTimer == 0 || t < e.nextTimer) {
+		e.nextTimer = t
+	}
+}
+
+// markPending queues c for the owner's next Tick and wakes the owner. Called by application goroutines
+// without c.mu held.
+func (e *Engine) markPending(c *Conn) {
+	e.pendMu.Lock()
+	if c.pending {
+		e.pendMu.Unlock()
+		return
+	}
+	c.pending = true
+	e.pending = append(e.pending, c)
+	e.pendMu.Unlock()
+	if e.waker != nil {
+		e.waker.Wake()
+	}
+}
+
+// Input processes one arriving segment. src and dst are the IP addresses; seg is the TCP header and
+// payload, already cut to the IP payload length and checksum-verified by the caller (proto.TCP.ChecksumValid).
+// It runs on the owner goroutine and may call Output.Send.
+func (e *Engine) Input(now int64, src, dst netip.Addr, seg proto.TCP) {
+	e.mu.Lock()
+	e.now = now
+	e.inc(StatSegsIn)
+	o, perr := proto.ParseTCPOptions(seg.Options())
+	if perr != proto.OK {
+		e.inc(DropBadOptions)
+		e.mu.Unlock()
+		return
+	}
+	id := connID{local: netip.AddrPortFrom(dst, seg.DstPort()), remote: netip.AddrPortFrom(src, seg.SrcPort())}
+	if c := e.conns[id]; c != nil {
+		c.mu.Lock()
+		c.segment(now, seg, &o, seg.Payload())
+		e.afterConn(c)
+		c.mu.Unlock()
+		e.mu.Unlock()
+		return
+	}
+	e.noConn(now, id, seg, &o)
+	e.mu.Unlock()
+}
+
+// afterConn runs after any processing of c on the owner: the table and timer bookkeeping.
+func (e *Engine) afterConn(c *Conn) {
+	if c.state == StateClosed {
+		e.remove(c)
+		return
+	}
+	e.noteTimer(c.nextTimer())
+}
+
+// remove takes c out of the table and releases its memory accounting. Owner only, e.mu and c.mu held.
+func (e *Engine) remove(c *Conn) {
+	if e.conns[c.id] == c {
+		delete(e.conns, c.id)
+		e.memUsed -= int64(c.memCharged)
+		c.memCharged = 0
+		if c.l != nil {
+			c.l.synq--
+			c.l = nil
+		}
+	}
+}
+
+// Tick runs application requests (data written, closes, dials) and due timers, and returns when it wants
+// to run again (monotonic ns, 0 for never). Owner only. It costs one pass over the table only when a
+// timer is due.
+func (e *Engine) Tick(now int64) (wakeAt int64) {
+	e.mu.Lock()
+	e.now = now
+	e.pendMu.Lock()
+	list := e.pending
+	e.pending = e.pendSpare[:0]
+	e.pendMu.Unlock()
+	for i, c := range list {
+		e.pendMu.Lock()
+		c.pending = false
+		e.pendMu.Unlock()
+		c.mu.Lock()
+		c.appEvents(now)
+		e.afterConn(c)
+		c.mu.Unlock()
+		list[i] = nil
+	}
+	e.pendSpare = list[:0]
+	if e.nextTimer != 0 && now >= e.nextTimer {
+		e.nextTimer = 0
+		for _, c := range e.conns {
+			c.mu.Lock()
+			c.timers(now)
+			e.afterConn(c)
+			c.mu.Unlock()
+		}
+	}
+	w := e.nextTimer
+	e.mu.Unlock()
+	return w
+}
+
+// NextTimer returns the deadline Tick last returned or a later Input set. Owner only.
+func (e *Engine) NextTimer() int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.nextTimer
+}
+
+// challengeOK reports whether another challenge ACK may go out now (RFC 5961 §7).
+func (e *Engine) challengeOK(now int64) bool {
+	if now-e.chStart >= int64(time.Second) {
+		e.chStart, e.chCount = now, 0
+	}
+	if e.chCount >= e.cfg.ChallengeACKLimit {
+		e.inc(StatChallengeACKLimited)
+		return false
+	}
+	e.chCount++
+	e.inc(StatChallengeACKs)
+	return true
+}
+
+// sendReset answers a segment that belongs to no connection, RFC 9293 §3.10.7.1: "If the ACK bit is off,
+// sequence number zero is used, <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>. If the ACK bit is on,
+// <SEQ=SEG.ACK><CTL=RST>". A RST is never answered.
+func (e *Engine) sendReset(id connID, seg proto.TCP) {
+	f := seg.Flags()
+	if f.Has(proto.TCPFlagRST) {
+		return
+	}
+	s := &e.scratch
+	*s = Segment{Src: id.local, Dst: id.remote}
+	s.Fields.SrcPort, s.Fields.DstPort = id.local.Port(), id.remote.Port()
+	if f.Has(proto.TCPFlagACK) {
+		s.Fields.Seq = seg.Ack()
+		s.Fields.Flags = proto.TCPFlagRST
+	} else {
+		n := uint32(len(seg.Payload()))
+		if f.Has(proto.TCPFlagSYN) {
+			n++
+		}
+		if f.Has(proto.TCPFlagFIN) {
+			n++
+		}
+		s.Fields.Ack = seg.Seq() + n
+		s.Fields.Flags = proto.TCPFlagRST | proto.TCPFlagACK
+	}
+	e.inc(StatResetsOut)
+	e.inc(StatSegsOut)
+	e.out.Send(s)
+}
+
+// noConn handles a segment with no connection: LISTEN processing (RFC 9293 §3.10.7.2) or CLOSED.
+func (e *Engine) noConn(now int64, id connID, seg proto.TCP, o *proto.TCPOptions) {
+	l := e.listeners[id.local]
+	if l == nil {
+		l = e.listeners[netip.AddrPortFrom(netip.IPv4Unspecified(), id.local.Port())]
+	}
+	f := seg.Flags()
+	if l == nil {
+		e.inc(DropNoConnection)
+		e.sendReset(id, seg)
+		return
+	}
+	switch {
+	case f.Has(proto.TCPFlagRST):
+		// "An incoming RST should be ignored."
+		e.inc(DropNoConnection)
+	case f.Has(proto.TCPFlagACK) && !f.Has(proto.TCPFlagSYN):
+		// Possibly the third segment of a handshake answered with a SYN cookie.
+		if !e.cookieAccept(now, l, id, seg, o) {
+			e.sendReset(id, seg)
+		}
+	case f.Has(proto.TCPFlagSYN) && !f.Has(proto.TCPFlagACK) && !f.Has(proto.TCPFlagFIN):
+		e.listenSYN(now, l, id, seg, o)
+	default:
+		e.inc(DropNoConnection)
+	}
+}
+
+// listenSYN is the SYN arriving in LISTEN: a SYN-RECEIVED connection while the SYN queue has room, a SYN
+// cookie beyond it (RFC 4987 §3.6).
+func (e *Engine) listenSYN(now int64, l *Listener, id connID, seg proto.TCP, o *proto.TCPOptions) {
+	if len(l.acceptCh) >= cap(l.acceptCh) {
+		// Nowhere to put the connection even once established (Linux drops here too).
+		e.inc(DropAcceptQueueFull)
+		return
+	}
+	if l.synq >= e.cfg.SynQueueLen {
+		e.inc(StatCookiesSent)
+		mss := uint16(536)
+		if o.HasMSS {
+			mss = o.MSS
+		}
+		iss := e.cookie(id, Seq(seg.Seq()), min(mss, e.ourMSS), now)
+		s := &e.scratch
+		*s = Segment{Src: id.local, Dst: id.remote}
+		s.Fields = proto.TCPFields{SrcPort: id.local.Port(), DstPort: id.remote.Port(), Seq: uint32(iss),
+			Ack: seg.Seq() + 1, Flags: proto.TCPFlagSYN | proto.TCPFlagACK,
+			Window: uint16(min(e.cfg.RecvBuffer, 0xffff))}
+		s.Fields.Options.MSS, s.Fields.Options.HasMSS = e.ourMSS, true
+		e.inc(StatSegsOut)
+		e.out.Send(s)
+		return
+	}
+	if e.memUsed+int64(e.cfg.SendBuffer+e.cfg.RecvBuffer) > e.cfg.MemoryLimit {
+		e.inc(DropMemoryLimit)
+		return
+	}
+	c := e.newConn(id)
+	c.l = l
+	l.synq++
+	c.state = StateSynReceived
+	c.iss = e.isn(id, now)
+	c.sndUna, c.sndNxt, c.sndMax = c.iss, c.iss+1, c.iss+1
+	c.recover = c.iss
+	c.irs = Seq(seg.Seq())
+	c.rcvNxt = c.irs + 1
+	c.negotiate(o, seg.Window())
+	e.conns[id] = c
+	c.mu.Lock()
+	c.sendSyn(now)
+	e.afterConn(c)
+	c.mu.Unlock()
+}
+
+// cookieAccept rebuilds a connection from the ACK that completes a SYN-cookie handshake.
+func (e *Engine) cookieAccept(now int64, l *Listener, id connID, seg proto.TCP, o *proto.TCPOptions) bool {
+	iss := Seq(seg.Ack() - 1)
+	irs := Seq(seg.Seq() - 1)
+	mss, ok := e.checkCookie(id, irs, iss, now)
+	if !ok {
+		e.inc(DropBadCookie)
+		return false
+	}
+	if len(l.acceptCh) >= cap(l.acceptCh) {
+		e.inc(DropAcceptQueueFull)
+		return true // silently: the client retransmits
+	}
+	if e.memUsed+int64(e.cfg.SendBuffer+e.cfg.RecvBuffer) > e.cfg.MemoryLimit {
+		e.inc(DropMemoryLimit)
+		return false
+	}
+	e.inc(StatCookiesAccepted)
+	c := e.newConn(id)
+	c.iss, c.irs = iss, irs
+	c.sndUna, c.sndNxt, c.sndMax = iss+1, iss+1, iss+1
+	c.recover = iss
+	c.rcvNxt = irs + 1
+	c.mss = min(mss, e.ourMSS)
+	c.rcvScale = 0
+	c.rcvAdv = c.rcvNxt + Seq(min(e.cfg.RecvBuffer, 0xffff))
+	c.allocBuffers()
+	c.state = StateEstablished
+	c.sndWnd = uint32(seg.Window())
+	c.maxSndWnd = c.sndWnd
+	c.sndWl1, c.sndWl2 = Seq(seg.Seq()), Seq(seg.Ack())
+	c.initCC()
+	e.conns[id] = c
+	e.inc(StatPassiveOpens)
+	l.acceptCh <- c
+	c.mu.Lock()
+	c.signalEstablished()
+	if len(seg.Payload()) > 0 || seg.Flags().Has(proto.TCPFlagFIN) {
+		c.segment(now, seg, o, seg.Payload())
+	}
+	e.afterConn(c)
+	c.mu.Unlock()
+	return true
+}
+
+func (e *Engine) newConn(id connID) *Conn {
+	c := &Conn{e: e, id: id, noDelay: e.cfg.NoDelay, rto: int64(e.cfg.InitialRTO),
+		rdCh: make(chan struct{}, 1), wrCh: make(chan struct{}, 1), estCh: make(chan struct{}),
+		doneCh: make(chan struct{}), closedCh: make(chan struct{}),
+		ooo: make([]seqRange, 0, e.cfg.MaxOutOfOrder)}
+	c.mss = 536
+	c.rdl.init()
+	c.wdl.init()
+	return c
+}
+
+// Errors returned by Listen and Dial.
+var (
+	ErrAddrInUse   = errors.New("address already in use (close the other listener or connection, or pick another port)")
+	ErrMemoryLimit = errors.New("tcp memory limit reached (raise Config.MemoryLimit or close connections)")
+	ErrNoPort      = errors.New("no free ephemeral port for this destination (close some connections)")
+)
+
+// Listen opens a listener on laddr (address may be unspecified for all local addresses).
+func (e *Engine) Listen(laddr netip.AddrPort) (*Listener, error) {
+	if laddr.Port() == 0 {
+		return nil, fmt.Errorf("listen tcp %v: a listening port must be given", laddr)
+	}
+	a := laddr.Addr().Unmap()
+	if !a.IsValid() {
+		a = netip.IPv4Unspecified()
+	}
+	laddr = netip.AddrPortFrom(a, laddr.Port())
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.listeners[laddr] != nil {
+		return nil, fmt.Errorf("listen tcp %v: %w", laddr, ErrAddrInUse)
+	}
+	l := &Listener{e: e, addr: laddr, acceptCh: make(chan *Conn, e.cfg.AcceptBacklog), closed: make(chan struct{})}
+	e.listeners[laddr] = l
+	return l, nil
+}
+
+// Connect starts an active open from laddr (port 0 picks an ephemeral port) to raddr and returns at
+// once; the SYN leaves on the owner's next Tick. Conn.Handshake waits for the outcome. laddr's address
+// must be the source the caller's routing chose.
+func (e *Engine) Connect(laddr, raddr netip.AddrPort) (*Conn, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.memUsed+int64(e.cfg.SendBuffer+e.cfg.RecvBuffer) > e.cfg.MemoryLimit {
+		e.inc(DropMemoryLimit)
+		return nil, fmt.Errorf("dial tcp %v: %w", raddr, ErrMemoryLimit)
+	}
+	id := connID{local: laddr, remote: raddr}
+	if laddr.Port() == 0 {
+		found := false
+		for range 65536 - ephemeralFirst {
+			p := e.nextPort
+			e.nextPort++
+			if e.nextPort == 0 {
+				e.nextPort = ephemeralFirst
+			}
+			id.local = netip.AddrPortFrom(laddr.Addr(), p)
+			if e.conns[id] == nil && e.listeners[id.local] == nil {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("dial tcp %v: %w", raddr, ErrNoPort)
+		}
+	} else if e.conns[id] != nil {
+		return nil, fmt.Errorf("dial tcp %v from %v: %w", raddr, laddr, ErrAddrInUse)
+	}
+	c := e.newConn(id)
+	c.state = StateSynSent
+	c.needSyn = true
+	c.rcvScale = e.rcvScale
+	if e.cfg.DisableWindowScale {
+		c.rcvScale = 0
+	}
+	c.allocBuffers()
+	e.conns[id] = c
+	e.inc(StatActiveOpens)
+	e.pendMu.Lock()
+	c.pending = true
+	e.pending = append(e.pending, c)
+	e.pendMu.Unlock()
+	if e.waker != nil {
+		e.waker.Wake()
+	}
+	return c, nil
+}
+
+// Dial is Connect followed by Handshake: it blocks until the connection is established, refused, timed
+// out or ctx ends.
+func (e *Engine) Dial(ctx context.Context, laddr, raddr netip.AddrPort) (*Conn, error) {
+	c, err := e.Connect(laddr, raddr)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Handshake(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}

@@ -1,0 +1,86 @@
+package tcp
+
+// Stat names one of the engine's counters. Drop* counters count segments (or connection attempts) thrown
+// away, one per reason, so that no drop is silent.
+type Stat uint8
+
+const (
+	StatSegsIn Stat = iota
+	StatSegsOut
+	StatRetransmits
+	StatFastRetransmits
+	StatSACKRetransmits
+	StatTimeouts
+	StatZeroWindowProbes
+	StatChallengeACKs
+	StatChallengeACKLimited
+	StatResetsIn
+	StatResetsOut
+	StatActiveOpens
+	StatPassiveOpens
+	StatCookiesSent
+	StatCookiesAccepted
+	StatTimeWaitExpired
+	StatConnTimeouts
+
+	DropBadOptions      // option bytes that do not parse
+	DropNoConnection    // no connection or listener (answered with RST unless it was one)
+	DropOutOfWindow     // sequence number outside the receive window (answered with an ACK)
+	DropPAWS            // RFC 7323 §5 old timestamp
+	DropAckTooNew       // acknowledges data not yet sent (RFC 9293 §3.10.7.4)
+	DropAckTooOld       // acknowledgment below SND.UNA - MAX.SND.WND (RFC 5961 §5.2)
+	DropNoACK           // synchronized state segment without ACK
+	DropRcvBufFull      // data beyond the receive buffer (trimmed)
+	DropOutOfOrderFull  // out-of-order data with the out-of-order queue full
+	DropAcceptQueueFull // handshake completed but the accept queue is full
+	DropMemoryLimit     // Config.MemoryLimit reached
+	DropBadCookie       // ACK to a listener with no valid SYN cookie
+	DropRSTNotExact     // RST in window but not at RCV.NXT (challenge ACK sent, RFC 5961 §3.2)
+	DropSYNInWindow     // SYN on a synchronized connection (challenge ACK sent, RFC 5961 §4.2)
+	DropDataAfterClose  // data for an application that closed (connection reset, RFC 1122 §4.2.2.13)
+	DropBadState        // segment not acceptable in the connection's state
+	numStats
+)
+
+var statNames = [numStats]string{
+	"segs_in", "segs_out", "retransmits", "fast_retransmits", "sack_retransmits", "timeouts",
+	"zero_window_probes", "challenge_acks", "challenge_acks_limited", "resets_in", "resets_out",
+	"active_opens", "passive_opens", "cookies_sent", "cookies_accepted", "time_wait_expired", "conn_timeouts",
+	"drop_bad_options", "drop_no_connection", "drop_out_of_window", "drop_paws", "drop_ack_too_new",
+	"drop_ack_too_old", "drop_no_ack", "drop_rcvbuf_full", "drop_out_of_order_full", "drop_accept_queue_full",
+	"drop_memory_limit", "drop_bad_cookie", "drop_rst_not_exact", "drop_syn_in_window",
+	"drop_data_after_close", "drop_bad_state",
+}
+
+func (s Stat) String() string {
+	if s < numStats {
+		return statNames[s]
+	}
+	return "unknown"
+}
+
+// State is a connection state, RFC 9293 §3.3.2.
+type State uint8
+
+const (
+	StateClosed State = iota
+	StateSynSent
+	StateSynReceived
+	StateEstablished
+	StateFinWait1
+	StateFinWait2
+	StateCloseWait
+	StateClosing
+	StateLastAck
+	StateTimeWait
+)
+
+var stateNames = [...]string{"CLOSED", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2",
+	"CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "unknown"
+}
