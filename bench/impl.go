@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asavie/xdp"
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpnet/xdpnet/internal/pktgen"
+	"github.com/xdpnet/xdpnet/pipeline"
+	"github.com/xdpnet/xdpnet/poller"
+	"github.com/xdpnet/xdpnet/proto"
+	"github.com/xdpnet/xdpnet/stack"
+)
+
+// errNA marks an implementation that cannot run here; the table prints n/a and the reason.
+var errNA = errors.New("not available")
+
+// dut is a running device under test.
+type dut struct {
+	// count reads the DUT's own receive counter (rxdrop measures there); nil when the sink counts.
+	count func() uint64
+	// tid is the xdpnet DUT's poller thread (0 for others).
+	tid func() int
+	// kdrops is what the kernel dropped on the way to the xdpnet DUT's sockets (RX ring full, fill ring empty).
+	kdrops func() uint64
+	stop   func() error
+}
+
+// l2fwdHandler is the MAC-rewrite forwarder of the xdpnet l2fwd scenario: port 0 -> port 1, destination MAC
+// set to the sink's and source to out0's, as testpmd's mac mode and examples/l2fwd do.
+type l2fwdHandler struct{ dst, src proto.MAC }
+
+func (h *l2fwdHandler) Process(b *pipeline.Batch) {
+	for i := range b.N {
+		p := &b.Pkts[i]
+		d := p.Data()
+		if len(d) < proto.EthernetHeaderLen || p.InPort != 0 {
+			p.Drop(pipeline.DropUnhandled)
+			continue
+		}
+		copy(d[0:6], h.dst[:])
+		copy(d[6:12], h.src[:])
+		p.Send(1)
+	}
+}
+
+func (h *l2fwdHandler) Tick(*pipeline.Batch) int64 { return 0 }
+
+func pollerDUT(t *topo, o *options, queues int, ifs []string, nh pipeline.NewHandler, count func() uint64) (*dut, error) {
+	cpus := []int{o.dutCPU}
+	if queues > 1 {
+		cpus = []int{o.dutCPU, o.genCPU}
+	}
+	p, stop, err := runPoller(t.dut, poller.Config{Interfaces: ifs, Queues: queues, CPUs: cpus, Mode: poller.Adaptive, NewHandler: nh})
+	if err != nil {
+		return nil, err
+	}
+	return &dut{count: count, stop: stop, kdrops: func() uint64 {
+		var n uint64
+		for _, ps := range p.Stats().Ports {
+			n += ps.Kernel.Rx_dropped + ps.Kernel.Rx_ring_full + ps.Kernel.Rx_fill_ring_empty_descs
+		}
+		return n
+	}, tid: func() int {
+		if s := p.Stats(); len(s.Queues) > 0 {
+			return s.Queues[0].TID
+		}
+		return 0
+	}}, nil
+}
+
+// startDUT starts implementation impl of scenario sc in t's dut host.
+func startDUT(t *topo, o *options, sc, impl string) (*dut, error) {
+	queues := 1
+	if sc == "l2fwd-2q" {
+		queues = 2
+	}
+	sinkMAC := proto.MAC(t.dutSink.B.HWAddr())
+	outMAC := proto.MAC(t.dutSink.A.HWAddr())
+	switch sc + "/" + impl {
+	case "txonly/xdpnet":
+		return &dut{stop: func() error { return nil }}, nil
+	case "rxdrop/xdpnet":
+		s := pktgen.NewSink()
+		return pollerDUT(t, o, 1, []string{"in0"}, s.NewHandler, func() uint64 { n, _ := s.Received(); return n })
+	case "rxdrop/asavie":
+		return asavieRxdrop(t, o)
+	case "l2fwd/xdpnet", "l2fwd-2q/xdpnet":
+		return pollerDUT(t, o, queues, []string{"in0", "out0"}, func(*pipeline.QueueInfo) pipeline.Handler {
+			return &l2fwdHandler{dst: sinkMAC, src: outMAC}
+		}, nil)
+	case "l2fwd/asavie":
+		if o.asavieBin == "" {
+			return nil, fmt.Errorf("%w: asavie l2fwd example did not build", errNA)
+		}
+		return command(t, o, o.asavieBin, "-inlink", "in0", "-outlink", "out0",
+			"-inlinkdst", t.dutSink.B.MAC.String(), "-outlinkdst", t.genDut.A.MAC.String())
+	case "l2fwd/dpdk":
+		return testpmd(t, o)
+	case "l3fwd/xdpnet":
+		st, err := stack.New(stack.Config{Interfaces: []stack.Interface{
+			{Name: "in0", Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.0.2/24")}},
+			{Name: "out0", Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.1.2/24")}},
+		}})
+		if err != nil {
+			return nil, err
+		}
+		return pollerDUT(t, o, 1, []string{"in0", "out0"}, st.NewHandler, nil)
+	case "l3fwd/kernel":
+		if err := t.dut.Sysctl("net.ipv4.ip_forward", "1"); err != nil {
+			return nil, err
+		}
+		return &dut{stop: func() error { return nil }}, nil
+	}
+	return nil, fmt.Errorf("%w: no %s implementation of %s", errNA, impl, sc)
+}
+
+// command runs a DUT program in the dut host pinned to the DUT CPU; stop sends SIGTERM (then SIGKILL).
+func command(t *topo, o *options, bin string, args ...string) (*dut, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := t.dut.Command(ctx, "taskset", append([]string{"-c", fmt.Sprint(o.dutCPU), bin}, args...)...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	// testpmd without -i waits for a line on stdin before it quits: give it a pipe that stays open.
+	pr, pw := io.Pipe()
+	cmd.Stdin = pr
+	cmd.Cancel = func() error { return cmd.Process.Signal(unix.SIGTERM) }
+	cmd.WaitDelay = 2 * time.Second
+	if err := cmd.Start(); err != nil {
+		cancel()
+		return nil, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		cancel()
+		return nil, fmt.Errorf("%s exited at start: %v: %s", bin, err, strings.TrimSpace(out.String()))
+	case <-time.After(300 * time.Millisecond):
+	}
+	return &dut{stop: func() error {
+		cancel()
+		pw.Close()
+		<-exited
+		return nil
+	}}, nil
+}
+
+// testpmd runs DPDK's testpmd with the AF_XDP PMD on in0/out0 in mac forwarding mode.
+func testpmd(t *topo, o *options) (*dut, error) {
+	bin, err := exec.LookPath("dpdk-testpmd")
+	if err != nil {
+		return nil, fmt.Errorf("%w: dpdk-testpmd not found in PATH (Debian's dpdk 22.11 package ships only dpdk-devbind.py, dpdk-hugepages.py and dpdk-pmdinfo.py; testpmd is not packaged)", errNA)
+	}
+	return command(t, o, bin, "-l", fmt.Sprint(o.dutCPU), "--no-pci", "--in-memory", "--log-level=error",
+		"--vdev", "net_af_xdp0,iface=in0", "--vdev", "net_af_xdp1,iface=out0", "--",
+		"--forward-mode=mac", "--auto-start", "--nb-cores=1",
+		"--eth-peer=1,"+t.dutSink.B.MAC.String(), "--eth-peer=0,"+t.genDut.A.MAC.String())
+}
+
+// asavieRxdrop is an rxdrop on asavie/xdp's public API with its default options, as its README shows:
+// NewProgram/Attach/NewSocket/Register, then Fill, Poll, Receive in a loop. The loop's OS thread is pinned to the
+// DUT CPU, as the xdpnet poller's is.
+func asavieRxdrop(t *topo, o *options) (*dut, error) {
+	var prog *xdp.Program
+	var xsk *xdp.Socket
+	var ifindex int
+	err := t.dut.Do(func() error {
+		l, err := t.dut.Link("in0")
+		if err != nil {
+			return err
+		}
+		ifindex = l.Attrs().Index
+		if prog, err = xdp.NewProgram(1); err != nil {
+			return fmt.Errorf("asavie NewProgram: %w", err)
+		}
+		if err = prog.Attach(ifindex); err != nil {
+			return fmt.Errorf("asavie Attach: %w", err)
+		}
+		if xsk, err = xdp.NewSocket(ifindex, 0, nil); err != nil {
+			return fmt.Errorf("asavie NewSocket: %w", err)
+		}
+		return prog.Register(0, xsk.FD())
+	})
+	if err != nil {
+		return nil, err
+	}
+	var n atomic.Uint64
+	var quit atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		var set unix.CPUSet
+		set.Set(o.dutCPU)
+		unix.SchedSetaffinity(0, &set)
+		for !quit.Load() {
+			xsk.Fill(xsk.GetDescs(xsk.NumFreeFillSlots()))
+			// The README polls with -1; a 100 ms timeout only lets the loop notice stop.
+			numRx, _, err := xsk.Poll(100)
+			if err != nil {
+				continue
+			}
+			xsk.Receive(numRx)
+			n.Add(uint64(numRx))
+		}
+		set.Zero()
+		for c := 0; c < runtime.NumCPU(); c++ {
+			set.Set(c)
+		}
+		unix.SchedSetaffinity(0, &set)
+	}()
+	return &dut{count: n.Load, stop: func() error {
+		quit.Store(true)
+		wg.Wait()
+		return t.dut.Do(func() error {
+			prog.Unregister(0)
+			prog.Detach(ifindex)
+			xsk.Close()
+			return prog.Close()
+		})
+	}}, nil
+}
+
+// buildAsavie builds asavie/xdp's own l2fwd example from the module cache into dir.
+func buildAsavie(dir string) (string, error) {
+	bin := dir + "/asavie-l2fwd"
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/asavie/xdp/examples/l2fwd")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go build github.com/asavie/xdp/examples/l2fwd: %w", err)
+	}
+	return bin, nil
+}

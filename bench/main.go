@@ -1,0 +1,423 @@
+// Command bench measures xdpnet against other packet-processing implementations on veth pairs in network
+// namespaces (gen -> dut -> sink), on this machine:
+//
+//	go run ./bench [-runs 3] [-duration 3s] [-scenarios rxdrop,txonly,l2fwd,l3fwd,l2fwd-2q] [-json FILE] [-out DIR]
+//
+// Scenarios: rxdrop (the DUT receives and drops; counted at the DUT), txonly (the generator alone; counted at
+// its peer), l2fwd (MAC-rewrite forwarding in0 -> out0), l3fwd (IPv4 routing in0 -> out0), l2fwd-2q (l2fwd on two
+// queues). Implementations: xdpnet (the poller with pktgen's sink, an l2fwd handler or the stack), asavie
+// (github.com/asavie/xdp: its own l2fwd example, and an rxdrop on its API), kernel (ip_forward=1) and dpdk
+// (dpdk-testpmd with the AF_XDP PMD, when installed). Each configuration runs -runs times, interleaved with the
+// others, and the median is reported, with the ratio to the scenario's reference implementation. The generator
+// is pktgen on the poller, busy polling on -gen-cpu; DUTs are pinned to -dut-cpu. Packets are counted at the
+// sink by an XDP program (bench/xdpcount) after a warmup, over -duration.
+//
+// It needs root. It writes a markdown table to stdout, and results.json, results.md and results.svg to -out.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+type options struct {
+	runs             int
+	warmup, duration time.Duration
+	scenarios        []string
+	flows            int
+	genCPU, dutCPU   int
+	genMode          string
+	asavieBin        string
+	idle             time.Duration
+	quiet            bool
+}
+
+// implementations of each scenario, reference (the ratio's denominator) first after xdpnet.
+var implsOf = map[string][]string{
+	"rxdrop":   {"xdpnet", "asavie"},
+	"txonly":   {"xdpnet"},
+	"l2fwd":    {"xdpnet", "asavie", "dpdk"},
+	"l3fwd":    {"xdpnet", "kernel"},
+	"l2fwd-2q": {"xdpnet"},
+}
+
+var reference = map[string]string{"rxdrop": "asavie", "l2fwd": "asavie", "l3fwd": "kernel"}
+
+var allScenarios = []string{"rxdrop", "txonly", "l2fwd", "l3fwd", "l2fwd-2q"}
+
+// Result is one configuration's runs.
+type Result struct {
+	Scenario, Impl string
+	Runs           []float64 `json:"RunsPPS"`
+	MedianPPS      float64
+	GenPPS         float64 // median generator rate
+	Ratio          float64 `json:",omitempty"` // MedianPPS / the reference's
+	// AllocsPerPacket is runtime Mallocs during the window / packets (xdpnet l2fwd, l3fwd).
+	AllocsPerPacket *float64 `json:",omitempty"`
+	Error           string   `json:",omitempty"`
+	genRuns         []float64
+	allocs          []float64
+}
+
+// Machine describes where the numbers come from.
+type Machine struct {
+	CPU    string
+	Cores  int
+	Kernel string
+	Go     string
+}
+
+// Report is the JSON output.
+type Report struct {
+	Machine  Machine
+	Date     string
+	Runs     int
+	Warmup   string
+	Duration string
+	Results  []*Result
+	// IdleCPUPercent is the xdpnet DUT's (adaptive mode, l3fwd stack) poller thread CPU time with no traffic,
+	// in percent of one core.
+	IdleCPUPercent *float64 `json:",omitempty"`
+}
+
+type trialResult struct {
+	pps, genPPS, kdropPPS float64
+	allocs                float64 // -1: not measured
+}
+
+func main() {
+	o := &options{}
+	flag.IntVar(&o.runs, "runs", 3, "runs of each configuration (interleaved); the median is reported")
+	flag.DurationVar(&o.warmup, "warmup", time.Second, "traffic time before counting")
+	flag.DurationVar(&o.duration, "duration", 3*time.Second, "counting window of each run")
+	scen := flag.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios")
+	flag.IntVar(&o.flows, "flows", 16, "UDP flows (source ports) the generator varies over")
+	flag.StringVar(&o.genMode, "gen-mode", "busy", "poll mode of the generator: busy or adaptive")
+	flag.IntVar(&o.genCPU, "gen-cpu", 0, "CPU of the generator")
+	flag.IntVar(&o.dutCPU, "dut-cpu", 1, "CPU of the device under test")
+	flag.DurationVar(&o.idle, "idle", 3*time.Second, "window for the idle CPU measurement (0 skips it)")
+	jsonPath := flag.String("json", "", "JSON results file (default DIR/results.json)")
+	outDir := flag.String("out", "bench/out", "directory for results.json, results.md and the chart results.svg")
+	flag.Parse()
+	o.scenarios = strings.Split(*scen, ",")
+	for _, s := range o.scenarios {
+		if implsOf[s] == nil {
+			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (want some of %s)\n", s, strings.Join(allScenarios, ","))
+			os.Exit(2)
+		}
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "bench: needs root (network namespaces, XDP, AF_XDP); run it with sudo")
+		os.Exit(1)
+	}
+	if err := os.MkdirAll(*outDir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	if *jsonPath == "" {
+		*jsonPath = filepath.Join(*outDir, "results.json")
+	}
+	m := machine()
+	fmt.Printf("machine: %s, %d cores, Linux %s, %s\n\n", m.CPU, m.Cores, m.Kernel, m.Go)
+	tmp, _ := os.MkdirTemp("", "xdpnet-bench")
+	defer os.RemoveAll(tmp)
+	if bin, err := buildAsavie(tmp); err == nil {
+		o.asavieBin = bin
+	} else {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+	}
+	rep := run(o, m)
+	md := table(rep)
+	fmt.Print(md)
+	if err := writeOutputs(rep, md, *jsonPath, *outDir); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("\nwrote %s, %s, %s\n", *jsonPath, filepath.Join(*outDir, "results.md"), filepath.Join(*outDir, "results.svg"))
+}
+
+func machine() Machine {
+	m := Machine{CPU: "unknown", Cores: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		m.Kernel = unix.ByteSliceToString(u.Release[:])
+	}
+	return m
+}
+
+// run does every run of every configuration, interleaved: run 1 of all, then run 2 of all, ...
+func run(o *options, m Machine) *Report {
+	rep := &Report{Machine: m, Date: time.Now().UTC().Format(time.RFC3339), Runs: o.runs, Warmup: o.warmup.String(), Duration: o.duration.String()}
+	var cfgs []*Result
+	for _, s := range o.scenarios {
+		for _, impl := range implsOf[s] {
+			cfgs = append(cfgs, &Result{Scenario: s, Impl: impl})
+		}
+	}
+	rep.Results = cfgs
+	total, done := o.runs*len(cfgs), 0
+	start := time.Now()
+	for r := 0; r < o.runs; r++ {
+		for _, c := range cfgs {
+			done++
+			if c.Error != "" {
+				continue // not available: do not retry
+			}
+			if !o.quiet {
+				fmt.Fprintf(os.Stderr, "\r[%2d/%d %3.0fs] %-8s %-6s run %d/%d ...                    ", done, total, time.Since(start).Seconds(), c.Scenario, c.Impl, r+1, o.runs)
+			}
+			tr, err := trial(o, c.Scenario, c.Impl)
+			if err != nil {
+				c.Error = err.Error()
+				if !o.quiet {
+					fmt.Fprintf(os.Stderr, "\r[%2d/%d] %s %s: %v\n", done, total, c.Scenario, c.Impl, err)
+				}
+				continue
+			}
+			c.Runs = append(c.Runs, tr.pps)
+			c.genRuns = append(c.genRuns, tr.genPPS)
+			if tr.allocs >= 0 {
+				c.allocs = append(c.allocs, tr.allocs)
+			}
+			if !o.quiet {
+				fmt.Fprintf(os.Stderr, "\r[%2d/%d %3.0fs] %-8s %-6s run %d/%d: %.3f Mpps (generator %.3f Mpps, xdpnet DUT socket drops %.3f Mpps)\n", done, total, time.Since(start).Seconds(), c.Scenario, c.Impl, r+1, o.runs, tr.pps/1e6, tr.genPPS/1e6, tr.kdropPPS/1e6)
+			}
+		}
+	}
+	for _, c := range cfgs {
+		if len(c.Runs) == 0 {
+			continue
+		}
+		c.MedianPPS, c.GenPPS = median(c.Runs), median(c.genRuns)
+		if len(c.allocs) > 0 {
+			a := median(c.allocs)
+			c.AllocsPerPacket = &a
+		}
+	}
+	for _, c := range cfgs {
+		ref := reference[c.Scenario]
+		for _, d := range cfgs {
+			if d.Scenario == c.Scenario && d.Impl == ref && d.MedianPPS > 0 && c.MedianPPS > 0 {
+				c.Ratio = c.MedianPPS / d.MedianPPS
+			}
+		}
+	}
+	if o.idle > 0 {
+		if !o.quiet {
+			fmt.Fprintf(os.Stderr, "\ridle CPU of the adaptive xdpnet DUT over %v ...                         ", o.idle)
+		}
+		if pct, err := idleCPU(o); err == nil {
+			rep.IdleCPUPercent = &pct
+		} else {
+			fmt.Fprintln(os.Stderr, "\nbench: idle CPU:", err)
+		}
+		if !o.quiet {
+			fmt.Fprintln(os.Stderr)
+		}
+	}
+	return rep
+}
+
+// once makes a stop function safe to call again (explicitly, then deferred); later calls return the first
+// call's error.
+func once(f func() error) func() error {
+	var o sync.Once
+	var err error
+	return func() error {
+		o.Do(func() { err = f() })
+		return err
+	}
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// trial runs one configuration once on a fresh topology.
+func trial(o *options, sc, impl string) (trialResult, error) {
+	res := trialResult{allocs: -1}
+	queues := 1
+	if sc == "l2fwd-2q" {
+		queues = 2
+	}
+	t, err := newTopo(queues)
+	if err != nil {
+		return res, err
+	}
+	defer t.close()
+	d, err := startDUT(t, o, sc, impl)
+	if err != nil {
+		return res, err
+	}
+	d.stop = once(d.stop)
+	defer d.stop()
+	count := d.count
+	if count == nil {
+		h, ifname := t.sink, "eth0"
+		if sc == "txonly" {
+			h, ifname = t.dut, "in0"
+		}
+		c, err := attachCounter(h, ifname)
+		if err != nil {
+			return res, err
+		}
+		defer c.Close()
+		count = func() uint64 { n, _ := c.Count(); return n }
+	}
+	g, stopGen, err := startGen(t, o, queues)
+	if err != nil {
+		return res, err
+	}
+	stopGen = once(stopGen)
+	defer stopGen()
+	time.Sleep(o.warmup)
+	measureAllocs := impl == "xdpnet" && (sc == "l2fwd" || sc == "l3fwd")
+	var ms0, ms1 runtime.MemStats
+	if measureAllocs {
+		runtime.ReadMemStats(&ms0)
+	}
+	kd := func() uint64 { return 0 }
+	if d.kdrops != nil {
+		kd = d.kdrops
+	}
+	c0, g0, k0, t0 := count(), g.Sent(), kd(), time.Now()
+	time.Sleep(o.duration)
+	c1, g1, k1, t1 := count(), g.Sent(), kd(), time.Now()
+	if measureAllocs {
+		runtime.ReadMemStats(&ms1)
+	}
+	dt := t1.Sub(t0).Seconds()
+	res.pps, res.genPPS, res.kdropPPS = float64(c1-c0)/dt, float64(g1-g0)/dt, float64(k1-k0)/dt
+	if measureAllocs && c1 > c0 {
+		res.allocs = float64(ms1.Mallocs-ms0.Mallocs) / float64(c1-c0)
+	}
+	if err := stopGen(); err != nil {
+		return res, err
+	}
+	if err := d.stop(); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// idleCPU runs the xdpnet l3fwd DUT (adaptive mode) with no traffic and reads its poller thread's CPU time
+// from /proc/self/task/TID/schedstat (nanoseconds on CPU) over o.idle.
+func idleCPU(o *options) (float64, error) {
+	t, err := newTopo(1)
+	if err != nil {
+		return 0, err
+	}
+	defer t.close()
+	d, err := startDUT(t, o, "l3fwd", "xdpnet")
+	if err != nil {
+		return 0, err
+	}
+	defer d.stop()
+	time.Sleep(500 * time.Millisecond)
+	tid := d.tid()
+	if tid == 0 {
+		return 0, errors.New("poller thread id unknown")
+	}
+	c0, err := threadCPU(tid)
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	time.Sleep(o.idle)
+	c1, err := threadCPU(tid)
+	if err != nil {
+		return 0, err
+	}
+	return 100 * float64(c1-c0) / float64(time.Since(t0).Nanoseconds()), nil
+}
+
+func threadCPU(tid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/schedstat", tid))
+	if err != nil {
+		return 0, err
+	}
+	var ns uint64
+	_, err = fmt.Sscan(string(b), &ns)
+	return ns, err
+}
+
+// table renders the report as markdown.
+func table(rep *Report) string {
+	var b strings.Builder
+	m := rep.Machine
+	fmt.Fprintf(&b, "Machine: %s, %d cores, Linux %s, %s. %d interleaved runs per configuration, %s warmup, %s window; median.\n\n",
+		m.CPU, m.Cores, m.Kernel, m.Go, rep.Runs, rep.Warmup, rep.Duration)
+	fmt.Fprintf(&b, "| scenario | implementation | median Mpps | runs (Mpps) | generator Mpps | ratio |\n|---|---|---:|---|---:|---:|\n")
+	for _, r := range rep.Results {
+		if r.Error != "" && len(r.Runs) == 0 {
+			fmt.Fprintf(&b, "| %s | %s | n/a | | | |\n", r.Scenario, r.Impl)
+			continue
+		}
+		var runs []string
+		for _, v := range r.Runs {
+			runs = append(runs, fmt.Sprintf("%.3f", v/1e6))
+		}
+		ratio := ""
+		if r.Ratio > 0 && r.Impl != reference[r.Scenario] {
+			ratio = fmt.Sprintf("%.2fx %s", r.Ratio, reference[r.Scenario])
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.3f | %s | %.3f | %s |\n", r.Scenario, r.Impl, r.MedianPPS/1e6, strings.Join(runs, ", "), r.GenPPS/1e6, ratio)
+	}
+	var notes []string
+	for _, r := range rep.Results {
+		if r.AllocsPerPacket != nil {
+			notes = append(notes, fmt.Sprintf("- %s %s: %.6f heap allocations per packet during the window (runtime MemStats.Mallocs delta / packets, whole process)", r.Scenario, r.Impl, *r.AllocsPerPacket))
+		}
+		if r.Error != "" {
+			notes = append(notes, fmt.Sprintf("- %s %s: %s", r.Scenario, r.Impl, r.Error))
+		}
+	}
+	if rep.IdleCPUPercent != nil {
+		notes = append(notes, fmt.Sprintf("- idle: the adaptive xdpnet DUT (l3fwd stack) used %.2f%% of a core with no traffic", *rep.IdleCPUPercent))
+	}
+	if len(notes) > 0 {
+		b.WriteString("\n" + strings.Join(notes, "\n") + "\n")
+	}
+	return b.String()
+}
+
+func writeOutputs(rep *Report, md, jsonPath, dir string) error {
+	j, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(jsonPath, append(j, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "results.svg"), []byte(chart(rep)), 0o644)
+}
