@@ -258,11 +258,29 @@ func (q *queue) flushTX() {
 		} else if p.txOutstanding == 0 || p.tx.Pending() == 0 {
 			continue
 		}
-		if p.sock != nil && (p.kickAlways || p.tx.NeedWakeup()) {
-			p.sock.Kick()
+		if p.sock == nil {
+			continue
+		}
+		if !p.kickAlways {
+			if p.tx.NeedWakeup() {
+				p.sock.Kick()
+			}
+			continue
+		}
+		// Copy mode transmits inside sendto, at most TX_BATCH_SIZE (32) frames a call: kick until the ring is
+		// empty (bounded, so RX is not starved), or the ring fills and later packets are dropped as
+		// tx_ring_full although the link could still take them.
+		for k := 0; k < maxCopyKicks && p.tx.Pending() > 0; k++ {
+			if p.sock.Kick() != nil {
+				break
+			}
 		}
 	}
 }
+
+// maxCopyKicks bounds the sendto calls per port per loop in copy mode: 16 x 32 frames covers a full batch
+// of every port with room to catch up.
+const maxCopyKicks = 16
 
 // publish copies the loop's counters to the atomics Stats reads: one store per counter per batch.
 func (q *queue) publish() {
