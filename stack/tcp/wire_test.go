@@ -121,7 +121,10 @@ func (w *wire) tick() {
 }
 
 // step advances to the next event (a packet arrival or a timer) and processes it; false when idle.
-func (w *wire) step() bool {
+func (w *wire) step() bool { return w.stepUntil(1<<62) }
+
+// stepUntil is step that does not go past the time limit.
+func (w *wire) stepUntil(limit int64) bool {
 	w.tick()
 	next := int64(0)
 	for _, p := range w.q {
@@ -136,6 +139,10 @@ func (w *wire) step() bool {
 	}
 	if next == 0 {
 		return false
+	}
+	if next > limit {
+		w.now = max(w.now, limit)
+		return true
 	}
 	if next > w.now {
 		w.now = next
@@ -173,7 +180,7 @@ func (w *wire) run(d time.Duration, app func(), cond func() bool) bool {
 		if cond != nil && cond() {
 			return true
 		}
-		if !w.step() {
+		if !w.stepUntil(end) {
 			if app == nil {
 				return cond != nil && cond()
 			}
