@@ -63,7 +63,11 @@ func pollerDUT(t *topo, o *options, queues int, ifs []string, nh pipeline.NewHan
 	if queues > 1 {
 		cpus = []int{o.dutCPU, o.genCPU}
 	}
-	p, stop, err := runPoller(t.dut, poller.Config{Interfaces: ifs, Queues: queues, CPUs: cpus, Mode: poller.Adaptive, NewHandler: nh})
+	mode, err := poller.ParsePollMode(o.dutMode)
+	if err != nil {
+		return nil, err
+	}
+	p, stop, err := runPoller(t.dut, poller.Config{Interfaces: ifs, Queues: queues, CPUs: cpus, Mode: mode, NewHandler: nh})
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -37,7 +38,7 @@ type options struct {
 	scenarios        []string
 	flows            int
 	genCPU, dutCPU   int
-	genMode          string
+	genMode, dutMode string
 	asavieBin        string
 	idle             time.Duration
 	quiet            bool
@@ -107,6 +108,8 @@ func main() {
 	flag.IntVar(&o.genCPU, "gen-cpu", 0, "CPU of the generator")
 	flag.IntVar(&o.dutCPU, "dut-cpu", 1, "CPU of the device under test")
 	flag.DurationVar(&o.idle, "idle", 3*time.Second, "window for the idle CPU measurement (0 skips it)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (generator and in-process DUTs) to this file")
+	flag.StringVar(&o.dutMode, "dut-mode", "adaptive", "poll mode of the xdpnet DUT: adaptive or busy")
 	jsonPath := flag.String("json", "", "JSON results file (default DIR/results.json)")
 	outDir := flag.String("out", "bench/out", "directory for results.json, results.md and the chart results.svg")
 	flag.Parse()
@@ -136,6 +139,17 @@ func main() {
 		o.asavieBin = bin
 	} else {
 		fmt.Fprintln(os.Stderr, "bench:", err)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: cpuprofile:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep := run(o, m)
 	md := table(rep)

@@ -134,7 +134,7 @@ func startGen(t *topo, o *options, queues int) (*pktgen.Generator, func() error,
 	if err != nil {
 		return nil, nil, fmt.Errorf("generator: %w", err)
 	}
-	return g, stop, nil
+	return g, func() error { g.Stop(); return stop() }, nil
 }
 
 // attachCounter puts the counting XDP program on ifname in h.

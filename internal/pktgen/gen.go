@@ -63,6 +63,9 @@ type Generator struct {
 	mu     sync.Mutex
 	queues []*genQueue
 	start  atomic.Int64 // wall clock ns of the first Tick, 0 before
+	// stopped makes every Tick emit nothing, so that a poller shutting down (its drain keeps calling Tick)
+	// sees the generator go quiet and its TX completions come back.
+	stopped atomic.Bool
 }
 
 // counters is one queue's published counters on its own cache lines.
@@ -186,6 +189,9 @@ func (q *genQueue) Process(b *pipeline.Batch) {
 // Tick emits up to Burst frames, fewer when the rate or the count says so.
 func (q *genQueue) Tick(b *pipeline.Batch) int64 {
 	g := q.g
+	if g.stopped.Load() {
+		return 0
+	}
 	if q.t0 < 0 {
 		q.t0 = b.Now
 		g.start.CompareAndSwap(0, time.Now().UnixNano())
@@ -267,6 +273,10 @@ func (g *Generator) NoBuffer() uint64 {
 	}
 	return s
 }
+
+// Stop makes the generator emit nothing more, from any goroutine. Call it before cancelling the poller's Run:
+// Run's drain waits until the queue is quiet, which a generator that keeps emitting never is.
+func (g *Generator) Stop() { g.stopped.Store(true) }
 
 // Done reports whether a generator with a Count has emitted all of it.
 func (g *Generator) Done() bool {
