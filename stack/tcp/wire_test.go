@@ -121,7 +121,7 @@ func (w *wire) tick() {
 }
 
 // step advances to the next event (a packet arrival or a timer) and processes it; false when idle.
-func (w *wire) step() bool { return w.stepUntil(1<<62) }
+func (w *wire) step() bool { return w.stepUntil(1 << 62) }
 
 // stepUntil is step that does not go past the time limit.
 func (w *wire) stepUntil(limit int64) bool {

@@ -1,0 +1,221 @@
+package tcp
+
+import (
+	"errors"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xdpnet/xdpnet/proto"
+)
+
+// TestZeroWindowProbe fills the receiver's buffer while its application does not read: the window closes,
+// the sender probes it with backing-off probes, and when the application reads the transfer completes.
+func TestZeroWindowProbe(t *testing.T) {
+	w := newWire(t, Config{RecvBuffer: 16 << 10, SendBuffer: 64 << 10}, 20)
+	a, b := w.pair()
+	s := newStream(5, 100000)
+	var probes []int64
+	w.onSend = func(from int, tc proto.TCP) {
+		if from == 0 && len(tc.Payload()) == 1 && a.sndWnd == 0 {
+			probes = append(probes, w.now)
+		}
+	}
+	w.run(30*time.Second, func() { pumpWrite(a, s) }, nil)
+	if b.rcv.n != b.rcv.cap() || a.sndWnd != 0 {
+		t.Fatalf("window did not close: receiver holds %d of %d, sender sees window %d", b.rcv.n, b.rcv.cap(), a.sndWnd)
+	}
+	if len(probes) < 3 || w.eng[0].Stat(StatZeroWindowProbes) < 3 {
+		t.Fatalf("%d probes in 30 s", len(probes))
+	}
+	for i := 2; i < len(probes); i++ {
+		if d0, d1 := probes[i-1]-probes[i-2], probes[i]-probes[i-1]; d1 < d0 {
+			t.Errorf("probe interval shrank: %v then %v", time.Duration(d0), time.Duration(d1))
+		}
+	}
+	if a.State() != StateEstablished || w.eng[0].Stat(StatConnTimeouts) != 0 {
+		t.Fatalf("persist must not time the connection out: %v", a.State())
+	}
+	// The receiver never took more than its buffer, and advertised no more than it had.
+	if w.eng[1].Stat(DropRcvBufFull) > uint64(len(probes)) {
+		t.Errorf("%d segments beyond the buffer, more than the probes", w.eng[1].Stat(DropRcvBufFull))
+	}
+	k := newSink()
+	closed := false
+	w.run(10*time.Minute, func() {
+		pumpWrite(a, s)
+		if !closed && s.left == 0 && s.off == len(s.buf) {
+			a.CloseWrite()
+			closed = true
+		}
+		k.drain(b)
+	}, func() bool { return k.eof })
+	if !k.eof || k.n != 100000 || string(k.h.Sum(nil)) != string(s.h.w.Sum(nil)) {
+		t.Fatalf("after the window opened: %d bytes, eof %v", k.n, k.eof)
+	}
+}
+
+// TestSynFloodThenCookie fills a listener's SYN queue with spoofed SYNs that never complete; further SYNs
+// are answered with SYN cookies, and a real client then connects through a cookie.
+func TestSynFloodThenCookie(t *testing.T) {
+	w := newWire(t, Config{SynQueueLen: 4}, 21)
+	l, _ := w.eng[1].Listen(netip.AddrPortFrom(netip.IPv4Unspecified(), 80))
+	spoof := netip.MustParseAddr("198.18.7.7")
+	w.drop = func(from int, tc proto.TCP) bool { return from == 1 && tc.DstPort() < 2000 } // to the spoofed hosts
+	for p := uint16(1000); p < 1010; p++ {
+		w.inject(1, netip.AddrPortFrom(spoof, p), netip.AddrPortFrom(addrB, 80),
+			proto.TCPFields{Seq: uint32(p) * 1000, Flags: proto.TCPFlagSYN, Window: 65535,
+				Options: proto.TCPOptions{MSS: 1460, HasMSS: true}}, nil)
+	}
+	e := w.eng[1]
+	if l.synq != 4 || e.Conns() != 4 || e.Stat(StatCookiesSent) != 6 {
+		t.Fatalf("flood: synq %d, conns %d, cookies %d; want 4, 4, 6", l.synq, e.Conns(), e.Stat(StatCookiesSent))
+	}
+	a, _ := w.eng[0].Connect(netip.AddrPortFrom(addrA, 0), netip.AddrPortFrom(addrB, 80))
+	var b *Conn
+	w.run(5*time.Second, nil, func() bool {
+		if b == nil {
+			b = accepted(l)
+		}
+		return b != nil && a.State() == StateEstablished
+	})
+	if b == nil || e.Stat(StatCookiesAccepted) != 1 {
+		t.Fatalf("cookie connection: accepted %v, cookies accepted %d, client %v", b != nil, e.Stat(StatCookiesAccepted), a.State())
+	}
+	if b.wsOK || b.tsOK || b.sackOK || b.mss != 1460 || a.wsOK || a.tsOK {
+		t.Errorf("cookie connection options: ws %v ts %v sack %v mss %d", b.wsOK, b.tsOK, b.sackOK, b.mss)
+	}
+	transfer(t, w, a, b, 300000, 200000)
+	// The half-open entries time out after SynRetries and free the queue.
+	w.run(5*time.Minute, nil, nil)
+	if l.synq != 0 {
+		t.Fatalf("synq %d after the half-open connections timed out", l.synq)
+	}
+	// A forged ACK with a wrong cookie is refused with a RST.
+	w.inject(1, netip.AddrPortFrom(spoof, 1500), netip.AddrPortFrom(addrB, 80),
+		proto.TCPFields{Seq: 5, Ack: 12345, Flags: proto.TCPFlagACK, Window: 100}, nil)
+	if e.Stat(DropBadCookie) != 1 {
+		t.Fatalf("bad cookie not counted")
+	}
+}
+
+// TestAcceptBacklogFull keeps a completed handshake out of a full accept queue until Accept makes room.
+func TestAcceptBacklogFull(t *testing.T) {
+	w := newWire(t, Config{AcceptBacklog: 1}, 22)
+	l, _ := w.eng[1].Listen(netip.AddrPortFrom(addrB, 80))
+	a1, _ := w.eng[0].Connect(netip.AddrPortFrom(addrA, 0), netip.AddrPortFrom(addrB, 80))
+	w.run(time.Second, nil, func() bool { return len(l.acceptCh) == 1 })
+	a2, _ := w.eng[0].Connect(netip.AddrPortFrom(addrA, 0), netip.AddrPortFrom(addrB, 80))
+	w.run(500*time.Millisecond, nil, nil)
+	if len(l.acceptCh) != 1 || w.eng[1].Stat(DropAcceptQueueFull) == 0 {
+		t.Fatalf("accept queue %d, drops %d", len(l.acceptCh), w.eng[1].Stat(DropAcceptQueueFull))
+	}
+	c1, _ := l.AcceptTCP()
+	w.run(10*time.Second, nil, func() bool { return len(l.acceptCh) == 1 })
+	c2, _ := l.AcceptTCP()
+	if c1.RemoteAddrPort() != a1.LocalAddrPort() || c2.RemoteAddrPort() != a2.LocalAddrPort() {
+		t.Fatalf("accepted %v %v, dialed from %v %v", c1.RemoteAddrPort(), c2.RemoteAddrPort(), a1.LocalAddrPort(), a2.LocalAddrPort())
+	}
+}
+
+// TestRTOBackoff cuts the return path: the sender retransmits with a doubling timeout (RFC 6298 §5.5)
+// until MaxRetries, then gives up with ETIMEDOUT and a RST.
+func TestRTOBackoff(t *testing.T) {
+	w := newWire(t, Config{MaxRetries: 6, MinRTO: 200 * time.Millisecond}, 23)
+	a, _ := w.pair()
+	w.drop = func(from int, _ proto.TCP) bool { return from == 1 }
+	var sends []int64
+	var rst bool
+	w.onSend = func(from int, tc proto.TCP) {
+		if from == 0 && len(tc.Payload()) > 0 {
+			sends = append(sends, w.now)
+		}
+		rst = rst || from == 0 && tc.Flags().Has(proto.TCPFlagRST)
+	}
+	a.tryWrite([]byte("hello"))
+	w.run(10*time.Minute, nil, func() bool { return a.State() == StateClosed })
+	if len(sends) != 7 {
+		t.Fatalf("%d transmissions, want 1 + MaxRetries(6)", len(sends))
+	}
+	first := sends[1] - sends[0]
+	if first < int64(200*time.Millisecond) || first > int64(time.Second) {
+		t.Errorf("first RTO %v", time.Duration(first))
+	}
+	for i := 2; i < len(sends); i++ {
+		if d, prev := sends[i]-sends[i-1], sends[i-1]-sends[i-2]; d != 2*prev {
+			t.Errorf("RTO %d: %v after %v, want double", i, time.Duration(d), time.Duration(prev))
+		}
+	}
+	if !errors.Is(a.err, syscall.ETIMEDOUT) || !rst || w.eng[0].Stat(StatTimeouts) != 7 {
+		t.Fatalf("end: err %v, rst %v, timeouts %d", a.err, rst, w.eng[0].Stat(StatTimeouts))
+	}
+}
+
+// TestFastRetransmit loses one data segment: three duplicate ACKs trigger its retransmission long before
+// the RTO, and NewReno recovery finishes without a timeout.
+func TestFastRetransmit(t *testing.T) {
+	w := newWire(t, Config{}, 24)
+	a, b := w.pair()
+	var lost Seq
+	var lostAt, rexmitAt int64
+	dups := 0
+	w.drop = func(from int, tc proto.TCP) bool {
+		if from == 0 && len(tc.Payload()) > 0 && lostAt == 0 && Seq(tc.Seq()).GreaterThan(a.iss+20000) {
+			lost, lostAt = Seq(tc.Seq()), w.now
+			return true
+		}
+		if from == 0 && lostAt != 0 && rexmitAt == 0 && Seq(tc.Seq()) == lost {
+			rexmitAt = w.now
+		}
+		if from == 1 && lostAt != 0 && rexmitAt == 0 && Seq(tc.Ack()) == lost {
+			dups++
+		}
+		return false
+	}
+	transfer(t, w, a, b, 500000, 0)
+	if rexmitAt == 0 || w.eng[0].Stat(StatFastRetransmits) == 0 || w.eng[0].Stat(StatTimeouts) != 0 {
+		t.Fatalf("fast retransmit %d, timeouts %d", w.eng[0].Stat(StatFastRetransmits), w.eng[0].Stat(StatTimeouts))
+	}
+	if dups < 3 {
+		t.Errorf("retransmitted after %d duplicate ACKs", dups)
+	}
+	if d := rexmitAt - lostAt; d >= a.rto {
+		t.Errorf("retransmission %v after the loss, not before the RTO %v", time.Duration(d), time.Duration(a.rto))
+	}
+}
+
+// TestSACKAvoidsResendingSACKedData loses several segments of one window: recovery retransmits exactly the
+// lost ones, never bytes the receiver reported in SACK blocks.
+func TestSACKAvoidsResendingSACKedData(t *testing.T) {
+	w := newWire(t, Config{}, 25)
+	a, b := w.pair()
+	lost := map[Seq]bool{}
+	sent := map[Seq]int{}
+	n := 0
+	w.drop = func(from int, tc proto.TCP) bool {
+		if from != 0 || len(tc.Payload()) == 0 {
+			return false
+		}
+		s := Seq(tc.Seq())
+		sent[s]++
+		if sent[s] == 1 && s.GreaterThan(a.iss+50000) && n < 6 && s.Sub(a.iss)/1448%3 == 0 {
+			lost[s] = true
+			n++
+			return true
+		}
+		return false
+	}
+	transfer(t, w, a, b, 400000, 0)
+	if len(lost) != 6 {
+		t.Fatalf("lost %d segments", len(lost))
+	}
+	for s, k := range sent {
+		if k > 1 && !lost[s] {
+			t.Errorf("segment %d sent %d times but was never lost", s.Sub(a.iss), k)
+		}
+	}
+	if w.eng[0].Stat(StatSACKRetransmits) == 0 || w.eng[0].Stat(StatTimeouts) != 0 {
+		t.Errorf("sack retransmits %d, timeouts %d", w.eng[0].Stat(StatSACKRetransmits), w.eng[0].Stat(StatTimeouts))
+	}
+}
