@@ -51,6 +51,7 @@ const (
 	DropFiltered                      // an ACL stage refused it
 	DropTapOverflow                   // a tap copy could not be queued (the packet itself goes on)
 	DropShutdown                      // held by a handler (e.g. waiting for ARP) when its driver stopped
+	DropLinkDown                      // the egress link is down or gone (deleted), or the frame was on the rings of a deleted link
 	numBuiltinDropReasons
 )
 
@@ -64,6 +65,7 @@ var (
 		"fragment_failed", "neighbour_failed", "neighbour_queue_full", "arp_malformed", "arp_not_for_us",
 		"icmp_malformed", "icmp_rate_limited", "unknown_protocol", "udp_malformed", "udp_no_socket",
 		"socket_queue_full", "tcp_malformed", "tcp_no_socket", "filtered", "tap_overflow", "shutdown",
+		"link_down",
 	}
 )
 
