@@ -22,7 +22,8 @@
 // in-flight Register/Unregister calls and makes later ones return ErrClosed. Nothing in this package panics on
 // bad input; errors say what to do.
 //
-// Room for later: a second program, a "transit-only" steering program for the kernel-mirror mode, will get its
-// own constructor (AttachTransit) next to Attach, sharing the attach, replace and fallback logic in attach.go
-// (the attach function takes the program builder as a parameter). It is not built yet.
+// The transit program (AttachTransit, transit.go) is the kernel-mirror mode's: it redirects only IPv4 transit
+// traffic and passes everything else (ARP, IPv6, options, TTL <= 1, multicast, and destinations a KernelPrefixes
+// LPM map gives to the kernel, such as the box's own addresses) to the kernel. It shares the attach, replace and
+// fallback logic of attach.go.
 package xdpprog
