@@ -30,6 +30,7 @@ type wire struct {
 	onSend  func(from int, t proto.TCP)
 	wake    [2]int64
 	sent    [2]int
+	wrapped int // segments whose payload wrapped around the send buffer
 	badSums int
 }
 
@@ -60,6 +61,9 @@ func newWire(t testing.TB, cfg Config, seed int64) *wire {
 }
 
 func (w *wire) output(from int, s *Segment) {
+	if len(s.Data[1]) > 0 {
+		w.wrapped++
+	}
 	b := make([]byte, s.Len())
 	if n := s.Encode(b); n != len(b) {
 		w.t.Fatalf("Encode wrote %d of %d bytes", n, len(b))
