@@ -63,12 +63,17 @@ type Result struct {
 	Runs           []float64 `json:"RunsPPS"`
 	MedianPPS      float64
 	GenPPS         float64 // median generator rate
-	Ratio          float64 `json:",omitempty"` // MedianPPS / the reference's
+	// Ratio is the median over rounds of this run's pps / the reference's pps in the same round: adjacent runs
+	// share the machine's background load, so the per-round ratio is steadier than a ratio of medians.
+	Ratio float64 `json:",omitempty"`
+	// LoadAvg is the 1-minute load average when each run started (other work on the machine shows here).
+	LoadAvg []float64
 	// AllocsPerPacket is runtime Mallocs during the window / packets (xdpnet l2fwd, l3fwd).
 	AllocsPerPacket *float64 `json:",omitempty"`
 	Error           string   `json:",omitempty"`
 	genRuns         []float64
 	allocs          []float64
+	byRound         map[int]float64
 }
 
 // Machine describes where the numbers come from.
@@ -199,6 +204,7 @@ func run(o *options, m Machine) *Report {
 			if !o.quiet {
 				fmt.Fprintf(os.Stderr, "\r[%2d/%d %3.0fs] %-8s %-6s run %d/%d ...                    ", done, total, time.Since(start).Seconds(), c.Scenario, c.Impl, r+1, o.runs)
 			}
+			c.LoadAvg = append(c.LoadAvg, loadAvg())
 			tr, err := trial(o, c.Scenario, c.Impl)
 			if err != nil {
 				c.Error = err.Error()
@@ -208,6 +214,10 @@ func run(o *options, m Machine) *Report {
 				continue
 			}
 			c.Runs = append(c.Runs, tr.pps)
+			if c.byRound == nil {
+				c.byRound = map[int]float64{}
+			}
+			c.byRound[r] = tr.pps
 			c.genRuns = append(c.genRuns, tr.genPPS)
 			if tr.allocs >= 0 {
 				c.allocs = append(c.allocs, tr.allocs)
@@ -230,9 +240,16 @@ func run(o *options, m Machine) *Report {
 	for _, c := range cfgs {
 		ref := reference[c.Scenario]
 		for _, d := range cfgs {
-			if d.Scenario == c.Scenario && d.Impl == ref && d.MedianPPS > 0 && c.MedianPPS > 0 {
-				c.Ratio = c.MedianPPS / d.MedianPPS
+			if d.Scenario != c.Scenario || d.Impl != ref {
+				continue
 			}
+			var rs []float64
+			for r, v := range c.byRound {
+				if w := d.byRound[r]; w > 0 && v > 0 {
+					rs = append(rs, v/w)
+				}
+			}
+			c.Ratio = median(rs)
 		}
 	}
 	if o.idle > 0 {
@@ -249,6 +266,16 @@ func run(o *options, m Machine) *Report {
 		}
 	}
 	return rep
+}
+
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	var l float64
+	fmt.Sscan(string(b), &l)
+	return l
 }
 
 // once makes a stop function safe to call again (explicitly, then deferred); later calls return the first
@@ -388,7 +415,7 @@ func table(rep *Report) string {
 	m := rep.Machine
 	fmt.Fprintf(&b, "Machine: %s, %d cores, Linux %s, %s. %d interleaved runs per configuration, %s warmup, %s window; median.\n\n",
 		m.CPU, m.Cores, m.Kernel, m.Go, rep.Runs, rep.Warmup, rep.Duration)
-	fmt.Fprintf(&b, "| scenario | implementation | median Mpps | runs (Mpps) | generator Mpps | ratio |\n|---|---|---:|---|---:|---:|\n")
+	fmt.Fprintf(&b, "| scenario | implementation | median Mpps | runs (Mpps) | generator Mpps | ratio (median per round) |\n|---|---|---:|---|---:|---:|\n")
 	for _, r := range rep.Results {
 		if r.Error != "" && len(r.Runs) == 0 {
 			fmt.Fprintf(&b, "| %s | %s | n/a | | | |\n", r.Scenario, r.Impl)
@@ -412,6 +439,15 @@ func table(rep *Report) string {
 		if r.Error != "" {
 			notes = append(notes, fmt.Sprintf("- %s %s: %s", r.Scenario, r.Impl, r.Error))
 		}
+	}
+	lo, hi := 1e9, 0.0
+	for _, r := range rep.Results {
+		for _, l := range r.LoadAvg {
+			lo, hi = min(lo, l), max(hi, l)
+		}
+	}
+	if hi > 0 {
+		notes = append(notes, fmt.Sprintf("- 1-minute load average at the start of the runs: %.2f to %.2f on %d cores (above ~2 means other work shared the CPUs)", lo, hi, rep.Machine.Cores))
 	}
 	if rep.IdleCPUPercent != nil {
 		notes = append(notes, fmt.Sprintf("- idle: the adaptive xdpnet DUT (l3fwd stack) used %.2f%% of a core with no traffic", *rep.IdleCPUPercent))
