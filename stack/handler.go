@@ -149,7 +149,6 @@ func (s *Stack) NewHandler(q *pipeline.QueueInfo) pipeline.Handler {
 	return h
 }
 
-
 // Process runs ip_rcv, routing, ip_forward and ip_local_deliver over a received batch, with the hooks at
 // their places: PreRouting after validation, then Input or Forward, Output for what the stack generates,
 // PostRouting before the neighbour layer.
@@ -565,6 +564,10 @@ func (h *handler) probe(b *pipeline.Batch, n *neighbour, iface int32) {
 	}
 	n.probes.Add(1)
 	target := addrFrom4(n.key.ip)
+	if r := h.s.cfg.Resolver; r != nil {
+		r(h.s.ifaces[iface].name, target)
+		return
+	}
 	ifc := &h.ifs[iface]
 	if h.sendARP(b, ifc, proto.ARPRequest, proto.BroadcastMAC, ifc.sourceFor(target), proto.MAC{}, target) {
 		inc(&h.ctr.arpReqOut)
@@ -675,7 +678,7 @@ func (h *handler) Tick(b *pipeline.Batch) int64 {
 	h.snap = h.s.rt.cur.Load()
 	h.now = b.Now
 	h.s.now.Store(b.Now)
-	if !h.s.garp.Load() && h.s.garp.CompareAndSwap(false, true) {
+	if h.s.cfg.Resolver == nil && !h.s.garp.Load() && h.s.garp.CompareAndSwap(false, true) {
 		h.gratuitous(b)
 	}
 	out := h.selD[:0]

@@ -45,6 +45,11 @@ type Config struct {
 	// FailedHold (3s): how long a failed neighbour answers host unreachable before a new resolution.
 	ReachableTime, ProbeInterval, FailedHold time.Duration
 	MaxProbes                                int
+	// Resolver, when set, makes neighbour resolution external (the kernel-mirror mode): the stack sends no
+	// ARP requests and no gratuitous ARP, calls Resolver where it would send a request (at most once per
+	// ProbeInterval per neighbour, from the poller goroutine: it must not block), and takes MACs only from
+	// SetNeighbour (external.go). Entries then never age by themselves: the resolver's owner reports changes.
+	Resolver NeighbourResolver
 	// Logger receives configuration warnings (a configured interface the driver lacks, ...); nil discards.
 	Logger *slog.Logger
 }
@@ -121,6 +126,9 @@ func New(cfg Config) (*Stack, error) {
 	}
 	if cfg.MaxProbes <= 0 {
 		cfg.MaxProbes = DefaultMaxProbes
+	}
+	if cfg.Resolver != nil {
+		cfg.ReachableTime = externalReachable
 	}
 	s := &Stack{cfg: cfg, log: cfg.Logger, rt: newRouteTable(),
 		reachableNs: int64(cfg.ReachableTime), probeNs: int64(cfg.ProbeInterval),
