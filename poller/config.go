@@ -68,6 +68,10 @@ type Config struct {
 	XDPMode xdpprog.Mode
 	// ReplaceXDP allows displacing an XDP program attached through netlink.
 	ReplaceXDP bool
+	// Attach loads and attaches the XDP program of one port (ifindex, in the namespace of the thread that
+	// calls New); nil means xdpprog.Attach, the program that redirects every frame of a queue. The
+	// kernel-mirror mode passes a closure over xdpprog.AttachTransit.
+	Attach func(ifindex int, opts xdpprog.Options) (*xdpprog.Program, error)
 	// BusyPoll sets SO_PREFER_BUSY_POLL/SO_BUSY_POLL/SO_BUSY_POLL_BUDGET on the sockets and makes Busy mode
 	// drive the driver with recvfrom when idle.
 	BusyPoll bool

@@ -76,8 +76,12 @@ func New(cfg Config) (*Poller, error) {
 		copy(mac[:], a.HardwareAddr)
 		p.ports = append(p.ports, pipeline.PortInfo{Index: uint16(i), Name: name, Ifindex: a.Index, MAC: mac, MTU: a.MTU})
 	}
+	attach := c.Attach
+	if attach == nil {
+		attach = xdpprog.Attach
+	}
 	for i, l := range links {
-		prog, err := xdpprog.Attach(l.Attrs().Index, xdpprog.Options{Mode: c.XDPMode, Replace: c.ReplaceXDP})
+		prog, err := attach(l.Attrs().Index, xdpprog.Options{Mode: c.XDPMode, Replace: c.ReplaceXDP})
 		if err != nil {
 			return nil, fmt.Errorf("poller: port %d: %w", i, err)
 		}
