@@ -29,8 +29,11 @@ const topUsage = `xdpfwd - an IPv4 router in user space on AF_XDP (xdpnet)
 
 Usage:
   xdpfwd run  --iface NAME=ADDR/PLEN [--iface ...] [--route PREFIX=NEXTHOP ...] [flags]
+  xdpfwd run  --config FILE [flags that override the file]
   xdpfwd demo [--duration 10s] [--rate PPS]
-  xdpfwd help [run|demo]
+  xdpfwd stats [--metrics ADDR] [--interval 1s] [--count N]
+  xdpfwd check --config FILE
+  xdpfwd help [run|demo|stats|check]
 
 Subcommands:
   run   route IPv4 between the given interfaces until SIGINT/SIGTERM, then print a summary
@@ -38,7 +41,12 @@ Subcommands:
         (net.ipv4.ip_forward) can stay 0: xdpfwd takes every frame of those interfaces.
   demo  build a three-namespace lab (gen -> router -> sink), run "xdpfwd run" in the router,
         drive ping, traceroute and a UDP flood through it, show live rates, remove the lab.
+  stats show a live table (pps per port, drops per second by reason, poller busy ratio) read from
+        the metrics endpoint of a running "xdpfwd run --metrics ADDR" (default ` + defaultMetricsAddr + `).
+  check check a configuration file: print "ok", or every error as FILE:LINE: message (exit 2).
   help  show this text, or the flags of a subcommand.
+
+SIGHUP makes run re-read --config and apply its routes and acl rules without stopping traffic.
 
 Both need root, or CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_IPC_LOCK (demo also CAP_SYS_ADMIN
 for network namespaces). Run "xdpfwd help run" for every flag of run.
@@ -55,7 +63,7 @@ func main() {
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, topUsage)
-		fmt.Fprintln(stderr, "\nxdpfwd: no subcommand given (want run, demo or help)")
+		fmt.Fprintln(stderr, "\nxdpfwd: no subcommand given (want run, demo, stats, check or help)")
 		return exitUsage
 	}
 	var err error
@@ -64,10 +72,14 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		err = cmdRun(ctx, rest, stdout, stderr)
 	case "demo":
 		err = cmdDemo(ctx, rest, stdout, stderr)
+	case "stats":
+		err = cmdStats(ctx, rest, stdout, stderr)
+	case "check":
+		err = cmdCheck(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		return cmdHelp(rest, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "xdpfwd: unknown subcommand %q (want run, demo or help; see xdpfwd help)\n", cmd)
+		fmt.Fprintf(stderr, "xdpfwd: unknown subcommand %q (want run, demo, stats, check or help; see xdpfwd help)\n", cmd)
 		return exitUsage
 	}
 	switch {
@@ -97,8 +109,12 @@ func cmdHelp(args []string, stdout, stderr io.Writer) int {
 	case "demo":
 		fs, _ := newDemoFlags(stdout)
 		fs.Usage()
+	case "stats":
+		cmdStats(context.Background(), []string{"-h"}, stdout, stderr)
+	case "check":
+		cmdCheck([]string{"-h"}, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "xdpfwd help: unknown subcommand %q (want run or demo)\n", args[0])
+		fmt.Fprintf(stderr, "xdpfwd help: unknown subcommand %q (want run, demo, stats or check)\n", args[0])
 		return exitUsage
 	}
 	return exitOK

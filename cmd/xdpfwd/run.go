@@ -39,6 +39,11 @@ type runOptions struct {
 	logFormat string
 	pcap      string
 	pcapHook  string
+	// ops.go: --config and --metrics; fileRoutes and acl come from the config file only.
+	config     string
+	metrics    string
+	fileRoutes []stack.Route
+	acl        []pipeline.Rule
 }
 
 func newRunFlags(out io.Writer) (*flag.FlagSet, *runOptions) {
@@ -60,6 +65,7 @@ func newRunFlags(out io.Writer) (*flag.FlagSet, *runOptions) {
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fs.StringVar(&o.pcap, "pcap", "", "write a pcap capture of the packets seen at --pcap-hook to `FILE` (read it with tcpdump -r)")
 	fs.StringVar(&o.pcapHook, "pcap-hook", "prerouting", "hook the --pcap tap sits at: prerouting, input, forward, output or postrouting")
+	addOpsFlags(fs, o)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: xdpfwd run --iface NAME=ADDR/PLEN [--iface ...] [--route PREFIX=NEXTHOP ...] [flags]
 
@@ -87,6 +93,7 @@ type runConfig struct {
 	stats    time.Duration
 	pcap     string
 	pcapHook pipeline.Hook
+	ops      opsConfig
 }
 
 func parseRunArgs(args []string, out io.Writer) (*runOptions, error) {
@@ -98,6 +105,9 @@ func parseRunArgs(args []string, out io.Writer) (*runOptions, error) {
 			return nil, errHelpShown
 		}
 		return nil, usageError{err}
+	}
+	if err := o.loadConfigFile(fs); err != nil {
+		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, usagef("unexpected argument %q (every setting is a flag; see xdpfwd help run)", fs.Arg(0))
@@ -157,6 +167,8 @@ func (o *runOptions) check() (*runConfig, error) {
 		}
 		c.stack.Routes = append(c.stack.Routes, sr)
 	}
+	c.stack.Routes = append(c.stack.Routes, o.fileRoutes...)
+	c.ops = o.opsConfig()
 	for _, s := range o.ifaces {
 		c.poller.Interfaces = append(c.poller.Interfaces, s.Name)
 		c.stack.Interfaces = append(c.stack.Interfaces, stack.Interface{Name: s.Name, Addrs: s.Addrs})
@@ -314,6 +326,12 @@ func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Write
 	}
 	defer closeTap()
 
+	ops, err := newOps(c.ops, hooks, log)
+	if err != nil {
+		return err
+	}
+	defer ops.close()
+
 	sc := c.stack
 	sc.Hooks = hooks
 	sc.Logger = log
@@ -350,6 +368,7 @@ func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Write
 	statsDone := make(chan struct{})
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	ops.start(runCtx, p, st)
 	go func() {
 		defer close(statsDone)
 		if c.stats > 0 {

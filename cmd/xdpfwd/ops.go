@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/xdpnet/xdpnet/pipeline"
+	"github.com/xdpnet/xdpnet/poller"
+	"github.com/xdpnet/xdpnet/stack"
+)
+
+// This file is what `run` needs in deployment: the configuration file, the metrics endpoint and SIGHUP
+// reloads of routes and ACL rules. run.go calls into it at four points (flags, config, start, stop).
+
+func addOpsFlags(fs *flag.FlagSet, o *runOptions) {
+	fs.StringVar(&o.config, "config", "", "read settings from this YAML `FILE` (see example.yaml; check it with xdpfwd check);\n"+
+		"flags given on the command line override the file, SIGHUP reloads its routes and acl")
+	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics (xdpnet_*) at http://`ADDR`/metrics, e.g. 127.0.0.1:9469\n"+
+		"(the address xdpfwd stats reads by default); empty: off")
+}
+
+// loadConfigFile merges --config into o: the file's settings, except those given on the command line.
+func (o *runOptions) loadConfigFile(fs *flag.FlagSet) error {
+	if o.config == "" {
+		return nil
+	}
+	fc, err := loadConfig(o.config)
+	if err != nil {
+		return usageError{err}
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) {
+		if k, ok := flagToKey[f.Name]; ok {
+			given[k] = true
+		} else {
+			given[f.Name] = true
+		}
+	})
+	fc.apply(o, given)
+	return nil
+}
+
+// opsConfig is the deployment part of runConfig.
+type opsConfig struct {
+	configPath string
+	metrics    string
+	acl        []pipeline.Rule
+	// fileRoutes are the routes the config file gave, which a reload diffs against; routesFromFlags means
+	// --route was on the command line, so the file's routes are not ours to reload.
+	fileRoutes      []stack.Route
+	routesFromFlags bool
+}
+
+func (o *runOptions) opsConfig() opsConfig {
+	return opsConfig{configPath: o.config, metrics: o.metrics, acl: o.acl, fileRoutes: o.fileRoutes,
+		routesFromFlags: len(o.routes) > 0}
+}
+
+// aclSwitch is the forward-hook stage: an indirection to the current ACL, so that a reload swaps the rules
+// with one atomic store and the pollers never take a lock. A nil ACL passes everything.
+type aclSwitch struct{ cur atomic.Pointer[pipeline.ACL] }
+
+// Process implements pipeline.Stage.
+func (s *aclSwitch) Process(b *pipeline.Batch, sel []uint16) {
+	if a := s.cur.Load(); a != nil {
+		a.Process(b, sel)
+	}
+}
+
+func (s *aclSwitch) rules() int {
+	if a := s.cur.Load(); a != nil {
+		return len(a.Rules())
+	}
+	return 0
+}
+
+// ops is the running deployment machinery of one `run`.
+type ops struct {
+	cfg      opsConfig
+	log      *slog.Logger
+	acl      *aclSwitch
+	ln       net.Listener
+	srv      *http.Server
+	hup      chan os.Signal
+	wg       sync.WaitGroup
+	routes   []stack.Route // the file's routes as applied now
+	reloadOK atomic.Uint64
+	reloadKO atomic.Uint64
+}
+
+// newOps registers the ACL stage at the forward hook (always with --config, so a reload can add rules to a
+// router that started without any), opens the metrics listener (so a taken port fails before any XDP
+// program is attached) and starts catching SIGHUP (whose default action would kill the router).
+func newOps(cfg opsConfig, hooks *pipeline.Hooks, log *slog.Logger) (*ops, error) {
+	o := &ops{cfg: cfg, log: log, acl: new(aclSwitch), routes: cfg.fileRoutes}
+	if len(cfg.acl) > 0 {
+		a, err := pipeline.NewACL(cfg.acl)
+		if err != nil {
+			return nil, usagef("acl: %v", err)
+		}
+		o.acl.cur.Store(a)
+	}
+	if cfg.configPath != "" || len(cfg.acl) > 0 {
+		hooks.Register(pipeline.Forward, 0, "acl", o.acl)
+	}
+	if cfg.metrics != "" {
+		ln, err := net.Listen("tcp", cfg.metrics)
+		if err != nil {
+			return nil, fmt.Errorf("--metrics: %w (pick a free address, e.g. 127.0.0.1:%d)", err, defaultMetricsPort)
+		}
+		o.ln = ln
+	}
+	o.hup = make(chan os.Signal, 1)
+	signal.Notify(o.hup, syscall.SIGHUP)
+	return o, nil
+}
+
+// start serves metrics from p and st and handles SIGHUP until ctx ends.
+func (o *ops) start(ctx context.Context, p *poller.Poller, st *stack.Stack) {
+	if o.ln != nil {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(&collector{p: p, st: st, extra: func() (uint64, uint64, int) {
+			return o.reloadOK.Load(), o.reloadKO.Load(), o.acl.rules()
+		}})
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelError)}))
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/" {
+				http.NotFound(w, r)
+				return
+			}
+			fmt.Fprintln(w, "xdpfwd: metrics at /metrics")
+		})
+		o.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		o.log.Info("metrics listening", "addr", o.ln.Addr().String(), "path", "/metrics")
+		o.wg.Add(1)
+		go func() {
+			defer o.wg.Done()
+			if err := o.srv.Serve(o.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				o.log.Error("metrics server stopped", "err", err)
+			}
+		}()
+	}
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-o.hup:
+				o.reload(st)
+			}
+		}
+	}()
+}
+
+// close stops the metrics server and the SIGHUP handler; ctx given to start must be done (or start never
+// called).
+func (o *ops) close() {
+	signal.Stop(o.hup)
+	if o.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		o.srv.Shutdown(ctx)
+		cancel()
+	} else if o.ln != nil {
+		o.ln.Close()
+	}
+	o.wg.Wait()
+}
+
+// reload re-reads the config file and applies its routes and ACL rules. Nothing changes unless the whole
+// file is valid and the new ACL compiles; the other settings (interfaces, queues, ...) need a restart and
+// are only logged when they differ.
+func (o *ops) reload(st *stack.Stack) {
+	if o.cfg.configPath == "" {
+		o.log.Warn("SIGHUP ignored: started without --config, nothing to reload")
+		return
+	}
+	fc, err := loadConfig(o.cfg.configPath)
+	if err != nil {
+		o.reloadKO.Add(1)
+		o.log.Error("reload failed, keeping the running configuration", "file", o.cfg.configPath,
+			"err", strings.ReplaceAll(err.Error(), "\n", "; "))
+		return
+	}
+	var acl *pipeline.ACL
+	if len(fc.acl) > 0 {
+		if acl, err = pipeline.NewACL(fc.acl); err != nil {
+			o.reloadKO.Add(1)
+			o.log.Error("reload failed, keeping the running configuration", "file", o.cfg.configPath, "err", err)
+			return
+		}
+	}
+	added, deleted := 0, 0
+	if o.cfg.routesFromFlags {
+		if fc.set["routes"] {
+			o.log.Warn("reload: routes: ignored, --route on the command line overrides the file")
+		}
+	} else {
+		if added, deleted, err = applyRoutes(st, o.routes, fc.routes); err != nil {
+			o.reloadKO.Add(1)
+			o.log.Error("reload failed, keeping the running configuration", "file", o.cfg.configPath, "err", err)
+			return
+		}
+		o.routes = fc.routes
+	}
+	o.acl.cur.Store(acl) // from the next batch on; a batch in flight finishes with the old rules
+	o.reloadOK.Add(1)
+	o.log.Info("reloaded", "file", o.cfg.configPath, "routes_added", added, "routes_deleted", deleted,
+		"acl_rules", len(fc.acl))
+}
+
+// applyRoutes moves the table from the routes old to the routes new: new prefixes are added first in one
+// table update (all or none, so a bad route changes nothing), then changed ones are replaced and gone ones
+// deleted. A changed route is briefly absent (between its delete and add, one table copy): packets for it
+// meanwhile follow the next shorter prefix. The stack has no replace operation to avoid that.
+func applyRoutes(st *stack.Stack, old, new []stack.Route) (added, deleted int, err error) {
+	oldBy := map[string]stack.Route{}
+	for _, r := range old {
+		oldBy[r.Prefix.String()] = r
+	}
+	newBy := map[string]bool{}
+	var fresh, changed []stack.Route
+	for _, r := range new {
+		newBy[r.Prefix.String()] = true
+		was, ok := oldBy[r.Prefix.String()]
+		switch {
+		case !ok:
+			fresh = append(fresh, r)
+		case was != r:
+			changed = append(changed, r)
+		}
+	}
+	if len(fresh) > 0 {
+		if err := st.AddRoutes(fresh); err != nil {
+			return 0, 0, fmt.Errorf("add routes: %w", err)
+		}
+		added += len(fresh)
+	}
+	for _, r := range changed {
+		if err := st.DeleteRoute(r.Prefix); err != nil && !errors.Is(err, stack.ErrRouteNotFound) {
+			return added, deleted, fmt.Errorf("replace route %s: %w", r.Prefix, err)
+		}
+		if err := st.AddRoute(r); err != nil {
+			// Put the old one back and take the fresh ones out, so the table is as before the reload (the
+			// routes replaced before this one keep their new form: the caller logs the failure).
+			st.AddRoute(oldBy[r.Prefix.String()])
+			for _, f := range fresh {
+				st.DeleteRoute(f.Prefix)
+			}
+			return added, deleted, fmt.Errorf("replace route %s: %w", r.Prefix, err)
+		}
+		added++
+		deleted++
+	}
+	for _, r := range old {
+		if !newBy[r.Prefix.String()] {
+			if err := st.DeleteRoute(r.Prefix); err != nil && !errors.Is(err, stack.ErrRouteNotFound) {
+				return added, deleted, fmt.Errorf("delete route %s: %w", r.Prefix, err)
+			}
+			deleted++
+		}
+	}
+	return added, deleted, nil
+}
