@@ -2,7 +2,6 @@ package tcp
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -129,6 +128,16 @@ func (c *Conn) Write(p []byte) (int, error) {
 			err := c.err
 			c.mu.Unlock()
 			return total, c.opErr("write", err)
+		case c.state == StateSynSent || c.state == StateSynReceived:
+			// Connect returned before the handshake: wait for it like a kernel socket's blocking send.
+			c.mu.Unlock()
+			select {
+			case <-c.estCh:
+			case <-c.closedCh:
+			case <-c.wdl.wait():
+				return total, c.opErr("write", os.ErrDeadlineExceeded)
+			}
+			continue
 		case c.shutWrReq || c.state != StateEstablished && c.state != StateCloseWait:
 			c.mu.Unlock()
 			return total, c.opErr("write", syscall.EPIPE)
@@ -363,5 +372,3 @@ func (d *deadline) wait() chan struct{} {
 	defer d.mu.Unlock()
 	return d.cancel
 }
-
-var _ = errors.New

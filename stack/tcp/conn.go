@@ -293,7 +293,7 @@ func (c *Conn) challengeACK(now int64) {
 	}
 }
 
-// sendRST aborts with <SEQ=SND.NXT><CTL=RST> (RFC 9293 §3.10.4, ABORT).
+// sendRST aborts with <SEQ=SND.NXT><CTL=RST> (RFC 9293 §3.10.5, ABORT).
 func (c *Conn) sendRST() {
 	s := &c.seg
 	s.Src, s.Dst = c.id.local, c.id.remote
@@ -341,7 +341,8 @@ func (c *Conn) appEvents(now int64) {
 		return
 	}
 	if c.abortReq {
-		if c.state != StateSynSent || !c.needSyn {
+		// RFC 9293 §3.10.5 ABORT: SYN-SENT just deletes the TCB; other states send <SEQ=SND.NXT><CTL=RST>.
+		if c.state != StateSynSent {
 			c.sendRST()
 		}
 		c.terminate(nil)

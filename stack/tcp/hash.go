@@ -3,7 +3,6 @@ package tcp
 import (
 	"encoding/binary"
 	"math/bits"
-	"net/netip"
 )
 
 // sipHash24 is SipHash-2-4 (Aumasson and Bernstein, 2012), the keyed PRF RFC 6528 §3 suggests for F():
@@ -118,5 +117,3 @@ func (e *Engine) checkCookie(id connID, clientISN, c Seq, now int64) (uint16, bo
 	}
 	return cookieMSS[uint32(c)>>24&7], true
 }
-
-var _ = netip.Addr{}

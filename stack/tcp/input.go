@@ -507,10 +507,6 @@ func (c *Conn) addSACK(nr seqRange) {
 // SACKed sequence number.
 func (c *Conn) nextHole(from Seq) (Seq, int) {
 	s := seqMax(from, c.sndUna)
-	if c.nsacked == 0 {
-		return 0, 0
-	}
-	high := c.sacked[c.nsacked-1].right
 	for i := 0; i < c.nsacked; i++ {
 		r := c.sacked[i]
 		if s.InRange(r.left, r.right) {
@@ -522,7 +518,6 @@ func (c *Conn) nextHole(from Seq) (Seq, int) {
 			return s, n
 		}
 	}
-	_ = high
 	return 0, 0
 }
 
@@ -539,9 +534,7 @@ func (c *Conn) receive(now int64, seq Seq, payload []byte, fin bool) {
 				seq = c.rcvNxt
 			} else {
 				payload, fin = nil, false
-				if len(payload) > 0 || skip > 0 {
-					c.ackNow = true // a duplicate: the peer lost our ACK
-				}
+				c.ackNow = true // a duplicate: the peer lost our ACK
 			}
 		} else {
 			payload = payload[skip:]
