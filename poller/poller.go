@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpnet/xdpnet/internal/xdpprog"
@@ -25,13 +28,22 @@ var ErrRunning = errors.New("poller: Run is running or has run")
 // Poller owns the AF_XDP data path of a set of interfaces: per queue index a UMEM, a frame pool and one socket
 // per port, and per port the XDP redirect program.
 type Poller struct {
-	cfg   Config
-	log   *slog.Logger
-	ports []pipeline.PortInfo
-	progs []*xdpprog.Program
-	qs    []*queue
+	cfg Config
+	log *slog.Logger
+	qs  []*queue
+
+	// Link events (link.go). ns is the network namespace New ran in, where the interfaces live. links[i] is
+	// port i's current state, swapped whole by the watcher; linkGen counts the swaps, and each queue compares
+	// it once per loop. linkDowns and reopens count events per port for Stats.
+	ns        netns.NsHandle
+	links     []atomic.Pointer[linkState]
+	linkGen   atomic.Uint64
+	linkDowns []atomic.Uint64
+	reopens   []atomic.Uint64
 
 	mu      sync.Mutex
+	ports   []pipeline.PortInfo // current (MTU, ifindex follow link events)
+	progs   []*xdpprog.Program  // every program attached, in order; closed at teardown
 	started bool
 	running bool
 	dataOff bool // sockets closed and XDP detached
@@ -48,7 +60,7 @@ func New(cfg Config) (*Poller, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Poller{cfg: c, log: c.Logger}
+	p := &Poller{cfg: c, log: c.Logger, ns: netns.None()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -56,6 +68,13 @@ func New(cfg Config) (*Poller, error) {
 			p.release()
 		}
 	}()
+	// Link events are followed in this namespace, and re-created interfaces are bound there.
+	if p.ns, err = netns.Get(); err != nil {
+		return nil, fmt.Errorf("poller: open the current network namespace: %w", err)
+	}
+	p.links = make([]atomic.Pointer[linkState], len(c.Interfaces))
+	p.linkDowns = make([]atomic.Uint64, len(c.Interfaces))
+	p.reopens = make([]atomic.Uint64, len(c.Interfaces))
 	links := make([]netlink.Link, len(c.Interfaces))
 	for i, name := range c.Interfaces {
 		l, err := netlink.LinkByName(name)
@@ -86,6 +105,11 @@ func New(cfg Config) (*Poller, error) {
 			return nil, fmt.Errorf("poller: port %d: %w", i, err)
 		}
 		p.progs = append(p.progs, prog)
+		st := stateOf(l.Attrs(), prog, false)
+		p.links[i].Store(st)
+		if !st.up {
+			p.log.Warn("poller: interface is down; its TX is dropped as link_down until it comes up", "interface", p.ports[i].Name)
+		}
 		if r := prog.FallbackReason(); r != nil {
 			p.log.Warn("poller: XDP in generic mode: AF_XDP will copy every frame", "interface", p.ports[i].Name, "reason", r)
 		}
@@ -141,7 +165,9 @@ func (p *Poller) newQueue(qi int, links []netlink.Link) error {
 		if first == nil {
 			first = s
 		}
-		q.ports = append(q.ports, qport{sock: s, fill: s.Fill, rx: s.RX, tx: s.TX, comp: s.Comp, kickAlways: !s.ZeroCopy()})
+		q.ports = append(q.ports, qport{sock: s, fill: s.Fill, rx: s.RX, tx: s.TX, comp: s.Comp, kickAlways: !s.ZeroCopy(),
+			ifindex: a.Index, down: !p.links[i].Load().up})
+		q.ports[i].statSock.Store(s)
 		if i == 0 && c.Bind == rings.BindAuto && !s.ZeroCopy() {
 			p.log.Info("poller: AF_XDP copy mode (the driver has no zero-copy support here)", "interface", a.Name, "queue", qi)
 		}
@@ -156,7 +182,10 @@ func (p *Poller) newQueue(qi int, links []netlink.Link) error {
 	}
 	q.pollfds = append(q.pollfds, unix.PollFd{Fd: int32(efd), Events: unix.POLLIN})
 	q.batch.Frames = q.pool
-	q.handler = c.NewHandler(&pipeline.QueueInfo{Queue: qi, Ports: p.ports, Frames: q.pool, Waker: waker{q}})
+	// Each queue has its own copy of the port table: the handler's (as at creation; PortObserver reports
+	// changes) and the queue's view that syncLinks compares with the link table.
+	q.info = slices.Clone(p.ports)
+	q.handler = c.NewHandler(&pipeline.QueueInfo{Queue: qi, Ports: slices.Clone(p.ports), Frames: q.pool, Waker: waker{q}})
 	if q.handler == nil {
 		return fmt.Errorf("poller: queue %d: NewHandler returned nil", qi)
 	}
@@ -164,8 +193,13 @@ func (p *Poller) newQueue(qi int, links []netlink.Link) error {
 	return nil
 }
 
-// Ports describes the ports, in Config.Interfaces order.
-func (p *Poller) Ports() []pipeline.PortInfo { return append([]pipeline.PortInfo(nil), p.ports...) }
+// Ports describes the ports, in Config.Interfaces order, as they are now: while Run runs, Ifindex, MTU and MAC
+// follow link events (a re-created interface has a new Ifindex). Safe from any goroutine.
+func (p *Poller) Ports() []pipeline.PortInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.ports)
+}
 
 // Run runs every queue until ctx is cancelled, then drains: it stops the redirects, processes what is still
 // arriving, waits for TX completions, detaches the XDP programs, closes the sockets and takes every frame back.
@@ -188,9 +222,16 @@ func (p *Poller) Run(ctx context.Context) error {
 		defer close(wakerDone)
 		<-ctx.Done()
 		for _, q := range p.qs {
-			unix.Write(q.efd, one[:])
+			q.kick()
 		}
 	}()
+	// Link events: subscribed before the queues start, joined before teardown (it attaches programs).
+	watchReady, watchDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		p.watchLinks(ctx, watchReady)
+	}()
+	<-watchReady
 	errs := make([]error, len(p.qs))
 	var wg sync.WaitGroup
 	for i, q := range p.qs {
@@ -206,6 +247,7 @@ func (p *Poller) Run(ctx context.Context) error {
 	wg.Wait()
 	cancel()
 	<-wakerDone
+	<-watchDone
 	p.mu.Lock()
 	p.teardown()
 	p.running = false
@@ -218,6 +260,13 @@ func (p *Poller) runQueue(ctx context.Context, q *queue) error {
 	// The thread may carry a CPU mask; it goes back to the pool of Go threads only if we leave it as found,
 	// so it is not unlocked: the runtime ends a thread whose goroutine exits while locked.
 	q.tid.Store(int32(unix.Gettid()))
+	// The thread binds sockets to re-created interfaces, by ifindex, in its own namespace: it must be the
+	// interfaces'. Leaving it there is fine, the thread is never reused.
+	if err := p.enterNS(); err != nil {
+		p.log.Warn("poller: queue thread cannot enter the interfaces' network namespace; a re-created interface will not be reopened", "queue", q.id, "err", err)
+	} else {
+		q.inNS = true
+	}
 	if q.cpu >= 0 {
 		var set unix.CPUSet
 		set.Set(q.cpu)
@@ -235,6 +284,9 @@ func (p *Poller) runQueue(ctx context.Context, q *queue) error {
 			p.drain(q)
 			return nil
 		default:
+		}
+		if g := p.linkGen.Load(); g != q.linkGen {
+			p.syncLinks(q, g)
 		}
 		t := now()
 		if q.step(t) > 0 {
@@ -293,9 +345,11 @@ func (q *queue) trySleep(limit time.Duration) {
 
 func (p *Poller) unregister(q *queue) {
 	for i := range q.ports {
-		if i < len(p.progs) {
-			if err := p.progs[i].Unregister(q.id); err != nil && !errors.Is(err, xdpprog.ErrClosed) {
-				p.log.Warn("poller: unregister socket", "interface", p.ports[i].Name, "queue", q.id, "err", err)
+		if i < len(p.links) {
+			if prog := p.links[i].Load().prog; prog != nil && !q.ports[i].gone {
+				if err := prog.Unregister(q.id); err != nil && !errors.Is(err, xdpprog.ErrClosed) {
+					p.log.Warn("poller: unregister socket", "interface", p.cfg.Interfaces[i], "queue", q.id, "err", err)
+				}
 			}
 		}
 	}
@@ -350,17 +404,28 @@ func (p *Poller) teardown() {
 	for qi, q := range p.qs {
 		p.kstats[qi] = make([]unix.XDPStatistics, len(q.ports))
 		for i := range q.ports {
-			if st, err := q.ports[i].sock.Statistics(); err == nil {
-				p.kstats[qi][i] = st
+			qp := &q.ports[i]
+			if b := qp.kbase.Load(); b != nil {
+				p.kstats[qi][i] = *b
+			}
+			if qp.sock == nil {
+				continue
+			}
+			if st, err := qp.sock.Statistics(); err == nil {
+				p.kstats[qi][i] = addXDPStats(p.kstats[qi][i], st)
 			}
 		}
 		acc := q.account()
 		for i := range q.ports {
-			q.ports[i].sock.CloseFD()
+			if !q.ports[i].gone && q.ports[i].sock != nil {
+				q.ports[i].sock.CloseFD()
+			}
 		}
 		// The kernel has let go of the rings; what is left on them is ours again.
 		for i := range q.ports {
-			q.reclaim(&q.ports[i])
+			if !q.ports[i].gone {
+				q.reclaimPort(&q.ports[i])
+			}
 		}
 		after := q.pool.Account()
 		// Frames still "given to the kernel" were held by a zero-copy driver; "sent" ones were dropped
@@ -375,32 +440,6 @@ func (p *Poller) teardown() {
 			p.log.Info("poller: frames held by the driver at shutdown taken back", "queue", q.id, "rx", acc.InKernelRX, "tx", acc.InKernelTX)
 		}
 	}
-}
-
-// reclaim takes back the frames left on a closed socket's rings: fill ring entries the kernel never consumed,
-// RX entries never read, completions never reaped, TX descriptors never sent.
-func (q *queue) reclaim(p *qport) {
-	prod, cons := p.fill.Indexes()
-	for i := cons; i != prod; i++ {
-		a := p.fill.Addr(i)
-		if q.pool.StateOf(a) == umem.Fill {
-			q.pool.Put(a)
-		}
-	}
-	idx, n := p.rx.Peek(p.rx.Size())
-	for j := range n {
-		a := q.area.Base(p.rx.Desc(idx + j).Addr)
-		if q.pool.StateOf(a) == umem.Fill {
-			q.pool.Put(a)
-		}
-	}
-	p.rx.Release(n)
-	idx, n = p.comp.Peek(p.comp.Size())
-	for j := range n {
-		q.pool.Complete(p.comp.Addr(idx + j))
-	}
-	p.comp.Release(n)
-	p.txOutstanding = 0
 }
 
 // reclaimAll returns every frame recorded in state s to the pool.
@@ -419,6 +458,9 @@ func (q *queue) account() umem.Accounting {
 	a := q.pool.Account()
 	for i := range q.ports {
 		p := &q.ports[i]
+		if p.gone {
+			continue
+		}
 		a.FillRing += int(p.fill.Pending())
 		a.RXRing += int(p.rx.Pending())
 		a.TXRing += int(p.tx.Pending())
@@ -494,17 +536,22 @@ func (p *Poller) release() error {
 	var errs []error
 	for _, q := range p.qs {
 		for i := range q.ports {
-			if err := q.ports[i].sock.Close(); err != nil {
+			qp := &q.ports[i]
+			if qp.sock == nil {
+				continue
+			}
+			qp.statSock.Store(nil)
+			if err := qp.sock.Close(); err != nil {
 				errs = append(errs, err)
 			}
 		}
-		if q.efd >= 0 {
-			unix.Close(q.efd)
-			q.efd = -1
-		}
+		q.closeEventfd()
 		if err := q.area.Close(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if p.ns.IsOpen() {
+		p.ns.Close()
 	}
 	return errors.Join(errs...)
 }

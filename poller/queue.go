@@ -2,6 +2,7 @@ package poller
 
 import (
 	"math/bits"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,15 @@ type qport struct {
 
 	// kickAlways: copy mode transmits inside sendto, so every TX submit needs a kick.
 	kickAlways bool
+	// gone: the port has no socket (its link was deleted, or reopening it failed); its rings are unmapped and
+	// nil, and every loop skips it. down: TX to the port is dropped as link_down (down or gone). ifindex: the
+	// interface the socket is bound to. All three belong to the queue goroutine (syncLinks changes them).
+	gone, down bool
+	ifindex    int
+	// statSock is sock for Stats, which runs on other goroutines while syncLinks may replace sock.
+	// kbase sums the kernel counters of the sockets this port had before (closed on link deletion).
+	statSock atomic.Pointer[rings.Socket]
+	kbase    atomic.Pointer[unix.XDPStatistics]
 	// txReserved: descriptors written this batch and not yet submitted. txOutstanding: submitted, not completed.
 	txReserved, txOutstanding uint32
 
@@ -61,7 +71,17 @@ type queue struct {
 	pubLoops  struct{ busy, idle, sleeps atomic.Uint64 }
 	tid       atomic.Int32
 
-	// Sleeping and waking (Adaptive mode).
+	// Link events: the generation of the poller's link table this queue has acted on, the queue's view of
+	// the ports (MTU, ifindex as last seen), and whether its thread is in the ports' network namespace
+	// (needed to bind a socket to a re-created interface: bind resolves the ifindex in the socket's namespace).
+	linkGen uint64
+	info    []pipeline.PortInfo
+	inNS    bool
+
+	// Sleeping and waking (Adaptive mode). efdMu guards efd against Close (release) while an application
+	// goroutine wakes the queue; the queue goroutine itself reads efd without it, since release never runs
+	// while the queue does.
+	efdMu    sync.RWMutex
 	efd      int
 	sleeping atomic.Bool
 	pollfds  []unix.PollFd
@@ -75,11 +95,32 @@ type waker struct{ q *queue }
 var one = [8]byte{1}
 
 // Wake writes the eventfd only when the queue sleeps (or is about to): the queue sets sleeping before its last
-// Tick, so a wake either finds that Tick or finds sleeping set.
+// Tick, so a wake either finds that Tick or finds sleeping set. It is safe at any time, after Close too (then
+// it does nothing): the read lock keeps Close from closing the eventfd - and the number being reused for
+// another file - between the check and the write. It is taken only when the queue sleeps, off the hot path.
 func (w waker) Wake() {
-	if w.q.sleeping.Load() && w.q.efd >= 0 {
-		unix.Write(w.q.efd, one[:])
+	if w.q.sleeping.Load() {
+		w.q.kick()
 	}
+}
+
+// kick writes the eventfd unless it is closed.
+func (q *queue) kick() {
+	q.efdMu.RLock()
+	if q.efd >= 0 {
+		unix.Write(q.efd, one[:])
+	}
+	q.efdMu.RUnlock()
+}
+
+// closeEventfd closes the eventfd once no Wake is writing it.
+func (q *queue) closeEventfd() {
+	q.efdMu.Lock()
+	if q.efd >= 0 {
+		unix.Close(q.efd)
+		q.efd = -1
+	}
+	q.efdMu.Unlock()
 }
 
 var epoch = time.Now()
@@ -111,7 +152,7 @@ func (q *queue) reap() int {
 	n := 0
 	for i := range q.ports {
 		p := &q.ports[i]
-		if p.txOutstanding == 0 {
+		if p.txOutstanding == 0 || p.gone {
 			continue
 		}
 		idx, got := p.comp.Peek(p.comp.Size())
@@ -131,6 +172,9 @@ func (q *queue) reap() int {
 func (q *queue) refill() {
 	for i := range q.ports {
 		p := &q.ports[i]
+		if p.gone {
+			continue
+		}
 		free := p.fill.Free()
 		if free == p.fill.Size() {
 			// The kernel has consumed every frame we gave it: received packets will be dropped
@@ -158,6 +202,9 @@ func (q *queue) refill() {
 // receive takes up to budget descriptors from port i's RX ring into the batch and runs the handler.
 func (q *queue) receive(i int, t int64) int {
 	p := &q.ports[i]
+	if p.gone {
+		return 0
+	}
 	idx, n := p.rx.Peek(q.budget)
 	if n == 0 {
 		return 0
@@ -207,6 +254,11 @@ func (q *queue) place() {
 				continue
 			}
 			op := &q.ports[pk.OutPort]
+			if op.down {
+				// Down or deleted: the kernel would refuse (ENETDOWN) or lose it; count it here by name.
+				q.drop(pk.Addr, pipeline.DropLinkDown)
+				continue
+			}
 			idx, got := op.tx.Reserve(1)
 			if got == 0 {
 				op.local.txFull++
@@ -251,6 +303,9 @@ func (q *queue) drop(addr uint64, r pipeline.DropReason) {
 func (q *queue) flushTX() {
 	for i := range q.ports {
 		p := &q.ports[i]
+		if p.gone {
+			continue
+		}
 		if p.txReserved > 0 {
 			p.tx.Submit(p.txReserved)
 			p.txOutstanding += p.txReserved
@@ -321,7 +376,7 @@ func (q *queue) txBusy() bool {
 func (q *queue) idleWake() {
 	for i := range q.ports {
 		p := &q.ports[i]
-		if p.sock != nil && (q.busyPoll || p.fill.NeedWakeup()) {
+		if p.sock != nil && !p.gone && (q.busyPoll || p.fill.NeedWakeup()) {
 			p.sock.WakeRx()
 		}
 	}

@@ -1,6 +1,8 @@
 package poller
 
 import (
+	"slices"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpnet/xdpnet/pipeline"
@@ -16,8 +18,15 @@ type PortStats struct {
 	// TxRingFull counts packets dropped because the TX ring was full.
 	FillRingEmpty, TxRingFull uint64
 	// Kernel is the socket's XDP_STATISTICS (drops the kernel saw: RX ring full, fill ring empty, invalid
-	// descriptors).
+	// descriptors), including the sockets closed when the link was deleted.
 	Kernel unix.XDPStatistics
+	// Link state, in Stats.Ports only (zero in QueueStats): Up is true when the link can transmit (TX to a
+	// down link is dropped as link_down); Present is false while the interface is deleted. MTU and Ifindex
+	// are current. LinkDowns counts up-to-down transitions seen while Run ran; Reopens counts re-created
+	// interfaces the port was reopened on.
+	Up, Present        bool
+	MTU, Ifindex       int
+	LinkDowns, Reopens uint64
 }
 
 // QueueStats is one queue's counters.
@@ -56,11 +65,19 @@ func (s Stats) DropsByName() map[string]uint64 {
 func (p *Poller) Stats() Stats {
 	p.mu.Lock()
 	kst := p.kstats
+	ports := slices.Clone(p.ports)
 	p.mu.Unlock()
 	var s Stats
-	s.Ports = make([]PortStats, len(p.ports))
-	for i, pi := range p.ports {
-		s.Ports[i].Port, s.Ports[i].Name = i, pi.Name
+	s.Ports = make([]PortStats, len(ports))
+	for i, pi := range ports {
+		ps := &s.Ports[i]
+		ps.Port, ps.Name, ps.MTU, ps.Ifindex = i, pi.Name, pi.MTU, pi.Ifindex
+		if i < len(p.links) {
+			if st := p.links[i].Load(); st != nil {
+				ps.Up, ps.Present = st.up && st.present, st.present
+			}
+			ps.LinkDowns, ps.Reopens = p.linkDowns[i].Load(), p.reopens[i].Load()
+		}
 	}
 	for qi, q := range p.qs {
 		qs := QueueStats{Queue: q.id, CPU: q.cpu, TID: int(q.tid.Load()),
@@ -71,14 +88,19 @@ func (p *Poller) Stats() Stats {
 		}
 		for i := range q.ports {
 			qp := &q.ports[i]
-			ps := PortStats{Port: i, Name: p.ports[i].Name,
+			ps := PortStats{Port: i, Name: ports[i].Name,
 				RxPackets: qp.pub.rxPackets.Load(), RxBytes: qp.pub.rxBytes.Load(),
 				TxPackets: qp.pub.txPackets.Load(), TxBytes: qp.pub.txBytes.Load(),
 				FillRingEmpty: qp.pub.fillEmpty.Load(), TxRingFull: qp.pub.txFull.Load()}
 			if kst != nil {
 				ps.Kernel = kst[qi][i]
-			} else if qp.sock != nil {
-				ps.Kernel, _ = qp.sock.Statistics()
+			} else {
+				if s := qp.statSock.Load(); s != nil {
+					ps.Kernel, _ = s.Statistics()
+				}
+				if b := qp.kbase.Load(); b != nil {
+					ps.Kernel = addXDPStats(ps.Kernel, *b)
+				}
 			}
 			qs.Ports = append(qs.Ports, ps)
 			t := &s.Ports[i]
