@@ -291,12 +291,17 @@ func (c *Conn) processAck(now int64, seq, ack Seq, wnd uint16, o *proto.TCPOptio
 		c.challengeACK(now)
 		return false
 	}
+	newSACK := false
 	if c.sackOK && o.NSACK > 0 {
-		c.recordSACK(o)
+		newSACK = c.recordSACK(o)
 	}
 	newWnd := uint32(wnd) << c.sndScale
 	// RFC 5681 §2 "DUPLICATE ACKNOWLEDGMENT": no data, no SYN/FIN, same ack, same window, data outstanding.
-	dup := ack == c.sndUna && dataLen == 0 && !flags.Has(proto.TCPFlagFIN) && newWnd == c.sndWnd && c.sndMax != c.sndUna
+	// With SACK an ACK that reports newly received data above SND.UNA counts too, even if it carries data
+	// or a window change (RFC 6675 §2 counts SACKed segments, not pure duplicates): otherwise a
+	// connection with data flowing both ways, whose ACKs ride on data, could only recover by RTO.
+	dup := ack == c.sndUna && !flags.Has(proto.TCPFlagFIN) && c.sndMax != c.sndUna &&
+		(dataLen == 0 && newWnd == c.sndWnd || newSACK)
 
 	// Window update, RFC 9293 §3.10.7.4: "If SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK),
 	// set SND.WND <- SEG.WND, set SND.WL1 <- SEG.SEQ, and set SND.WL2 <- SEG.ACK."
@@ -433,9 +438,14 @@ func (c *Conn) dupAck(now int64) {
 	c.dupAcks++
 	smss := c.smss()
 	if !c.inRecovery {
-		// RFC 6582 §3.2 step 2: only if the ACK covers more than "recover" (avoids repeated fast
-		// retransmits of one window after an RTO).
-		if c.dupAcks == 3 && (c.sndUna-1).GreaterEq(c.recover) || c.dupAcks == 3 && c.recover == c.iss {
+		if c.dupAcks < 3 {
+			c.limitedTransmit(now)
+			return
+		}
+		// RFC 6582 §3.2 step 2: only "if the Cumulative Acknowledgment field covers more than recover"
+		// (avoids repeated fast retransmits of one window after an RTO). recover here is one past the
+		// highest sequence number sent, so "covers more" is SND.UNA >= recover.
+		if c.dupAcks == 3 && c.sndUna.GreaterEq(c.recover) {
 			flight := uint32(c.sndMax - c.sndUna)
 			c.ssthresh = max(flight/2, 2*smss)
 			c.recover = c.sndMax
@@ -458,9 +468,27 @@ func (c *Conn) dupAck(now int64) {
 	}
 }
 
+// limitedTransmit is RFC 3042 §2: on the first and second duplicate ACK send one new segment if the
+// peer's window allows, "the congestion window is not changed". It lets a small window still collect
+// three duplicate ACKs after a loss instead of waiting for the RTO.
+func (c *Conn) limitedTransmit(now int64) {
+	dataEnd := c.sndUna + Seq(c.snd.n)
+	inflight := uint32(c.sndNxt - c.sndUna)
+	if !c.state.canSend() || !c.sndNxt.LessThan(dataEnd) || c.sndWnd <= inflight || c.sndNxt.LessThan(c.sndMax) {
+		return
+	}
+	n := min(int(c.smss()), int(dataEnd-c.sndNxt), int(c.sndWnd-inflight))
+	if n < int(c.smss()) && n < int(dataEnd-c.sndNxt) {
+		return // RFC 3042: only full-sized segments, or the last of the data
+	}
+	c.sendData(now, c.sndNxt, n, proto.TCPFlagACK)
+}
+
 // recordSACK merges received SACK blocks into the scoreboard (RFC 2018 §5). Blocks outside
 // (SND.UNA, SND.MAX] are ignored (RFC 2883 D-SACKs below SND.UNA included).
-func (c *Conn) recordSACK(o *proto.TCPOptions) {
+// It reports whether the scoreboard grew.
+func (c *Conn) recordSACK(o *proto.TCPOptions) bool {
+	before := c.sackedBytes()
 	for i := 0; i < o.NSACK && i < proto.TCPMaxSACKBlocks; i++ {
 		l, r := Seq(o.SACK[i].Left), Seq(o.SACK[i].Right)
 		if !l.LessThan(r) || l.LessEq(c.sndUna) || r.GreaterThan(c.sndMax) {
@@ -468,6 +496,15 @@ func (c *Conn) recordSACK(o *proto.TCPOptions) {
 		}
 		c.addSACK(seqRange{l, r})
 	}
+	return c.sackedBytes() > before
+}
+
+func (c *Conn) sackedBytes() uint32 {
+	var n uint32
+	for i := 0; i < c.nsacked; i++ {
+		n += uint32(c.sacked[i].right - c.sacked[i].left)
+	}
+	return n
 }
 
 func (c *Conn) addSACK(nr seqRange) {
