@@ -622,4 +622,3 @@ func (c *Conn) persistFire(now int64) {
 	c.persist = true
 	c.rexmitAt = now + min(c.rto<<min(c.persistN, 16), int64(c.e.cfg.MaxRTO))
 }
-
