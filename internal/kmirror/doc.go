@@ -1,0 +1,41 @@
+// Package kmirror makes the Linux kernel the control plane of an xdpnet router (the kernel-mirror mode of
+// `xdpfwd run --kernel`): it follows the kernel's addresses, routes and neighbours over netlink and applies
+// them to a stack.Stack and to the transit XDP program's KernelPrefixes map, and it resolves next hops by
+// asking the kernel (netlink NTF_USE) instead of sending ARP itself.
+//
+// The model (after VPP's linux-cp, without its TAP mirror: whatever the fast path does not take simply stays
+// in the kernel, because the XDP program returns XDP_PASS for it):
+//
+//	   iproute2, sshd, bird/frr, ping to the box          netlink events (addr, route, neigh)
+//	                    |                                   +-----------------------------+
+//	            +-------v--------+   ip_forward may be 0     |                             v
+//	            | Linux kernel   |---------------------------+       +--------------------------------+
+//	            | ARP, ICMP, TCP |<--- NTF_USE "resolve X" ----------| kmirror: routes -> stack.Sync    |
+//	            +-------^--------+                                   | neigh -> stack.SetNeighbour     |
+//	                    | XDP_PASS: ARP, IPv6, options, TTL<=1,      | addrs -> KernelPrefixes (/32)   |
+//	                    | multicast, to-the-box, kernel-only routes  +--------------------------------+
+//	 NIC r0 --> [transit XDP program] --XDP_REDIRECT (IPv4 transit)--> AF_XDP --> stack (xdpfwd) --> NIC r1
+//
+// Routes: the routes of one table (main by default) are mirrored into the stack. Unicast routes whose output
+// interface is one the stack owns become stack routes (the first owned hop of a multipath route: no ECMP);
+// blackhole becomes Blackhole; unreachable and prohibit become Unreachable (answered with host unreachable,
+// not admin prohibited). Every other route (via an interface the stack does not own, nexthop objects, throw,
+// nat...) is entered as a ToKernel prefix in the XDP map, so its packets go to the kernel, which routes them
+// itself (when its ip_forward allows). Of several kernel routes for one prefix (metrics, TOS), the one with
+// the lowest metric is used. Bursts of route changes are applied as one stack update (one table copy).
+//
+// Addresses: every IPv4 address of the namespace (any interface, lo included) and the directed broadcast of
+// its network are ToKernel /32 entries, so traffic for the box always reaches the kernel. The stack's own
+// interface addresses (its ICMP error source) are those given to stack.New; address changes after the start
+// reach the XDP map and the routes, not the ICMP source.
+//
+// Neighbours: kernel entries on owned interfaces in REACHABLE, STALE, DELAY, PROBE, PERMANENT or NOARP state
+// give the stack its MACs; FAILED makes the stack answer host unreachable; a deleted entry is forgotten (the
+// next packet asks again). Mirror.Resolve, the stack's Config.Resolver, queues "resolve X" without blocking; a
+// goroutine sends it to the kernel as RTM_NEWNEIGH with NTF_USE, the kernel ARPs, and its REACHABLE event
+// releases the packets the stack held.
+//
+// Concurrency: New starts nothing; Start subscribes, applies the kernel's current state and returns, leaving
+// one goroutine per event stream and one for resolutions. Resolve is safe from any goroutine and never
+// blocks; Stats from anywhere; Close once. Nothing here panics on what the kernel sends.
+package kmirror

@@ -1,0 +1,266 @@
+package kmirror
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpnet/xdpnet/internal/netlab"
+	"github.com/xdpnet/xdpnet/internal/xdpprog"
+	"github.com/xdpnet/xdpnet/stack"
+)
+
+// mirrorLab is a router namespace with r0 (198.18.1.1/24) to peer p0 (198.18.1.2/24), and a mirror of the
+// router's kernel into a stack that owns r0.
+type mirrorLab struct {
+	router, peer *netlab.Host
+	m            *Mirror
+	st           *stack.Stack
+	kp           *xdpprog.KernelPrefixes
+	r0           int
+}
+
+func newMirrorLab(t *testing.T) *mirrorLab {
+	t.Helper()
+	lab := netlab.NewT(t)
+	router := lab.MustAddHost(t, "r")
+	peer := lab.MustAddHost(t, "p")
+	lab.MustLink(t, router, "r0", peer, "p0")
+	for _, c := range []struct {
+		h         *netlab.Host
+		ifn, addr string
+	}{{router, "r0", "198.18.1.1/24"}, {peer, "p0", "198.18.1.2/24"}} {
+		if err := c.h.AddAddr(c.ifn, c.addr); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.h.SetUp(c.ifn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := router.WaitOperUp("r0", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	kp, err := xdpprog.NewKernelPrefixes(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kp.Close() })
+	ns := router.NsHandle()
+	m, err := New(Config{NetNS: &ns, Interfaces: []string{"r0"}, Prefixes: kp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := stack.New(stack.Config{
+		Interfaces: []stack.Interface{{Name: "r0", Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.1.1/24")}}},
+		Resolver:   m.Resolve,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(st); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	l, err := router.Link("r0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &mirrorLab{router: router, peer: peer, m: m, st: st, kp: kp, r0: l.Attrs().Index}
+}
+
+// waitFor polls cond every 200µs until it holds or timeout passes; it returns the time it took.
+func waitFor(timeout time.Duration, cond func() bool) (time.Duration, bool) {
+	start := time.Now()
+	for time.Since(start) < timeout {
+		if cond() {
+			return time.Since(start), true
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	return time.Since(start), cond()
+}
+
+func TestInitialStateMirroredNetns(t *testing.T) {
+	ml := newMirrorLab(t)
+	r, ok := ml.st.Lookup(netip.MustParseAddr("198.18.1.9"))
+	if !ok || r.Interface != "r0" || r.NextHop.IsValid() {
+		t.Fatalf("connected route: %v %v, want 198.18.1.0/24 dev r0", r, ok)
+	}
+	for addr, want := range map[string]xdpprog.PrefixOwner{
+		"198.18.1.1": xdpprog.ToKernel, "198.18.1.255": xdpprog.ToKernel, "198.18.1.2": xdpprog.FastPath,
+		"127.0.0.1": xdpprog.ToKernel,
+	} {
+		o, ok, err := ml.kp.Lookup(netip.MustParseAddr(addr))
+		if err != nil || !ok || o != want {
+			t.Errorf("XDP map for %s: %v %v %v, want %v", addr, o, ok, err, want)
+		}
+	}
+}
+
+// routeBound is how late a mirrored route change may reach the stack before the test fails. The target is
+// 100 ms and an idle machine takes about 10 ms (one copy of the stack's 64 MiB DIR-24-8 table); the bound is
+// loose because tests assert behaviour - "follows at once, not at some resync" - not speed on a shared CPU.
+// The measured times are logged.
+const routeBound = time.Second
+
+// TestRouteChangeFollowedNetns: a route added, replaced or deleted in the kernel reaches the stack's table
+// promptly (see routeBound).
+func TestRouteChangeFollowedNetns(t *testing.T) {
+	ml := newMirrorLab(t)
+	dst := netip.MustParseAddr("198.18.50.7")
+	route := &netlink.Route{
+		LinkIndex: ml.r0,
+		Dst:       &net.IPNet{IP: net.IPv4(198, 18, 50, 0).To4(), Mask: net.CIDRMask(24, 32)},
+		Gw:        net.IPv4(198, 18, 1, 2).To4(),
+	}
+	nl := ml.router.Netlink()
+	start := time.Now()
+	if err := nl.RouteAdd(route); err != nil {
+		t.Fatal(err)
+	}
+	took, ok := waitFor(2*time.Second, func() bool {
+		r, ok := ml.st.Lookup(dst)
+		return ok && r.NextHop == netip.MustParseAddr("198.18.1.2")
+	})
+	t.Logf("route add -> stack: %v (from before the netlink call: %v)", took, time.Since(start))
+	if !ok || took > routeBound {
+		t.Fatalf("route add reached the stack after %v (ok %v), want < %v", took, ok, routeBound)
+	}
+	// ip route replace: blackhole.
+	bh := &netlink.Route{Dst: route.Dst, Type: unix.RTN_BLACKHOLE}
+	if err := nl.RouteReplace(bh); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := waitFor(2*time.Second, func() bool { r, ok := ml.st.Lookup(dst); return ok && r.Type == stack.Blackhole }); !ok {
+		t.Fatal("route replace with a blackhole never reached the stack")
+	}
+	start = time.Now()
+	if err := nl.RouteDel(bh); err != nil {
+		t.Fatal(err)
+	}
+	took, ok = waitFor(2*time.Second, func() bool { r, ok := ml.st.Lookup(dst); return !ok || r.Prefix.Bits() != 24 })
+	t.Logf("route del -> stack: %v", took)
+	if !ok || took > routeBound {
+		t.Fatalf("route delete reached the stack after %v (ok %v), want < %v", took, ok, routeBound)
+	}
+	// A route via an interface the stack does not own goes to the kernel in the XDP map.
+	lo, _ := nl.LinkByName("lo")
+	nl.LinkSetUp(lo)
+	loRoute := &netlink.Route{LinkIndex: lo.Attrs().Index, Dst: &net.IPNet{IP: net.IPv4(198, 18, 60, 0).To4(), Mask: net.CIDRMask(24, 32)}}
+	if err := nl.RouteAdd(loRoute); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := waitFor(2*time.Second, func() bool {
+		o, ok, _ := ml.kp.Lookup(netip.MustParseAddr("198.18.60.1"))
+		return ok && o == xdpprog.ToKernel
+	}); !ok {
+		t.Fatal("a route via lo did not become a kernel prefix")
+	}
+	if _, ok := ml.st.Lookup(netip.MustParseAddr("198.18.60.1")); ok {
+		t.Fatal("a route via lo is in the stack")
+	}
+	if s := ml.m.Stats(); s.RouteUpdates == 0 || s.RouteErrors != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// TestResolveThroughKernelNetns: Resolve makes the kernel ARP for the peer (NTF_USE); its answer becomes a
+// stack neighbour; deleting the kernel entry makes the stack forget it.
+func TestResolveThroughKernelNetns(t *testing.T) {
+	ml := newMirrorLab(t)
+	peer := netip.MustParseAddr("198.18.1.2")
+	pl, err := ml.peer.Link("p0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	find := func() (stack.Neighbour, bool) {
+		for _, n := range ml.st.Neighbours() {
+			if n.Addr == peer && n.Interface == "r0" {
+				return n, true
+			}
+		}
+		return stack.Neighbour{}, false
+	}
+	if n, ok := find(); ok {
+		t.Fatalf("neighbour known before resolution: %+v", n)
+	}
+	ml.m.Resolve("r0", peer)
+	took, ok := waitFor(3*time.Second, func() bool {
+		n, ok := find()
+		return ok && n.State == stack.NeighbourReachable && net.HardwareAddr(n.MAC[:]).String() == pl.Attrs().HardwareAddr.String()
+	})
+	if !ok {
+		t.Fatalf("peer never resolved through the kernel; stats %+v", ml.m.Stats())
+	}
+	t.Logf("resolved through the kernel in %v", took)
+	if s := ml.m.Stats(); s.ResolveRequests != 1 || s.ResolveErrors != 0 {
+		t.Errorf("stats %+v, want one resolve request and no errors", s)
+	}
+	if err := ml.router.Netlink().NeighDel(&netlink.Neigh{LinkIndex: ml.r0, Family: unix.AF_INET, IP: peer.AsSlice()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := waitFor(2*time.Second, func() bool { n, _ := find(); return n.State == stack.NeighbourIncomplete }); !ok {
+		t.Fatal("kernel neighbour deletion did not reach the stack")
+	}
+	// A static entry (ip neigh replace ... lladdr ... permanent) is taken as is.
+	mac := net.HardwareAddr{0x02, 0x42, 0, 0, 0, 0x99}
+	if err := ml.router.Neigh("r0", "198.18.1.77", mac); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := waitFor(2*time.Second, func() bool {
+		for _, n := range ml.st.Neighbours() {
+			if n.Addr == netip.MustParseAddr("198.18.1.77") && net.HardwareAddr(n.MAC[:]).String() == mac.String() {
+				return true
+			}
+		}
+		return false
+	}); !ok {
+		t.Fatal("static kernel neighbour not mirrored")
+	}
+}
+
+// TestAddressesFollowedNetns: an address added at run time becomes a kernel /32 in the XDP map, and its
+// removal takes it out.
+func TestAddressesFollowedNetns(t *testing.T) {
+	ml := newMirrorLab(t)
+	a := netip.MustParseAddr("198.18.1.50")
+	if err := ml.router.AddAddr("r0", "198.18.1.50/32"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := waitFor(2*time.Second, func() bool { o, ok, _ := ml.kp.Lookup(a); return ok && o == xdpprog.ToKernel }); !ok {
+		t.Fatal("new address never reached the XDP map")
+	}
+	l, _ := ml.router.Link("r0")
+	if err := ml.router.Netlink().AddrDel(l, &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(32, 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := waitFor(2*time.Second, func() bool { o, _, _ := ml.kp.Lookup(a); return o == xdpprog.FastPath }); !ok {
+		t.Fatal("removed address still sent to the kernel")
+	}
+}
+
+func TestAddrPrefixes(t *testing.T) {
+	for in, want := range map[string][]string{
+		"198.18.1.1/24":  {"198.18.1.1/32", "198.18.1.255/32"},
+		"198.18.1.0/31":  {"198.18.1.0/32"},
+		"198.18.1.77/32": {"198.18.1.77/32"},
+	} {
+		_, n, _ := net.ParseCIDR(in)
+		ip, _, _ := net.ParseCIDR(in)
+		n.IP = ip.To4()
+		got := addrPrefixes(*n)
+		if len(got) != len(want) {
+			t.Errorf("%s: %v, want %v", in, got, want)
+			continue
+		}
+		for i := range got {
+			if got[i].String() != want[i] {
+				t.Errorf("%s: %v, want %v", in, got, want)
+			}
+		}
+	}
+}
