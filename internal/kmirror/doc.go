@@ -6,15 +6,17 @@
 // The model (after VPP's linux-cp, without its TAP mirror: whatever the fast path does not take simply stays
 // in the kernel, because the XDP program returns XDP_PASS for it):
 //
-//	   iproute2, sshd, bird/frr, ping to the box          netlink events (addr, route, neigh)
-//	                    |                                   +-----------------------------+
-//	            +-------v--------+   ip_forward may be 0     |                             v
-//	            | Linux kernel   |---------------------------+       +--------------------------------+
-//	            | ARP, ICMP, TCP |<--- NTF_USE "resolve X" ----------| kmirror: routes -> stack.Sync    |
-//	            +-------^--------+                                   | neigh -> stack.SetNeighbour     |
-//	                    | XDP_PASS: ARP, IPv6, options, TTL<=1,      | addrs -> KernelPrefixes (/32)   |
-//	                    | multicast, to-the-box, kernel-only routes  +--------------------------------+
-//	 NIC r0 --> [transit XDP program] --XDP_REDIRECT (IPv4 transit)--> AF_XDP --> stack (xdpfwd) --> NIC r1
+//	iproute2, sshd, bird/frr            netlink events: addresses, routes, neighbours
+//	         |                      +----------------------------------------------+
+//	         v                      |                                              v
+//	+-----------------+             |                        +------------------------------------+
+//	|  Linux kernel   |-------------+                        | kmirror                            |
+//	|  ARP, ICMP, TCP,|<------ RTM_NEWNEIGH + NTF_USE -------- |  routes -> stack.SyncRoutes        |
+//	|  ip_forward=0 ok|         ("resolve 198.18.2.2")       |  neigh  -> stack.SetNeighbour      |
+//	+-----------------+                                      |  addrs  -> KernelPrefixes /32      |
+//	         ^ XDP_PASS: ARP, IPv6, IP options, TTL<=1,      +------------------------------------+
+//	         | multicast, to the box, kernel-only routes
+//	r0 --> [transit XDP] --XDP_REDIRECT (IPv4 transit)--> AF_XDP --> stack (xdpfwd) --> AF_XDP --> r1
 //
 // Routes: the routes of one table (main by default) are mirrored into the stack. Unicast routes whose output
 // interface is one the stack owns become stack routes (the first owned hop of a multipath route: no ECMP);
