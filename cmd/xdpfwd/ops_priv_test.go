@@ -1,0 +1,414 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/xdpnet/xdpnet/internal/netlab"
+)
+
+// The metrics endpoint listens on the router namespace's loopback; tests reach it from there.
+const labMetricsAddr = "127.0.0.1:9469"
+
+// scrapeIn fetches /metrics from addr inside host h: the connection is made in h's namespace (Do), then
+// the HTTP exchange runs over it from this goroutine.
+func scrapeIn(t *testing.T, h *netlab.Host, addr string) map[string]*dto.MetricFamily {
+	t.Helper()
+	var conn net.Conn
+	if err := h.Do(func() (err error) {
+		conn, err = net.DialTimeout("tcp", addr, 5*time.Second)
+		return err
+	}); err != nil {
+		t.Fatalf("connect to metrics at %s in %s: %v", addr, h.Name(), err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	req, _ := http.NewRequest("GET", "http://"+addr+"/metrics", nil)
+	if err := req.Write(conn); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		t.Fatalf("read metrics response: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s", resp.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse metrics: %v", err)
+	}
+	return fams
+}
+
+// metricSum adds the values of the series of family name whose labels include want (label=value pairs).
+func metricSum(fams map[string]*dto.MetricFamily, name string, want ...string) (float64, bool) {
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+	sum, found := 0.0, false
+next:
+	for _, m := range f.Metric {
+		for i := 0; i+1 < len(want); i += 2 {
+			if label(m, want[i]) != want[i+1] {
+				continue next
+			}
+		}
+		sum += value(m)
+		found = true
+	}
+	return sum, found
+}
+
+// TestMetricsEndpointVeth: during ping traffic (and one TTL-1 ping) the endpoint shows non-zero RX/TX
+// counters for both ports, a ttl_expired drop series, the stack counters, neighbours and routes; then
+// `xdpfwd stats --count 2` against it prints a table with both ports.
+func TestMetricsEndpointVeth(t *testing.T) {
+	l := startLab(t, labOptions{}, "--metrics", labMetricsAddr)
+	if !strings.Contains(string(l.xdpfwd.Output()), "metrics listening") {
+		t.Errorf("no \"metrics listening\" log line:\n%s", l.xdpfwd.Output())
+	}
+	mustPing(t, l.gen, "-c", "5", "-i", "0.2", "-W", "2", sinkAddr)
+	runIn(t, l.gen, "ping", "-c", "1", "-t", "1", "-W", "2", sinkAddr)
+	fams := scrapeIn(t, l.router, labMetricsAddr)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		min    float64
+	}{
+		{"xdpnet_rx_packets_total", []string{"port", "r0"}, 6},
+		{"xdpnet_rx_bytes_total", []string{"port", "r0"}, 6 * 98},
+		{"xdpnet_tx_packets_total", []string{"port", "r1"}, 5},
+		{"xdpnet_rx_packets_total", []string{"port", "r1"}, 5},
+		{"xdpnet_tx_packets_total", []string{"port", "r0"}, 6},
+		{"xdpnet_drops_total", []string{"reason", "ttl_expired"}, 1},
+		{"xdpnet_stack_forwarded_total", nil, 10},
+		{"xdpnet_stack_icmp_errors_out_total", nil, 1},
+		{"xdpnet_neighbours", []string{"state", "reachable"}, 2},
+		{"xdpnet_routes", nil, 2},
+		{"xdpnet_poller_loops_total", []string{"kind", "busy"}, 1},
+	} {
+		v, ok := metricSum(fams, c.name, c.labels...)
+		if !ok || v < c.min {
+			t.Errorf("%s%v = %v (present %v), want >= %v", c.name, c.labels, v, ok, c.min)
+		}
+	}
+	for _, name := range []string{"xdpnet_fill_ring_empty_total", "xdpnet_tx_ring_full_total", "xdpnet_xdp_rx_dropped_total",
+		"xdpnet_xdp_rx_ring_full_total", "xdpnet_poller_busy_ratio", "xdpnet_poller_sleeps_total"} {
+		if _, ok := metricSum(fams, name); !ok {
+			t.Errorf("no %s series", name)
+		}
+	}
+	if v, _ := metricSum(fams, "xdpnet_drops_total", "reason", "no_route"); v != 0 {
+		t.Errorf("no_route drops = %v, want 0 (no such traffic was sent)", v)
+	}
+
+	// The live table, from inside the router namespace, while a ping runs so the rates are not all zero.
+	ping, err := l.gen.Start("ping", "-c", "20", "-i", "0.1", "-W", "1", sinkAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ping.Stop(time.Second)
+	out := runIn(t, l.router, xdpfwdBin, "stats", "--metrics", labMetricsAddr, "--count", "2", "--interval", "500ms")
+	if n := strings.Count(out, "xdpfwd stats from "+labMetricsAddr); n != 2 {
+		t.Errorf("stats --count 2 printed %d tables, want 2:\n%s", n, out)
+	}
+	for _, want := range []string{`(?m)^ *port +rx_pps +tx_pps`, `(?m)^ *r0 +\d+ +\d+ `, `(?m)^ *r1 +\d+ +\d+ `, `(?m)^drops/s: `,
+		`(?m)^ *queue +busy_ratio`, `(?m)^ *0 +0\.\d{3} `, `(?m)^forwarded/s: [1-9]`} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("stats output does not match %q:\n%s", want, out)
+		}
+	}
+	stopRouter(t, l)
+}
+
+// TestStatsNoEndpoint: stats against an address where nothing listens fails (status 1) and says what to
+// check. No privileges needed: it dials a closed loopback port.
+func TestStatsNoEndpoint(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	var stdout, stderr bytes.Buffer
+	code := realMain(context.Background(), []string{"stats", "--metrics", addr, "--count", "1"}, &stdout, &stderr)
+	if code != exitFailure || !strings.Contains(stderr.String(), "--metrics") {
+		t.Errorf("exit %d, stderr %q; want 1 and a hint about --metrics", code, stderr.String())
+	}
+}
+
+const reloadConfigHead = `interfaces:
+  - name: r0
+    addresses: [198.18.0.1/24]
+  - name: r1
+    addresses: [198.19.0.1/24]
+log-format: text
+`
+
+// TestReloadUnderTrafficVeth: a paced UDP flow gen -> sink (2000 datagrams over about 2 s to port 5001, and
+// every 10th slot one to port 5002) runs while the config file gains a route and an ACL rule that drops
+// port 5002, and xdpfwd gets SIGHUP in the middle. The new route works afterwards, port 5002 is dropped
+// from then on, not one datagram of the 5001 flow is lost, and frame accounting is OK at exit. A bad
+// config on a second SIGHUP is refused with its line and changes nothing.
+func TestReloadUnderTrafficVeth(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "xdpfwd.yaml")
+	if err := os.WriteFile(cfg, []byte(reloadConfigHead+"acl: []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := startLab(t, labOptions{}, "--config", cfg)
+	// The next route's destination lives on the sink; before the reload the router has no route for it.
+	if err := l.sink.AddAddr("eth0", "198.21.0.1/32"); err != nil {
+		t.Fatal(err)
+	}
+	if out := runIn(t, l.gen, "ping", "-c", "1", "-W", "2", "198.21.0.1"); !strings.Contains(out, "Destination Net Unreachable") {
+		t.Fatalf("before the reload 198.21.0.1 should be unreachable:\n%s", out)
+	}
+	mustPing(t, l.gen, "-c", "1", "-W", "2", sinkAddr) // resolve the sink's MAC before the flow
+
+	gen, sink := udpPair(t, l, sinkAddr, 5001)
+	gen2, sink2 := udpPair(t, l, sinkAddr, 5002)
+	for _, c := range []*net.UDPConn{sink, sink2} {
+		c.SetReadBuffer(4 << 20)
+	}
+	type arrival struct {
+		seen map[int]bool
+		mu   sync.Mutex
+	}
+	count := func(c *net.UDPConn, a *arrival, wg *sync.WaitGroup) {
+		defer wg.Done()
+		buf := make([]byte, 2048)
+		for {
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			n, _, err := c.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			if n >= 4 {
+				a.mu.Lock()
+				a.seen[int(binary.BigEndian.Uint32(buf))] = true
+				a.mu.Unlock()
+			}
+		}
+	}
+	got1, got2 := &arrival{seen: map[int]bool{}}, &arrival{seen: map[int]bool{}}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go count(sink, got1, &wg)
+	go count(sink2, got2, &wg)
+
+	const total = 2000
+	reloadAt := total / 2
+	var sent2 []int // sequence numbers sent to 5002, and whether the reload was confirmed before
+	confirmedAt := -1
+	start := time.Now()
+	for i := range total {
+		// 1 datagram per millisecond, paced against the start so scheduling hiccups do not stretch the flow.
+		if d := time.Until(start.Add(time.Duration(i) * time.Millisecond)); d > 0 {
+			time.Sleep(d)
+		}
+		if _, err := gen.Write(payload(i, 200)); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+		if i%10 == 0 {
+			gen2.Write(payload(i, 200))
+			sent2 = append(sent2, i)
+		}
+		if i == reloadAt {
+			if err := os.WriteFile(cfg, []byte(reloadConfigHead+
+				"routes:\n  - prefix: 198.21.0.0/16\n    via: 198.19.0.2\n"+
+				"acl:\n  - drop udp to 198.19.0.2 port 5002 reason blocked_port\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			l.newOutput()
+			if err := l.xdpfwd.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i > reloadAt && confirmedAt < 0 && bytes.Contains(l.xdpfwd.Output(), []byte("msg=reloaded")) {
+			confirmedAt = i
+		}
+	}
+	wg.Wait()
+	if confirmedAt < 0 {
+		t.Fatalf("no \"reloaded\" log line during the flow:\n%s", l.newOutput())
+	}
+	t.Logf("flow of %d datagrams took %v; reload confirmed at datagram %d", total, time.Since(start), confirmedAt)
+
+	var lost []int
+	for i := range total {
+		if !got1.seen[i] {
+			lost = append(lost, i)
+		}
+	}
+	if len(lost) > 0 {
+		t.Errorf("unaffected flow lost %d of %d datagrams across the reload: %v", len(lost), total, lost[:min(len(lost), 20)])
+	}
+	before, after := 0, 0
+	for _, i := range sent2 {
+		switch {
+		case i < reloadAt && got2.seen[i]:
+			before++
+		case i > confirmedAt && got2.seen[i]:
+			after++
+		}
+	}
+	if before == 0 {
+		t.Errorf("port 5002 got nothing before the reload: the flow did not work to begin with")
+	}
+	if after != 0 {
+		t.Errorf("port 5002 got %d datagrams sent after the reload was confirmed: the ACL rule did not take effect", after)
+	}
+	mustPing(t, l.gen, "-c", "3", "-i", "0.2", "-W", "2", "198.21.0.1") // the new route
+
+	// A bad config: refused with file and line, the running rules stay.
+	if err := os.WriteFile(cfg, []byte(reloadConfigHead+"routes:\n  - prefix: 198.22.0.0/16\n    via: nowhere\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l.newOutput()
+	l.xdpfwd.Cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(5 * time.Second)
+	var out string
+	for !strings.Contains(out, "reload failed") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		out += string(l.newOutput())
+	}
+	if want := cfg + `:9: route 198.22.0.0/16: next hop \"nowhere\" is not an IPv4 address`; !strings.Contains(out, "keeping the running configuration") || !strings.Contains(out, want) {
+		t.Errorf("bad reload: want the error with %q and the old config kept:\n%s", want, out)
+	}
+	mustPing(t, l.gen, "-c", "1", "-W", "2", "198.21.0.1")
+	gen2.Write(payload(99999, 200))
+
+	sum := stopRouter(t, l)
+	if n := counter(sum, "drop", "blocked_port"); n < uint64(len(sent2)/2-5) {
+		t.Errorf("drop blocked_port = %d, want about %d\n%s", n, len(sent2)/2, sum)
+	}
+}
+
+// startRouterAs starts xdpfwd in the router namespace through a wrapper command line (prlimit, setpriv)
+// and waits until it runs.
+func startRouterAs(l *routerLab, wrapper []string, args ...string) error {
+	all := append(append(wrapper[1:], xdpfwdBin, "run"), args...)
+	p, err := l.router.Start(wrapper[0], all...)
+	if err != nil {
+		return err
+	}
+	l.xdpfwd = p
+	deadline := time.After(15 * time.Second)
+	for {
+		if bytes.Contains(p.Output(), []byte("xdpfwd running")) {
+			return nil
+		}
+		select {
+		case <-p.Done():
+			return fmt.Errorf("xdpfwd exited at start (%v):\n%s", p.Wait(), p.Output())
+		case <-deadline:
+			return fmt.Errorf("xdpfwd did not start within 15s:\n%s", p.Output())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// serviceCaps reads AmbientCapabilities= from xdpfwd.service: the set the test proves.
+func serviceCaps(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("xdpfwd.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "AmbientCapabilities="); ok {
+			return strings.Fields(v)
+		}
+	}
+	t.Fatal("xdpfwd.service has no AmbientCapabilities= line")
+	return nil
+}
+
+// setprivArgs is the command line that runs a program as nobody with exactly caps (ambient, so they
+// survive the exec into xdpfwd). RLIMIT_MEMLOCK stays what the test has: raising it to the unit's
+// LimitMEMLOCK=infinity needs CAP_SYS_RESOURCE, which a container may not have, so the set proven here is
+// the one that works under the usual 8 MiB limit too.
+func setprivArgs(caps []string) []string {
+	var set []string
+	for _, c := range caps {
+		set = append(set, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+	}
+	list := "-all"
+	if len(set) > 0 {
+		list += "," + strings.Join(set, ",")
+	}
+	args := []string{"env", "XDPFWD_SKIP_CAP_CHECK=1", "setpriv", "--reuid=65534", "--regid=65534",
+		"--clear-groups", "--inh-caps=" + list}
+	if len(set) > 0 {
+		args = append(args, "--ambient-caps="+strings.Join(set, ","))
+	}
+	return args
+}
+
+// TestServiceCapabilitiesVeth: xdpfwd runs as nobody with exactly the unit's AmbientCapabilities and
+// forwards a ping; with any one of those capabilities taken away it does not
+// start, so the set is minimal.
+func TestServiceCapabilitiesVeth(t *testing.T) {
+	netlab.RequirePrivileges(t)
+	for _, tool := range []string{"setpriv"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("XDPNET_REQUIRE_PRIV") == "1" {
+				t.Fatalf("%s (util-linux) not installed", tool)
+			}
+			t.Skipf("%s (util-linux) not installed", tool)
+		}
+	}
+	caps := serviceCaps(t)
+	run := func(t *testing.T, caps []string) (*routerLab, error) {
+		l, err := newRouterLab(t.Name(), labOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		return l, startRouterAs(l, setprivArgs(caps), "--iface", "r0="+r0Addr+"/24", "--iface", "r1="+r1Addr+"/24")
+	}
+	t.Run("exact", func(t *testing.T) {
+		l, err := run(t, caps)
+		if err != nil {
+			t.Fatalf("as nobody with %v: %v", caps, err)
+		}
+		mustPing(t, l.gen, "-c", "3", "-i", "0.2", "-W", "2", sinkAddr)
+		stopRouter(t, l)
+	})
+	for i, c := range caps {
+		less := append(append([]string{}, caps[:i]...), caps[i+1:]...)
+		t.Run("without_"+c, func(t *testing.T) {
+			l, err := run(t, less)
+			if err == nil {
+				l.xdpfwd.Stop(5 * time.Second)
+				t.Fatalf("xdpfwd started without %s (caps %v): the unit's set is not minimal", c, less)
+			}
+			if strings.Contains(err.Error(), "missing CAP_") {
+				t.Fatalf("xdpfwd's own capability check refused; the test wants the kernel's answer: %v", err)
+			}
+			t.Logf("without %s (the kernel refuses, xdpfwd's own check is off):\n%v", c, err)
+		})
+	}
+}
