@@ -44,6 +44,7 @@ type runOptions struct {
 	metrics    string
 	fileRoutes []stack.Route
 	acl        []pipeline.Rule
+	kernel     kernelOptions // kernel.go: --kernel, --table
 }
 
 func newRunFlags(out io.Writer) (*flag.FlagSet, *runOptions) {
@@ -66,6 +67,7 @@ func newRunFlags(out io.Writer) (*flag.FlagSet, *runOptions) {
 	fs.StringVar(&o.pcap, "pcap", "", "write a pcap capture of the packets seen at --pcap-hook to `FILE` (read it with tcpdump -r)")
 	fs.StringVar(&o.pcapHook, "pcap-hook", "prerouting", "hook the --pcap tap sits at: prerouting, input, forward, output or postrouting")
 	addOpsFlags(fs, o)
+	addKernelFlags(fs, &o.kernel)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: xdpfwd run --iface NAME=ADDR/PLEN [--iface ...] [--route PREFIX=NEXTHOP ...] [flags]
 
@@ -94,6 +96,7 @@ type runConfig struct {
 	pcap     string
 	pcapHook pipeline.Hook
 	ops      opsConfig
+	kernel   kernelOptions
 }
 
 func parseRunArgs(args []string, out io.Writer) (*runOptions, error) {
@@ -169,6 +172,10 @@ func (o *runOptions) check() (*runConfig, error) {
 	}
 	c.stack.Routes = append(c.stack.Routes, o.fileRoutes...)
 	c.ops = o.opsConfig()
+	if err := o.kernel.check(o.ifaces); err != nil {
+		return nil, err
+	}
+	c.kernel = o.kernel
 	for _, s := range o.ifaces {
 		c.poller.Interfaces = append(c.poller.Interfaces, s.Name)
 		c.stack.Interfaces = append(c.stack.Interfaces, stack.Interface{Name: s.Name, Addrs: s.Addrs})
@@ -337,9 +344,17 @@ func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Write
 	sc := c.stack
 	sc.Hooks = hooks
 	sc.Logger = log
+	km, err := setupKernel(c.kernel, &sc, &c.poller, log)
+	if err != nil {
+		return err
+	}
+	defer km.close()
 	st, err := stack.New(sc)
 	if err != nil {
 		return usagef("configuration: %v", err)
+	}
+	if err := km.start(st); err != nil {
+		return err
 	}
 	pc := c.poller
 	pc.NewHandler = st.NewHandler
