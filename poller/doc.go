@@ -17,6 +17,18 @@
 // aggregated per batch and published with one atomic store each. New, Run, Close and CheckFrames are called by
 // the owner: Run once; CheckFrames when Run is not running.
 //
+// Links: while Run runs, a watcher goroutine follows the ports' links through rtnetlink (in the network namespace
+// New ran in) and publishes each port's state - present, up, ifindex, MTU - as an immutable value swapped
+// atomically; each queue compares one generation counter per loop iteration and, when it moved, acts on its own
+// goroutine between batches: TX to a port that is down (administratively, or without carrier) or deleted is
+// dropped as pipeline.DropLinkDown, RX from it simply stops; a deleted interface's socket is closed and the
+// frames on its rings taken back (those on RX and TX counted as link_down); when an interface of the same
+// name appears again the watcher attaches the XDP program to it and every queue opens a new socket on it
+// sharing the queue's UMEM (registering it again if no other port of the queue has a socket) and registers it.
+// Handlers learn of changes through the optional PortObserver method, on their own goroutine; Poller.Ports
+// and Stats show the current state. The queue threads enter the interfaces' namespace, since binding a socket
+// resolves the ifindex in the namespace of the thread that made the socket.
+//
 // Panics: nothing in the loop panics on what the kernel or a handler returns; a descriptor outside the UMEM or
 // a frame returned twice is refused and shows up in the frame accounting (CheckFrames). A Handler that panics
 // takes the process down, as any goroutine does.

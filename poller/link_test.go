@@ -1,6 +1,8 @@
 package poller
 
 import (
+	"encoding/binary"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -139,6 +141,7 @@ type fwdLab struct {
 	stop              func()
 	in, out           *packetSock
 	seq               int
+	queues            int
 }
 
 // observer records PortChanged calls of every queue.
@@ -177,9 +180,12 @@ type observingRecorder struct {
 
 func (h *observingRecorder) PortChanged(p pipeline.PortInfo, up bool) { h.o.add(portEvent{p, up}) }
 
-func newFwdLab(t *testing.T) *fwdLab {
+func newFwdLab(t *testing.T) *fwdLab { return newFwdLabQueues(t, 1) }
+
+// newFwdLabQueues is newFwdLab with veths of the given number of queues and a poller on all of them.
+func newFwdLabQueues(t *testing.T, queues int) *fwdLab {
 	t.Helper()
-	f := &fwdLab{lab: netlab.NewT(t), observed: &observer{}}
+	f := &fwdLab{lab: netlab.NewT(t), observed: &observer{}, queues: queues}
 	var hs []*netlab.Host
 	for _, r := range []string{"peer1", "dut", "peer2"} {
 		h, err := f.lab.AddHost(r)
@@ -191,7 +197,7 @@ func newFwdLab(t *testing.T) *fwdLab {
 	}
 	f.peer1, f.dut, f.peer2 = hs[0], hs[1], hs[2]
 	var err error
-	if f.va, err = f.lab.LinkWith(f.peer1, "eth0", f.dut, "eth0", netlab.LinkOptions{Queues: 1}); err != nil {
+	if f.va, err = f.lab.LinkWith(f.peer1, "eth0", f.dut, "eth0", netlab.LinkOptions{Queues: f.queues}); err != nil {
 		t.Fatal(err)
 	}
 	f.vb = f.linkB(t)
@@ -204,7 +210,7 @@ func newFwdLab(t *testing.T) *fwdLab {
 	wrap := func(q *pipeline.QueueInfo) pipeline.Handler {
 		return &observingRecorder{recordHandler: *nh(q).(*recordHandler), o: f.observed}
 	}
-	f.p, f.stop = startPoller(t, f.dut, Config{Interfaces: []string{"eth0", "eth1"}, NewHandler: wrap, RingSize: 512})
+	f.p, f.stop = startPoller(t, f.dut, Config{Interfaces: []string{"eth0", "eth1"}, Queues: queues, NewHandler: wrap, RingSize: 512})
 	f.in = openPacket(t, f.peer1, "eth0")
 	f.out = openPacket(t, f.peer2, "eth0")
 	return f
@@ -213,7 +219,7 @@ func newFwdLab(t *testing.T) *fwdLab {
 // linkB makes dut:eth1 - peer2:eth0, both up.
 func (f *fwdLab) linkB(t *testing.T) *netlab.Veth {
 	t.Helper()
-	vb, err := f.lab.LinkWith(f.dut, "eth1", f.peer2, "eth0", netlab.LinkOptions{Queues: 1})
+	vb, err := f.lab.LinkWith(f.dut, "eth1", f.peer2, "eth0", netlab.LinkOptions{Queues: f.queues})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +372,13 @@ func TestLinkMTUChangeVeth(t *testing.T) {
 // re-created under the same names: the port's socket is closed and its frames taken back, then a socket is
 // opened on the new interface (new ifindex, sharing the queue's UMEM) and forwarding resumes.
 func TestLinkDeleteAndRecreateVeth(t *testing.T) {
-	f := newFwdLab(t)
+	for _, q := range []int{1, 2} {
+		t.Run(fmt.Sprintf("queues=%d", q), func(t *testing.T) { testLinkDeleteAndRecreate(t, q) })
+	}
+}
+
+func testLinkDeleteAndRecreate(t *testing.T, queues int) {
+	f := newFwdLabQueues(t, queues)
 	f.expectForwarded(t, "before", f.burst(t, 200))
 	old := f.p.Ports()[1].Ifindex
 
@@ -412,7 +424,7 @@ func TestLinkDeleteAndRecreateVeth(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.waitPort(t, "eth0 deleted", 0, func(ps PortStats) bool { return !ps.Present })
-	va, err := f.lab.LinkWith(f.peer1, "eth0", f.dut, "eth0", netlab.LinkOptions{Queues: 1})
+	va, err := f.lab.LinkWith(f.peer1, "eth0", f.dut, "eth0", netlab.LinkOptions{Queues: f.queues})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,4 +462,55 @@ func mustLink(t *testing.T, h *netlab.Host, name string) netlink.Link {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// TestLinkRecreateOnlyPortVeth: the only port of a queue is deleted, so no socket of the queue holds the UMEM
+// any more; the socket opened on the re-created interface registers the same UMEM again, and the echo works.
+func TestLinkRecreateOnlyPortVeth(t *testing.T) {
+	dut, peer, v := twoHosts(t)
+	nh, got := newRecorder(-1)
+	p, stop := startPoller(t, dut, Config{Interfaces: []string{"eth0"}, NewHandler: nh, RingSize: 256, FramesPerQueue: 1024})
+	if err := dut.Netlink().LinkDel(mustLink(t, dut, "eth0")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Stats().Ports[0].Present {
+		if time.Now().After(deadline) {
+			t.Fatal("deletion never seen")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	v2, err := dut.Lab().LinkWith(dut, "eth0", peer, "eth0", netlab.LinkOptions{Queues: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []netlab.Endpoint{v2.A, v2.B} {
+		if err := e.Host.SetUp(e.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := peer.WaitOperUp("eth0", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ps := openPacket(t, peer, "eth0")
+	var replies [][]byte
+	for i := 0; len(replies) == 0; i++ {
+		if time.Now().After(deadline.Add(5 * time.Second)) {
+			t.Fatalf("no reply on the re-created link; stats %+v drops %v", p.Stats().Ports, p.Stats().DropsByName())
+		}
+		ps.send(t, testFrame(v2.A.HWAddr(), v2.B.HWAddr(), etherTest, i, 100))
+		replies = ps.capture(etherReply, 1, 50*time.Millisecond)
+	}
+	// The reply is the sent frame with the MACs swapped: sequence i in bytes 14..17 says which one.
+	r := replies[0]
+	if len(r) != 100 {
+		t.Fatalf("reply %x", r)
+	}
+	if want := testFrame(v2.B.HWAddr(), v2.A.HWAddr(), etherReply, int(binary.BigEndian.Uint32(r[14:])), 100); string(r) != string(want) {
+		t.Fatalf("reply\n%x\nwant\n%x", r, want)
+	}
+	stop()
+	if st := p.Stats().Ports[0]; st.Reopens != 1 || st.Ifindex != v2.A.Index || len(got()) == 0 {
+		t.Fatalf("stats %+v, handler got %d (old ifindex %d)", st, len(got()), v.A.Index)
+	}
 }
