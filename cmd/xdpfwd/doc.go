@@ -2,8 +2,11 @@
 // queue, forwarding between the interfaces it is given while the kernel's own forwarding stays off.
 //
 //	xdpfwd run --iface r0=198.18.0.1/24 --iface r1=198.19.0.1/24 [--route 198.20.0.0/16=198.19.0.2]
+//	xdpfwd run --config /etc/xdpfwd/xdpfwd.yaml [--metrics 127.0.0.1:9469]
 //	xdpfwd demo [--duration 10s] [--rate PPS]
-//	xdpfwd help [run|demo]
+//	xdpfwd stats [--metrics 127.0.0.1:9469] [--interval 1s] [--count N]
+//	xdpfwd check --config FILE
+//	xdpfwd help [run|demo|stats|check]
 //
 // run routes until SIGINT or SIGTERM and then prints a summary: packets per port, drops by reason, and the
 // frame accounting check (every UMEM frame back in its pool). demo builds three network namespaces
@@ -12,4 +15,8 @@
 //
 // Layout: main.go dispatches subcommands, run.go is `run` (flags, stack on the poller, stats, summary), demo.go
 // is `demo`, lab.go builds the gen - router - sink namespaces that the demo and the integration tests share.
+// For deployment: config.go reads the YAML --config file (and is `check`), ops.go serves --metrics, holds the
+// forward-hook ACL behind an atomic pointer and reloads routes and ACL on SIGHUP, metrics.go is the
+// Prometheus collector (xdpnet_* series read from the poller and stack snapshots at scrape time), statscmd.go
+// is `stats`. example.yaml and xdpfwd.service are the example configuration and systemd unit.
 package main
