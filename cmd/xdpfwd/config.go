@@ -42,6 +42,7 @@ type fileConfig struct {
 	stats     time.Duration
 	logFormat string
 	acl       []pipeline.Rule
+	kernel    kernelOptions // kernel: and table:, as --kernel and --table
 }
 
 // configError is one problem in a configuration file, at a line.
@@ -55,7 +56,7 @@ func (e *configError) Error() string { return fmt.Sprintf("%s:%d: %s", e.file, e
 
 // configKeys are the keys a configuration file may have, in the order `check` documents them.
 var configKeys = []string{"interfaces", "routes", "acl", "mode", "queues", "cpus", "bind", "xdp-mode", "metrics",
-	"pcap", "pcap-hook", "stats", "log-format"}
+	"pcap", "pcap-hook", "stats", "log-format", "kernel", "table"}
 
 // loadConfig reads and checks a configuration file. The error, when not nil, joins one *configError per
 // problem found (errors.Join), so `check` can list them all.
@@ -203,6 +204,22 @@ func (p *configParser) top(k, v *yaml.Node) {
 				p.errf(v, "log-format %q: want text or json", s)
 			}
 			c.logFormat = s
+		}
+	case "kernel":
+		if s, ok := p.scalar(k, v); ok {
+			b, err := strconv.ParseBool(s)
+			if err != nil {
+				p.errf(v, "kernel %q: want true or false", s)
+			}
+			c.kernel.enabled = b
+		}
+	case "table":
+		if s, ok := p.scalar(k, v); ok {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 {
+				p.errf(v, "table %q: want a routing table number such as 254 (main)", s)
+			}
+			c.kernel.table = n
 		}
 	default:
 		p.errf(k, "unknown setting %q (want one of %s)", k.Value, strings.Join(configKeys, ", "))
@@ -465,6 +482,12 @@ func (c *fileConfig) apply(o *runOptions, onCommandLine map[string]bool) {
 	}
 	if take("log-format") {
 		o.logFormat = c.logFormat
+	}
+	if take("kernel") {
+		o.kernel.enabled = c.kernel.enabled
+	}
+	if take("table") {
+		o.kernel.table = c.kernel.table
 	}
 }
 

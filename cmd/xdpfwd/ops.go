@@ -60,15 +60,22 @@ type opsConfig struct {
 	configPath string
 	metrics    string
 	acl        []pipeline.Rule
-	// fileRoutes are the routes the config file gave, which a reload diffs against; routesFromFlags means
-	// --route was on the command line, so the file's routes are not ours to reload.
-	fileRoutes      []stack.Route
-	routesFromFlags bool
+	// fileRoutes are the routes the config file gave, which a reload diffs against. routesOwner, when not
+	// empty, says who owns the routes instead (--route on the command line, or the kernel in --kernel
+	// mode), so a reload leaves them alone.
+	fileRoutes  []stack.Route
+	routesOwner string
 }
 
 func (o *runOptions) opsConfig() opsConfig {
-	return opsConfig{configPath: o.config, metrics: o.metrics, acl: o.acl, fileRoutes: o.fileRoutes,
-		routesFromFlags: len(o.routes) > 0}
+	c := opsConfig{configPath: o.config, metrics: o.metrics, acl: o.acl, fileRoutes: o.fileRoutes}
+	switch {
+	case o.kernel.enabled:
+		c.routesOwner = "--kernel mode follows the kernel's routes"
+	case len(o.routes) > 0:
+		c.routesOwner = "--route on the command line overrides the file"
+	}
+	return c
 }
 
 // aclSwitch is the forward-hook stage: an indirection to the current ACL, so that a reload swaps the rules
@@ -185,8 +192,8 @@ func (o *ops) close() {
 }
 
 // reload re-reads the config file and applies its routes and ACL rules. Nothing changes unless the whole
-// file is valid and the new ACL compiles; the other settings (interfaces, queues, ...) need a restart and
-// are only logged when they differ.
+// file is valid and the new ACL compiles; the other settings (interfaces, queues, metrics, ...) take effect
+// only at the next start.
 func (o *ops) reload(st *stack.Stack) {
 	if o.cfg.configPath == "" {
 		o.log.Warn("SIGHUP ignored: started without --config, nothing to reload")
@@ -208,9 +215,9 @@ func (o *ops) reload(st *stack.Stack) {
 		}
 	}
 	added, deleted := 0, 0
-	if o.cfg.routesFromFlags {
+	if o.cfg.routesOwner != "" {
 		if fc.set["routes"] {
-			o.log.Warn("reload: routes: ignored, --route on the command line overrides the file")
+			o.log.Warn("reload: routes: ignored", "why", o.cfg.routesOwner)
 		}
 	} else {
 		if added, deleted, err = applyRoutes(st, o.routes, fc.routes); err != nil {

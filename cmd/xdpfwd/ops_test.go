@@ -68,6 +68,7 @@ func TestCheckBadConfigLines(t *testing.T) {
 		{"iface", "interfaces:\n  - name: r0\n    addresses: [198.18.0.1]\n",
 			[]string{`:3: interface address "198.18.0.1" is not an IPv4 address with prefix length`}},
 		{"no-interfaces", "mode: busy\n", []string{":1: no interfaces:"}},
+		{"kernel", goodHead + "kernel: maybe\ntable: -1\n", []string{`:6: kernel "maybe": want true or false`, `:7: table "-1"`}},
 		{"metrics", goodHead + "metrics: localhost\n", []string{`:6: metrics: "localhost": want HOST:PORT`}},
 		{"yaml", goodHead + "routes: [\n", []string{":6: not valid YAML"}},
 	} {
@@ -111,7 +112,7 @@ func TestConfigFlagsOverride(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.poller.Mode != poller.Busy || len(c.stack.Routes) != 2 || c.ops.configPath != "example.yaml" || c.ops.routesFromFlags {
+	if c.poller.Mode != poller.Busy || len(c.stack.Routes) != 2 || c.ops.configPath != "example.yaml" || c.ops.routesOwner != "" {
 		t.Errorf("runConfig: mode %v, %d routes, ops %+v", c.poller.Mode, len(c.stack.Routes), c.ops)
 	}
 	if _, err := parseRunArgs([]string{"--config", "nonexistent.yaml"}, io.Discard); err == nil || !strings.Contains(err.Error(), "nonexistent.yaml") {
