@@ -423,7 +423,9 @@ func (c *Conn) output(now int64) {
 			if n == 0 {
 				break
 			}
-			if n < smss {
+			// Retransmissions (below SND.MAX) go as they are: holding them back for SWS or Nagle could
+			// leave a connection whose window update was lost with nothing ever sent again.
+			if n < smss && !c.sndNxt.LessThan(c.sndMax) {
 				if n == avail {
 					if !c.noDelay && inflight > 0 && !c.finQueued {
 						break // Nagle: wait for the ACK of what is in flight
@@ -596,6 +598,12 @@ func (c *Conn) rtoFire(now int64) {
 	c.nsacked = 0
 	c.rexmitAt = now + c.rto
 	c.output(now)
+	if c.sndNxt == c.sndUna && c.sndWnd == 0 {
+		// The window is closed: nothing could be retransmitted. Probe it instead of counting RTOs toward
+		// MaxRetries, which would end a connection whose receiver is merely slow (RFC 9293 §3.8.6.1).
+		c.persist = true
+		c.retries = 0
+	}
 	if c.rexmitAt == 0 {
 		c.rexmitAt = now + c.rto
 	}

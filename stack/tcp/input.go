@@ -13,9 +13,11 @@ func (c *Conn) segment(now int64, h proto.TCP, o *proto.TCPOptions, payload []by
 	case StateClosed:
 		return
 	case StateSynSent:
-		if !c.needSyn {
-			c.synSent(now, h, o)
+		if c.needSyn {
+			c.e.inc(DropBadState) // our SYN has not even left yet
+			return
 		}
+		c.synSent(now, h, o)
 		return
 	}
 	flags := h.Flags()
@@ -159,9 +161,13 @@ func (c *Conn) segment(now int64, h proto.TCP, o *proto.TCPOptions, payload []by
 		}
 		c.receive(now, seq, payload, flags.Has(proto.TCPFlagFIN))
 	default:
-		// CLOSE-WAIT, CLOSING, LAST-ACK: the FIN was received; a retransmitted one is acknowledged.
+		// CLOSE-WAIT, CLOSING, LAST-ACK: the FIN was received; a retransmitted one is acknowledged, new
+		// data after it is a protocol error and is dropped.
 		if flags.Has(proto.TCPFlagFIN) || len(payload) > 0 {
 			c.ackNow = true
+		}
+		if len(payload) > 0 && seq.Add(uint32(len(payload))).GreaterThan(c.rcvNxt) {
+			c.e.inc(DropBadState)
 		}
 	}
 	c.output(now)

@@ -115,6 +115,8 @@ func TestNetConnBlocking(t *testing.T) {
 		t.Fatal(err)
 	}
 	var nl net.Listener = l
+	var srv *Conn
+	var srvMu sync.Mutex
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { // echo the SHA-256 of everything received
@@ -124,6 +126,9 @@ func TestNetConnBlocking(t *testing.T) {
 			t.Error(err)
 			return
 		}
+		srvMu.Lock()
+		srv = c.(*Conn)
+		srvMu.Unlock()
 		h := sha256.New()
 		if _, err := io.Copy(h, c); err != nil {
 			t.Errorf("server read: %v", err)
@@ -146,8 +151,19 @@ func TestNetConnBlocking(t *testing.T) {
 	data := make([]byte, 4<<20)
 	rand.New(rand.NewSource(2)).Read(data)
 	want := sha256.Sum256(data)
-	nc.SetDeadline(time.Now().Add(60 * time.Second))
+	nc.SetDeadline(time.Now().Add(20 * time.Second))
 	if n, err := nc.Write(data); n != len(data) || err != nil {
+		srvMu.Lock()
+		s := srv
+		srvMu.Unlock()
+		c.mu.Lock()
+		t.Logf("client %v una %d nxt %d max %d sndn %d wnd %d cwnd %d rexmit in %v persist %v rec %v dup %d", c.state, c.sndUna, c.sndNxt, c.sndMax, c.snd.n, c.sndWnd, c.cwnd, time.Duration(c.rexmitAt-d.now()), c.persist, c.inRecovery, c.dupAcks)
+		c.mu.Unlock()
+		if s != nil {
+			s.mu.Lock()
+			t.Logf("server %v rcvNxt %d rcvAdv %d rcvn %d free %d ooo %v delack %v", s.state, s.rcvNxt, s.rcvAdv, s.rcv.n, s.rcv.free(), s.ooo, s.delackAt)
+			s.mu.Unlock()
+		}
 		t.Fatalf("write: %d %v", n, err)
 	}
 	c.CloseWrite()

@@ -219,3 +219,63 @@ func TestSACKAvoidsResendingSACKedData(t *testing.T) {
 		t.Errorf("sack retransmits %d, timeouts %d", w.eng[0].Stat(StatSACKRetransmits), w.eng[0].Stat(StatTimeouts))
 	}
 }
+
+// TestTransferStress repeats lossy, reordering, duplicating transfers with small and odd buffer sizes over
+// many seeds: slow readers, small windows and lost window updates must never stall a connection (a
+// window-limited retransmission once did, held back by sender SWS avoidance).
+func TestTransferStress(t *testing.T) {
+	seeds := 24
+	if testing.Short() {
+		seeds = 4
+	}
+	for seed := int64(100); seed < 100+int64(seeds); seed++ {
+		cfg := Config{RecvBuffer: 3000 + int(seed%7)*4099, SendBuffer: 5000 + int(seed%5)*3001, MaxOutOfOrder: 1 + int(seed%4)}
+		w := newWire(t, cfg, seed)
+		a, b := w.pair()
+		w.loss = 0.02 + float64(seed%4)*0.02
+		w.dup = 0.01
+		w.jitter = int64(seed%3) * int64(2*time.Millisecond)
+		transfer(t, w, a, b, 150000+int(seed)*1000, 50000)
+		for i, c := range []*Conn{a, b} {
+			checkLimits(t, w.eng[i], c)
+		}
+	}
+}
+
+// TestLostWindowUpdate: the receiver's window closes, its application reads, and the window update is
+// lost; the sender's persist timer finds the open window.
+func TestLostWindowUpdate(t *testing.T) {
+	w := newWire(t, Config{RecvBuffer: 8192}, 47)
+	a, b := w.pair()
+	s := newStream(3, 50000)
+	w.run(2*time.Second, func() { pumpWrite(a, s) }, func() bool { return a.sndWnd == 0 })
+	if a.sndWnd != 0 {
+		t.Fatal("window did not close")
+	}
+	lost := 0
+	w.drop = func(from int, tc proto.TCP) bool {
+		if from == 1 && tc.Window() > 0 && lost < 1 {
+			lost++
+			return true
+		}
+		return false
+	}
+	k := newSink()
+	k.drain(b)
+	w.tick()
+	if lost != 1 {
+		t.Fatalf("no window update sent after the read (%d)", lost)
+	}
+	closed := false
+	w.run(time.Minute, func() {
+		pumpWrite(a, s)
+		if !closed && s.left == 0 && s.off == len(s.buf) {
+			a.CloseWrite()
+			closed = true
+		}
+		k.drain(b)
+	}, func() bool { return k.eof })
+	if !k.eof || k.n != 50000 || w.eng[0].Stat(StatZeroWindowProbes) == 0 {
+		t.Fatalf("after a lost window update: %d bytes, eof %v, probes %d", k.n, k.eof, w.eng[0].Stat(StatZeroWindowProbes))
+	}
+}
