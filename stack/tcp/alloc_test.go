@@ -33,16 +33,17 @@ func newDirect(tb testing.TB, cfg Config) (*direct, *Conn, *Conn) {
 	}
 	for i := range 2 {
 		to := 1 - i
-		d.e[i] = NewEngine(cfg, OutputFunc(func(s *Segment) {
+		d.e[i] = NewEngine(cfg, OutputFunc(func(s *Segment) bool {
 			q := d.q[to]
 			if len(q) == cap(q) {
-				return // lost
+				return false // no frame: the engine retries on the next Tick
 			}
 			q = q[:len(q)+1]
 			x := &q[len(q)-1]
 			x.n = s.Encode(x.b)
 			x.src, x.dst = s.Src.Addr(), s.Dst.Addr()
 			d.q[to] = q
+			return true
 		}), nil)
 	}
 	l, err := d.e[1].Listen(netip.AddrPortFrom(addrB, 80))

@@ -25,9 +25,10 @@ func pseudoChecksumOK(src, dst netip.Addr, seg []byte) bool {
 // TestSYNBytes checks the SYN the engine emits, byte by byte.
 func TestSYNBytes(t *testing.T) {
 	var raw []byte
-	e := NewEngine(Config{MTU: 1500, Key: [16]byte{9}}, OutputFunc(func(s *Segment) {
+	e := NewEngine(Config{MTU: 1500, Key: [16]byte{9}}, OutputFunc(func(s *Segment) bool {
 		raw = make([]byte, s.Len())
 		s.Encode(raw)
+		return true
 	}), nil)
 	c, _ := e.Connect(netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort("198.18.0.2:80"))
 	e.Tick(1e12)
@@ -68,9 +69,10 @@ func TestListenerAnswersLinuxSYN(t *testing.T) {
 		t.Fatal("test SYN checksum")
 	}
 	var raw []byte
-	e := NewEngine(Config{}, OutputFunc(func(s *Segment) {
+	e := NewEngine(Config{}, OutputFunc(func(s *Segment) bool {
 		raw = make([]byte, s.Len())
 		s.Encode(raw)
+		return true
 	}), nil)
 	if _, err := e.Listen(netip.MustParseAddrPort("198.18.0.2:80")); err != nil {
 		t.Fatal(err)

@@ -187,8 +187,10 @@ func (c *Conn) window() uint16 {
 	return uint16(f)
 }
 
-// xmit sends one segment: n bytes of the send buffer from seq (n may be 0), with flags.
-func (c *Conn) xmit(now int64, seq Seq, n int, flags proto.TCPFlags) {
+// xmit sends one segment: n bytes of the send buffer from seq (n may be 0), with flags. It returns false
+// when Output had no room; then nothing changed (but RCV.ADV, which may only grow) and the connection is
+// queued so that the owner's next Tick tries again.
+func (c *Conn) xmit(now int64, seq Seq, n int, flags proto.TCPFlags) bool {
 	s := &c.seg
 	s.Src, s.Dst = c.id.local, c.id.remote
 	f := &s.Fields
@@ -196,10 +198,6 @@ func (c *Conn) xmit(now int64, seq Seq, n int, flags proto.TCPFlags) {
 	if flags.Has(proto.TCPFlagACK) {
 		f.Ack = uint32(c.rcvNxt)
 		f.Window = c.window()
-		c.lastAckSent = c.rcvNxt
-		c.ackNow = false
-		c.delackAt = 0
-		c.rcvSinceAck = 0
 	}
 	if c.tsOK {
 		f.Options.HasTimestamps = true
@@ -237,8 +235,19 @@ func (c *Conn) xmit(now int64, seq Seq, n int, flags proto.TCPFlags) {
 		}
 		s.Data[0], s.Data[1] = c.snd.peek(int(seq-c.sndUna), n)
 	}
+	if !c.e.out.Send(s) {
+		c.e.inc(StatOutputFull)
+		c.e.requeue(c)
+		return false
+	}
 	c.e.inc(StatSegsOut)
-	c.e.out.Send(s)
+	if flags.Has(proto.TCPFlagACK) {
+		c.lastAckSent = c.rcvNxt
+		c.ackNow = false
+		c.delackAt = 0
+		c.rcvSinceAck = 0
+	}
+	return true
 }
 
 // sendSyn sends our SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED) with the options we offer.
@@ -276,15 +285,18 @@ func (c *Conn) sendSyn(now int64) {
 	if !c.rttTiming && c.retries == 0 {
 		c.rttTiming, c.rttSeq, c.rttStart = true, c.iss+1, now
 	}
-	c.e.inc(StatSegsOut)
-	c.e.out.Send(s)
+	if c.e.out.Send(s) {
+		c.e.inc(StatSegsOut)
+	} else {
+		c.e.inc(StatOutputFull) // the SYN timer sends it again
+	}
 }
 
 // sendAck sends a pure ACK. Its sequence number is SND.MAX, not SND.NXT: after an RTO pulled SND.NXT back
 // (go-back-N), an ACK numbered below the peer's RCV.NXT would fail its acceptability test (RFC 9293
 // §3.10.7.4) and be dropped - and the peer's ACKs to us likewise, a deadlock Linux avoids the same way
 // (its snd_nxt never moves back).
-func (c *Conn) sendAck(now int64) { c.xmit(now, c.sndMax, 0, proto.TCPFlagACK) }
+func (c *Conn) sendAck(now int64) { _ = c.xmit(now, c.sndMax, 0, proto.TCPFlagACK) }
 
 // challengeACK is RFC 5961 §3.2/§4.2/§5.2: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, rate limited.
 func (c *Conn) challengeACK(now int64) {
@@ -300,9 +312,12 @@ func (c *Conn) sendRST() {
 	s.Data[0], s.Data[1] = nil, nil
 	s.Fields = proto.TCPFields{SrcPort: c.id.local.Port(), DstPort: c.id.remote.Port(), Seq: uint32(c.sndMax),
 		Ack: uint32(c.rcvNxt), Flags: proto.TCPFlagRST | proto.TCPFlagACK}
-	c.e.inc(StatResetsOut)
-	c.e.inc(StatSegsOut)
-	c.e.out.Send(s)
+	if c.e.out.Send(s) {
+		c.e.inc(StatResetsOut)
+		c.e.inc(StatSegsOut)
+	} else {
+		c.e.inc(StatOutputFull)
+	}
 }
 
 // terminate moves to CLOSED, records why (nil for an orderly end) and wakes the application. The engine
@@ -445,7 +460,9 @@ func (c *Conn) output(now int64) {
 		if n > 0 && c.sndNxt+Seq(n) == dataEnd {
 			flags |= proto.TCPFlagPSH
 		}
-		c.sendData(now, c.sndNxt, n, flags)
+		if !c.sendData(now, c.sndNxt, n, flags) {
+			return // Output is full: the next Tick continues
+		}
 	}
 	// Nothing in flight but data waiting: the persist timer probes a zero window (RFC 9293 §3.8.6.1) and
 	// overrides sender SWS avoidance.
@@ -456,9 +473,12 @@ func (c *Conn) output(now int64) {
 	}
 }
 
-// sendData transmits [seq, seq+n) (+FIN) and advances SND.NXT, SND.MAX and the timers.
-func (c *Conn) sendData(now int64, seq Seq, n int, flags proto.TCPFlags) {
-	c.xmit(now, seq, n, flags)
+// sendData transmits [seq, seq+n) (+FIN) and advances SND.NXT, SND.MAX and the timers; false when Output
+// was full.
+func (c *Conn) sendData(now int64, seq Seq, n int, flags proto.TCPFlags) bool {
+	if !c.xmit(now, seq, n, flags) {
+		return false
+	}
 	n = c.seg.PayloadLen()
 	flags = c.seg.Fields.Flags
 	if seq.LessThan(c.sndMax) {
@@ -485,6 +505,7 @@ func (c *Conn) sendData(now int64, seq Seq, n int, flags proto.TCPFlags) {
 	if c.rexmitAt == 0 && c.sndUna != c.sndMax {
 		c.rexmitAt = now + c.rto // RFC 6298 §5.1
 	}
+	return true
 }
 
 // retransmitAt resends one segment at seq without moving SND.NXT (fast retransmit, partial ACKs, SACK holes).
@@ -501,7 +522,9 @@ func (c *Conn) retransmitAt(now int64, seq Seq, limit int) {
 	if n == 0 && !flags.Has(proto.TCPFlagFIN) {
 		return
 	}
-	c.xmit(now, seq, n, flags)
+	if !c.xmit(now, seq, n, flags) {
+		return // lost locally: the RTO or a later duplicate ACK covers it
+	}
 	c.e.inc(StatRetransmits)
 	if c.rttTiming && c.rttSeq.GreaterThan(seq) {
 		c.rttTiming = false
@@ -624,7 +647,7 @@ func (c *Conn) persistFire(now int64) {
 		return
 	}
 	c.e.inc(StatZeroWindowProbes)
-	c.xmit(now, c.sndNxt, 1, proto.TCPFlagACK)
+	_ = c.xmit(now, c.sndNxt, 1, proto.TCPFlagACK) // if Output is full, the next probe goes later
 	c.probeEnd = c.sndNxt + 1
 	c.persistN++
 	c.persist = true

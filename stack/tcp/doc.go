@@ -30,8 +30,8 @@
 //
 // Plugging it into a poller: one Engine per queue, created in the queue's handler with an Output that
 // builds the frame in the current pipeline.Batch (route the destination, Ethernet + IPv4 header with
-// protocol 6, then Segment.Encode for the rest; a segment that finds no frame is simply lost and TCP
-// retransmits it) and with the queue's pipeline.Waker. Local delivery hands every checksum-verified TCP
+// protocol 6, then Segment.Encode for the rest; when no frame is free Send returns false and the engine
+// keeps the data or ACK for a later Tick) and with the queue's pipeline.Waker. Local delivery hands every checksum-verified TCP
 // segment for a local address to Input (the engine answers unknown ports with RST itself), and the
 // handler's Tick calls Engine.Tick and merges its wake-up time. Listeners must exist on every queue's
 // engine (or flows be steered to one queue), since RSS picks the queue by the 4-tuple.

@@ -193,6 +193,17 @@ func (e *Engine) markPending(c *Conn) {
 	}
 }
 
+// requeue puts c on the pending list from the owner goroutine (Output was full): no Wake, Tick reports
+// that it wants to run again at once.
+func (e *Engine) requeue(c *Conn) {
+	e.pendMu.Lock()
+	if !c.pending {
+		c.pending = true
+		e.pending = append(e.pending, c)
+	}
+	e.pendMu.Unlock()
+}
+
 // Input processes one arriving segment. src and dst are the IP addresses; seg is the TCP header and
 // payload, already cut to the IP payload length and checksum-verified by the caller (proto.TCP.ChecksumValid).
 // It runs on the owner goroutine and may call Output.Send.
@@ -272,6 +283,11 @@ func (e *Engine) Tick(now int64) (wakeAt int64) {
 		}
 	}
 	w := e.nextTimer
+	e.pendMu.Lock()
+	if len(e.pending) > 0 {
+		w = now // Output was full or an application queued work meanwhile: run again at once
+	}
+	e.pendMu.Unlock()
 	e.mu.Unlock()
 	return w
 }
@@ -322,9 +338,12 @@ func (e *Engine) sendReset(id connID, seg proto.TCP) {
 		s.Fields.Ack = seg.Seq() + n
 		s.Fields.Flags = proto.TCPFlagRST | proto.TCPFlagACK
 	}
-	e.inc(StatResetsOut)
-	e.inc(StatSegsOut)
-	e.out.Send(s)
+	if e.out.Send(s) {
+		e.inc(StatResetsOut)
+		e.inc(StatSegsOut)
+	} else {
+		e.inc(StatOutputFull)
+	}
 }
 
 // noConn handles a segment with no connection: LISTEN processing (RFC 9293 §3.10.7.2) or CLOSED.
@@ -376,8 +395,11 @@ func (e *Engine) listenSYN(now int64, l *Listener, id connID, seg proto.TCP, o *
 			Ack: seg.Seq() + 1, Flags: proto.TCPFlagSYN | proto.TCPFlagACK,
 			Window: uint16(min(e.cfg.RecvBuffer, 0xffff))}
 		s.Fields.Options.MSS, s.Fields.Options.HasMSS = e.ourMSS, true
-		e.inc(StatSegsOut)
-		e.out.Send(s)
+		if e.out.Send(s) {
+			e.inc(StatSegsOut)
+		} else {
+			e.inc(StatOutputFull)
+		}
 		return
 	}
 	if e.memUsed+int64(e.cfg.SendBuffer+e.cfg.RecvBuffer) > e.cfg.MemoryLimit {

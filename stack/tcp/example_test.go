@@ -22,10 +22,11 @@ func Example() {
 	var eng [2]*tcp.Engine
 	for i := range eng {
 		from := i
-		eng[i] = tcp.NewEngine(tcp.Config{}, tcp.OutputFunc(func(s *tcp.Segment) {
+		eng[i] = tcp.NewEngine(tcp.Config{}, tcp.OutputFunc(func(s *tcp.Segment) bool {
 			b := make([]byte, s.Len()) // a poller would encode into a UMEM frame after the IP header
 			s.Encode(b)
 			wire = append(wire, frame{1 - from, s.Src.Addr(), s.Dst.Addr(), b})
+			return true // false would mean "no frame now": the engine retries on the next Tick
 		}), nil)
 	}
 	now := int64(1e12)

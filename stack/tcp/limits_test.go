@@ -157,3 +157,20 @@ func TestDelayedACK(t *testing.T) {
 	}
 	_ = b
 }
+
+// TestOutputBackpressure: when Output has no room for 30% of the segments (no free frame, a full batch),
+// nothing is lost for good: data stays unsent and due ACKs stay due until a later Tick.
+func TestOutputBackpressure(t *testing.T) {
+	w := newWire(t, Config{}, 48)
+	a, b := w.pair()
+	w.refuse = 0.3
+	transfer(t, w, a, b, 1<<20, 1<<20)
+	if w.refused == 0 || w.eng[0].Stat(StatOutputFull) == 0 {
+		t.Fatalf("Output never refused (%d)", w.refused)
+	}
+	// A refused data segment does not count as sent, so the Ticks that follow carry on by themselves.
+	if wake := w.eng[0].Tick(w.now); wake != 0 && wake < w.now {
+		t.Fatalf("wake-up in the past: %d < %d", wake, w.now)
+	}
+	t.Logf("refused %d, timeouts %d/%d", w.refused, w.eng[0].Stat(StatTimeouts), w.eng[1].Stat(StatTimeouts))
+}

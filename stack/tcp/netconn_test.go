@@ -44,14 +44,15 @@ func startDriver(t *testing.T, cfg Config, loss float64) *driver {
 	rng := rand.New(rand.NewSource(1))
 	for i := range 2 {
 		to := 1 - i
-		d.e[i] = NewEngine(cfg, OutputFunc(func(s *Segment) {
+		d.e[i] = NewEngine(cfg, OutputFunc(func(s *Segment) bool {
 			if loss > 0 && rng.Float64() < loss {
-				return
+				return true // lost on the wire
 			}
 			b := make([]byte, s.Len())
 			s.Encode(b)
 			d.q[to] = append(d.q[to], b)
 			d.src[to] = append(d.src[to], s.Src.Addr())
+			return true
 		}), d.wake)
 	}
 	go d.loop()

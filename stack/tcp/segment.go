@@ -38,8 +38,13 @@ func (s *Segment) Encode(b []byte) int {
 // Output takes the segments an Engine emits. It is called on the goroutine that drives the Engine (from
 // Input and Tick), with connection locks held: it must not call back into the Engine or a Conn. A typical
 // implementation encodes the segment into a frame (Segment.Encode after the IP header) and queues it.
+//
+// Send returns false when it has no room now (no free frame, a full batch). The engine then treats the
+// segment as not sent: data stays unsent, a due ACK stays due, and the connection is retried on the next
+// Tick, which returns "now" as its wake-up time. Retransmissions, probes, RSTs and SYNs that find no room
+// are left to their timers.
 type Output interface {
-	Send(seg *Segment)
+	Send(seg *Segment) bool
 }
 
 // Waker is what the engine's owner supplies so that application goroutines can wake its loop after they
@@ -47,7 +52,7 @@ type Output interface {
 type Waker interface{ Wake() }
 
 // OutputFunc adapts a function to Output.
-type OutputFunc func(seg *Segment)
+type OutputFunc func(seg *Segment) bool
 
 // Send implements Output.
-func (f OutputFunc) Send(seg *Segment) { f(seg) }
+func (f OutputFunc) Send(seg *Segment) bool { return f(seg) }

@@ -96,8 +96,8 @@ func TestSipHashVector(t *testing.T) {
 // TestISN checks RFC 6528: ISNs of one 4-tuple advance with the 4 µs clock; different 4-tuples and keys
 // give unrelated values.
 func TestISN(t *testing.T) {
-	e1 := NewEngine(Config{Key: [16]byte{1}}, OutputFunc(func(*Segment) {}), nil)
-	e2 := NewEngine(Config{Key: [16]byte{2}}, OutputFunc(func(*Segment) {}), nil)
+	e1 := NewEngine(Config{Key: [16]byte{1}}, OutputFunc(func(*Segment) bool { return true }), nil)
+	e2 := NewEngine(Config{Key: [16]byte{2}}, OutputFunc(func(*Segment) bool { return true }), nil)
 	id := connID{local: netip.MustParseAddrPort("198.18.0.1:40000"), remote: netip.MustParseAddrPort("198.18.0.2:80")}
 	id2 := id
 	id2.local = netip.MustParseAddrPort("198.18.0.1:40001")
@@ -111,7 +111,7 @@ func TestISN(t *testing.T) {
 }
 
 func TestCookie(t *testing.T) {
-	e := NewEngine(Config{Key: [16]byte{3}}, OutputFunc(func(*Segment) {}), nil)
+	e := NewEngine(Config{Key: [16]byte{3}}, OutputFunc(func(*Segment) bool { return true }), nil)
 	id := connID{local: netip.MustParseAddrPort("198.18.0.1:80"), remote: netip.MustParseAddrPort("198.18.0.2:40000")}
 	now := int64(1000 * time.Hour)
 	c := e.cookie(id, 12345, 1400, now)

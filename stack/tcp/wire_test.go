@@ -30,7 +30,9 @@ type wire struct {
 	onSend  func(from int, t proto.TCP)
 	wake    [2]int64
 	sent    [2]int
-	wrapped int // segments whose payload wrapped around the send buffer
+	wrapped int     // segments whose payload wrapped around the send buffer
+	refuse  float64 // probability that Output reports no room
+	refused int
 	badSums int
 }
 
@@ -55,12 +57,16 @@ func newWire(t testing.TB, cfg Config, seed int64) *wire {
 		i := i
 		c := cfg
 		c.Key[0] = byte(i + 1)
-		w.eng[i] = NewEngine(c, OutputFunc(func(s *Segment) { w.output(i, s) }), nil)
+		w.eng[i] = NewEngine(c, OutputFunc(func(s *Segment) bool { return w.output(i, s) }), nil)
 	}
 	return w
 }
 
-func (w *wire) output(from int, s *Segment) {
+func (w *wire) output(from int, s *Segment) bool {
+	if w.refuse > 0 && w.rng.Float64() < w.refuse {
+		w.refused++
+		return false // Output has no room: nothing leaves
+	}
 	if len(s.Data[1]) > 0 {
 		w.wrapped++
 	}
@@ -85,10 +91,10 @@ func (w *wire) output(from int, s *Segment) {
 		w.onSend(from, tc)
 	}
 	if w.drop != nil && w.drop(from, tc) {
-		return
+		return true
 	}
 	if w.loss > 0 && w.rng.Float64() < w.loss {
-		return
+		return true
 	}
 	n := 1
 	if w.dup > 0 && w.rng.Float64() < w.dup {
@@ -102,6 +108,7 @@ func (w *wire) output(from int, s *Segment) {
 		w.seq++
 		w.q = append(w.q, wpkt{at: at, ord: w.seq, to: 1 - from, src: s.Src.Addr(), dst: s.Dst.Addr(), data: b})
 	}
+	return true
 }
 
 // inject delivers a hand-built segment to engine `to` now.
