@@ -118,9 +118,8 @@ func (h *handler) deliver(b *pipeline.Batch, p *pipeline.Packet, i uint16, out [
 	case proto.ProtoUDP:
 		return h.udpInput(b, p, out)
 	case proto.ProtoTCP:
-		// No TCP here: RFC 1122 §3.2.2.1 protocol unreachable.
-		out = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4ProtoUnreachable, 0, out)
-		p.Drop(pipeline.DropTCPNoSocket)
+		// Closed ports are answered by the engine with RST (RFC 9293 §3.10.7.1), not with ICMP.
+		return h.tcpInput(b, p, out)
 	default:
 		out = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4ProtoUnreachable, 0, out)
 		p.Drop(pipeline.DropUnknownProtocol)

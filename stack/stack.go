@@ -11,6 +11,7 @@ import (
 
 	"github.com/xdpnet/xdpnet/pipeline"
 	"github.com/xdpnet/xdpnet/proto"
+	"github.com/xdpnet/xdpnet/stack/tcp"
 )
 
 // Interface configures the IPv4 side of one port, matched to the driver's ports by Name.
@@ -52,6 +53,9 @@ type Config struct {
 	Resolver NeighbourResolver
 	// Logger receives configuration warnings (a configured interface the driver lacks, ...); nil discards.
 	Logger *slog.Logger
+	// TCP configures the TCP engine of every queue (buffers, timers, backlog); its MTU is further
+	// lowered to the smallest MTU of the queue's interfaces, which clamps the MSS.
+	TCP tcp.Config
 }
 
 // Defaults of Config.
@@ -95,6 +99,7 @@ type Stack struct {
 	mu       sync.Mutex
 	handlers atomic.Pointer[[]*handler]
 	udp      udpTable
+	tcp      tcpShared // engines and listeners (tcp.go)
 	ports    atomic.Pointer[[]pipeline.PortInfo] // from the first handler, for names in Neighbours
 }
 
@@ -183,7 +188,7 @@ func New(cfg Config) (*Stack, error) {
 				if e.typ == Unicast {
 					return fmt.Errorf("connected route of interface %s: %w (two interfaces on one network are not supported)", e.route.Interface, err)
 				}
-				if _, ok := s.rt.byPrefix[e.route.Prefix]; ok && e.typ == Broadcast {
+				if _, ok := w.get(e.route.Prefix); ok && e.typ == Broadcast {
 					continue // two addresses in one network share a broadcast address
 				}
 				return err

@@ -1,0 +1,407 @@
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/xdpnet/xdpnet/pipeline"
+	"github.com/xdpnet/xdpnet/proto"
+	"github.com/xdpnet/xdpnet/stack/tcp"
+)
+
+// This file plugs the TCP engine (package tcp) into the stack, following tcp's doc.go: one Engine per
+// queue, created with the handler; local delivery verifies the checksum and hands each segment to the
+// queue's engine (which answers closed ports with RST itself); the handler's Tick runs the engine's Tick;
+// the engine's Output builds the IPv4 frame in the batch being processed, the way udpBuild does.
+
+// DropTCPBroadcast counts TCP segments sent to a broadcast address: TCP is unicast only (RFC 1122
+// §4.2.3.10: "A TCP implementation MUST silently discard an incoming SYN segment that is addressed to a
+// broadcast or multicast address"; no other segment can belong to a connection either).
+var DropTCPBroadcast = pipeline.RegisterDropReason("tcp_broadcast")
+
+// tcpReserve is the batch room a segment leaves free while a received batch is processed: the packets
+// after the one being delivered may still need a frame for an ICMP error or a fragment. The engine keeps
+// what does not fit and sends it from the next Tick.
+const tcpReserve = 16
+
+// tcpShared is the TCP state of a Stack that every queue sees: the engines (one per queue) and the
+// listeners, so that a listener opened before a queue starts is added to that queue's engine too.
+type tcpShared struct {
+	mu        sync.Mutex
+	queues    []*tcpQueue
+	listeners []*TCPListener
+}
+
+// tcpQueue is the TCP of one handler: its engine, and the batch the engine's Output writes into while
+// the handler's goroutine is inside Engine.Input or Engine.Tick.
+type tcpQueue struct {
+	h   *handler
+	eng *tcp.Engine
+
+	b       *pipeline.Batch
+	out     []uint16
+	reserve int
+
+	noRoute, noBuffer atomic.Uint64
+}
+
+// newTCPQueue builds the engine of h's queue and opens the stack's listeners on it. The MSS the engine
+// announces follows the smallest MTU of the queue's interfaces, so that no segment it sends needs
+// fragmenting on any of them.
+func (s *Stack) newTCPQueue(h *handler) *tcpQueue {
+	cfg := s.cfg.TCP
+	mtu := 0
+	for i := range h.ifs {
+		if h.ifs[i].ok && (mtu == 0 || h.ifs[i].mtu < mtu) {
+			mtu = h.ifs[i].mtu
+		}
+	}
+	if mtu > 0 && (cfg.MTU == 0 || mtu < cfg.MTU) {
+		cfg.MTU = mtu
+	}
+	t := &tcpQueue{h: h}
+	var w tcp.Waker
+	if h.q.Waker != nil {
+		w = h.q.Waker
+	}
+	t.eng = tcp.NewEngine(cfg, t, w)
+	s.tcp.mu.Lock()
+	defer s.tcp.mu.Unlock()
+	s.tcp.queues = append(s.tcp.queues, t)
+	for _, l := range s.tcp.listeners {
+		if err := l.attach(t.eng); err != nil {
+			s.log.Warn("tcp listener not opened on a new queue", "addr", l.addr, "queue", h.q.Queue, "err", err)
+		}
+	}
+	return t
+}
+
+// Send is the engine's Output: route the destination, build Ethernet + IPv4 + the segment in a new frame
+// of the current batch and put it on the list for the Output hook. It runs on the handler's goroutine.
+func (t *tcpQueue) Send(seg *tcp.Segment) bool {
+	b, h := t.b, t.h
+	if b == nil || b.Room() <= t.reserve {
+		return false
+	}
+	dst := seg.Dst.Addr()
+	d4 := addr4(dst)
+	e := h.snap.lookup(d4)
+	if e == nil || e.typ != Unicast || !h.ifs[e.iface].ok {
+		// Like ip_queue_xmit failing: the segment is lost, the engine's timers retransmit it.
+		inc(&t.noRoute)
+		return true
+	}
+	q, ok := b.Alloc()
+	if !ok {
+		inc(&t.noBuffer)
+		return false
+	}
+	qi := uint16(b.N - 1)
+	n := seg.Len()
+	if !q.SetLen(ethLen + proto.IPv4MinHeaderLen + n) {
+		// Larger than a frame: only possible with a configured MTU beyond the frame size.
+		q.Drop(pipeline.DropNoBuffer)
+		inc(&t.noBuffer)
+		return true
+	}
+	d := q.Data()
+	proto.EthernetFields{EtherType: proto.EtherTypeIPv4}.Encode(d)
+	h.ipID++
+	// DF as Linux sets it: the MSS already fits the smallest MTU of the queue, so DF never costs a drop
+	// here, and a router further on answers with fragmentation needed instead of fragmenting.
+	proto.IPv4Fields{ID: h.ipID, DontFragment: true, TTL: defaultTTL, Protocol: proto.ProtoTCP,
+		Src: seg.Src.Addr(), Dst: dst, PayloadLen: n}.Encode(d[ethLen:])
+	seg.Encode(d[ethLen+proto.IPv4MinHeaderLen:])
+	h.setEgress(q, qi, e, d4)
+	t.out = append(t.out, qi)
+	return true
+}
+
+// tcpInput is the protocol 6 branch of local delivery: checksum check, then the engine.
+func (h *handler) tcpInput(b *pipeline.Batch, p *pipeline.Packet, out []uint16) []uint16 {
+	ip := proto.IPv4(p.Data()[ethLen:])
+	src, dst := ip.Src(), ip.Dst()
+	if d := addr4(dst); d == limitedB {
+		p.Drop(DropTCPBroadcast)
+		return out
+	} else if e := h.snap.lookup(d); e != nil && e.typ == Broadcast {
+		p.Drop(DropTCPBroadcast)
+		return out
+	}
+	seg, err := proto.ParseTCP(ip[ip.HeaderLen():])
+	if err != proto.OK || !seg.ChecksumValid(src, dst) {
+		p.Drop(pipeline.DropTCPMalformed)
+		return out
+	}
+	t := h.tcp
+	t.b, t.out, t.reserve = b, out, tcpReserve
+	t.eng.Input(h.now, src, dst, seg)
+	out = t.out
+	t.b, t.out = nil, nil
+	// The engine copied the payload into the connection's buffer: the frame is done with.
+	p.Consume()
+	inc(&h.ctr.delivered)
+	return out
+}
+
+// tcpTick runs the engine's timers and application requests from the handler's Tick and returns the
+// packets it built and its wake-up time merged into wake.
+func (h *handler) tcpTick(b *pipeline.Batch, out []uint16, wake int64) ([]uint16, int64) {
+	t := h.tcp
+	t.b, t.out, t.reserve = b, out, 4
+	w := t.eng.Tick(h.now)
+	out = t.out
+	t.b, t.out = nil, nil
+	if w != 0 && (wake == 0 || w < wake) {
+		wake = w
+	}
+	return out, wake
+}
+
+// TCPListener is a listening TCP socket of a Stack, open on every queue's engine (RSS spreads the
+// connections of one port over the queues); the connections established on any queue come out of one
+// Accept. It implements net.Listener; its methods are safe for concurrent use.
+type TCPListener struct {
+	s      *Stack
+	addr   netip.AddrPort
+	acc    chan *tcp.Conn
+	closed chan struct{}
+	once   sync.Once
+	subs   []*tcp.Listener // guarded by s.tcp.mu
+	wg     sync.WaitGroup
+}
+
+var _ net.Listener = (*TCPListener)(nil)
+
+// attach opens the listener on e and starts moving its accepted connections to the merged queue.
+// Called with s.tcp.mu held.
+func (l *TCPListener) attach(e *tcp.Engine) error {
+	sub, err := e.Listen(l.addr)
+	if err != nil {
+		return err
+	}
+	l.subs = append(l.subs, sub)
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		for {
+			c, err := sub.AcceptTCP()
+			if err != nil {
+				return
+			}
+			select {
+			case l.acc <- c:
+			case <-l.closed:
+				c.Close()
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+// ListenTCP opens a TCP listener on laddr, which must be one of the stack's addresses or 0.0.0.0 (all of
+// them), with a port. Connections are served by the pollers; Config.TCP sets buffers, backlog and SYN
+// queue (beyond which SYN cookies answer).
+func (s *Stack) ListenTCP(laddr netip.AddrPort) (*TCPListener, error) {
+	a := laddr.Addr().Unmap()
+	if !a.IsValid() {
+		a = netip.IPv4Unspecified()
+	}
+	if !a.Is4() {
+		return nil, fmt.Errorf("listen tcp %v: only IPv4 is supported", laddr)
+	}
+	if laddr.Port() == 0 {
+		return nil, fmt.Errorf("listen tcp %v: give a port to listen on", laddr)
+	}
+	if !a.IsUnspecified() {
+		if r, ok := s.Lookup(a); !ok || r.Type != Local {
+			return nil, fmt.Errorf("listen tcp %v: %v is not an address of this stack (add it to an Interface, or listen on 0.0.0.0)", laddr, a)
+		}
+	}
+	laddr = netip.AddrPortFrom(a, laddr.Port())
+	s.tcp.mu.Lock()
+	defer s.tcp.mu.Unlock()
+	for _, o := range s.tcp.listeners {
+		if o.addr.Port() == laddr.Port() && (o.addr.Addr() == a || o.addr.Addr().IsUnspecified() || a.IsUnspecified()) {
+			return nil, fmt.Errorf("listen tcp %v: %w", laddr, ErrAddrInUse)
+		}
+	}
+	l := &TCPListener{s: s, addr: laddr, acc: make(chan *tcp.Conn), closed: make(chan struct{})}
+	for _, t := range s.tcp.queues {
+		if err := l.attach(t.eng); err != nil {
+			l.closeSubs()
+			return nil, err
+		}
+	}
+	s.tcp.listeners = append(s.tcp.listeners, l)
+	return l, nil
+}
+
+// Accept waits for the next connection on any queue.
+func (l *TCPListener) Accept() (net.Conn, error) {
+	c, err := l.AcceptTCP()
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// AcceptTCP is Accept returning the concrete type.
+func (l *TCPListener) AcceptTCP() (*tcp.Conn, error) {
+	select {
+	case c := <-l.acc:
+		return c, nil
+	case <-l.closed:
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: net.ErrClosed}
+	}
+}
+
+// Close stops listening on every queue; connections not yet accepted are reset. Established connections
+// stay open.
+func (l *TCPListener) Close() error {
+	err := error(&net.OpError{Op: "close", Net: "tcp", Addr: l.Addr(), Err: net.ErrClosed})
+	l.once.Do(func() {
+		err = nil
+		close(l.closed)
+		t := &l.s.tcp
+		t.mu.Lock()
+		for i, x := range t.listeners {
+			if x == l {
+				t.listeners = append(t.listeners[:i:i], t.listeners[i+1:]...)
+				break
+			}
+		}
+		l.closeSubs()
+		t.mu.Unlock()
+		l.wg.Wait()
+	})
+	return err
+}
+
+func (l *TCPListener) closeSubs() {
+	for _, sub := range l.subs {
+		sub.Close()
+	}
+	l.subs = nil
+}
+
+// Addr returns the listening address as a *net.TCPAddr.
+func (l *TCPListener) Addr() net.Addr { return net.TCPAddrFromAddrPort(l.addr) }
+
+// AddrPort returns the listening address.
+func (l *TCPListener) AddrPort() netip.AddrPort { return l.addr }
+
+// ErrNoRoute is returned by DialTCP for a destination the routing table cannot reach.
+var ErrNoRoute = errors.New("no route to host (add a route or an interface on its network)")
+
+// DialTCP opens a connection to raddr from the address of the interface the route to raddr leaves by and
+// an ephemeral port, and waits for the handshake (ECONNREFUSED after a RST, ETIMEDOUT after
+// Config.TCP.SynRetries, ctx's error when it ends first). The returned net.Conn is a *tcp.Conn.
+func (s *Stack) DialTCP(ctx context.Context, raddr netip.AddrPort) (net.Conn, error) {
+	c, err := s.DialTCPFrom(ctx, netip.AddrPort{}, raddr)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// DialTCPFrom is DialTCP from laddr: an unspecified address picks the source as DialTCP does, port 0 an
+// ephemeral port.
+//
+// With several queues the connection lives on one queue's engine, chosen by raddr; the answers must come
+// back on that queue, which RSS decides by the 4-tuple. Use one queue (or steer the flows) for clients.
+func (s *Stack) DialTCPFrom(ctx context.Context, laddr, raddr netip.AddrPort) (*tcp.Conn, error) {
+	ra := raddr.Addr().Unmap()
+	if !ra.Is4() || raddr.Port() == 0 {
+		return nil, fmt.Errorf("dial tcp %v: not an IPv4 address and port", raddr)
+	}
+	raddr = netip.AddrPortFrom(ra, raddr.Port())
+	src := laddr.Addr().Unmap()
+	if !src.IsValid() || src.IsUnspecified() {
+		e := s.rt.cur.Load().lookup(addr4(ra))
+		if e == nil || e.typ == Blackhole || e.typ == Unreachable || e.typ == Broadcast {
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(raddr), Err: ErrNoRoute}
+		}
+		if e.typ == Local {
+			return nil, fmt.Errorf("dial tcp %v: connecting to the stack's own address is not supported", raddr)
+		}
+		src = s.sourceFor(e.iface, ra)
+		if !src.IsValid() {
+			return nil, fmt.Errorf("dial tcp %v: interface %s has no address to send from", raddr, s.ifaces[e.iface].name)
+		}
+	} else if r, ok := s.Lookup(src); !ok || r.Type != Local {
+		return nil, fmt.Errorf("dial tcp %v: %v is not an address of this stack", raddr, src)
+	}
+	s.tcp.mu.Lock()
+	qs := s.tcp.queues
+	s.tcp.mu.Unlock()
+	if len(qs) == 0 {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(raddr), Err: ErrNoQueue}
+	}
+	b := ra.As4()
+	t := qs[int(uint(b[0])+uint(b[1])+uint(b[2])+uint(b[3])+uint(raddr.Port()))%len(qs)]
+	return t.eng.Dial(ctx, netip.AddrPortFrom(src, laddr.Port()), raddr)
+}
+
+// sourceFor picks interface iface's address for dst: one on dst's network, else the first.
+func (s *Stack) sourceFor(iface int32, dst netip.Addr) netip.Addr {
+	if iface < 0 || int(iface) >= len(s.ifaces) {
+		return netip.Addr{}
+	}
+	addrs := s.ifaces[iface].addrs
+	for _, a := range addrs {
+		if a.Contains(dst) {
+			return a.Addr()
+		}
+	}
+	if len(addrs) > 0 {
+		return addrs[0].Addr()
+	}
+	return netip.Addr{}
+}
+
+// TCPStat sums one engine counter over the queues.
+func (s *Stack) TCPStat(st tcp.Stat) uint64 {
+	s.tcp.mu.Lock()
+	defer s.tcp.mu.Unlock()
+	var n uint64
+	for _, t := range s.tcp.queues {
+		n += t.eng.Stat(st)
+	}
+	return n
+}
+
+// TCPStats sums the engine counters over the queues, by name (tcp.Stat names), plus the stack's own:
+// tcp_out_no_route (segments for a destination with no route) and tcp_out_no_buffer (no frame or batch
+// room; the engine kept the data and retried). It allocates; it is meant for metrics export.
+func (s *Stack) TCPStats() map[string]uint64 {
+	s.tcp.mu.Lock()
+	defer s.tcp.mu.Unlock()
+	m := map[string]uint64{"tcp_out_no_route": 0, "tcp_out_no_buffer": 0}
+	for _, t := range s.tcp.queues {
+		for k, v := range t.eng.Stats() {
+			m[k] += v
+		}
+		m["tcp_out_no_route"] += t.noRoute.Load()
+		m["tcp_out_no_buffer"] += t.noBuffer.Load()
+	}
+	return m
+}
+
+// TCPConns is the number of TCP connections in the engines' tables (every state but LISTEN, including
+// TIME-WAIT).
+func (s *Stack) TCPConns() int {
+	s.tcp.mu.Lock()
+	defer s.tcp.mu.Unlock()
+	n := 0
+	for _, t := range s.tcp.queues {
+		n += t.eng.Conns()
+	}
+	return n
+}
