@@ -99,7 +99,7 @@ type Stack struct {
 	mu       sync.Mutex
 	handlers atomic.Pointer[[]*handler]
 	udp      udpTable
-	tcp      tcpShared // engines and listeners (tcp.go)
+	tcp      tcpShared                           // engines and listeners (tcp.go)
 	ports    atomic.Pointer[[]pipeline.PortInfo] // from the first handler, for names in Neighbours
 }
 
