@@ -11,11 +11,12 @@ const module = "github.com/xdpnet/xdpnet"
 // allowed lists, per package, the packages of this module and outside modules it may depend on
 // (transitively). The standard library is always allowed, except where forbidden below.
 var allowed = map[string][]string{
-	"proto":    {},
-	"pipeline": {"proto"},
-	"stack":    {"pipeline", "proto"},
-	"umem":     {"golang.org/x/sys/"},
-	"rings":    {"umem", "golang.org/x/sys/"},
+	"proto":     {},
+	"pipeline":  {"proto"},
+	"stack":     {"pipeline", "proto", "stack/tcp"},
+	"stack/tcp": {"proto"},
+	"umem":      {"golang.org/x/sys/"},
+	"rings":     {"umem", "golang.org/x/sys/"},
 }
 
 // Packages above the poller are plain Go over byte slices: their own code must not open sockets or make
@@ -25,6 +26,8 @@ var forbiddenStd = map[string][]string{
 	"pipeline": {"net", "syscall", "os/exec", "golang.org/x/sys/unix"},
 	// stack implements net.PacketConn and net.Conn, so it uses net's types and errno values, never a socket.
 	"stack": {"os/exec", "golang.org/x/sys/unix"},
+	// stack/tcp likewise: net.Conn and errno values, no sockets.
+	"stack/tcp": {"os/exec", "golang.org/x/sys/unix"},
 }
 
 func goList(t *testing.T, args ...string) []string {
