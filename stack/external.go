@@ -105,8 +105,9 @@ func (s *Stack) wakeQueues() {
 // ReplaceRoute adds r, or replaces the route of the same prefix (`ip route replace`), in one table update.
 func (s *Stack) ReplaceRoute(r Route) error { return s.SyncRoutes([]Route{r}, nil) }
 
-// SyncRoutes deletes the routes of del and then adds or replaces the routes of set, in one table update
-// (one copy of the table however many routes change): all or none. It is how an external control plane
+// SyncRoutes deletes the routes of del and then adds or replaces the routes of set, in one table update:
+// all or none (everything is checked before anything changes; a replaced route switches from old to new in
+// place, without passing through a shorter prefix). It is how an external control plane
 // mirrors a table whose routes come and go in bursts. Deleting a prefix that has no route is not an error
 // (the mirror may see a deletion of a route it refused); a connected route made from Config.Interfaces may
 // be replaced or deleted, but the local and broadcast addresses of the interfaces are never touched
@@ -143,11 +144,11 @@ func (s *Stack) SyncRoutes(set []Route, del []netip.Prefix) error {
 
 // removeExternal removes the route of p if there is one and it is not an interface address.
 func (s *Stack) removeExternal(w *routeWriter, p netip.Prefix) error {
-	id, ok := s.rt.byPrefix[p]
+	e, ok := w.get(p)
 	if !ok {
 		return nil
 	}
-	if t := w.snap.routes[id].typ; t == Local || t == Broadcast {
+	if t := e.typ; t == Local || t == Broadcast {
 		return fmt.Errorf("route %v: it is a %v address of an interface: %w", p, t, ErrBadRoute)
 	}
 	_, err := w.remove(p)

@@ -70,7 +70,8 @@ var (
 	ErrTooManyRoutes = errors.New("routing table full (16M route ids)")
 )
 
-// routeEntry is what a route id stands for on the hot path.
+// routeEntry is what a route id stands for on the hot path. An entry is immutable while its id is in the
+// table: a changed route gets a new id (see routeWriter.commit).
 type routeEntry struct {
 	route   Route
 	typ     RouteType
@@ -79,116 +80,317 @@ type routeEntry struct {
 	depth   int
 }
 
-// routeSnap is one immutable version of the table: readers load it once per batch.
-type routeSnap struct {
-	lpm    *dir248
-	routes []routeEntry // by route id; id 0 is "no route"
+// Route entries live in chunks of 4096 that are allocated on demand and never move, so that the table
+// grows while readers hold ids: a chunk pointer is published before any entry naming an id in it.
+const (
+	routeChunkShift = 12
+	routeChunks     = (maxRouteID + 1) >> routeChunkShift
+)
+
+type routeChunk [1 << routeChunkShift]routeEntry
+
+type routeStore [routeChunks]atomic.Pointer[routeChunk]
+
+func (s *routeStore) get(id uint32) *routeEntry {
+	return &s[(id>>routeChunkShift)&(routeChunks-1)].Load()[id&(1<<routeChunkShift-1)]
 }
 
-func (s *routeSnap) lookup(dst uint32) *routeEntry {
-	id := s.lpm.lookup(dst)
+// set writes the entry of an id nobody reads: new, or past its grace period.
+func (s *routeStore) set(id uint32, e routeEntry) {
+	c := s[id>>routeChunkShift].Load()
+	if c == nil {
+		c = new(routeChunk)
+		s[id>>routeChunkShift].Store(c)
+	}
+	c[id&(1<<routeChunkShift-1)] = e
+}
+
+// fib is what the forwarding path reads: the DIR-24-8 table of route ids and the entries they name. A
+// queue reads it between routeTable.enter and fibReader.leave, which is what lets the writer know when an
+// unlinked tbl8 group or route id is no longer read by anyone (see routeTable).
+type fib struct {
+	lpm    *dir248
+	routes *routeStore
+}
+
+func (f *fib) lookup(dst uint32) *routeEntry {
+	id := f.lpm.lookup(dst)
 	if id == 0 {
 		return nil
 	}
-	return &s.routes[id]
+	return f.routes.get(id)
 }
 
-// routeTable is written under mu by cloning the current snapshot, changing the clone and publishing it with
-// an atomic store: the pollers read cur without a lock and keep using the old version until their next load.
-type routeTable struct {
-	mu       sync.Mutex
-	cur      atomic.Pointer[routeSnap]
-	byPrefix map[netip.Prefix]uint32 // the slow reference, and the id of each prefix
-	free     []uint32
+// fibReader is one queue's read-side marker: the writer's epoch when the queue started its current batch,
+// 0 between batches. It has a cache line of its own because its queue writes it twice per batch.
+type fibReader struct {
+	active atomic.Uint64
+	_      [56]byte
 }
+
+// leave marks the end of a batch: the queue holds nothing from the table any more.
+func (r *fibReader) leave() { r.active.Store(0) }
+
+// routeTable is the routing table: updated in place by one writer at a time (mu), read without a lock.
+//
+// Updates are incremental: a route add or delete paints only the tbl24/tbl8 entries of its prefix, with
+// atomic stores (see dir248), so its cost is that of the prefix (one store for a /24), not a copy of the
+// 64 MiB table. What an update unlinks - a tbl8 group folded back into tbl24, the id of a deleted or
+// replaced route - may still be in use by a queue that loaded it before the change; it is stamped with the
+// current epoch and kept in limbo until every queue has been seen between batches or in a batch started
+// after that epoch (quiescent-state reclamation, as RCU): a queue publishes the epoch it entered with in its
+// fibReader at the start of each batch and 0 at the end. A queue that stops polling while idle is between
+// batches and holds nothing back.
+//
+// All Go atomics are sequentially consistent, which is what makes the argument simple: a queue whose marker
+// the writer reads as 0, or as an epoch after the unlink's, stored it after the unlink, so its loads of
+// the table that follow see the unlinked state.
+type routeTable struct {
+	fib
+	epoch   atomic.Uint64 // starts at 1: 0 is "between batches"
+	readers atomic.Pointer[[]*fibReader]
+
+	mu       sync.Mutex
+	byPrefix map[netip.Prefix]uint32 // the slow reference, and the id of each prefix
+	nextID   uint32                  // the next never used id
+	freeIDs  []uint32
+	idLimbo  []limboItem
+
+	// cur is the read view for code outside a queue: cur.Load().lookup(dst) is lookupLocked. It keeps
+	// callers written against the former snapshot pointer (tcp.go) working; new code calls lookupLocked.
+	cur lockedView
+}
+
+type lockedView struct{ t *routeTable }
+
+func (v lockedView) Load() lockedView              { return v }
+func (v lockedView) lookup(dst uint32) *routeEntry { return v.t.lookupLocked(dst) }
 
 func newRouteTable() *routeTable {
-	t := &routeTable{byPrefix: map[netip.Prefix]uint32{}}
-	t.cur.Store(&routeSnap{lpm: newDir248(), routes: make([]routeEntry, 1)})
+	t := &routeTable{fib: fib{lpm: newDir248(), routes: new(routeStore)}, byPrefix: map[netip.Prefix]uint32{}, nextID: 1}
+	t.cur.t = t
+	t.epoch.Store(1)
+	t.readers.Store(&[]*fibReader{})
 	return t
 }
 
-// update runs f on a private copy of the table and publishes it if f succeeds.
+// enter marks the start of a queue's batch and returns the table to read until r.leave.
+func (t *routeTable) enter(r *fibReader) *fib {
+	r.active.Store(t.epoch.Load())
+	return &t.fib
+}
+
+// register adds a reader (a queue's handler); unregister removes one that will not read again.
+func (t *routeTable) register() *fibReader {
+	r := new(fibReader)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rs := append(append([]*fibReader(nil), *t.readers.Load()...), r)
+	t.readers.Store(&rs)
+	return r
+}
+
+func (t *routeTable) unregister(r *fibReader) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var rs []*fibReader
+	for _, x := range *t.readers.Load() {
+		if x != r {
+			rs = append(rs, x)
+		}
+	}
+	t.readers.Store(&rs)
+}
+
+// safeEpoch is the epoch before which unlinked items are read by nobody: the oldest epoch a reader is in,
+// or, with every reader between batches, anything unlinked so far (the current epoch included).
+func (t *routeTable) safeEpoch() uint64 {
+	safe := t.epoch.Load() + 1
+	for _, r := range *t.readers.Load() {
+		if a := r.active.Load(); a != 0 && a < safe {
+			safe = a
+		}
+	}
+	return safe
+}
+
+// update runs f, which validates and plans the changes, then applies them if f succeeded: a failing
+// update changes nothing. Readers see the changes address by address while they are applied.
 func (t *routeTable) update(f func(w *routeWriter) error) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old := t.cur.Load()
-	w := &routeWriter{t: t, snap: &routeSnap{lpm: old.lpm.clone(), routes: append([]routeEntry(nil), old.routes...)}}
-	// A failing f leaves byPrefix and free changed; undo from the log.
+	w := &routeWriter{t: t}
 	if err := f(w); err != nil {
-		w.rollback()
 		return err
 	}
-	t.cur.Store(w.snap)
-	return nil
+	return w.commit()
 }
 
-type routeWriter struct {
-	t    *routeTable
-	snap *routeSnap
-	log  []func()
-}
-
-func (w *routeWriter) rollback() {
-	for i := len(w.log) - 1; i >= 0; i-- {
-		w.log[i]()
+// lookupLocked is Lookup for the control plane, which is no registered reader: holding mu keeps the
+// writer, and so reuse, away.
+func (t *routeTable) lookupLocked(dst uint32) *routeEntry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.lookup(dst)
+	if e == nil {
+		return nil
 	}
+	c := *e
+	return &c
+}
+
+// Operations of a routeWriter's plan.
+const (
+	opAdd = iota
+	opRemove
+	opReplace // remove and add of one prefix in one update: the entries switch from old to new in place
+)
+
+type routeOp struct {
+	kind uint8
+	p    netip.Prefix
+	e    routeEntry // opAdd, opReplace
+}
+
+// routeWriter plans an update: add and remove check against the table as the update leaves it so far and
+// record operations; commit applies them.
+type routeWriter struct {
+	t         *routeTable
+	view      map[netip.Prefix]*routeEntry // prefixes this update changed; nil = removed
+	removedAt map[netip.Prefix]int         // index in ops of the removal of a prefix
+	ops       []routeOp
+}
+
+// get returns the route of p as the update has it so far.
+func (w *routeWriter) get(p netip.Prefix) (*routeEntry, bool) {
+	if e, ok := w.view[p]; ok {
+		return e, e != nil
+	}
+	id, ok := w.t.byPrefix[p]
+	if !ok {
+		return nil, false
+	}
+	return w.t.routes.get(id), true
+}
+
+func (w *routeWriter) record(p netip.Prefix, e *routeEntry) {
+	if w.view == nil {
+		w.view = map[netip.Prefix]*routeEntry{}
+		w.removedAt = map[netip.Prefix]int{}
+	}
+	w.view[p] = e
 }
 
 func (w *routeWriter) add(e routeEntry) error {
 	p := e.route.Prefix
-	if _, ok := w.t.byPrefix[p]; ok {
+	if _, ok := w.get(p); ok {
 		return fmt.Errorf("add route %v: %w", e.route, ErrRouteExists)
 	}
-	var id uint32
-	if n := len(w.t.free); n > 0 {
-		id = w.t.free[n-1]
-		w.t.free = w.t.free[:n-1]
-		w.snap.routes[id] = e
-		w.log = append(w.log, func() { w.t.free = append(w.t.free, id) })
-	} else {
-		id = uint32(len(w.snap.routes))
-		if id > maxRouteID {
-			return fmt.Errorf("add route %v: %w", e.route, ErrTooManyRoutes)
-		}
-		w.snap.routes = append(w.snap.routes, e)
+	w.record(p, &e)
+	// Removed earlier in this update: replace in place, so that no address falls back to a shorter
+	// prefix in between (`ip route replace`, or a mirror's delete followed by an add).
+	if k, ok := w.removedAt[p]; ok {
+		delete(w.removedAt, p)
+		w.ops[k] = routeOp{kind: opReplace, p: p, e: e}
+		return nil
 	}
-	w.t.byPrefix[p] = id
-	w.log = append(w.log, func() { delete(w.t.byPrefix, p) })
-	w.snap.lpm.insert(addr4(p.Addr()), p.Bits(), id)
+	w.ops = append(w.ops, routeOp{kind: opAdd, p: p, e: e})
 	return nil
 }
 
 func (w *routeWriter) remove(p netip.Prefix) (routeEntry, error) {
-	id, ok := w.t.byPrefix[p]
+	e, ok := w.get(p)
 	if !ok {
 		return routeEntry{}, fmt.Errorf("delete route %v: %w", p, ErrRouteNotFound)
 	}
-	e := w.snap.routes[id]
-	delete(w.t.byPrefix, p)
-	w.log = append(w.log, func() { w.t.byPrefix[p] = id })
-	// The entry that takes over is the longest prefix strictly shorter than p that covers it.
-	var repl uint32
-	for l := p.Bits() - 1; l >= 0; l-- {
-		q, _ := p.Addr().Prefix(l)
-		if rid, ok := w.t.byPrefix[q]; ok {
-			repl = lpmEntry(rid, l)
-			break
+	old := *e
+	w.record(p, nil)
+	w.removedAt[p] = len(w.ops)
+	w.ops = append(w.ops, routeOp{kind: opRemove, p: p})
+	return old, nil
+}
+
+// commit applies the plan. It first reclaims what past updates unlinked and is no longer read, and checks
+// there are enough route ids, so that nothing fails half way.
+func (w *routeWriter) commit() error {
+	t := w.t
+	if len(w.ops) == 0 {
+		return nil
+	}
+	epoch := t.epoch.Load()
+	safe := t.safeEpoch()
+	t.lpm.reclaim(safe)
+	t.idLimbo = reclaimLimbo(t.idLimbo, safe, &t.freeIDs)
+	t.lpm.epoch = epoch
+	need := 0
+	for _, op := range w.ops {
+		if op.kind != opRemove {
+			need++
 		}
 	}
-	w.snap.lpm.remove(addr4(p.Addr()), p.Bits(), id, repl)
-	w.snap.routes[id] = routeEntry{}
-	w.t.free = append(w.t.free, id)
-	w.log = append(w.log, func() { w.t.free = w.t.free[:len(w.t.free)-1] })
-	return e, nil
+	if have := len(t.freeIDs) + maxRouteID + 1 - int(t.nextID); need > have {
+		return fmt.Errorf("add %d routes (room for %d, deleted routes' ids are reused after every queue's next batch): %w", need, have, ErrTooManyRoutes)
+	}
+	for i := range w.ops {
+		op := &w.ops[i]
+		a, bits := addr4(op.p.Addr()), op.p.Bits()
+		switch op.kind {
+		case opAdd:
+			id := t.allocID(op.e)
+			t.byPrefix[op.p] = id
+			t.lpm.insert(a, bits, id)
+		case opRemove:
+			id := t.byPrefix[op.p]
+			delete(t.byPrefix, op.p)
+			t.lpm.remove(a, bits, id, t.covering(op.p))
+			t.idLimbo = append(t.idLimbo, limboItem{id, epoch})
+		case opReplace:
+			old := t.byPrefix[op.p]
+			id := t.allocID(op.e)
+			t.byPrefix[op.p] = id
+			t.lpm.remove(a, bits, old, lpmEntry(id, bits))
+			t.idLimbo = append(t.idLimbo, limboItem{old, epoch})
+		}
+	}
+	// Readers that start a batch from now on see everything above; what was stamped epoch waits for the
+	// others.
+	t.epoch.Add(1)
+	return nil
+}
+
+// allocID gives e an id, writing the entry before any table entry names it.
+func (t *routeTable) allocID(e routeEntry) uint32 {
+	var id uint32
+	if n := len(t.freeIDs); n > 0 {
+		id = t.freeIDs[n-1]
+		t.freeIDs = t.freeIDs[:n-1]
+	} else {
+		id = t.nextID
+		t.nextID++
+	}
+	t.routes.set(id, e)
+	return id
+}
+
+// covering is the table entry of the longest prefix strictly shorter than p that covers it (0 for none):
+// what takes over p's addresses when p goes.
+func (t *routeTable) covering(p netip.Prefix) uint32 {
+	for l := p.Bits() - 1; l >= 0; l-- {
+		q, _ := p.Addr().Prefix(l)
+		if rid, ok := t.byPrefix[q]; ok {
+			return lpmEntry(rid, l)
+		}
+	}
+	return 0
 }
 
 // AddRoute adds r to the routing table. A unicast route needs a NextHop on a connected network, or an
-// Interface, or both. The change is visible to every queue from its next batch; it costs a copy of the
-// table (tens of ms), so add many routes with AddRoutes.
+// Interface, or both. The change is made in place (see routeTable): its cost is that of the prefix (one
+// entry for a /24, 65536 for a /8), and queues see it at once, address by address.
 func (s *Stack) AddRoute(r Route) error { return s.AddRoutes([]Route{r}) }
 
-// AddRoutes adds several routes in one table update: all or none.
+// AddRoutes adds several routes in one table update: all or none (they are all checked before any is
+// added; queues may see some added before the others).
 func (s *Stack) AddRoutes(rs []Route) error {
 	return s.rt.update(func(w *routeWriter) error {
 		for _, r := range rs {
@@ -208,8 +410,8 @@ func (s *Stack) AddRoutes(rs []Route) error {
 func (s *Stack) DeleteRoute(prefix netip.Prefix) error {
 	return s.rt.update(func(w *routeWriter) error {
 		p := prefix.Masked()
-		if id, ok := s.rt.byPrefix[p]; ok {
-			if t := w.snap.routes[id].typ; t == Local || t == Broadcast {
+		if e, ok := w.get(p); ok {
+			if t := e.typ; t == Local || t == Broadcast {
 				return fmt.Errorf("delete route %v: it is a %v address of an interface (remove the address from the configuration instead): %w", p, t, ErrBadRoute)
 			}
 		}
@@ -220,14 +422,16 @@ func (s *Stack) DeleteRoute(prefix netip.Prefix) error {
 
 // Routes lists the unicast, blackhole and unreachable routes (connected routes included), sorted by prefix.
 func (s *Stack) Routes() []Route {
-	snap := s.rt.cur.Load()
+	t := s.rt
+	t.mu.Lock()
 	var out []Route
-	for id := 1; id < len(snap.routes); id++ {
-		e := &snap.routes[id]
-		if e.route.Prefix.IsValid() && e.typ != Local && e.typ != Broadcast {
+	for _, id := range t.byPrefix {
+		e := t.routes.get(id)
+		if e.typ != Local && e.typ != Broadcast {
 			out = append(out, e.route)
 		}
 	}
+	t.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i].Prefix, out[j].Prefix
 		if c := a.Addr().Compare(b.Addr()); c != 0 {
@@ -244,7 +448,7 @@ func (s *Stack) Lookup(dst netip.Addr) (Route, bool) {
 	if !dst.Is4() {
 		return Route{}, false
 	}
-	e := s.rt.cur.Load().lookup(addr4(dst))
+	e := s.rt.lookupLocked(addr4(dst))
 	if e == nil {
 		return Route{}, false
 	}
