@@ -87,7 +87,8 @@ type handler struct {
 	portIface []int32 // by port index: interface id or -1
 	portMAC   []proto.MAC
 
-	snap *routeSnap // loaded once per batch
+	snap *fib       // the routing table, read in place (routeTable); set per batch by enter
+	rd   *fibReader // marks this queue inside a batch for the routing table's reclamation
 	now  int64
 
 	meta                         [pipeline.MaxBatch]pktMeta
@@ -109,7 +110,7 @@ type handler struct {
 // interface the driver lacks is logged and its routes drop with DropBadPort on this queue.
 func (s *Stack) NewHandler(q *pipeline.QueueInfo) pipeline.Handler {
 	h := &handler{s: s, q: q, hooks: s.cfg.Hooks, held: map[*neighbour]*holdQ{},
-		tx: make(chan *datagram, s.cfg.SendQueueLen), ipID: uint16(q.Queue) << 12}
+		tx: make(chan *datagram, s.cfg.SendQueueLen), ipID: uint16(q.Queue) << 12, rd: s.rt.register()}
 	maxPort := 0
 	for _, p := range q.Ports {
 		maxPort = max(maxPort, int(p.Index)+1)
@@ -155,7 +156,8 @@ func (s *Stack) NewHandler(q *pipeline.QueueInfo) pipeline.Handler {
 // their places: PreRouting after validation, then Input or Forward, Output for what the stack generates,
 // PostRouting before the neighbour layer.
 func (h *handler) Process(b *pipeline.Batch) {
-	h.snap = h.s.rt.cur.Load()
+	h.snap = h.s.rt.enter(h.rd)
+	defer h.rd.leave()
 	h.now = b.Now
 	n := b.N
 	pre := h.selA[:0]
@@ -677,7 +679,8 @@ func (h *handler) arpInput(b *pipeline.Batch, p *pipeline.Packet, inIf int32) {
 // Tick releases held packets whose neighbour resolved, fails those whose neighbour did not, re-probes,
 // sends the gratuitous ARPs of start-up and builds the datagrams applications queued.
 func (h *handler) Tick(b *pipeline.Batch) int64 {
-	h.snap = h.s.rt.cur.Load()
+	h.snap = h.s.rt.enter(h.rd)
+	defer h.rd.leave()
 	h.now = b.Now
 	h.s.now.Store(b.Now)
 	if h.s.cfg.Resolver == nil && !h.s.garp.Load() && h.s.garp.CompareAndSwap(false, true) {
@@ -797,4 +800,5 @@ func (s *Stack) removeHandler(h *handler) {
 		}
 	}
 	s.handlers.Store(&hs)
+	s.rt.unregister(h.rd)
 }

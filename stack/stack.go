@@ -188,7 +188,7 @@ func New(cfg Config) (*Stack, error) {
 				if e.typ == Unicast {
 					return fmt.Errorf("connected route of interface %s: %w (two interfaces on one network are not supported)", e.route.Interface, err)
 				}
-				if _, ok := s.rt.byPrefix[e.route.Prefix]; ok && e.typ == Broadcast {
+				if _, ok := w.get(e.route.Prefix); ok && e.typ == Broadcast {
 					continue // two addresses in one network share a broadcast address
 				}
 				return err
