@@ -8,7 +8,7 @@
 // next hop is resolved (their frames belong to the queue's FrameSource), and releases them from Tick.
 //
 // Per batch, Process validates each frame (RFC 1812 §5.2.2), runs the PreRouting hook, looks the destination
-// up, runs Input and delivers (ICMP echo, UDP) or runs Forward and forwards (TTL, MTU, RFC 1812 §5.3), runs
+// up, runs Input and delivers (ICMP echo, UDP, TCP) or runs Forward and forwards (TTL, MTU, RFC 1812 §5.3), runs
 // Output over the packets the stack generates (ICMP errors, echo replies), PostRouting over everything about
 // to leave, and finally resolves the next hop (ARP), rewrites the MACs and sets verdict Tx. Every packet not
 // sent, held or consumed is dropped with a named pipeline.DropReason.
@@ -19,10 +19,17 @@
 // entries made of atomics. Stack methods are safe for concurrent use; a handler is used by its driver's
 // goroutine only; UDPConn methods are safe for concurrent use by applications.
 //
+// TCP (tcp.go) is package stack/tcp's engine, one per queue: local delivery verifies the checksum
+// (DropTCPMalformed) and hands the segment to the queue's engine, which answers closed ports with RST; the
+// engine's segments are built in the batch like UDP's and its timers run from Tick. ListenTCP opens a
+// listener on every queue's engine and merges their accept queues; DialTCP routes the destination, picks the
+// source address and a queue. The MSS follows the smallest MTU of the queue's interfaces. TCPStats sums the
+// engines' counters.
+//
 // Time comes only from pipeline.Batch.Now, so tests drive timers (ARP retries, aging) with a fake clock.
 // Nothing panics on packet contents; the per-packet path does not allocate (TestNoAllocs).
 //
 // Not supported: IPv6, VLANs, reassembly (fragments for this host are dropped), IP options processing (they
-// are forwarded untouched; source routes are dropped), ICMP redirects, multicast, TCP (answered with ICMP
-// protocol unreachable).
+// are forwarded untouched; source routes are dropped), ICMP redirects, multicast; for TCP see
+// stack/tcp's doc.go (and DialTCPFrom: with several queues the answers must reach the dialling queue).
 package stack
