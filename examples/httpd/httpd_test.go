@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,11 +37,12 @@ type httpLab struct {
 	s        *stack.Stack
 	root     string
 	sums     map[string]string // file name -> hex SHA-256
+	stop     func()            // stops httpd (again: no-op)
 }
 
 // needTool skips (or fails under XDPNET_REQUIRE_PRIV=1... only for missing privileges) a test whose tool
 // is not installed: a missing tool is not a missing privilege, so it always skips.
-func needTool(t *testing.T, name string) string {
+func needTool(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
@@ -50,7 +52,7 @@ func needTool(t *testing.T, name string) string {
 }
 
 // startLab builds the hosts, writes the files (name -> size) and runs httpd in-process in srv.
-func startLab(t *testing.T, files map[string]int, extra func(s *stack.Stack)) *httpLab {
+func startLab(t testing.TB, files map[string]int, extra func(s *stack.Stack)) *httpLab {
 	t.Helper()
 	lab := netlab.NewT(t)
 	l := &httpLab{cli: lab.MustAddHost(t, "cli"), srv: lab.MustAddHost(t, "srv"), root: t.TempDir(), sums: map[string]string{}}
@@ -113,12 +115,16 @@ func startLab(t *testing.T, files map[string]int, extra func(s *stack.Stack)) *h
 		cancel()
 		t.Fatal("httpd did not start")
 	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("httpd shutdown: %v", err)
-		}
-	})
+	var once sync.Once
+	l.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("httpd shutdown: %v", err)
+			}
+		})
+	}
+	t.Cleanup(l.stop)
 	if extra != nil {
 		extra(l.s)
 	}
