@@ -12,7 +12,7 @@ import (
 
 // TestScenariosSmoke runs every scenario with every implementation available here for a very short window and
 // checks that traffic flowed (pps > 0). It asserts nothing about speed. Implementations that cannot run on this
-// machine (errNA: dpdk-testpmd not installed, the asavie example not building) are logged and skipped.
+// machine (errNA: dpdk-testpmd not installed or no huge pages, the asavie example not building) are logged and skipped.
 func TestScenariosSmoke(t *testing.T) {
 	netlab.RequirePrivileges(t)
 	if testing.Short() {
@@ -28,6 +28,7 @@ func TestScenariosSmoke(t *testing.T) {
 		t.Logf("asavie l2fwd example does not build (%v); its scenario will be n/a", err)
 	}
 	o.asavieBin = bin
+	t.Cleanup(releaseHugepages)
 	for _, sc := range allScenarios {
 		for _, impl := range implsOf[sc] {
 			t.Run(sc+"/"+impl, func(t *testing.T) {

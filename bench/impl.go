@@ -35,6 +35,8 @@ type dut struct {
 	tid func() int
 	// kdrops is what the kernel dropped on the way to the xdpnet DUT's sockets (RX ring full, fill ring empty).
 	kdrops func() uint64
+	// output is what a DUT process printed so far (nil for in-process DUTs).
+	output func() string
 	stop   func() error
 }
 
@@ -131,12 +133,18 @@ func startDUT(t *topo, o *options, sc, impl string) (*dut, error) {
 	return nil, fmt.Errorf("%w: no %s implementation of %s", errNA, impl, sc)
 }
 
-// command runs a DUT program in the dut host pinned to the DUT CPU; stop sends SIGTERM (then SIGKILL).
+// command runs a DUT program in the dut host pinned to the DUT CPU.
 func command(t *topo, o *options, bin string, args ...string) (*dut, error) {
+	return startCommand(t, "taskset", append([]string{"-c", fmt.Sprint(o.dutCPU), bin}, args...)...)
+}
+
+// startCommand runs name in the dut host; stop sends SIGTERM (then SIGKILL after 2 s). A program that exits
+// within 300 ms fails the start with its output; one that fails later fails stop with its output.
+func startCommand(t *topo, name string, args ...string) (*dut, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := t.dut.Command(ctx, "taskset", append([]string{"-c", fmt.Sprint(o.dutCPU), bin}, args...)...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd := t.dut.Command(ctx, name, args...)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	// testpmd without -i waits for a line on stdin before it quits: give it a pipe that stays open.
 	pr, pw := io.Pipe()
 	cmd.Stdin = pr
@@ -151,10 +159,16 @@ func command(t *topo, o *options, bin string, args ...string) (*dut, error) {
 	select {
 	case err := <-exited:
 		cancel()
-		return nil, fmt.Errorf("%s exited at start: %v: %s", bin, err, strings.TrimSpace(out.String()))
+		return nil, fmt.Errorf("%s exited at start: %v: %s", name, err, lastLines(out.String(), 8))
 	case <-time.After(300 * time.Millisecond):
 	}
-	return &dut{stop: func() error {
+	return &dut{output: out.String, stop: func() error {
+		select {
+		case err := <-exited:
+			cancel()
+			return fmt.Errorf("%s exited during the run: %v: %s", name, err, lastLines(out.String(), 8))
+		default:
+		}
 		cancel()
 		pw.Close()
 		<-exited
@@ -162,16 +176,58 @@ func command(t *topo, o *options, bin string, args ...string) (*dut, error) {
 	}}, nil
 }
 
-// testpmd runs DPDK's testpmd with the AF_XDP PMD on in0/out0 in mac forwarding mode.
+// syncBuffer is an output buffer a child process writes while the bench reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, " | ")
+}
+
+// testpmd runs DPDK's testpmd with the AF_XDP PMD on in0 (and out0) of the dut host: mac forwarding in0 ->
+// out0 with the sink's MAC as destination, out0 -> in0 with the generator's. (An rxdrop with --forward-mode=rxonly
+// is not offered: it would be counted from testpmd's periodic statistics, a different counter from the others.)
+//
+// Cores: EAL needs a main lcore besides the forwarding lcore. The main lcore runs on the generator's CPU, where
+// it only blocks reading stdin (testpmd's "Press enter to exit"), and the one forwarding lcore polls on the DUT
+// CPU, like the other DUTs. Memory: huge pages (see hugepages.go: with --no-huge the PMD stalls), a small mbuf
+// pool, --in-memory (no runtime files, so parallel DPDK processes do not meet).
 func testpmd(t *topo, o *options) (*dut, error) {
 	bin, err := exec.LookPath("dpdk-testpmd")
 	if err != nil {
-		return nil, fmt.Errorf("%w: dpdk-testpmd not found in PATH (Debian's dpdk 22.11 package ships only dpdk-devbind.py, dpdk-hugepages.py and dpdk-pmdinfo.py; testpmd is not packaged)", errNA)
+		return nil, fmt.Errorf("%w: dpdk-testpmd not found in PATH (Debian: apt-get install dpdk-dev)", errNA)
 	}
-	return command(t, o, bin, "-l", fmt.Sprint(o.dutCPU), "--no-pci", "--in-memory", "--log-level=error",
-		"--vdev", "net_af_xdp0,iface=in0", "--vdev", "net_af_xdp1,iface=out0", "--",
-		"--forward-mode=mac", "--auto-start", "--nb-cores=1",
-		"--eth-peer=1,"+t.dutSink.B.MAC.String(), "--eth-peer=0,"+t.genDut.A.MAC.String())
+	if o.genCPU < 0 || o.genCPU == o.dutCPU {
+		return nil, fmt.Errorf("%w: testpmd needs two distinct CPUs (main lcore -gen-cpu, forwarding lcore -dut-cpu)", errNA)
+	}
+	if err := reserveHugepages(); err != nil {
+		return nil, err
+	}
+	args := []string{"-l", fmt.Sprintf("%d,%d", o.genCPU, o.dutCPU), "--main-lcore", fmt.Sprint(o.genCPU),
+		"--no-pci", "--in-memory", "-m", fmt.Sprint(testpmdMemoryMB), "--log-level=lib.eal:error",
+		"--vdev", "net_af_xdp0,iface=in0,start_queue=0,queue_count=1",
+		"--vdev", "net_af_xdp1,iface=out0,start_queue=0,queue_count=1", "--",
+		"--forward-mode=mac", "--eth-peer=1," + t.dutSink.B.MAC.String(), "--eth-peer=0," + t.genDut.A.MAC.String(),
+		"--auto-start", "--nb-cores=1", "--total-num-mbufs=8192"}
+	return startCommand(t, bin, args...)
 }
 
 // asavieRxdrop is an rxdrop on asavie/xdp's public API with its default options, as its README shows:

@@ -7,7 +7,8 @@
 // its peer), l2fwd (MAC-rewrite forwarding in0 -> out0), l3fwd (IPv4 routing in0 -> out0), l2fwd-2q (l2fwd on two
 // queues). Implementations: xdpnet (the poller with pktgen's sink, an l2fwd handler or the stack), asavie
 // (github.com/asavie/xdp: its own l2fwd example, and an rxdrop on its API), kernel (ip_forward=1) and dpdk
-// (dpdk-testpmd with the AF_XDP PMD, when installed). Each configuration runs -runs times, interleaved with the
+// (dpdk-testpmd with the AF_XDP PMD in mac forwarding mode, when installed; it reserves 2 MiB huge pages for the
+// run and gives them back at the end). Each configuration runs -runs times, interleaved with the
 // others, and the median is reported, with the ratio to the scenario's reference implementation. The generator
 // is pktgen on the poller, busy polling on -gen-cpu; DUTs are pinned to -dut-cpu. Packets are counted at the
 // sink by an XDP program (bench/xdpcount) after a warmup, over -duration.
@@ -164,6 +165,7 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 	rep := run(o, m)
+	releaseHugepages()
 	md := table(rep)
 	fmt.Print(md)
 	if err := writeOutputs(rep, md, *jsonPath, *outDir); err != nil {
@@ -372,6 +374,10 @@ func trial(o *options, sc, impl string) (trialResult, error) {
 	}
 	if err := d.stop(); err != nil {
 		return res, err
+	}
+	if c1 == c0 && d.output != nil {
+		// An external DUT that ran but forwarded nothing: show why (its own log), not a 0 in the table.
+		return res, fmt.Errorf("nothing reached the sink; DUT output: %s", lastLines(d.output(), 12))
 	}
 	return res, nil
 }
