@@ -159,6 +159,8 @@ type routeTable struct {
 	// cur is the read view for code outside a queue: cur.Load().lookup(dst) is lookupLocked. It keeps
 	// callers written against the former snapshot pointer (tcp.go) working; new code calls lookupLocked.
 	cur lockedView
+
+	w routeWriter // reused by every update
 }
 
 type lockedView struct{ t *routeTable }
@@ -219,7 +221,9 @@ func (t *routeTable) safeEpoch() uint64 {
 func (t *routeTable) update(f func(w *routeWriter) error) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	w := &routeWriter{t: t}
+	w := &t.w
+	w.t = t
+	w.reset()
 	if err := f(w); err != nil {
 		return err
 	}
@@ -253,18 +257,32 @@ type routeOp struct {
 }
 
 // routeWriter plans an update: add and remove check against the table as the update leaves it so far and
-// record operations; commit applies them.
+// record operations; commit applies them. The table keeps one and reuses it, so that a one-route update
+// allocates next to nothing (no garbage, so no GC assist stretching an update).
 type routeWriter struct {
-	t         *routeTable
-	view      map[netip.Prefix]*routeEntry // prefixes this update changed; nil = removed
-	removedAt map[netip.Prefix]int         // index in ops of the removal of a prefix
-	ops       []routeOp
+	t    *routeTable
+	view map[netip.Prefix]int // prefixes this update changed: the index in ops of the last change
+	ops  []routeOp
 }
 
-// get returns the route of p as the update has it so far.
+// reset readies the writer for an update; maps and slices that a bulk update grew are dropped rather than
+// kept for good.
+func (w *routeWriter) reset() {
+	if len(w.view) > 1024 {
+		w.view = nil
+	}
+	clear(w.view)
+	if cap(w.ops) > 1024 {
+		w.ops = nil
+	}
+	w.ops = w.ops[:0]
+}
+
+// get returns the route of p as the update has it so far. The pointer is valid until the next add.
 func (w *routeWriter) get(p netip.Prefix) (*routeEntry, bool) {
-	if e, ok := w.view[p]; ok {
-		return e, e != nil
+	if k, ok := w.view[p]; ok {
+		op := &w.ops[k]
+		return &op.e, op.kind != opRemove
 	}
 	id, ok := w.t.byPrefix[p]
 	if !ok {
@@ -273,12 +291,19 @@ func (w *routeWriter) get(p netip.Prefix) (*routeEntry, bool) {
 	return w.t.routes.get(id), true
 }
 
-func (w *routeWriter) record(p netip.Prefix, e *routeEntry) {
+func (w *routeWriter) record(p netip.Prefix, op routeOp) {
 	if w.view == nil {
-		w.view = map[netip.Prefix]*routeEntry{}
-		w.removedAt = map[netip.Prefix]int{}
+		w.view = map[netip.Prefix]int{}
 	}
-	w.view[p] = e
+	// Removed earlier in this update and added again: replace in place, so that no address falls back to
+	// a shorter prefix in between (`ip route replace`, or a mirror's delete followed by an add).
+	if k, ok := w.view[p]; ok && w.ops[k].kind == opRemove && op.kind == opAdd {
+		op.kind = opReplace
+		w.ops[k] = op
+		return
+	}
+	w.view[p] = len(w.ops)
+	w.ops = append(w.ops, op)
 }
 
 func (w *routeWriter) add(e routeEntry) error {
@@ -286,15 +311,7 @@ func (w *routeWriter) add(e routeEntry) error {
 	if _, ok := w.get(p); ok {
 		return fmt.Errorf("add route %v: %w", e.route, ErrRouteExists)
 	}
-	w.record(p, &e)
-	// Removed earlier in this update: replace in place, so that no address falls back to a shorter
-	// prefix in between (`ip route replace`, or a mirror's delete followed by an add).
-	if k, ok := w.removedAt[p]; ok {
-		delete(w.removedAt, p)
-		w.ops[k] = routeOp{kind: opReplace, p: p, e: e}
-		return nil
-	}
-	w.ops = append(w.ops, routeOp{kind: opAdd, p: p, e: e})
+	w.record(p, routeOp{kind: opAdd, p: p, e: e})
 	return nil
 }
 
@@ -304,9 +321,7 @@ func (w *routeWriter) remove(p netip.Prefix) (routeEntry, error) {
 		return routeEntry{}, fmt.Errorf("delete route %v: %w", p, ErrRouteNotFound)
 	}
 	old := *e
-	w.record(p, nil)
-	w.removedAt[p] = len(w.ops)
-	w.ops = append(w.ops, routeOp{kind: opRemove, p: p})
+	w.record(p, routeOp{kind: opRemove, p: p})
 	return old, nil
 }
 
