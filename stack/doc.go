@@ -13,9 +13,11 @@
 // to leave, and finally resolves the next hop (ARP), rewrites the MACs and sets verdict Tx. Every packet not
 // sent, held or consumed is dropped with a named pipeline.DropReason.
 //
-// Concurrency: the routing table is a DIR-24-8 array published as an immutable snapshot through an
-// atomic.Pointer; AddRoute/DeleteRoute copy it (about 64 MiB, tens of milliseconds), change the copy and swap
-// it in, so the pollers read it without a lock. The neighbour and socket tables are copy-on-write maps with
+// Concurrency: the routing table is a DIR-24-8 array that one writer at a time (AddRoute, DeleteRoute,
+// SyncRoutes) changes in place with atomic 32-bit stores while the pollers read it without a lock; an update
+// costs what its prefix covers (under a microsecond for a /24), and each address moves from its old route to
+// its new one in one step. What an update unlinks (a tbl8 group, a route id) is reused only after every
+// queue has finished the batch it was in (an epoch per queue, set at the start of Process and Tick). The neighbour and socket tables are copy-on-write maps with
 // entries made of atomics. Stack methods are safe for concurrent use; a handler is used by its driver's
 // goroutine only; UDPConn methods are safe for concurrent use by applications.
 //
