@@ -74,3 +74,58 @@ func TestMedianAndTable(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// TestSoakSmoke runs the soak for 2 s (the real one is `go run ./bench -scenario soak -duration 10m`): samples
+// are taken, traffic flows, and after shutdown every frame of the DUT and the generator is back in its pool.
+// Memory flatness over 2 s means nothing and is not asserted.
+func TestSoakSmoke(t *testing.T) {
+	netlab.RequirePrivileges(t)
+	o := &options{duration: 2 * time.Second, flows: 4, genCPU: 0, dutCPU: 1, genMode: "busy", dutMode: "adaptive", dutBudget: 32}
+	rep, err := soak(o, machine(), 500*time.Millisecond, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Samples) < 3 {
+		t.Fatalf("%d samples in 2 s at 500 ms", len(rep.Samples))
+	}
+	if rep.Counted == 0 || rep.DUTTx == 0 {
+		t.Fatalf("no traffic: sink counted %d, DUT forwarded %d", rep.Counted, rep.DUTTx)
+	}
+	if rep.DUTCheck != "ok" || rep.GenCheck != "ok" {
+		t.Fatalf("frame accounting after shutdown: DUT %s, generator %s", rep.DUTCheck, rep.GenCheck)
+	}
+	if len(rep.DUTFrames) != 1 || rep.DUTFrames[0].Free != rep.DUTFrames[0].Total {
+		t.Fatalf("DUT frames after shutdown: %v", rep.DUTFrames)
+	}
+	md := soakTable(rep)
+	for _, want := range []string{"| t | sink Mpps", "Verdict:", "DUT queue 0 frames after shutdown: total="} {
+		if !strings.Contains(md, want) {
+			t.Fatalf("soak table lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestJudgeSoak(t *testing.T) {
+	mk := func(at time.Duration, rss, heap uint64, gc uint32) soakSample {
+		return soakSample{At: at, RSS: rss, HeapInuse: heap, NumGC: gc}
+	}
+	rep := &SoakReport{DUTCheck: "ok", GenCheck: "ok", Samples: []soakSample{
+		mk(10*time.Second, 10<<20, 5<<20, 1), mk(30*time.Second, 30<<20, 6<<20, 2), mk(10*time.Minute, 31<<20, 6<<20, 8)}}
+	judgeSoak(rep)
+	if !rep.Flat || rep.RSSGrowth != 1<<20 || rep.GCAfterWarmup != 6 {
+		t.Fatalf("flat run judged %v (RSS %+d, GC %d): %v", rep.Flat, rep.RSSGrowth, rep.GCAfterWarmup, rep.Verdict)
+	}
+	rep.Samples[2].RSS = 80 << 20
+	rep.Verdict = nil
+	judgeSoak(rep)
+	if rep.Flat {
+		t.Fatalf("RSS +50 MiB judged flat: %v", rep.Verdict)
+	}
+	rep.Samples[2].RSS = 31 << 20
+	rep.DUTCheck = "queue 0: 3 frames in flight"
+	rep.Verdict = nil
+	judgeSoak(rep)
+	if rep.Flat {
+		t.Fatalf("lost frames judged flat: %v", rep.Verdict)
+	}
+}

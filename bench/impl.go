@@ -35,6 +35,8 @@ type dut struct {
 	tid func() int
 	// kdrops is what the kernel dropped on the way to the xdpnet DUT's sockets (RX ring full, fill ring empty).
 	kdrops func() uint64
+	// p is the xdpnet DUT's poller (nil for others).
+	p *poller.Poller
 	// output is what a DUT process printed so far (nil for in-process DUTs).
 	output func() string
 	stop   func() error
@@ -73,7 +75,7 @@ func pollerDUT(t *topo, o *options, queues int, ifs []string, nh pipeline.NewHan
 	if err != nil {
 		return nil, err
 	}
-	return &dut{count: count, stop: stop, kdrops: func() uint64 {
+	return &dut{p: p, count: count, stop: stop, kdrops: func() uint64 {
 		var n uint64
 		for _, ps := range p.Stats().Ports {
 			n += ps.Kernel.Rx_dropped + ps.Kernel.Rx_ring_full + ps.Kernel.Rx_fill_ring_empty_descs

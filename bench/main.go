@@ -2,6 +2,7 @@
 // namespaces (gen -> dut -> sink), on this machine:
 //
 //	go run ./bench [-runs 3] [-duration 3s] [-scenarios rxdrop,txonly,l2fwd,l3fwd,l2fwd-2q] [-json FILE] [-out DIR]
+//	go run ./bench -scenario soak -duration 10m [-every 10s]
 //
 // Scenarios: rxdrop (the DUT receives and drops; counted at the DUT), txonly (the generator alone; counted at
 // its peer), l2fwd (MAC-rewrite forwarding in0 -> out0), l3fwd (IPv4 routing in0 -> out0), l2fwd-2q (l2fwd on two
@@ -12,6 +13,9 @@
 // others, and the median is reported, with the ratio to the scenario's reference implementation. The generator
 // is pktgen on the poller, busy polling on -gen-cpu; DUTs are pinned to -dut-cpu. Packets are counted at the
 // sink by an XDP program (bench/xdpcount) after a warmup, over -duration.
+//
+// The soak (soak.go) runs the xdpnet l3fwd DUT at full rate for -duration and prints memory, GC and frame
+// accounting samples with a verdict on whether they stayed flat (and writes soak.md to -out).
 //
 // It needs root. It writes a markdown table to stdout, and results.json, results.md and results.svg to -out.
 package main
@@ -112,6 +116,8 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "traffic time before counting")
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "counting window of each run")
 	scen := flag.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios")
+	one := flag.String("scenario", "", "one scenario; \"soak\" runs l3fwd xdpnet at full rate for -duration, sampling every -every")
+	every := flag.Duration("every", 10*time.Second, "soak: sampling interval")
 	flag.IntVar(&o.flows, "flows", 16, "UDP flows (source ports) the generator varies over")
 	flag.StringVar(&o.genMode, "gen-mode", "busy", "poll mode of the generator: busy or adaptive")
 	flag.IntVar(&o.genCPU, "gen-cpu", 0, "CPU of the generator")
@@ -127,6 +133,9 @@ func main() {
 	outDir := flag.String("out", "bench/out", "directory for results.json, results.md and the chart results.svg")
 	flag.Parse()
 	o.scenarios = strings.Split(*scen, ",")
+	if *one != "" && *one != "soak" {
+		o.scenarios = []string{*one}
+	}
 	for _, s := range o.scenarios {
 		if implsOf[s] == nil {
 			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (want some of %s)\n", s, strings.Join(allScenarios, ","))
@@ -146,6 +155,13 @@ func main() {
 	}
 	m := machine()
 	fmt.Printf("machine: %s, %d cores, Linux %s, %s\n\n", m.CPU, m.Cores, m.Kernel, m.Go)
+	if *one == "soak" {
+		if err := runSoak(o, m, *every, *outDir); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	tmp, _ := os.MkdirTemp("", "xdpnet-bench")
 	defer os.RemoveAll(tmp)
 	if bin, err := buildAsavie(tmp); err == nil {
@@ -342,7 +358,7 @@ func trial(o *options, sc, impl string) (trialResult, error) {
 		defer c.Close()
 		count = func() uint64 { n, _ := c.Count(); return n }
 	}
-	g, stopGen, err := startGen(t, o, queues)
+	g, _, stopGen, err := startGen(t, o, queues)
 	if err != nil {
 		return res, err
 	}

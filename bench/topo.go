@@ -113,28 +113,28 @@ func runPoller(h *netlab.Host, cfg poller.Config) (*poller.Poller, func() error,
 
 // startGen runs the generator in the gen host: busy polling on its own CPU, flows UDP flows to the sink's
 // address through the DUT's in0 MAC.
-func startGen(t *topo, o *options, queues int) (*pktgen.Generator, func() error, error) {
+func startGen(t *topo, o *options, queues int) (*pktgen.Generator, *poller.Poller, func() error, error) {
 	g, err := pktgen.NewGenerator(pktgen.Config{
 		SrcMAC: proto.MAC(t.genDut.A.HWAddr()), DstMAC: proto.MAC(t.genDut.B.HWAddr()),
 		Src: genAddr, Dst: sinkAddr, Flows: o.flows, FrameSize: 64, Queues: queues,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	mode, err := poller.ParsePollMode(o.genMode)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cfg := poller.Config{Interfaces: []string{"eth0"}, Queues: queues, Mode: mode, NewHandler: g.NewHandler}
 	if o.genCPU >= 0 {
 		cfg.CPUs = []int{o.genCPU}
 	}
 	pktgen.SizeFor(&cfg)
-	_, stop, err := runPoller(t.gen, cfg)
+	p, stop, err := runPoller(t.gen, cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("generator: %w", err)
+		return nil, nil, nil, fmt.Errorf("generator: %w", err)
 	}
-	return g, func() error { g.Stop(); return stop() }, nil
+	return g, p, func() error { g.Stop(); return stop() }, nil
 }
 
 // attachCounter puts the counting XDP program on ifname in h.
