@@ -89,7 +89,10 @@ type handler struct {
 
 	snap *fib       // the routing table, read in place (routeTable); set per batch by enter
 	rd   *fibReader // marks this queue inside a batch for the routing table's reclamation
-	now  int64
+
+	lastDst   uint32      // route's one-entry cache, reset per batch
+	lastRoute *routeEntry // the route of lastDst (nil: none cached)
+	now       int64
 
 	meta                         [pipeline.MaxBatch]pktMeta
 	selA, selB, selC, selD, selE [pipeline.MaxBatch]uint16
@@ -159,32 +162,29 @@ func (h *handler) Process(b *pipeline.Batch) {
 	h.snap = h.s.rt.enter(h.rd)
 	defer h.rd.leave()
 	h.now = b.Now
+	h.lastDst, h.lastRoute = 0, nil
 	n := b.N
-	pre := h.selA[:0]
-	for i := 0; i < n; i++ {
-		p := &b.Pkts[i]
-		if p.Verdict == pipeline.Accept && h.receive(b, p) {
-			pre = append(pre, uint16(i))
-		}
-	}
-	if !h.hooks.Empty(pipeline.PreRouting) {
-		pre = h.hooks.Run(pipeline.PreRouting, b, pre)
-	}
-
 	in, fwd, out := h.selB[:0], h.selC[:0], h.selD[:0]
-	for _, i := range pre {
-		p := &b.Pkts[i]
-		switch h.route(p, i) {
-		case verdictLocal:
-			in = append(in, i)
-		case verdictForward:
-			fwd = append(fwd, i)
-		case verdictNoRoute:
-			out = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4NetUnreachable, 0, out)
-			p.Drop(pipeline.DropNoRoute)
-		case verdictUnreachable:
-			out = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4HostUnreachable, 0, out)
-			p.Drop(pipeline.DropUnreachableRoute)
+	if h.hooks.Empty(pipeline.PreRouting) {
+		// No hook between validation and routing: one pass does both, while the headers are in cache.
+		// Routing generates ICMP errors in packet order either way; validation generates none.
+		for i := 0; i < n; i++ {
+			p := &b.Pkts[i]
+			if p.Verdict == pipeline.Accept && h.receive(b, p) {
+				h.classify(b, p, uint16(i), &in, &fwd, &out)
+			}
+		}
+	} else {
+		pre := h.selA[:0]
+		for i := 0; i < n; i++ {
+			p := &b.Pkts[i]
+			if p.Verdict == pipeline.Accept && h.receive(b, p) {
+				pre = append(pre, uint16(i))
+			}
+		}
+		pre = h.hooks.Run(pipeline.PreRouting, b, pre)
+		for _, i := range pre {
+			h.classify(b, &b.Pkts[i], i, &in, &fwd, &out)
 		}
 	}
 
@@ -229,6 +229,23 @@ func (h *handler) Process(b *pipeline.Batch) {
 	h.emit(b, out, post)
 }
 
+// classify routes p and sorts it into in (local), fwd (to forward) or, with an ICMP error generated into
+// out, drops it.
+func (h *handler) classify(b *pipeline.Batch, p *pipeline.Packet, i uint16, in, fwd, out *[]uint16) {
+	switch h.route(p, i) {
+	case verdictLocal:
+		*in = append(*in, i)
+	case verdictForward:
+		*fwd = append(*fwd, i)
+	case verdictNoRoute:
+		*out = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4NetUnreachable, 0, *out)
+		p.Drop(pipeline.DropNoRoute)
+	case verdictUnreachable:
+		*out = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4HostUnreachable, 0, *out)
+		p.Drop(pipeline.DropUnreachableRoute)
+	}
+}
+
 // route verdicts.
 const (
 	verdictDropped = iota
@@ -249,9 +266,16 @@ func (h *handler) route(p *pipeline.Packet, i uint16) int {
 		p.Drop(DropMulticast)
 		return verdictDropped
 	}
-	e := h.snap.lookup(dst)
-	if e == nil {
-		return verdictNoRoute
+	// Packets of one flow arrive in runs: the previous packet's route is reused for the same destination.
+	// It was the table's answer a moment ago, within this batch, which is all a lookup promises while the
+	// table is updated in place.
+	e := h.lastRoute
+	if dst != h.lastDst || e == nil {
+		e = h.snap.lookup(dst)
+		if e == nil {
+			return verdictNoRoute
+		}
+		h.lastDst, h.lastRoute = dst, e
 	}
 	switch e.typ {
 	case Local, Broadcast:
@@ -347,11 +371,11 @@ func (h *handler) receive(b *pipeline.Batch, p *pipeline.Packet) bool {
 		}
 		return false
 	}
-	if !ip.ChecksumValid() {
+	hl := ip.HeaderLen()
+	if !headerChecksumValid(ip, hl) {
 		p.Drop(pipeline.DropIPChecksum)
 		return false
 	}
-	hl := ip.HeaderLen()
 	if hl > proto.IPv4MinHeaderLen && !h.optionsOK(ip) {
 		p.Drop(pipeline.DropIPOptions)
 		return false
@@ -505,7 +529,7 @@ func (h *handler) resolve(b *pipeline.Batch, p *pipeline.Packet, m pktMeta, pend
 	}
 	d := p.Data()
 	n.putMAC(d[0:6])
-	copy(d[6:12], ifc.mac[:])
+	*(*[6]byte)(d[6:12]) = ifc.mac
 	p.Send(ifc.port)
 	return pend
 }
@@ -801,4 +825,22 @@ func (s *Stack) removeHandler(h *handler) {
 	}
 	s.handlers.Store(&hs)
 	s.rt.unregister(h.rd)
+}
+
+// headerChecksumValid is proto.IPv4.ChecksumValid with the common case (no options) unrolled: five 32-bit
+// words summed in 64 bits and folded, which is the same one's complement sum (RFC 1071 §2(B): the sum may
+// be taken over wider words and folded).
+func headerChecksumValid(ip proto.IPv4, hl int) bool {
+	if hl != proto.IPv4MinHeaderLen || len(ip) < proto.IPv4MinHeaderLen {
+		return ip.ChecksumValid()
+	}
+	ip = ip[:proto.IPv4MinHeaderLen]
+	s := uint64(binary.BigEndian.Uint32(ip[0:])) + uint64(binary.BigEndian.Uint32(ip[4:])) +
+		uint64(binary.BigEndian.Uint32(ip[8:])) + uint64(binary.BigEndian.Uint32(ip[12:])) +
+		uint64(binary.BigEndian.Uint32(ip[16:]))
+	s = s&0xffffffff + s>>32
+	s = s&0xffff + s>>16
+	s = s&0xffff + s>>16
+	s = s&0xffff + s>>16
+	return s == 0xffff
 }

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"encoding/binary"
 	"sync"
 	"sync/atomic"
 
@@ -42,7 +43,8 @@ func macWord(m proto.MAC) uint64 {
 func (n *neighbour) putMAC(b []byte) {
 	v := n.mac.Load()
 	_ = b[5]
-	b[0], b[1], b[2], b[3], b[4], b[5] = byte(v>>40), byte(v>>32), byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+	binary.BigEndian.PutUint32(b, uint32(v>>16))
+	binary.BigEndian.PutUint16(b[4:], uint16(v))
 }
 
 // confirm records an ARP message from the neighbour: the MAC is known and it is alive.
