@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/asavie/xdp"
 	"golang.org/x/sys/unix"
@@ -33,7 +34,8 @@ type dut struct {
 	count func() uint64
 	// tid is the xdpnet DUT's poller thread (0 for others).
 	tid func() int
-	// kdrops is what the kernel dropped on the way to the xdpnet DUT's sockets (RX ring full, fill ring empty).
+	// kdrops is what the kernel dropped on the way to the DUT's AF_XDP sockets (RX ring full, fill ring empty),
+	// for the xdpnet DUTs and asavie's rxdrop (nil for others).
 	kdrops func() uint64
 	// p is the xdpnet DUT's poller (nil for others).
 	p *poller.Poller
@@ -286,7 +288,14 @@ func asavieRxdrop(t *topo, o *options) (*dut, error) {
 		}
 		unix.SchedSetaffinity(0, &set)
 	}()
-	return &dut{count: n.Load, stop: func() error {
+	fd := xsk.FD()
+	return &dut{count: n.Load, kdrops: func() uint64 {
+		st, err := xdpStatistics(fd)
+		if err != nil {
+			return 0
+		}
+		return st.Rx_dropped + st.Rx_ring_full + st.Rx_fill_ring_empty_descs
+	}, stop: func() error {
 		quit.Store(true)
 		wg.Wait()
 		return t.dut.Do(func() error {
@@ -296,6 +305,18 @@ func asavieRxdrop(t *topo, o *options) (*dut, error) {
 			return prog.Close()
 		})
 	}}, nil
+}
+
+// xdpStatistics reads an AF_XDP socket's XDP_STATISTICS (asavie's Socket.Stats also reads its loop's counters,
+// which the loop goroutine writes without synchronisation).
+func xdpStatistics(fd int) (unix.XDPStatistics, error) {
+	var st unix.XDPStatistics
+	optlen := uint32(unsafe.Sizeof(st))
+	if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_XDP, unix.XDP_STATISTICS,
+		uintptr(unsafe.Pointer(&st)), uintptr(unsafe.Pointer(&optlen)), 0); e != 0 {
+		return st, e
+	}
+	return st, nil
 }
 
 // buildAsavie builds asavie/xdp's own l2fwd example from the module cache into dir.

@@ -35,6 +35,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xdpnet/xdpnet/poller"
 )
 
 type options struct {
@@ -107,6 +109,8 @@ type Report struct {
 
 type trialResult struct {
 	pps, genPPS, kdropPPS float64
+	// detail breaks the xdpnet DUT's socket drops down (per second over the window), with its loop counters.
+	detail string
 	allocs                float64 // -1: not measured
 }
 
@@ -249,7 +253,7 @@ func run(o *options, m Machine) *Report {
 				c.allocs = append(c.allocs, tr.allocs)
 			}
 			if !o.quiet {
-				fmt.Fprintf(os.Stderr, "\r[%2d/%d %3.0fs] %-8s %-6s run %d/%d: %.3f Mpps (generator %.3f Mpps, xdpnet DUT socket drops %.3f Mpps)\n", done, total, time.Since(start).Seconds(), c.Scenario, c.Impl, r+1, o.runs, tr.pps/1e6, tr.genPPS/1e6, tr.kdropPPS/1e6)
+				fmt.Fprintf(os.Stderr, "\r[%2d/%d %3.0fs] %-8s %-6s run %d/%d: %.3f Mpps (generator %.3f Mpps, DUT socket drops %.3f Mpps)%s\n", done, total, time.Since(start).Seconds(), c.Scenario, c.Impl, r+1, o.runs, tr.pps/1e6, tr.genPPS/1e6, tr.kdropPPS/1e6, tr.detail)
 			}
 		}
 	}
@@ -374,9 +378,22 @@ func trial(o *options, sc, impl string) (trialResult, error) {
 	if d.kdrops != nil {
 		kd = d.kdrops
 	}
+	var s0, s1 poller.Stats
+	if d.p != nil {
+		s0 = d.p.Stats()
+	}
+	var w0, w1 uint64
+	if d.tid != nil {
+		w0 = runDelay(d.tid())
+	}
 	c0, g0, k0, t0 := count(), g.Sent(), kd(), time.Now()
 	time.Sleep(o.duration)
 	c1, g1, k1, t1 := count(), g.Sent(), kd(), time.Now()
+	if d.p != nil {
+		s1 = d.p.Stats()
+		w1 = runDelay(d.tid())
+		res.detail = dutDetail(s0, s1, t1.Sub(t0)) + fmt.Sprintf("; poller thread waited for a CPU %.1f ms/s", float64(w1-w0)/1e6/t1.Sub(t0).Seconds())
+	}
 	if measureAllocs {
 		runtime.ReadMemStats(&ms1)
 	}
@@ -396,6 +413,36 @@ func trial(o *options, sc, impl string) (trialResult, error) {
 		return res, fmt.Errorf("nothing reached the sink; DUT output: %s", lastLines(d.output(), 12))
 	}
 	return res, nil
+}
+
+// runDelay is a thread's total time spent runnable but waiting for a CPU (schedstat's second field, ns): the
+// time another task held the DUT's CPU.
+func runDelay(tid int) uint64 {
+	if tid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/schedstat", tid))
+	if err != nil {
+		return 0
+	}
+	var run, wait uint64
+	fmt.Sscan(string(b), &run, &wait)
+	return wait
+}
+
+// dutDetail is the per-second rate of the xdpnet DUT's kernel-side drops by kind (XDP_STATISTICS of in0's
+// socket) and of its loop counters over a window: the evidence for why a DUT dropped at its socket.
+func dutDetail(a, b poller.Stats, d time.Duration) string {
+	if len(a.Ports) == 0 || len(b.Ports) == 0 || len(a.Queues) == 0 || len(b.Queues) == 0 {
+		return ""
+	}
+	sec := d.Seconds()
+	r := func(x, y uint64) float64 { return float64(y-x) / sec }
+	ka, kb := a.Ports[0].Kernel, b.Ports[0].Kernel
+	qa, qb := a.Queues[0], b.Queues[0]
+	return fmt.Sprintf("\n        in0 socket/s: rx_dropped %.0f, rx_ring_full %.0f, fill_ring_empty %.0f; loops/s: fill ring found empty %.0f, busy %.0f, idle %.0f, sleeps %.0f",
+		r(ka.Rx_dropped, kb.Rx_dropped), r(ka.Rx_ring_full, kb.Rx_ring_full), r(ka.Rx_fill_ring_empty_descs, kb.Rx_fill_ring_empty_descs),
+		r(a.Ports[0].FillRingEmpty, b.Ports[0].FillRingEmpty), r(qa.BusyLoops, qb.BusyLoops), r(qa.IdleLoops, qb.IdleLoops), r(qa.Sleeps, qb.Sleeps))
 }
 
 // idleCPU runs the xdpnet l3fwd DUT (adaptive mode) with no traffic and reads its poller thread's CPU time
