@@ -111,7 +111,7 @@ type trialResult struct {
 	pps, genPPS, kdropPPS float64
 	// detail breaks the xdpnet DUT's socket drops down (per second over the window), with its loop counters.
 	detail string
-	allocs                float64 // -1: not measured
+	allocs float64 // -1: not measured
 }
 
 func main() {
