@@ -127,7 +127,7 @@ func soak(o *options, m Machine, every time.Duration, progress func(soakSample))
 			dropped += n
 		}
 		for _, ps := range s.Ports {
-			kd += ps.Kernel.Rx_dropped + ps.Kernel.Rx_ring_full + ps.Kernel.Rx_fill_ring_empty_descs
+			kd += socketDrops(ps.Kernel)
 		}
 		return
 	}

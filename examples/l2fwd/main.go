@@ -160,8 +160,9 @@ func summary(s poller.Stats, d time.Duration) {
 		fmt.Printf("summary: dropped %d (%s)\n", n, name)
 	}
 	k := s.Ports[0].Kernel
-	if k.Rx_dropped+k.Rx_ring_full+k.Rx_fill_ring_empty_descs > 0 {
-		fmt.Printf("summary: kernel dropped %d on %s (rx ring full %d, fill ring empty %d)\n",
-			k.Rx_dropped, s.Ports[0].Name, k.Rx_ring_full, k.Rx_fill_ring_empty_descs)
+	// rx_dropped already includes the frames that found the fill ring empty; a full RX ring is counted apart.
+	if k.Rx_dropped+k.Rx_ring_full > 0 {
+		fmt.Printf("summary: kernel dropped %d on %s (rx ring full %d, fill ring empty %d; a fill ring that runs empty means this program did not get the CPU often enough)\n",
+			k.Rx_dropped+k.Rx_ring_full, s.Ports[0].Name, k.Rx_ring_full, k.Rx_fill_ring_empty_descs)
 	}
 }
