@@ -92,6 +92,7 @@ type handler struct {
 
 	lastDst   uint32      // route's one-entry cache, reset per batch
 	lastRoute *routeEntry // the route of lastDst (nil: none cached)
+	lastNeigh *neighbour  // resolve's one-entry cache
 	now       int64
 
 	meta                         [pipeline.MaxBatch]pktMeta
@@ -164,14 +165,27 @@ func (h *handler) Process(b *pipeline.Batch) {
 	h.now = b.Now
 	h.lastDst, h.lastRoute = 0, nil
 	n := b.N
-	in, fwd, out := h.selB[:0], h.selC[:0], h.selD[:0]
+	in, fwd, out, post := h.selB[:0], h.selC[:0], h.selD[:0], h.selE[:0]
+	late := h.selA[:0]
 	if h.hooks.Empty(pipeline.PreRouting) {
 		// No hook between validation and routing: one pass does both, while the headers are in cache.
-		// Routing generates ICMP errors in packet order either way; validation generates none.
+		// Routing generates ICMP errors in packet order either way; validation generates none. Without a
+		// Forward hook the same pass checks and decrements the TTL too; the packets that fail those checks
+		// get their ICMP errors after local delivery (late), where the separate pass would make them, so
+		// that generated packets keep their order.
+		direct := h.hooks.Empty(pipeline.Forward)
 		for i := 0; i < n; i++ {
 			p := &b.Pkts[i]
-			if p.Verdict == pipeline.Accept && h.receive(b, p) {
-				h.classify(b, p, uint16(i), &in, &fwd, &out)
+			if p.Verdict != pipeline.Accept || !h.receive(b, p) || !h.classify(b, p, uint16(i), &in, &out) {
+				continue
+			}
+			switch {
+			case !direct:
+				fwd = append(fwd, uint16(i))
+			case h.forwardable(p, uint16(i)):
+				post = append(post, uint16(i))
+			default:
+				late = append(late, uint16(i))
 			}
 		}
 	} else {
@@ -184,7 +198,9 @@ func (h *handler) Process(b *pipeline.Batch) {
 		}
 		pre = h.hooks.Run(pipeline.PreRouting, b, pre)
 		for _, i := range pre {
-			h.classify(b, &b.Pkts[i], i, &in, &fwd, &out)
+			if h.classify(b, &b.Pkts[i], i, &in, &out) {
+				fwd = append(fwd, i)
+			}
 		}
 	}
 
@@ -197,46 +213,66 @@ func (h *handler) Process(b *pipeline.Batch) {
 		}
 	}
 
-	post := h.selE[:0]
+	for _, i := range late {
+		out = h.forwardError(b, &b.Pkts[i], i, out)
+	}
 	if len(fwd) > 0 {
 		if !h.hooks.Empty(pipeline.Forward) {
 			fwd = h.hooks.Run(pipeline.Forward, b, fwd)
 		}
 		for _, i := range fwd {
-			p := &b.Pkts[i]
-			d := p.Data()
-			ip := d[ethLen:]
-			// RFC 1812 §5.3.1: "a router MUST NOT ... forward a packet with a TTL of zero or one"; it
-			// sends a Time Exceeded message instead (before decrementing, so the quoted header is as received).
-			if ip[8] <= 1 {
-				out = h.icmpError(b, p, proto.ICMPv4TimeExceeded, proto.ICMPv4TTLExceeded, 0, out)
-				p.Drop(pipeline.DropTTLExpired)
-				continue
+			if h.forwardable(&b.Pkts[i], i) {
+				post = append(post, i)
+			} else {
+				out = h.forwardError(b, &b.Pkts[i], i, out)
 			}
-			// RFC 1812 §5.2.6 / RFC 1191 §4: a datagram with DF set that does not fit the next hop's MTU is
-			// discarded with a Destination Unreachable, Fragmentation Needed, carrying the next-hop MTU.
-			if mtu := h.ifs[h.meta[i].iface].mtu; len(ip) > mtu && ip[6]&0x40 != 0 {
-				out = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4FragNeeded, uint16(mtu), out)
-				p.Drop(pipeline.DropFragNeeded)
-				continue
-			}
-			// RFC 1812 §5.3.1: decrement by one, checksum updated incrementally (RFC 1624).
-			proto.IPv4(ip).DecrementTTL()
-			post = append(post, i)
 		}
+	}
+	if len(post) > 0 {
 		add(&h.ctr.forwarded, uint64(len(post)))
 	}
 	h.emit(b, out, post)
 }
 
-// classify routes p and sorts it into in (local), fwd (to forward) or, with an ICMP error generated into
-// out, drops it.
-func (h *handler) classify(b *pipeline.Batch, p *pipeline.Packet, i uint16, in, fwd, out *[]uint16) {
+// forwardable is ip_forward's checks on a routed packet: if the TTL allows forwarding and the packet fits
+// the egress MTU (or may be fragmented), it decrements the TTL and returns true; otherwise forwardError
+// says why.
+func (h *handler) forwardable(p *pipeline.Packet, i uint16) bool {
+	ip := p.Data()[ethLen:]
+	// RFC 1812 §5.3.1: "a router MUST NOT ... forward a packet with a TTL of zero or one".
+	// RFC 1812 §5.2.6 / RFC 1191 §4: a datagram with DF set that does not fit the next hop's MTU is discarded.
+	if len(ip) < proto.IPv4MinHeaderLen || ip[8] <= 1 || (len(ip) > h.ifs[h.meta[i].iface].mtu && ip[6]&0x40 != 0) {
+		return false
+	}
+	// RFC 1812 §5.3.1: decrement by one, checksum updated incrementally (RFC 1624).
+	proto.IPv4(ip).DecrementTTL()
+	return true
+}
+
+// forwardError drops a packet forwardable refused, with the ICMP error its check calls for: Time Exceeded
+// (quoting the header as received, TTL not decremented), or Destination Unreachable, Fragmentation Needed
+// carrying the next-hop MTU.
+func (h *handler) forwardError(b *pipeline.Batch, p *pipeline.Packet, i uint16, out []uint16) []uint16 {
+	ip := p.Data()[ethLen:]
+	if ip[8] <= 1 {
+		out = h.icmpError(b, p, proto.ICMPv4TimeExceeded, proto.ICMPv4TTLExceeded, 0, out)
+		p.Drop(pipeline.DropTTLExpired)
+		return out
+	}
+	mtu := h.ifs[h.meta[i].iface].mtu
+	out = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4FragNeeded, uint16(mtu), out)
+	p.Drop(pipeline.DropFragNeeded)
+	return out
+}
+
+// classify routes p: it returns true for a packet to forward, sorts a local one into in, or drops it (with
+// an ICMP error generated into out where one is due).
+func (h *handler) classify(b *pipeline.Batch, p *pipeline.Packet, i uint16, in, out *[]uint16) bool {
 	switch h.route(p, i) {
 	case verdictLocal:
 		*in = append(*in, i)
 	case verdictForward:
-		*fwd = append(*fwd, i)
+		return true
 	case verdictNoRoute:
 		*out = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4NetUnreachable, 0, *out)
 		p.Drop(pipeline.DropNoRoute)
@@ -244,6 +280,7 @@ func (h *handler) classify(b *pipeline.Batch, p *pipeline.Packet, i uint16, in, 
 		*out = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4HostUnreachable, 0, *out)
 		p.Drop(pipeline.DropUnreachableRoute)
 	}
+	return false
 }
 
 // route verdicts.
@@ -489,10 +526,16 @@ func (h *handler) transmit(b *pipeline.Batch, i uint16, pend []uint16) []uint16 
 // resolve is neigh_output: send to a known MAC, or hold the packet and ask ARP.
 func (h *handler) resolve(b *pipeline.Batch, p *pipeline.Packet, m pktMeta, pend []uint16) []uint16 {
 	ifc := &h.ifs[m.iface]
-	n := h.ncache.lookup(&h.s.neigh, nkey{uint32(m.iface), m.nh})
-	if n == nil {
-		p.Drop(DropNeighbourTableFull)
-		return pend
+	// A run of packets to one next hop finds it without hashing; entries are never removed from the
+	// table (see neighCache), so the remembered one stays right for its key.
+	n := h.lastNeigh
+	if k := (nkey{uint32(m.iface), m.nh}); n == nil || n.key != k {
+		n = h.ncache.lookup(&h.s.neigh, k)
+		if n == nil {
+			p.Drop(DropNeighbourTableFull)
+			return pend
+		}
+		h.lastNeigh = n
 	}
 	now := h.now
 	switch NeighbourState(n.state.Load()) {
