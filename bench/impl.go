@@ -231,7 +231,21 @@ func testpmd(t *topo, o *options) (*dut, error) {
 		"--vdev", "net_af_xdp1,iface=out0,start_queue=0,queue_count=1", "--",
 		"--forward-mode=mac", "--eth-peer=1," + t.dutSink.B.MAC.String(), "--eth-peer=0," + t.genDut.A.MAC.String(),
 		"--auto-start", "--nb-cores=1", "--total-num-mbufs=8192"}
-	return startCommand(t, bin, args...)
+	// stdbuf: testpmd's stdout is a pipe here, and block-buffered it would show "Press enter" only at exit.
+	d, err := startCommand(t, "stdbuf", append([]string{"-oL", bin}, args...)...)
+	if err != nil {
+		return nil, err
+	}
+	// Port setup and the link check take a second or two: wait until forwarding runs ("Press enter to exit"
+	// follows "Start automatic packet forwarding"), so that the warmup and the window measure forwarding.
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(d.output(), "Press enter to exit"); {
+		if time.Now().After(deadline) {
+			d.stop()
+			return nil, fmt.Errorf("testpmd did not start forwarding within 15 s: %s", lastLines(d.output(), 8))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return d, nil
 }
 
 // asavieRxdrop is an rxdrop on asavie/xdp's public API with its default options, as its README shows:
