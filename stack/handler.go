@@ -520,7 +520,21 @@ func (h *handler) transmit(b *pipeline.Batch, i uint16, pend []uint16) []uint16 
 		}
 		return pend
 	}
+	// resolve's common case without the call: the next hop of the previous packet, reachable and fresh.
+	if n := h.lastNeigh; n != nil && n.key == (nkey{uint32(m.iface), m.nh}) &&
+		n.state.Load() == uint32(NeighbourReachable) && h.now-n.confirmed.Load() <= h.s.reachableNs {
+		h.sendTo(p, n, ifc)
+		return pend
+	}
 	return h.resolve(b, p, m, pend)
+}
+
+// sendTo rewrites the Ethernet addresses for the hop to n out of ifc and sets verdict Tx.
+func (h *handler) sendTo(p *pipeline.Packet, n *neighbour, ifc *hiface) {
+	d := p.Data()
+	n.putMAC(d[0:6])
+	*(*[6]byte)(d[6:12]) = ifc.mac
+	p.Send(ifc.port)
 }
 
 // resolve is neigh_output: send to a known MAC, or hold the packet and ask ARP.
@@ -570,10 +584,7 @@ func (h *handler) resolve(b *pipeline.Batch, p *pipeline.Packet, m pktMeta, pend
 		h.hold(p, n, m.iface)
 		return pend
 	}
-	d := p.Data()
-	n.putMAC(d[0:6])
-	*(*[6]byte)(d[6:12]) = ifc.mac
-	p.Send(ifc.port)
+	h.sendTo(p, n, ifc)
 	return pend
 }
 
