@@ -72,6 +72,9 @@ type Result struct {
 	Runs           []float64 `json:"RunsPPS"`
 	MedianPPS      float64
 	GenPPS         float64 // median generator rate
+	// SocketDropPPS is the median rate of frames the kernel dropped at the DUT's AF_XDP sockets (xdpnet DUTs and
+	// asavie's rxdrop; 0 where not read).
+	SocketDropPPS float64
 	// Ratio is the median over rounds of this run's pps / the reference's pps in the same round: adjacent runs
 	// share the machine's background load, so the per-round ratio is steadier than a ratio of medians.
 	Ratio float64 `json:",omitempty"`
@@ -81,6 +84,7 @@ type Result struct {
 	AllocsPerPacket *float64 `json:",omitempty"`
 	Error           string   `json:",omitempty"`
 	genRuns         []float64
+	dropRuns        []float64
 	allocs          []float64
 	byRound         map[int]float64
 }
@@ -257,6 +261,7 @@ func run(o *options, m Machine) *Report {
 			}
 			c.byRound[r] = tr.pps
 			c.genRuns = append(c.genRuns, tr.genPPS)
+			c.dropRuns = append(c.dropRuns, tr.kdropPPS)
 			if tr.allocs >= 0 {
 				c.allocs = append(c.allocs, tr.allocs)
 			}
@@ -269,7 +274,7 @@ func run(o *options, m Machine) *Report {
 		if len(c.Runs) == 0 {
 			continue
 		}
-		c.MedianPPS, c.GenPPS = median(c.Runs), median(c.genRuns)
+		c.MedianPPS, c.GenPPS, c.SocketDropPPS = median(c.Runs), median(c.genRuns), median(c.dropRuns)
 		if len(c.allocs) > 0 {
 			a := median(c.allocs)
 			c.AllocsPerPacket = &a
@@ -500,10 +505,10 @@ func table(rep *Report) string {
 	m := rep.Machine
 	fmt.Fprintf(&b, "Machine: %s, %d cores, Linux %s, %s. %d interleaved runs per configuration, %s warmup, %s window; median. xdpnet DUT: %s mode, budget %d.\n\n",
 		m.CPU, m.Cores, m.Kernel, m.Go, rep.Runs, rep.Warmup, rep.Duration, rep.DUTMode, rep.DUTBudget)
-	fmt.Fprintf(&b, "| scenario | implementation | median Mpps | runs (Mpps) | generator Mpps | ratio (median per round) |\n|---|---|---:|---|---:|---:|\n")
+	fmt.Fprintf(&b, "| scenario | implementation | median Mpps | runs (Mpps) | generator Mpps | ratio (median per round) | DUT socket drops Mpps |\n|---|---|---:|---|---:|---:|---:|\n")
 	for _, r := range rep.Results {
 		if r.Error != "" && len(r.Runs) == 0 {
-			fmt.Fprintf(&b, "| %s | %s | n/a | | | |\n", r.Scenario, r.Impl)
+			fmt.Fprintf(&b, "| %s | %s | n/a | | | | |\n", r.Scenario, r.Impl)
 			continue
 		}
 		var runs []string
@@ -514,7 +519,11 @@ func table(rep *Report) string {
 		if r.Ratio > 0 && r.Impl != reference[r.Scenario] {
 			ratio = fmt.Sprintf("%.2fx %s", r.Ratio, reference[r.Scenario])
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.3f | %s | %.3f | %s |\n", r.Scenario, r.Impl, r.MedianPPS/1e6, strings.Join(runs, ", "), r.GenPPS/1e6, ratio)
+		drops := ""
+		if (r.Impl == "xdpnet" && r.Scenario != "txonly") || (r.Impl == "asavie" && r.Scenario == "rxdrop") {
+			drops = fmt.Sprintf("%.3f", r.SocketDropPPS/1e6)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.3f | %s | %.3f | %s | %s |\n", r.Scenario, r.Impl, r.MedianPPS/1e6, strings.Join(runs, ", "), r.GenPPS/1e6, ratio, drops)
 	}
 	var notes []string
 	for _, r := range rep.Results {
