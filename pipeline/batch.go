@@ -100,5 +100,15 @@ type Drainer interface {
 	Drain(b *Batch)
 }
 
+// PortObserver is an optional Handler method. When a port's link goes down or up, changes MTU or MAC, or is
+// deleted and re-created (new ifindex), the driver calls PortChanged on each queue's handler, on that
+// queue's goroutine between batches, with the port as it is now and whether it can transmit (up:
+// administratively up, carrier on, and present). Running on the handler's own goroutine, it updates the
+// handler's per-port state (egress MTU for fragmentation and "packet too big", the source MAC, whether to
+// route out of the port) without locks.
+type PortObserver interface {
+	PortChanged(port PortInfo, up bool)
+}
+
 // NewHandler builds the Handler of one queue.
 type NewHandler func(q *QueueInfo) Handler

@@ -18,17 +18,9 @@ import (
 	"github.com/xdpnet/xdpnet/umem"
 )
 
-// PortObserver is an optional Handler method. When a port's link goes down or up, changes MTU, or is deleted
-// and re-created (new ifindex), each queue's goroutine calls PortChanged on its handler between batches, with
-// the port as it is now and whether it can transmit (up: administratively up, carrier on, and present). It
-// runs on the handler's own goroutine, so the handler updates its per-port state (egress MTU for fragmentation
-// and "packet too big", whether to route out of the port) without locks.
-//
-// The signature uses only pipeline types, so a handler implements it without importing poller (the stack sits
-// below the poller in the dependency order).
-type PortObserver interface {
-	PortChanged(port pipeline.PortInfo, up bool)
-}
+// PortObserver is pipeline.PortObserver, the optional Handler method through which each queue learns of
+// link changes (see syncLinks); the alias keeps poller.PortObserver working.
+type PortObserver = pipeline.PortObserver
 
 // linkState is the watcher's published view of one port. It is immutable: a change stores a new one.
 type linkState struct {

@@ -28,6 +28,9 @@ type hiface struct {
 	mac   proto.MAC
 	mtu   int
 	addrs []netip.Prefix
+	// down and announce follow the driver's link reports (PortChanged): announce asks for gratuitous ARPs
+	// at the next Tick.
+	down, announce bool
 }
 
 type pktMeta struct {
@@ -93,6 +96,7 @@ type handler struct {
 	lastDst   uint32      // route's one-entry cache, reset per batch
 	lastRoute *routeEntry // the route of lastDst (nil: none cached)
 	lastNeigh *neighbour  // resolve's one-entry cache
+	announce  bool        // an interface asks for gratuitous ARPs (PortChanged)
 	now       int64
 
 	meta                         [pipeline.MaxBatch]pktMeta
@@ -763,6 +767,9 @@ func (h *handler) Tick(b *pipeline.Batch) int64 {
 	h.s.now.Store(b.Now)
 	if h.s.cfg.Resolver == nil && !h.s.garp.Load() && h.s.garp.CompareAndSwap(false, true) {
 		h.gratuitous(b)
+	}
+	if h.announce {
+		h.announceChanged(b)
 	}
 	out := h.selD[:0]
 	var wake int64
