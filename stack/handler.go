@@ -101,6 +101,8 @@ type handler struct {
 
 	meta                         [pipeline.MaxBatch]pktMeta
 	selA, selB, selC, selD, selE [pipeline.MaxBatch]uint16
+	selF                         [pipeline.MaxBatch]uint16
+	direct                       bool // no Forward hook this batch: route checks and decrements the TTL
 	pend                         [2][pipeline.MaxBatch]uint16
 
 	ncache    neighCache
@@ -171,29 +173,33 @@ func (h *handler) Process(b *pipeline.Batch) {
 	n := b.N
 	in, fwd, out, post := h.selB[:0], h.selC[:0], h.selD[:0], h.selE[:0]
 	late := h.selA[:0]
+	// Without a Forward hook, routing also does ip_forward's TTL and MTU checks and the TTL decrement
+	// (direct), while the header is in cache; the packets that fail them get their ICMP errors after local
+	// delivery (late), where the separate pass makes them, so that generated packets keep their order.
+	h.direct = h.hooks.Empty(pipeline.Forward)
+	sort := func(i uint16, v int) {
+		switch v {
+		case verdictForward:
+			if h.direct {
+				post = append(post, i)
+			} else {
+				fwd = append(fwd, i)
+			}
+		case verdictRefused:
+			late = append(late, i)
+		}
+	}
 	if h.hooks.Empty(pipeline.PreRouting) {
-		// No hook between validation and routing: one pass does both, while the headers are in cache.
-		// Routing generates ICMP errors in packet order either way; validation generates none. Without a
-		// Forward hook the same pass checks and decrements the TTL too; the packets that fail those checks
-		// get their ICMP errors after local delivery (late), where the separate pass would make them, so
-		// that generated packets keep their order.
-		direct := h.hooks.Empty(pipeline.Forward)
+		// No hook between validation and routing: one pass does both. Routing generates ICMP errors in
+		// packet order either way; validation generates none.
 		for i := 0; i < n; i++ {
 			p := &b.Pkts[i]
-			if p.Verdict != pipeline.Accept || !h.receive(b, p) || !h.classify(b, p, uint16(i), &in, &out) {
-				continue
-			}
-			switch {
-			case !direct:
-				fwd = append(fwd, uint16(i))
-			case h.forwardable(p, uint16(i)):
-				post = append(post, uint16(i))
-			default:
-				late = append(late, uint16(i))
+			if p.Verdict == pipeline.Accept && h.receive(b, p) {
+				sort(uint16(i), h.classify(b, p, uint16(i), &in, &out))
 			}
 		}
 	} else {
-		pre := h.selA[:0]
+		pre := h.selF[:0]
 		for i := 0; i < n; i++ {
 			p := &b.Pkts[i]
 			if p.Verdict == pipeline.Accept && h.receive(b, p) {
@@ -202,9 +208,7 @@ func (h *handler) Process(b *pipeline.Batch) {
 		}
 		pre = h.hooks.Run(pipeline.PreRouting, b, pre)
 		for _, i := range pre {
-			if h.classify(b, &b.Pkts[i], i, &in, &out) {
-				fwd = append(fwd, i)
-			}
+			sort(i, h.classify(b, &b.Pkts[i], i, &in, &out))
 		}
 	}
 
@@ -225,7 +229,7 @@ func (h *handler) Process(b *pipeline.Batch) {
 			fwd = h.hooks.Run(pipeline.Forward, b, fwd)
 		}
 		for _, i := range fwd {
-			if h.forwardable(&b.Pkts[i], i) {
+			if forwardable(b.Pkts[i].Data()[ethLen:], h.ifs[h.meta[i].iface].mtu) {
 				post = append(post, i)
 			} else {
 				out = h.forwardError(b, &b.Pkts[i], i, out)
@@ -241,11 +245,10 @@ func (h *handler) Process(b *pipeline.Batch) {
 // forwardable is ip_forward's checks on a routed packet: if the TTL allows forwarding and the packet fits
 // the egress MTU (or may be fragmented), it decrements the TTL and returns true; otherwise forwardError
 // says why.
-func (h *handler) forwardable(p *pipeline.Packet, i uint16) bool {
-	ip := p.Data()[ethLen:]
+func forwardable(ip []byte, mtu int) bool {
 	// RFC 1812 §5.3.1: "a router MUST NOT ... forward a packet with a TTL of zero or one".
 	// RFC 1812 §5.2.6 / RFC 1191 §4: a datagram with DF set that does not fit the next hop's MTU is discarded.
-	if len(ip) < proto.IPv4MinHeaderLen || ip[8] <= 1 || (len(ip) > h.ifs[h.meta[i].iface].mtu && ip[6]&0x40 != 0) {
+	if len(ip) < proto.IPv4MinHeaderLen || ip[8] <= 1 || (len(ip) > mtu && ip[6]&0x40 != 0) {
 		return false
 	}
 	// RFC 1812 §5.3.1: decrement by one, checksum updated incrementally (RFC 1624).
@@ -269,14 +272,15 @@ func (h *handler) forwardError(b *pipeline.Batch, p *pipeline.Packet, i uint16, 
 	return out
 }
 
-// classify routes p: it returns true for a packet to forward, sorts a local one into in, or drops it (with
-// an ICMP error generated into out where one is due).
-func (h *handler) classify(b *pipeline.Batch, p *pipeline.Packet, i uint16, in, out *[]uint16) bool {
-	switch h.route(p, i) {
+// classify routes p: it returns verdictForward or verdictRefused for a packet to forward, or sorts a local
+// one into in, or drops it (with an ICMP error generated into out where one is due).
+func (h *handler) classify(b *pipeline.Batch, p *pipeline.Packet, i uint16, in, out *[]uint16) int {
+	v := h.route(p, i)
+	switch v {
 	case verdictLocal:
 		*in = append(*in, i)
-	case verdictForward:
-		return true
+	case verdictForward, verdictRefused:
+		return v
 	case verdictNoRoute:
 		*out = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4NetUnreachable, 0, *out)
 		p.Drop(pipeline.DropNoRoute)
@@ -284,7 +288,7 @@ func (h *handler) classify(b *pipeline.Batch, p *pipeline.Packet, i uint16, in, 
 		*out = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4HostUnreachable, 0, *out)
 		p.Drop(pipeline.DropUnreachableRoute)
 	}
-	return false
+	return verdictDropped
 }
 
 // route verdicts.
@@ -294,6 +298,7 @@ const (
 	verdictForward
 	verdictNoRoute
 	verdictUnreachable
+	verdictRefused // to forward, but forwardable's checks failed (direct only)
 )
 
 // route looks up the destination of a validated packet and records the egress in meta and the packet.
@@ -350,6 +355,9 @@ func (h *handler) route(p *pipeline.Packet, i uint16) int {
 	h.meta[i] = pktMeta{iface: e.iface, nh: nh}
 	p.OutPort = ifc.port
 	p.NextHop = addrFrom4(nh)
+	if h.direct && !forwardable(d[ethLen:], ifc.mtu) {
+		return verdictRefused
+	}
 	return verdictForward
 }
 
