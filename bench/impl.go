@@ -73,7 +73,7 @@ func pollerDUT(t *topo, o *options, queues int, ifs []string, nh pipeline.NewHan
 	if err != nil {
 		return nil, err
 	}
-	p, stop, err := runPoller(t.dut, poller.Config{Interfaces: ifs, Queues: queues, CPUs: cpus, Mode: mode, Budget: o.dutBudget, NewHandler: nh})
+	p, stop, err := runPoller(t.dut, poller.Config{Interfaces: ifs, Queues: queues, CPUs: cpus, Mode: mode, Budget: o.dutBudget, RingSize: o.dutRing, NewHandler: nh})
 	if err != nil {
 		return nil, err
 	}

@@ -47,6 +47,7 @@ type options struct {
 	genCPU, dutCPU   int
 	genMode, dutMode string
 	dutBudget        int
+	dutRing          int
 	asavieBin        string
 	idle             time.Duration
 	quiet            bool
@@ -139,6 +140,7 @@ func main() {
 	// measured better than 64, side by side (README.md, "DUT budget"): with 64 the DUT forwarded a smaller share
 	// of the generated frames in l2fwd (0.53-0.66 vs 0.70-0.75) and l3fwd (0.39-0.54 vs 0.45-0.60).
 	flag.IntVar(&o.dutBudget, "dut-budget", 32, "RX budget per port per loop of the xdpnet DUT (0: the poller's default, 64)")
+	flag.IntVar(&o.dutRing, "dut-ring", 0, "ring size of the xdpnet DUT's sockets (0: the poller's default, 2048)")
 	flag.StringVar(&o.dutMode, "dut-mode", "adaptive", "poll mode of the xdpnet DUT: adaptive or busy")
 	jsonPath := flag.String("json", "", "JSON results file (default DIR/results.json)")
 	outDir := flag.String("out", "bench/out", "directory for results.json, results.md and the chart results.svg")
