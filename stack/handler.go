@@ -421,7 +421,8 @@ func (h *handler) receive(b *pipeline.Batch, p *pipeline.Packet) bool {
 		return false
 	}
 	hl := ip.HeaderLen()
-	if !headerChecksumValid(ip, hl) {
+	if hl == proto.IPv4MinHeaderLen && !checksum20Valid((*[proto.IPv4MinHeaderLen]byte)(ip)) ||
+		hl != proto.IPv4MinHeaderLen && !ip.ChecksumValid() {
 		p.Drop(pipeline.DropIPChecksum)
 		return false
 	}
@@ -896,20 +897,17 @@ func (s *Stack) removeHandler(h *handler) {
 	s.rt.unregister(h.rd)
 }
 
-// headerChecksumValid is proto.IPv4.ChecksumValid with the common case (no options) unrolled: five 32-bit
-// words summed in 64 bits and folded, which is the same one's complement sum (RFC 1071 §2(B): the sum may
-// be taken over wider words and folded).
-func headerChecksumValid(ip proto.IPv4, hl int) bool {
-	if hl != proto.IPv4MinHeaderLen || len(ip) < proto.IPv4MinHeaderLen {
-		return ip.ChecksumValid()
-	}
-	ip = ip[:proto.IPv4MinHeaderLen]
+// checksum20Valid is proto.IPv4.ChecksumValid for the common header without options, small enough to be
+// inlined: five 32-bit words summed in 64 bits and folded, which is the same one's complement sum (RFC 1071
+// §2(B): the sum may be taken over wider words and folded).
+func checksum20Valid(ip *[proto.IPv4MinHeaderLen]byte) bool {
 	s := uint64(binary.BigEndian.Uint32(ip[0:])) + uint64(binary.BigEndian.Uint32(ip[4:])) +
 		uint64(binary.BigEndian.Uint32(ip[8:])) + uint64(binary.BigEndian.Uint32(ip[12:])) +
 		uint64(binary.BigEndian.Uint32(ip[16:]))
-	s = s&0xffffffff + s>>32
-	s = s&0xffff + s>>16
-	s = s&0xffff + s>>16
-	s = s&0xffff + s>>16
+	s = s&0xffffffff + s>>32 // < 2^32 + 4
+	s = s&0xffff + s>>16     // <= 0x2fffe
+	s = s&0xffff + s>>16     // <= 0x10001
+	// Each fold keeps the value mod 0xffff; a valid header sums to 0 mod 0xffff (one's complement -0), and
+	// the only such values left are 0xffff and 0, which needs an all-zero header (invalid, as for proto).
 	return s == 0xffff
 }
