@@ -11,7 +11,13 @@
 // up, runs Input and delivers (ICMP echo, UDP, TCP) or runs Forward and forwards (TTL, MTU, RFC 1812 §5.3), runs
 // Output over the packets the stack generates (ICMP errors, echo replies), PostRouting over everything about
 // to leave, and finally resolves the next hop (ARP), rewrites the MACs and sets verdict Tx. Every packet not
-// sent, held or consumed is dropped with a named pipeline.DropReason.
+// sent, held or consumed is dropped with a named pipeline.DropReason. Stages with no hook between them run
+// in one pass over the batch (validation, routing and the TTL/MTU checks), which changes nothing a hook or
+// the wire can see: generated packets come out in the same order.
+//
+// The handler is a pipeline.PortObserver: when the driver reports a link change, the interface takes the
+// port's new MAC and (unless Config fixed it) MTU, and announces its addresses again when the link comes up
+// or its MAC changes.
 //
 // Concurrency: the routing table is a DIR-24-8 array that one writer at a time (AddRoute, DeleteRoute,
 // SyncRoutes) changes in place with atomic 32-bit stores while the pollers read it without a lock; an update
