@@ -94,6 +94,9 @@ func TestSoakSmoke(t *testing.T) {
 	if rep.DUTCheck != "ok" || rep.GenCheck != "ok" {
 		t.Fatalf("frame accounting after shutdown: DUT %s, generator %s", rep.DUTCheck, rep.GenCheck)
 	}
+	if rep.Sent != rep.DUTRx+rep.KernelDrops {
+		t.Fatalf("generator sent %d, DUT received %d and its sockets dropped %d: %d frames unaccounted", rep.Sent, rep.DUTRx, rep.KernelDrops, int64(rep.Sent)-int64(rep.DUTRx+rep.KernelDrops))
+	}
 	if len(rep.DUTFrames) != 1 || rep.DUTFrames[0].Free != rep.DUTFrames[0].Total {
 		t.Fatalf("DUT frames after shutdown: %v", rep.DUTFrames)
 	}
@@ -109,7 +112,7 @@ func TestJudgeSoak(t *testing.T) {
 	mk := func(at time.Duration, rss, heap uint64, gc uint32) soakSample {
 		return soakSample{At: at, RSS: rss, HeapInuse: heap, NumGC: gc}
 	}
-	rep := &SoakReport{DUTCheck: "ok", GenCheck: "ok", Samples: []soakSample{
+	rep := &SoakReport{DUTCheck: "ok", GenCheck: "ok", Sent: 100, DUTRx: 90, KernelDrops: 10, DUTTx: 92, Counted: 90, Samples: []soakSample{
 		mk(10*time.Second, 10<<20, 5<<20, 1), mk(30*time.Second, 30<<20, 6<<20, 2), mk(10*time.Minute, 31<<20, 6<<20, 8)}}
 	judgeSoak(rep)
 	if !rep.Flat || rep.RSSGrowth != 1<<20 || rep.GCAfterWarmup != 6 {
@@ -122,6 +125,13 @@ func TestJudgeSoak(t *testing.T) {
 		t.Fatalf("RSS +50 MiB judged flat: %v", rep.Verdict)
 	}
 	rep.Samples[2].RSS = 31 << 20
+	rep.Sent = 101
+	rep.Verdict = nil
+	judgeSoak(rep)
+	if rep.Flat {
+		t.Fatalf("a frame unaccounted between generator and DUT judged flat: %v", rep.Verdict)
+	}
+	rep.Sent = 100
 	rep.DUTCheck = "queue 0: 3 frames in flight"
 	rep.Verdict = nil
 	judgeSoak(rep)

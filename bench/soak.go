@@ -210,6 +210,13 @@ func judgeSoak(rep *SoakReport) {
 	check(rep.GCAfterWarmup <= rep.GCBound, "%d GC cycles from %v to %v (bound %d: the runtime's forced GC every 2 min plus slack)", rep.GCAfterWarmup, base.At, last.At, rep.GCBound)
 	check(rep.DUTCheck == "ok", "DUT frame accounting after shutdown: %s", rep.DUTCheck)
 	check(rep.GenCheck == "ok", "generator frame accounting after shutdown: %s", rep.GenCheck)
+	// End to end: every frame the generator sent reached the DUT's in0 socket or was dropped at it, and every
+	// IPv4 frame the DUT forwarded reached the sink's counter (the DUT's tx also holds the few ARP requests the
+	// stack made, which the counter passes to the kernel uncounted).
+	lost := int64(rep.Sent) - int64(rep.DUTRx) - int64(rep.KernelDrops)
+	check(lost == 0, "generator sent %d = DUT received %d + dropped at the DUT socket %d (unaccounted %d)", rep.Sent, rep.DUTRx, rep.KernelDrops, lost)
+	extra := int64(rep.DUTTx) - int64(rep.Counted)
+	check(extra >= 0 && extra <= 64, "DUT forwarded %d, sink counted %d IPv4 frames (the difference %d is ARP the stack sent; bound 0..64)", rep.DUTTx, rep.Counted, extra)
 	var maxHeld int64
 	for _, s := range rep.Samples {
 		maxHeld = max(maxHeld, abs(s.HeldByHandler))
