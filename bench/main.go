@@ -26,6 +26,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -196,6 +197,16 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	// Ctrl-C: give the huge pages back (the namespaces a killed run leaves are removed by the next run's
+	// netlab.New, which cleans labs of processes that no longer run).
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, unix.SIGTERM)
+	go func() {
+		<-sig
+		releaseHugepages()
+		fmt.Fprintln(os.Stderr, "\nbench: interrupted")
+		os.Exit(130)
+	}()
 	rep := run(o, m)
 	releaseHugepages()
 	md := table(rep)
