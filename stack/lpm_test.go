@@ -95,20 +95,52 @@ func TestDir248MatchesReference(t *testing.T) {
 	}
 }
 
+// fuzzLen maps a fuzz byte to a prefix length: /16-/32 mostly, /0-/15 (which paint 256 to 16M entries) only
+// for bytes 0xf0-0xff, so that the fuzzer spends its time on many operations rather than on a few huge ones.
+func fuzzLen(b byte) int {
+	if b >= 0xf0 {
+		return int(b & 0xf)
+	}
+	return 16 + int(b%17)
+}
+
+// fuzzTable is FuzzLPM's table, emptied after each input rather than allocated (64 MiB) for each.
+var fuzzTable struct {
+	t  *routeTable
+	rd *fibReader
+}
+
 // FuzzLPM drives the routing table and the reference with the same updates from the fuzz input and checks
-// every lookup agrees after each one. Each 6-byte operation is: op, four address bytes, prefix length. Ops:
-// add, delete, replace (delete and add in one update), and a reader entering or leaving a batch; while it is
-// inside, the entries it looked up when it entered must not change (their ids are not reused), however the
-// table churns.
+// every lookup agrees after each one. Each 6-byte operation is: op, four address bytes, prefix length
+// (fuzzLen). Ops: add, delete, replace (delete and add in one update), and a reader entering or leaving a
+// batch; while it is inside, the entries it looked up when it entered must not change (their ids are not
+// reused), however the table churns.
 func FuzzLPM(f *testing.F) {
-	f.Add([]byte{0, 10, 0, 0, 0, 8, 1, 10, 1, 2, 3, 32, 2, 10, 1, 2, 3})
-	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 192, 168, 1, 128, 25, 1, 0, 0, 0, 0, 0})
+	f.Add([]byte{0, 10, 0, 0, 0, 0xf8, 1, 10, 1, 2, 3, 32, 2, 10, 1, 2, 3})
+	f.Add([]byte{0, 0, 0, 0, 0, 0xf0, 0, 192, 168, 1, 128, 25, 1, 0, 0, 0, 0, 0xf0})
 	f.Add([]byte{0, 198, 18, 1, 0, 24, 0, 198, 18, 1, 128, 25, 3, 198, 18, 1, 200, 0,
 		1, 198, 18, 1, 128, 25, 2, 198, 18, 1, 0, 24, 0, 198, 18, 1, 64, 26, 3, 0, 0, 0, 0, 0,
 		0, 198, 18, 1, 128, 25})
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		tbl, ref := newRouteTable(), map[netip.Prefix]bool{}
-		rd := tbl.register()
+		if fuzzTable.t == nil {
+			fuzzTable.t = newRouteTable()
+			fuzzTable.rd = fuzzTable.t.register()
+		}
+		tbl, rd, ref := fuzzTable.t, fuzzTable.rd, map[netip.Prefix]bool{}
+		defer func() {
+			rd.leave()
+			err := tbl.update(func(w *routeWriter) error {
+				for p := range ref {
+					if _, err := w.remove(p); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil || len(tbl.byPrefix) != 0 || tbl.lpm.groups() != 0 {
+				t.Fatalf("emptying the table: %v, %d routes and %d groups left", err, len(tbl.byPrefix), tbl.lpm.groups())
+			}
+		}()
 		type heldEntry struct {
 			e    *routeEntry
 			copy routeEntry
@@ -116,7 +148,7 @@ func FuzzLPM(f *testing.F) {
 		var held []heldEntry
 		inside := false
 		for len(ops) >= 6 {
-			op, a, l := ops[0]%4, uint32(ops[1])<<24|uint32(ops[2])<<16|uint32(ops[3])<<8|uint32(ops[4]), int(ops[5]%33)
+			op, a, l := ops[0]%4, uint32(ops[1])<<24|uint32(ops[2])<<16|uint32(ops[3])<<8|uint32(ops[4]), fuzzLen(ops[5])
 			ops = ops[6:]
 			p, _ := addrFrom4(a).Prefix(l)
 			probes := []uint32{a, a ^ 1, a ^ 0x80, a ^ 0x100, a ^ 0x800000}
