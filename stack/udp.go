@@ -3,6 +3,7 @@ package stack
 import (
 	"errors"
 	"fmt"
+	"github.com/xdpnet/xdpnet/internal/deadline"
 	"net"
 	"net/netip"
 	"os"
@@ -112,8 +113,8 @@ func (s *Stack) ListenUDP(laddr netip.AddrPort) (*UDPConn, error) {
 	}
 	c := &UDPConn{s: s, laddr: netip.AddrPortFrom(a, port), rx: make(chan *datagram, s.cfg.UDPQueueLen),
 		closed: make(chan struct{})}
-	c.rdl.init()
-	c.wdl.init()
+	c.rdl.Init()
+	c.wdl.Init()
 	m := make(map[uint16][]*UDPConn, len(old)+1)
 	for k, v := range old {
 		m[k] = v
@@ -152,7 +153,7 @@ type UDPConn struct {
 	rx        chan *datagram
 	closed    chan struct{}
 	closeOnce sync.Once
-	rdl, wdl  deadline
+	rdl, wdl  deadline.Deadline
 }
 
 var _ net.PacketConn = (*UDPConn)(nil)
@@ -190,7 +191,7 @@ func (c *UDPConn) ReadFromUDPAddrPort(p []byte) (int, netip.AddrPort, error) {
 		return n, from, nil
 	case <-c.closed:
 		return 0, netip.AddrPort{}, c.opErr("read", net.ErrClosed)
-	case <-c.rdl.wait():
+	case <-c.rdl.Done():
 		return 0, netip.AddrPort{}, c.opErr("read", os.ErrDeadlineExceeded)
 	}
 }
@@ -233,7 +234,7 @@ func (c *UDPConn) WriteToUDPAddrPort(p []byte, addr netip.AddrPort) (int, error)
 	case <-c.closed:
 		dgPool.Put(dg)
 		return 0, c.opErr("write", net.ErrClosed)
-	case <-c.wdl.wait():
+	case <-c.wdl.Done():
 		dgPool.Put(dg)
 		return 0, c.opErr("write", os.ErrDeadlineExceeded)
 	}
@@ -272,66 +273,19 @@ func (c *UDPConn) LocalAddrPort() netip.AddrPort { return c.laddr }
 
 // SetDeadline sets both deadlines.
 func (c *UDPConn) SetDeadline(t time.Time) error {
-	c.rdl.set(t)
-	c.wdl.set(t)
+	c.rdl.Set(t)
+	c.wdl.Set(t)
 	return nil
 }
 
 // SetReadDeadline implements net.PacketConn.
-func (c *UDPConn) SetReadDeadline(t time.Time) error { c.rdl.set(t); return nil }
+func (c *UDPConn) SetReadDeadline(t time.Time) error { c.rdl.Set(t); return nil }
 
 // SetWriteDeadline implements net.PacketConn.
-func (c *UDPConn) SetWriteDeadline(t time.Time) error { c.wdl.set(t); return nil }
+func (c *UDPConn) SetWriteDeadline(t time.Time) error { c.wdl.Set(t); return nil }
 
 func (c *UDPConn) opErr(op string, err error) error {
 	return &net.OpError{Op: op, Net: "udp", Addr: net.UDPAddrFromAddrPort(c.laddr), Err: err}
-}
-
-// deadline is a channel closed when the deadline passes, re-armed by set (the pattern of net.Pipe).
-type deadline struct {
-	mu     sync.Mutex
-	timer  *time.Timer
-	cancel chan struct{}
-}
-
-func (d *deadline) init() { d.cancel = make(chan struct{}) }
-
-func (d *deadline) set(t time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.timer != nil && !d.timer.Stop() {
-		<-d.cancel // the timer fired and closed it; wait so we do not race with it
-	}
-	d.timer = nil
-	closed := false
-	select {
-	case <-d.cancel:
-		closed = true
-	default:
-	}
-	if t.IsZero() {
-		if closed {
-			d.cancel = make(chan struct{})
-		}
-		return
-	}
-	if dur := time.Until(t); dur > 0 {
-		if closed {
-			d.cancel = make(chan struct{})
-		}
-		ch := d.cancel
-		d.timer = time.AfterFunc(dur, func() { close(ch) })
-		return
-	}
-	if !closed {
-		close(d.cancel)
-	}
-}
-
-func (d *deadline) wait() chan struct{} {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.cancel
 }
 
 // udpOutput builds the frames of queued datagrams (Tick), each routed and appended to out for Output.

@@ -13,8 +13,8 @@ const module = "github.com/xdpnet/xdpnet"
 var allowed = map[string][]string{
 	"proto":     {},
 	"pipeline":  {"proto"},
-	"stack":     {"pipeline", "proto", "stack/tcp"},
-	"stack/tcp": {"proto"},
+	"stack":     {"pipeline", "proto", "stack/tcp", "internal/deadline"},
+	"stack/tcp": {"proto", "internal/deadline"},
 	"umem":      {"golang.org/x/sys/"},
 	"rings":     {"umem", "golang.org/x/sys/"},
 }

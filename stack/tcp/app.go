@@ -109,7 +109,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 				return 0, io.EOF
 			}
 			c.mu.Unlock()
-		case <-c.rdl.wait():
+		case <-c.rdl.Done():
 			return 0, c.opErr("read", os.ErrDeadlineExceeded)
 		}
 	}
@@ -134,7 +134,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 			select {
 			case <-c.estCh:
 			case <-c.closedCh:
-			case <-c.wdl.wait():
+			case <-c.wdl.Done():
 				return total, c.opErr("write", os.ErrDeadlineExceeded)
 			}
 			continue
@@ -155,7 +155,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		case <-c.wrCh:
 		case <-c.closedCh:
 		case <-c.doneCh:
-		case <-c.wdl.wait():
+		case <-c.wdl.Done():
 			return total, c.opErr("write", os.ErrDeadlineExceeded)
 		}
 	}
@@ -213,16 +213,16 @@ func (c *Conn) RemoteAddrPort() netip.AddrPort { return c.id.remote }
 
 // SetDeadline implements net.Conn.
 func (c *Conn) SetDeadline(t time.Time) error {
-	c.rdl.set(t)
-	c.wdl.set(t)
+	c.rdl.Set(t)
+	c.wdl.Set(t)
 	return nil
 }
 
 // SetReadDeadline implements net.Conn.
-func (c *Conn) SetReadDeadline(t time.Time) error { c.rdl.set(t); return nil }
+func (c *Conn) SetReadDeadline(t time.Time) error { c.rdl.Set(t); return nil }
 
 // SetWriteDeadline implements net.Conn.
-func (c *Conn) SetWriteDeadline(t time.Time) error { c.wdl.set(t); return nil }
+func (c *Conn) SetWriteDeadline(t time.Time) error { c.wdl.Set(t); return nil }
 
 func (c *Conn) opErr(op string, err error) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: net.TCPAddrFromAddrPort(c.id.local),
@@ -325,50 +325,3 @@ func (l *Listener) Close() error {
 
 // Addr returns the listening address as a *net.TCPAddr.
 func (l *Listener) Addr() net.Addr { return net.TCPAddrFromAddrPort(l.addr) }
-
-// deadline is a channel closed when the deadline passes, re-armed by set (the pattern of net.Pipe).
-type deadline struct {
-	mu     sync.Mutex
-	timer  *time.Timer
-	cancel chan struct{}
-}
-
-func (d *deadline) init() { d.cancel = make(chan struct{}) }
-
-func (d *deadline) set(t time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.timer != nil && !d.timer.Stop() {
-		<-d.cancel // the timer fired and closed it
-	}
-	d.timer = nil
-	closed := false
-	select {
-	case <-d.cancel:
-		closed = true
-	default:
-	}
-	if t.IsZero() {
-		if closed {
-			d.cancel = make(chan struct{})
-		}
-		return
-	}
-	if dur := time.Until(t); dur > 0 {
-		if closed {
-			d.cancel = make(chan struct{})
-		}
-		ch := d.cancel
-		d.timer = time.AfterFunc(dur, func() { close(ch) })
-		return
-	}
-	if !closed {
-		close(d.cancel)
-	}
-}
-
-func (d *deadline) wait() chan struct{} {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.cancel
-}

@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"github.com/xdpnet/xdpnet/internal/deadline"
 	"sync"
 	"syscall"
 
@@ -89,7 +90,7 @@ type Conn struct {
 	abortReq   bool  // the application wants a RST (Close with unread data, Listener.Close)
 	needSyn    bool  // active open not yet sent
 	pending    bool  // in the engine's pending list; guarded by e.pendMu
-	rdl, wdl   deadline
+	rdl, wdl   deadline.Deadline
 	seg        Segment
 }
 

@@ -474,8 +474,8 @@ func (e *Engine) newConn(id connID) *Conn {
 		doneCh: make(chan struct{}), closedCh: make(chan struct{}),
 		ooo: make([]seqRange, 0, e.cfg.MaxOutOfOrder)}
 	c.mss = 536
-	c.rdl.init()
-	c.wdl.init()
+	c.rdl.Init()
+	c.wdl.Init()
 	return c
 }
 
