@@ -156,21 +156,11 @@ type routeTable struct {
 	freeIDs  []uint32
 	idLimbo  []limboItem
 
-	// cur is the read view for code outside a queue: cur.Load().lookup(dst) is lookupLocked. It keeps
-	// callers written against the former snapshot pointer (tcp.go) working; new code calls lookupLocked.
-	cur lockedView
-
 	w routeWriter // reused by every update
 }
 
-type lockedView struct{ t *routeTable }
-
-func (v lockedView) Load() lockedView              { return v }
-func (v lockedView) lookup(dst uint32) *routeEntry { return v.t.lookupLocked(dst) }
-
 func newRouteTable() *routeTable {
 	t := &routeTable{fib: fib{lpm: newDir248(), routes: new(routeStore)}, byPrefix: map[netip.Prefix]uint32{}, nextID: 1}
-	t.cur.t = t
 	t.epoch.Store(1)
 	t.readers.Store(&[]*fibReader{})
 	return t
