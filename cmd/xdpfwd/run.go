@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/xdpnet/xdpnet/internal/caps"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -213,53 +213,28 @@ func kernelAddrs(ifaces []stack.Interface) error {
 	return nil
 }
 
-// Capability bits (include/uapi/linux/capability.h).
-const (
-	capNetAdmin = 12
-	capNetRaw   = 13
-	capIPCLock  = 14
-	capSysAdmin = 21
-	capBPF      = 39
-)
-
 // missingCaps names the capabilities `run` lacks, or returns "".
 func missingCaps() string {
-	eff, err := capEff()
+	eff, err := caps.Effective()
 	if err != nil {
 		return ""
 	}
-	has := func(b uint) bool { return eff&(1<<b) != 0 }
 	var miss []string
-	if !has(capNetAdmin) {
+	if !eff.Has(caps.NetAdmin) {
 		miss = append(miss, "CAP_NET_ADMIN")
 	}
-	if !has(capNetRaw) {
+	if !eff.Has(caps.NetRaw) {
 		miss = append(miss, "CAP_NET_RAW")
 	}
-	if !has(capBPF) && !has(capSysAdmin) {
+	if !eff.Has(caps.BPF) && !eff.Has(caps.SysAdmin) {
 		miss = append(miss, "CAP_BPF")
 	}
 	var rl unix.Rlimit
-	if !has(capIPCLock) && (unix.Getrlimit(unix.RLIMIT_MEMLOCK, &rl) != nil || rl.Cur != unix.RLIM_INFINITY) {
+	if !eff.Has(caps.IPCLock) && (unix.Getrlimit(unix.RLIMIT_MEMLOCK, &rl) != nil || rl.Cur != unix.RLIM_INFINITY) {
 		// XDP_UMEM_REG charges the UMEM to RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK.
 		miss = append(miss, "CAP_IPC_LOCK")
 	}
 	return strings.Join(miss, ", ")
-}
-
-func capEff() (uint64, error) {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "CapEff:"); ok {
-			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-		}
-	}
-	return 0, errors.New("no CapEff in /proc/self/status")
 }
 
 func newLogger(format string, w io.Writer) *slog.Logger {

@@ -1,10 +1,9 @@
 package netlab
 
 import (
-	"bufio"
 	"fmt"
+	"github.com/xdpnet/xdpnet/internal/caps"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -13,20 +12,12 @@ import (
 // failure, so that a CI run cannot pass by skipping every privileged test.
 const RequireEnv = "XDPNET_REQUIRE_PRIV"
 
-// Capability bits (include/uapi/linux/capability.h).
-const (
-	capNetAdmin = 12
-	capNetRaw   = 13
-	capSysAdmin = 21
-	capBPF      = 39
-)
-
 // MissingPrivileges returns what the process lacks to build labs and run
 // AF_XDP, or "" when it has everything: CAP_SYS_ADMIN (setns, mounts under
 // /run/netns), CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF (or CAP_SYS_ADMIN,
 // which implies it).
 func MissingPrivileges() string {
-	eff, err := effectiveCaps()
+	eff, err := caps.Effective()
 	if err != nil {
 		if os.Geteuid() == 0 {
 			return ""
@@ -34,41 +25,23 @@ func MissingPrivileges() string {
 		return fmt.Sprintf("not root and cannot read capabilities: %v", err)
 	}
 	var missing []string
-	has := func(bit uint) bool { return eff&(1<<bit) != 0 }
-	if !has(capSysAdmin) {
+	has := eff.Has
+	if !has(caps.SysAdmin) {
 		missing = append(missing, "CAP_SYS_ADMIN")
 	}
-	if !has(capNetAdmin) {
+	if !has(caps.NetAdmin) {
 		missing = append(missing, "CAP_NET_ADMIN")
 	}
-	if !has(capNetRaw) {
+	if !has(caps.NetRaw) {
 		missing = append(missing, "CAP_NET_RAW")
 	}
-	if !has(capBPF) && !has(capSysAdmin) {
+	if !has(caps.BPF) && !has(caps.SysAdmin) {
 		missing = append(missing, "CAP_BPF")
 	}
 	if len(missing) == 0 {
 		return ""
 	}
 	return "missing " + strings.Join(missing, ", ") + " (run as root, e.g. sudo go test ./...)"
-}
-
-func effectiveCaps() (uint64, error) {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "CapEff:"); ok {
-			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-		}
-	}
-	if err := s.Err(); err != nil {
-		return 0, err
-	}
-	return 0, fmt.Errorf("no CapEff line in /proc/self/status")
 }
 
 // RequirePrivileges skips the test when the process lacks the privileges
