@@ -183,9 +183,9 @@ func (p *prober) times() []time.Time {
 
 func (p *prober) close() { p.once.Do(func() { close(p.stop) }); p.wg.Wait() }
 
-// routeFollowBound: see internal/kmirror's routeBound - the target is 100 ms and the measured times are
-// logged; the assertion is that the change is followed at once, with room for a loaded shared CPU.
-const routeFollowBound = time.Second
+// routeFollowBound: the issue's requirement, a route added or removed with `ip route` changes forwarding
+// within 100 ms (measured here: about 1 ms; see internal/kmirror's routeBound).
+const routeFollowBound = 100 * time.Millisecond
 
 // TestKernelMirrorRouteAddDeleteVeth: `ip route add 198.19.7.7/32 via <sink>` in the router's kernel makes
 // xdpfwd forward to that second sink address; `ip route del` stops it. Each is measured from the netlink

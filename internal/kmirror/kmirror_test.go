@@ -101,11 +101,10 @@ func TestInitialStateMirroredNetns(t *testing.T) {
 	}
 }
 
-// routeBound is how late a mirrored route change may reach the stack before the test fails. The target is
-// 100 ms and an idle machine takes about 10 ms (one copy of the stack's 64 MiB DIR-24-8 table); the bound is
-// loose because tests assert behaviour - "follows at once, not at some resync" - not speed on a shared CPU.
-// The measured times are logged.
-const routeBound = time.Second
+// routeBound is the issue's requirement: a route change made with `ip route` takes effect within 100 ms.
+// The stack updates its table in place (about a microsecond), so an idle machine takes about 1 ms, netlink
+// included; the measured times are logged.
+const routeBound = 100 * time.Millisecond
 
 // TestRouteChangeFollowedNetns: a route added, replaced or deleted in the kernel reaches the stack's table
 // promptly (see routeBound).
