@@ -43,6 +43,13 @@ func TestScenariosSmoke(t *testing.T) {
 				if r.pps <= 0 {
 					t.Fatalf("no traffic measured (generator %.0f pps)", r.genPPS)
 				}
+				t.Logf("DUT CPU %.0f ns/packet, %.0f%% of a core", r.cpuPerPkt, r.cpuPct)
+				if impl == "xdpnet" && sc != "txonly" && (r.cpuPerPkt <= 0 || r.cpuPct <= 0) {
+					t.Fatalf("xdpnet DUT CPU not measured: %v ns/packet, %v%% of a core", r.cpuPerPkt, r.cpuPct)
+				}
+				if (impl == "kernel" || sc == "txonly") && r.cpuPerPkt != -1 {
+					t.Fatalf("%s %s has no DUT thread, yet DUT CPU %v ns/packet", sc, impl, r.cpuPerPkt)
+				}
 			})
 		}
 	}
@@ -57,12 +64,16 @@ func TestMedianAndTable(t *testing.T) {
 	}
 	a := 0.0
 	rep := &Report{Machine: Machine{CPU: "x", Cores: 2, Kernel: "6.18"}, Runs: 1, Results: []*Result{
-		{Scenario: "l2fwd", Impl: "xdpnet", Runs: []float64{2e6}, MedianPPS: 2e6, Ratio: 2, AllocsPerPacket: &a},
-		{Scenario: "l2fwd", Impl: "asavie", Runs: []float64{1e6}, MedianPPS: 1e6, Ratio: 1},
+		{Scenario: "l2fwd", Impl: "xdpnet", Runs: []float64{2e6}, MedianPPS: 2e6, Ratio: 2, AllocsPerPacket: &a,
+			CPUNsPerPacketRuns: []float64{400}, CPUNsPerPacket: 400, CPUPercent: 80},
+		{Scenario: "l2fwd", Impl: "asavie", Runs: []float64{1e6}, MedianPPS: 1e6, Ratio: 1,
+			CPUNsPerPacketRuns: []float64{1000}, CPUNsPerPacket: 1000, CPUPercent: 100, CPURatio: 2.5},
+		{Scenario: "l3fwd", Impl: "kernel", Runs: []float64{1e6}, MedianPPS: 1e6},
 		{Scenario: "l2fwd", Impl: "dpdk", Error: "not available: no testpmd"},
 	}}
 	md := table(rep)
-	for _, want := range []string{"| l2fwd | xdpnet | 2.000 | 2.000 |", "2.00x asavie", "| l2fwd | dpdk | n/a |", "no testpmd"} {
+	for _, want := range []string{"| l2fwd | xdpnet | 2.000 | 2.000 |", "2.00x asavie", "| l2fwd | dpdk | n/a |", "no testpmd",
+		"| 0.000 | 400 | 80 |  |", "| 1000 | 100 | 2.50x xdpnet |", "| l3fwd | kernel | 1.000 | 1.000 | 0.000 |  |  | n/a | n/a |  |", "DUT CPU n/a: kernel forwarding"} {
 		if !contains(md, want) {
 			t.Fatalf("table lacks %q:\n%s", want, md)
 		}
@@ -70,6 +81,18 @@ func TestMedianAndTable(t *testing.T) {
 	svg := chart(rep)
 	if !contains(svg, "<svg") || !contains(svg, ">n/a<") || !contains(svg, "xdpnet") {
 		t.Fatalf("chart:\n%s", svg)
+	}
+}
+
+func TestRoundRatio(t *testing.T) {
+	// asavie spends 2x, 1x and 3x xdpnet's CPU per packet in rounds 0-2; round 3 has no asavie run.
+	asavie := map[int]float64{0: 800, 1: 500, 2: 1500}
+	xdpnet := map[int]float64{0: 400, 1: 500, 2: 500, 3: 450}
+	if r := roundRatio(asavie, xdpnet); r != 2 {
+		t.Fatalf("roundRatio = %v, want 2 (median of 2, 1, 3)", r)
+	}
+	if r := roundRatio(map[int]float64{0: 1}, map[int]float64{1: 1}); r != 0 {
+		t.Fatalf("no common round: roundRatio = %v, want 0", r)
 	}
 }
 

@@ -41,7 +41,11 @@ type dut struct {
 	p *poller.Poller
 	// output is what a DUT process printed so far (nil for in-process DUTs).
 	output func() string
-	stop   func() error
+	// cpu is the CPU time the DUT has used so far, in ns (user+system, schedstat's run time): the xdpnet DUT's
+	// poller threads, asavie's rxdrop loop thread, or every thread of a DUT process. nil where there is no DUT
+	// of its own (kernel forwarding, txonly).
+	cpu  func() uint64
+	stop func() error
 }
 
 // l2fwdHandler is the MAC-rewrite forwarder of the xdpnet l2fwd scenario: port 0 -> port 1, destination MAC
@@ -77,7 +81,16 @@ func pollerDUT(t *topo, o *options, queues int, ifs []string, nh pipeline.NewHan
 	if err != nil {
 		return nil, err
 	}
-	return &dut{p: p, count: count, stop: stop, kdrops: func() uint64 {
+	return &dut{p: p, count: count, stop: stop, cpu: func() uint64 {
+		var ns uint64
+		for _, q := range p.Stats().Queues {
+			if q.TID != 0 {
+				v, _ := threadCPU(q.TID)
+				ns += v
+			}
+		}
+		return ns
+	}, kdrops: func() uint64 {
 		var n uint64
 		for _, ps := range p.Stats().Ports {
 			n += socketDrops(ps.Kernel)
@@ -166,7 +179,8 @@ func startCommand(t *topo, name string, args ...string) (*dut, error) {
 		return nil, fmt.Errorf("%s exited at start: %v: %s", name, err, lastLines(out.String(), 8))
 	case <-time.After(300 * time.Millisecond):
 	}
-	return &dut{output: out.String, stop: func() error {
+	pid := cmd.Process.Pid // ip netns exec, nsenter, taskset and stdbuf all exec in place: this is the DUT
+	return &dut{output: out.String, cpu: func() uint64 { return processCPU(pid) }, stop: func() error {
 		select {
 		case err := <-exited:
 			cancel()
@@ -277,12 +291,14 @@ func asavieRxdrop(t *topo, o *options) (*dut, error) {
 	}
 	var n atomic.Uint64
 	var quit atomic.Bool
+	var tid atomic.Int64
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
+		tid.Store(int64(unix.Gettid()))
 		var set unix.CPUSet
 		set.Set(o.dutCPU)
 		unix.SchedSetaffinity(0, &set)
@@ -303,7 +319,10 @@ func asavieRxdrop(t *topo, o *options) (*dut, error) {
 		unix.SchedSetaffinity(0, &set)
 	}()
 	fd := xsk.FD()
-	return &dut{count: n.Load, kdrops: func() uint64 {
+	return &dut{count: n.Load, cpu: func() uint64 {
+		v, _ := threadCPU(int(tid.Load()))
+		return v
+	}, kdrops: func() uint64 {
 		st, err := xdpStatistics(fd)
 		if err != nil {
 			return 0
@@ -319,6 +338,29 @@ func asavieRxdrop(t *topo, o *options) (*dut, error) {
 			return prog.Close()
 		})
 	}}, nil
+}
+
+// processCPU is the CPU time, in ns, of every thread of process pid so far (the first field of each
+// /proc/PID/task/TID/schedstat: time on a CPU, user and system). A thread that exited is no longer counted;
+// the DUT processes here start their threads before forwarding starts and keep them until they quit.
+func processCPU(pid int) uint64 {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var ns uint64
+	for _, e := range ents {
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/schedstat")
+		if err != nil {
+			continue
+		}
+		var v uint64
+		if _, err := fmt.Sscan(string(b), &v); err == nil {
+			ns += v
+		}
+	}
+	return ns
 }
 
 // socketDrops is the frames the kernel dropped on the way into an AF_XDP socket. rx_dropped already counts a frame

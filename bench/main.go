@@ -84,11 +84,23 @@ type Result struct {
 	LoadAvg []float64
 	// AllocsPerPacket is runtime Mallocs during the window / packets (xdpnet l2fwd, l3fwd).
 	AllocsPerPacket *float64 `json:",omitempty"`
-	Error           string   `json:",omitempty"`
-	genRuns         []float64
-	dropRuns        []float64
-	allocs          []float64
-	byRound         map[int]float64
+	// CPUNsPerPacketRuns is, per run, the DUT's CPU time over the window (user+system of its threads, schedstat
+	// run time) divided by the packets counted in the same window (forwarded, or received for rxdrop), in ns.
+	// Empty where the DUT has no threads of its own (kernel forwarding, txonly). CPUNsPerPacket is the median.
+	CPUNsPerPacketRuns []float64 `json:",omitempty"`
+	CPUNsPerPacket     float64   `json:",omitempty"`
+	// CPUPercent is the median of the DUT's CPU time over the window, in percent of one core.
+	CPUPercent float64 `json:",omitempty"`
+	// CPURatio is the median over rounds of this run's CPU ns/packet / xdpnet's in the same round (not set for
+	// xdpnet itself): 1.4 means this implementation spends 1.4 times xdpnet's CPU per packet.
+	CPURatio float64 `json:",omitempty"`
+	Error    string  `json:",omitempty"`
+	genRuns  []float64
+	dropRuns []float64
+	allocs   []float64
+	cpuPct   []float64
+	byRound  map[int]float64
+	cpuRound map[int]float64
 }
 
 // Machine describes where the numbers come from.
@@ -119,6 +131,9 @@ type trialResult struct {
 	// detail breaks the xdpnet DUT's socket drops down (per second over the window), with its loop counters.
 	detail string
 	allocs float64 // -1: not measured
+	// cpuPerPkt is the DUT's CPU ns per counted packet over the window, cpuPct its CPU time in percent of one
+	// core; both -1 when the DUT has no threads of its own to read.
+	cpuPerPkt, cpuPct float64
 }
 
 func main() {
@@ -278,8 +293,18 @@ func run(o *options, m Machine) *Report {
 			if tr.allocs >= 0 {
 				c.allocs = append(c.allocs, tr.allocs)
 			}
+			cpu := ""
+			if tr.cpuPerPkt >= 0 {
+				c.CPUNsPerPacketRuns = append(c.CPUNsPerPacketRuns, tr.cpuPerPkt)
+				c.cpuPct = append(c.cpuPct, tr.cpuPct)
+				if c.cpuRound == nil {
+					c.cpuRound = map[int]float64{}
+				}
+				c.cpuRound[r] = tr.cpuPerPkt
+				cpu = fmt.Sprintf(", DUT CPU %.0f ns/packet at %.0f%% of a core", tr.cpuPerPkt, tr.cpuPct)
+			}
 			if !o.quiet {
-				fmt.Fprintf(os.Stderr, "\r[%2d/%d %3.0fs] %-8s %-6s run %d/%d: %.3f Mpps (generator %.3f Mpps, DUT socket drops %.3f Mpps)%s\n", done, total, time.Since(start).Seconds(), c.Scenario, c.Impl, r+1, o.runs, tr.pps/1e6, tr.genPPS/1e6, tr.kdropPPS/1e6, tr.detail)
+				fmt.Fprintf(os.Stderr, "\r[%2d/%d %3.0fs] %-8s %-6s run %d/%d: %.3f Mpps (generator %.3f Mpps, DUT socket drops %.3f Mpps%s)%s\n", done, total, time.Since(start).Seconds(), c.Scenario, c.Impl, r+1, o.runs, tr.pps/1e6, tr.genPPS/1e6, tr.kdropPPS/1e6, cpu, tr.detail)
 			}
 		}
 	}
@@ -292,6 +317,17 @@ func run(o *options, m Machine) *Report {
 			a := median(c.allocs)
 			c.AllocsPerPacket = &a
 		}
+		c.CPUNsPerPacket, c.CPUPercent = median(c.CPUNsPerPacketRuns), median(c.cpuPct)
+	}
+	for _, c := range cfgs {
+		if c.Impl == "xdpnet" {
+			continue
+		}
+		for _, d := range cfgs {
+			if d.Scenario == c.Scenario && d.Impl == "xdpnet" {
+				c.CPURatio = roundRatio(c.cpuRound, d.cpuRound)
+			}
+		}
 	}
 	for _, c := range cfgs {
 		ref := reference[c.Scenario]
@@ -299,13 +335,7 @@ func run(o *options, m Machine) *Report {
 			if d.Scenario != c.Scenario || d.Impl != ref {
 				continue
 			}
-			var rs []float64
-			for r, v := range c.byRound {
-				if w := d.byRound[r]; w > 0 && v > 0 {
-					rs = append(rs, v/w)
-				}
-			}
-			c.Ratio = median(rs)
+			c.Ratio = roundRatio(c.byRound, d.byRound)
 		}
 	}
 	if o.idle > 0 {
@@ -322,6 +352,17 @@ func run(o *options, m Machine) *Report {
 		}
 	}
 	return rep
+}
+
+// roundRatio is the median over the rounds both have of a's value / b's.
+func roundRatio(a, b map[int]float64) float64 {
+	var rs []float64
+	for r, v := range a {
+		if w := b[r]; w > 0 && v > 0 {
+			rs = append(rs, v/w)
+		}
+	}
+	return median(rs)
 }
 
 func loadAvg() float64 {
@@ -359,7 +400,7 @@ func median(v []float64) float64 {
 
 // trial runs one configuration once on a fresh topology.
 func trial(o *options, sc, impl string) (trialResult, error) {
-	res := trialResult{allocs: -1}
+	res := trialResult{allocs: -1, cpuPerPkt: -1, cpuPct: -1}
 	queues := 1
 	if sc == "l2fwd-2q" {
 		queues = 2
@@ -412,9 +453,13 @@ func trial(o *options, sc, impl string) (trialResult, error) {
 	if d.tid != nil {
 		w0 = runDelay(d.tid())
 	}
-	c0, g0, k0, t0 := count(), g.Sent(), kd(), time.Now()
+	cpu := func() uint64 { return 0 }
+	if d.cpu != nil {
+		cpu = d.cpu
+	}
+	c0, g0, k0, u0, t0 := count(), g.Sent(), kd(), cpu(), time.Now()
 	time.Sleep(o.duration)
-	c1, g1, k1, t1 := count(), g.Sent(), kd(), time.Now()
+	c1, g1, k1, u1, t1 := count(), g.Sent(), kd(), cpu(), time.Now()
 	if d.p != nil {
 		s1 = d.p.Stats()
 		w1 = runDelay(d.tid())
@@ -427,6 +472,10 @@ func trial(o *options, sc, impl string) (trialResult, error) {
 	res.pps, res.genPPS, res.kdropPPS = float64(c1-c0)/dt, float64(g1-g0)/dt, float64(k1-k0)/dt
 	if measureAllocs && c1 > c0 {
 		res.allocs = float64(ms1.Mallocs-ms0.Mallocs) / float64(c1-c0)
+	}
+	if d.cpu != nil && c1 > c0 && u1 >= u0 {
+		res.cpuPerPkt = float64(u1-u0) / float64(c1-c0)
+		res.cpuPct = 100 * float64(u1-u0) / float64(t1.Sub(t0).Nanoseconds())
 	}
 	if err := stopGen(); err != nil {
 		return res, err
@@ -518,10 +567,10 @@ func table(rep *Report) string {
 	m := rep.Machine
 	fmt.Fprintf(&b, "Machine: %s, %d cores, Linux %s, %s. %d interleaved runs per configuration, %s warmup, %s window; median. xdpnet DUT: %s mode, budget %d.\n\n",
 		m.CPU, m.Cores, m.Kernel, m.Go, rep.Runs, rep.Warmup, rep.Duration, rep.DUTMode, rep.DUTBudget)
-	fmt.Fprintf(&b, "| scenario | implementation | median Mpps | runs (Mpps) | generator Mpps | ratio (median per round) | DUT socket drops Mpps |\n|---|---|---:|---|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| scenario | implementation | median Mpps | runs (Mpps) | generator Mpps | ratio (median per round) | DUT socket drops Mpps | DUT CPU ns/packet | DUT CPU %% of a core | CPU/packet vs xdpnet (median per round) |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rep.Results {
 		if r.Error != "" && len(r.Runs) == 0 {
-			fmt.Fprintf(&b, "| %s | %s | n/a | | | | |\n", r.Scenario, r.Impl)
+			fmt.Fprintf(&b, "| %s | %s | n/a | | | | | | | |\n", r.Scenario, r.Impl)
 			continue
 		}
 		var runs []string
@@ -536,7 +585,17 @@ func table(rep *Report) string {
 		if (r.Impl == "xdpnet" && r.Scenario != "txonly") || (r.Impl == "asavie" && r.Scenario == "rxdrop") {
 			drops = fmt.Sprintf("%.3f", r.SocketDropPPS/1e6)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.3f | %s | %.3f | %s | %s |\n", r.Scenario, r.Impl, r.MedianPPS/1e6, strings.Join(runs, ", "), r.GenPPS/1e6, ratio, drops)
+		cpuNs, cpuPct, cpuRatio := "n/a", "n/a", ""
+		if r.Scenario == "txonly" {
+			cpuNs, cpuPct = "", "" // no DUT
+		}
+		if len(r.CPUNsPerPacketRuns) > 0 {
+			cpuNs, cpuPct = fmt.Sprintf("%.0f", r.CPUNsPerPacket), fmt.Sprintf("%.0f", r.CPUPercent)
+		}
+		if r.CPURatio > 0 {
+			cpuRatio = fmt.Sprintf("%.2fx xdpnet", r.CPURatio)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.3f | %s | %.3f | %s | %s | %s | %s | %s |\n", r.Scenario, r.Impl, r.MedianPPS/1e6, strings.Join(runs, ", "), r.GenPPS/1e6, ratio, drops, cpuNs, cpuPct, cpuRatio)
 	}
 	var notes []string
 	for _, r := range rep.Results {
@@ -546,7 +605,11 @@ func table(rep *Report) string {
 		if r.Error != "" {
 			notes = append(notes, fmt.Sprintf("- %s %s: %s", r.Scenario, r.Impl, r.Error))
 		}
+		if r.Impl == "kernel" && len(r.Runs) > 0 {
+			notes = append(notes, fmt.Sprintf("- %s %s: DUT CPU n/a: kernel forwarding has no DUT thread; on veth it runs in softirq on the sending CPU, which is the generator's, so neither a thread nor the DUT CPU's softirq time holds it", r.Scenario, r.Impl))
+		}
 	}
+	notes = append(notes, "- DUT CPU: CPU time (user+system, schedstat run time) over the window of the xdpnet DUT's poller threads, asavie's rxdrop loop thread, or every thread of the asavie l2fwd / testpmd process, divided by the packets counted (forwarded; received for rxdrop). Softirq work that runs while a DUT thread is on the CPU (e.g. the veth transmit of its sendto) is charged to it (no IRQ time accounting in this kernel). CPU/packet vs xdpnet: this implementation's ns/packet over xdpnet's in the same round, median of the rounds")
 	lo, hi := 1e9, 0.0
 	for _, r := range rep.Results {
 		for _, l := range r.LoadAvg {
