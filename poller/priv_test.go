@@ -43,10 +43,7 @@ func TestNoPrivilegesChild(t *testing.T) {
 		return
 	}
 	netlab.RequirePrivileges(t)
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Skip("setpriv (util-linux) not installed; the EPERM mapping is covered by rings.TestExplainErrors")
-	}
+	setpriv := netlab.RequireTool(t, "setpriv")
 	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
 		os.Args[0], "-test.run=^TestNoPrivilegesChild$", "-test.v")
 	cmd.Env = append(os.Environ(), childEnv+"=1")

@@ -518,10 +518,7 @@ func TestDemoVeth(t *testing.T) {
 // nobody through setpriv(1), which needs root to switch users.
 func TestNotRoot(t *testing.T) {
 	netlab.RequirePrivileges(t)
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Skip("setpriv (util-linux) not installed")
-	}
+	setpriv := netlab.RequireTool(t, "setpriv")
 	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
 		xdpfwdBin, "run", "--iface", "r0=198.18.0.1/24")
 	out, err := cmd.CombinedOutput()

@@ -40,17 +40,6 @@ type httpLab struct {
 	stop     func()            // stops httpd (again: no-op)
 }
 
-// needTool skips (or fails under XDPNET_REQUIRE_PRIV=1... only for missing privileges) a test whose tool
-// is not installed: a missing tool is not a missing privilege, so it always skips.
-func needTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
-
 // startLab builds the hosts, writes the files (name -> size) and runs httpd in-process in srv.
 func startLab(t testing.TB, files map[string]int, extra func(s *stack.Stack)) *httpLab {
 	t.Helper()
@@ -173,7 +162,7 @@ func (l *httpLab) downloadUpload(t *testing.T, get, put string) {
 
 // TestCurlDownloadUploadVeth: Linux curl downloads 64 MiB from httpd and uploads 32 MiB, intact.
 func TestCurlDownloadUploadVeth(t *testing.T) {
-	needTool(t, "curl")
+	netlab.RequireTool(t, "curl")
 	l := startLab(t, map[string]int{"64m": 64 << 20, "32m": 32 << 20}, nil)
 	l.downloadUpload(t, "64m", "32m")
 	t.Logf("tcp stats: %v", nonZero(l.s.TCPStats()))
@@ -182,8 +171,8 @@ func TestCurlDownloadUploadVeth(t *testing.T) {
 // TestCurlLossVeth: the same with 5% of TCP segments dropped both ways by nftables in cli (sizes reduced
 // to 16 and 8 MiB to keep the run short).
 func TestCurlLossVeth(t *testing.T) {
-	needTool(t, "curl")
-	needTool(t, "nft")
+	netlab.RequireTool(t, "curl")
+	netlab.RequireTool(t, "nft")
 	l := startLab(t, map[string]int{"16m": 16 << 20, "8m": 8 << 20}, nil)
 	ctx := context.Background()
 	for _, args := range [][]string{
@@ -207,7 +196,7 @@ func TestCurlLossVeth(t *testing.T) {
 
 // TestCurlParallelVeth: 200 requests over 50 parallel connections all succeed.
 func TestCurlParallelVeth(t *testing.T) {
-	needTool(t, "curl")
+	netlab.RequireTool(t, "curl")
 	l := startLab(t, map[string]int{"f": 100 << 10}, nil)
 	args := []string{"--parallel", "--parallel-max", "50", "-w", "%{http_code} %{size_download}\\n"}
 	for range 200 {
@@ -226,12 +215,10 @@ func TestCurlParallelVeth(t *testing.T) {
 // TestSYNFloodVeth: 5000 SYNs from random sources in 198.18.0.0/24 (scapy) while curl still gets its
 // file: the SYN queue overflows and SYN cookies answer.
 func TestSYNFloodVeth(t *testing.T) {
-	needTool(t, "curl")
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Skip("/usr/bin/python3 not installed")
-	}
+	netlab.RequireTool(t, "curl")
+	netlab.RequireTool(t, "/usr/bin/python3")
 	if err := exec.Command("/usr/bin/python3", "-c", "import scapy.all").Run(); err != nil {
-		t.Skip("python3-scapy not installed")
+		netlab.MissingTool(t, "python3-scapy is not installed for /usr/bin/python3")
 	}
 	l := startLab(t, map[string]int{"1m": 1 << 20}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -272,7 +259,7 @@ send(IP(src=RandIP('198.18.0.0/24'), dst='`+srvAddr+`')/TCP(flags='S', dport=80,
 
 // TestClosedPortRefusedVeth: curl to a port nobody listens on gets "Connection refused" (the engine's RST).
 func TestClosedPortRefusedVeth(t *testing.T) {
-	needTool(t, "curl")
+	netlab.RequireTool(t, "curl")
 	l := startLab(t, nil, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -40,7 +40,7 @@ func sendFromCli(b *testing.B, cli *netlab.Host, addr, path string) time.Duratio
 // off) into xdpnet's stack (a sink on port 9000), and, in the same run, into Linux on the same veth with
 // the poller gone. Reports Gbit/s of each.
 func BenchmarkTCPOneFlowVeth(b *testing.B) {
-	needTool(b, "ncat")
+	netlab.RequireTool(b, "ncat")
 	const size = 256 << 20
 	var sink *stack.TCPListener
 	l := startLab(b, nil, func(s *stack.Stack) {

@@ -19,9 +19,7 @@ import (
 // TestGetFromLinuxServerVeth: httpget's client on xdpnet's stack (namespace cli, 198.18.0.1) fetches
 // 16 MiB from Linux's python3 -m http.server (namespace srv, 198.18.0.2), intact.
 func TestGetFromLinuxServerVeth(t *testing.T) {
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Skip("/usr/bin/python3 not installed")
-	}
+	netlab.RequireTool(t, "/usr/bin/python3")
 	lab := netlab.NewT(t)
 	cli, srv := lab.MustAddHost(t, "cli"), lab.MustAddHost(t, "srv")
 	// One queue: the poller reads queue 0 only.

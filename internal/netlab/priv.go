@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"github.com/xdpnet/xdpnet/internal/caps"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -57,4 +58,25 @@ func RequirePrivileges(t testing.TB) {
 		t.Fatalf("privileged test cannot run: %s; %s=1 makes this a failure instead of a skip", missing, RequireEnv)
 	}
 	t.Skipf("privileged test skipped: %s; set %s=1 to fail instead of skipping", missing, RequireEnv)
+}
+
+// MissingTool ends a test that cannot run because a program it talks to (ping, curl, tshark, scapy) is
+// missing: a skip saying what, or a failure when XDPNET_REQUIRE_PRIV=1, since `make test` installs them all.
+func MissingTool(t testing.TB, what string) {
+	t.Helper()
+	if os.Getenv(RequireEnv) == "1" {
+		t.Fatalf("%s; `make test` installs it (.ci/install-deps), and %s=1 forbids skipping", what, RequireEnv)
+	}
+	t.Skipf("%s (run .ci/install-deps)", what)
+}
+
+// RequireTool returns the path of the program name (looked up in PATH unless absolute), or ends the test
+// through MissingTool.
+func RequireTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		MissingTool(t, name+" is not installed")
+	}
+	return p
 }
