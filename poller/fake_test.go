@@ -241,3 +241,27 @@ func BenchmarkLoopForward(b *testing.B) {
 	}
 	b.ReportMetric(64, "pkts/op")
 }
+
+// TestPublishedRingLevelsFakeRings: the ring levels and free frames that Stats and the metrics show are the
+// rings' real occupancy at the end of a batch.
+func TestPublishedRingLevelsFakeRings(t *testing.T) {
+	q, ks := newFakeQueue(t, 2, 256, 2048, &fwdHandler{})
+	q.refill()
+	ks[0].deliver(q.area, 10, func(i int, b []byte) int { b[0] = 1; return 60 })
+	q.publish()
+	p0 := &q.ports[0].pub
+	if p0.rxLevel.Load() != 10 || p0.fillLevel.Load() != 246 || q.pubFree.Load() != int64(q.pool.Len()) {
+		t.Fatalf("before the batch: rx %d fill %d free %d (pool %d), want 10, 246, pool",
+			p0.rxLevel.Load(), p0.fillLevel.Load(), q.pubFree.Load(), q.pool.Len())
+	}
+	q.step(1) // forwards the 10 to port 1 and publishes
+	p1 := &q.ports[1].pub
+	if p0.rxLevel.Load() != 0 || p1.txLevel.Load() != 10 || p1.compLevel.Load() != 0 {
+		t.Fatalf("after the batch: rx %d, port 1 tx %d comp %d; want 0, 10, 0", p0.rxLevel.Load(), p1.txLevel.Load(), p1.compLevel.Load())
+	}
+	ks[1].transmit(q.area, nil)
+	q.publish()
+	if p1.txLevel.Load() != 0 || p1.compLevel.Load() != 10 {
+		t.Fatalf("after the kernel sent them: tx %d comp %d, want 0, 10", p1.txLevel.Load(), p1.compLevel.Load())
+	}
+}

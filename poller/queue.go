@@ -45,6 +45,8 @@ type portCounters struct {
 
 type pubPort struct {
 	rxPackets, rxBytes, txPackets, txBytes, fillEmpty, txFull atomic.Uint64
+	// Ring levels at the end of the last batch: entries produced and not yet consumed on each ring.
+	fillLevel, rxLevel, txLevel, compLevel atomic.Uint32
 }
 
 // queue is one queue index across every port: the poller's unit of work, owned by one goroutine.
@@ -69,6 +71,7 @@ type queue struct {
 	idleLoops uint64 // loops that found none
 	sleeps    uint64
 	pubLoops  struct{ busy, idle, sleeps atomic.Uint64 }
+	pubFree   atomic.Int64 // frames in the pool at the end of the last batch
 	tid       atomic.Int32
 
 	// Link events: the generation of the poller's link table this queue has acted on, the queue's view of
@@ -348,7 +351,16 @@ func (q *queue) publish() {
 		p.pub.txBytes.Store(p.local.txBytes)
 		p.pub.fillEmpty.Store(p.local.fillEmpty)
 		p.pub.txFull.Store(p.local.txFull)
+		var fill, rx, tx, comp uint32
+		if !p.gone && p.fill != nil { // a gone port's rings are unmapped
+			fill, rx, tx, comp = p.fill.Pending(), p.rx.Pending(), p.tx.Pending(), p.comp.Pending()
+		}
+		p.pub.fillLevel.Store(fill)
+		p.pub.rxLevel.Store(rx)
+		p.pub.txLevel.Store(tx)
+		p.pub.compLevel.Store(comp)
 	}
+	q.pubFree.Store(int64(q.pool.Len()))
 	for w := range q.dirty {
 		for m := q.dirty[w]; m != 0; m &= m - 1 {
 			r := w*64 + bits.TrailingZeros64(m)

@@ -17,6 +17,10 @@ type PortStats struct {
 	// FillRingEmpty counts loops that found the fill ring empty (the kernel had no frame to receive into).
 	// TxRingFull counts packets dropped because the TX ring was full.
 	FillRingEmpty, TxRingFull uint64
+	// FillLevel, RxLevel, TxLevel and CompLevel are the entries waiting on each ring at the end of the
+	// queue's last busy batch (per queue only; summed in Stats.Ports): frames lent to the kernel to receive
+	// into, received frames not yet taken, frames not yet sent, sent frames not yet reaped.
+	FillLevel, RxLevel, TxLevel, CompLevel uint32
 	// Kernel is the socket's XDP_STATISTICS (drops the kernel saw: RX ring full, fill ring empty, invalid
 	// descriptors), including the sockets closed when the link was deleted.
 	Kernel unix.XDPStatistics
@@ -37,6 +41,8 @@ type QueueStats struct {
 	Ports []PortStats
 	// Drops counts packets dropped by reason.
 	Drops pipeline.DropCounters
+	// FreeFrames is the frame pool's size at the end of the last busy batch.
+	FreeFrames int
 	// BusyLoops found work, IdleLoops found none, Sleeps are poll(2) sleeps (Adaptive mode).
 	BusyLoops, IdleLoops, Sleeps uint64
 }
@@ -81,7 +87,8 @@ func (p *Poller) Stats() Stats {
 	}
 	for qi, q := range p.qs {
 		qs := QueueStats{Queue: q.id, CPU: q.cpu, TID: int(q.tid.Load()),
-			BusyLoops: q.pubLoops.busy.Load(), IdleLoops: q.pubLoops.idle.Load(), Sleeps: q.pubLoops.sleeps.Load()}
+			BusyLoops: q.pubLoops.busy.Load(), IdleLoops: q.pubLoops.idle.Load(), Sleeps: q.pubLoops.sleeps.Load(),
+			FreeFrames: int(q.pubFree.Load())}
 		for r := range qs.Drops {
 			qs.Drops[r] = q.pubDrops[r].Load()
 			s.Drops[r] += qs.Drops[r]
@@ -91,7 +98,9 @@ func (p *Poller) Stats() Stats {
 			ps := PortStats{Port: i, Name: ports[i].Name,
 				RxPackets: qp.pub.rxPackets.Load(), RxBytes: qp.pub.rxBytes.Load(),
 				TxPackets: qp.pub.txPackets.Load(), TxBytes: qp.pub.txBytes.Load(),
-				FillRingEmpty: qp.pub.fillEmpty.Load(), TxRingFull: qp.pub.txFull.Load()}
+				FillRingEmpty: qp.pub.fillEmpty.Load(), TxRingFull: qp.pub.txFull.Load(),
+				FillLevel: qp.pub.fillLevel.Load(), RxLevel: qp.pub.rxLevel.Load(),
+				TxLevel: qp.pub.txLevel.Load(), CompLevel: qp.pub.compLevel.Load()}
 			if kst != nil {
 				ps.Kernel = kst[qi][i]
 			} else {
@@ -110,6 +119,10 @@ func (p *Poller) Stats() Stats {
 			t.TxBytes += ps.TxBytes
 			t.FillRingEmpty += ps.FillRingEmpty
 			t.TxRingFull += ps.TxRingFull
+			t.FillLevel += ps.FillLevel
+			t.RxLevel += ps.RxLevel
+			t.TxLevel += ps.TxLevel
+			t.CompLevel += ps.CompLevel
 			t.Kernel.Rx_dropped += ps.Kernel.Rx_dropped
 			t.Kernel.Rx_invalid_descs += ps.Kernel.Rx_invalid_descs
 			t.Kernel.Tx_invalid_descs += ps.Kernel.Tx_invalid_descs

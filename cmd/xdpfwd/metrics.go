@@ -57,6 +57,8 @@ var (
 	descXDPRxRingFull     = metricDesc("xdp_rx_ring_full_total", "Kernel XDP_STATISTICS rx_ring_full: frames dropped because the RX ring was full.", pqLabels...)
 	descXDPRxFillEmpty    = metricDesc("xdp_rx_fill_ring_empty_descs_total", "Kernel XDP_STATISTICS rx_fill_ring_empty_descs: frames dropped because the fill ring was empty.", pqLabels...)
 	descXDPTxRingEmpty    = metricDesc("xdp_tx_ring_empty_descs_total", "Kernel XDP_STATISTICS tx_ring_empty_descs.", pqLabels...)
+	descRingLevel         = metricDesc("ring_entries", "Entries waiting on an AF_XDP ring at the end of the queue's last busy batch (ring: fill, rx, tx, completion).", "port", "queue", "ring")
+	descFreeFrames        = metricDesc("free_frames", "Frames in the queue's UMEM pool at the end of its last busy batch.", "queue")
 	descDrops             = metricDesc("drops_total", "Packets dropped, by reason (pipeline.DropReason names).", "queue", "reason")
 	descLoops             = metricDesc("poller_loops_total", "Poll loop iterations: kind busy found work, idle found none.", "queue", "kind")
 	descSleeps            = metricDesc("poller_sleeps_total", "Times the poll loop slept in poll(2) (adaptive mode).", "queue")
@@ -102,7 +104,7 @@ func init() {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRxPackets, descRxBytes, descTxPackets, descTxBytes, descFillRingEmpty,
 		descTxRingFull, descXDPRxDropped, descXDPRxInvalid, descXDPTxInvalid, descXDPRxRingFull, descXDPRxFillEmpty,
-		descXDPTxRingEmpty, descDrops, descLoops, descSleeps, descBusyRatio, descNeighbours, descRoutes,
+		descXDPTxRingEmpty, descRingLevel, descFreeFrames, descDrops, descLoops, descSleeps, descBusyRatio, descNeighbours, descRoutes,
 		descReloads, descACLRules} {
 		ch <- d
 	}
@@ -137,7 +139,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				counter(descXDPRxRingFull, k.Rx_ring_full, ps.Name, qs)
 				counter(descXDPRxFillEmpty, k.Rx_fill_ring_empty_descs, ps.Name, qs)
 				counter(descXDPTxRingEmpty, k.Tx_ring_empty_descs, ps.Name, qs)
+				gauge(descRingLevel, float64(ps.FillLevel), ps.Name, qs, "fill")
+				gauge(descRingLevel, float64(ps.RxLevel), ps.Name, qs, "rx")
+				gauge(descRingLevel, float64(ps.TxLevel), ps.Name, qs, "tx")
+				gauge(descRingLevel, float64(ps.CompLevel), ps.Name, qs, "completion")
 			}
+			gauge(descFreeFrames, float64(q.FreeFrames), qs)
 			// Every registered reason, zeros included, so rate() works from the first drop of a kind.
 			for r, n := 1, pipeline.NumDropReasons(); r < n; r++ {
 				counter(descDrops, q.Drops[r], qs, pipeline.DropReason(r).String())

@@ -108,6 +108,9 @@ func TestMetricsEndpointVeth(t *testing.T) {
 		{"xdpnet_neighbours", []string{"state", "reachable"}, 2},
 		{"xdpnet_routes", nil, 2},
 		{"xdpnet_poller_loops_total", []string{"kind", "busy"}, 1},
+		// The fill rings hold frames lent to the kernel to receive into; the pool keeps the rest.
+		{"xdpnet_ring_entries", []string{"port", "r0", "ring", "fill"}, 1},
+		{"xdpnet_free_frames", nil, 1},
 	} {
 		v, ok := metricSum(fams, c.name, c.labels...)
 		if !ok || v < c.min {
