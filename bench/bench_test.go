@@ -31,6 +31,10 @@ func TestScenariosSmoke(t *testing.T) {
 	t.Cleanup(releaseHugepages)
 	for _, sc := range allScenarios {
 		for _, impl := range implsOf[sc] {
+			if sc == "tcp" {
+				t.Run(sc+"/"+impl, func(t *testing.T) { tcpSmoke(t, o, impl) })
+				continue
+			}
 			t.Run(sc+"/"+impl, func(t *testing.T) {
 				r, err := trial(o, sc, impl)
 				if errors.Is(err, errNA) {
@@ -55,6 +59,30 @@ func TestScenariosSmoke(t *testing.T) {
 	}
 }
 
+// tcpSmoke sends 8 MiB of random bytes over one flow to impl's receiver and checks that every byte arrived, in
+// order (byte count and CRC-32C of both sides), then runs the windowed trial and checks that it measured a rate.
+func tcpSmoke(t *testing.T, o *options, impl string) {
+	const total = 8 << 20
+	sent, got, sentCRC, gotCRC, err := tcpTransfer(o, impl, total, 20*time.Second)
+	if err != nil {
+		t.Fatalf("sent %d, received %d: %v", sent, got, err)
+	}
+	if sent != total || got != total {
+		t.Fatalf("sender wrote %d bytes, receiver read %d, want %d each", sent, got, total)
+	}
+	if sentCRC != gotCRC {
+		t.Fatalf("%d bytes arrived but CRC-32C %08x != sent %08x: the stream was reordered or corrupted", got, gotCRC, sentCRC)
+	}
+	r, err := trial(o, "tcp", impl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d bytes intact (CRC-32C %08x); windowed: %.2f Gbit/s", got, gotCRC, r.bps/1e9)
+	if r.bps <= 0 {
+		t.Fatal("no rate measured in the window")
+	}
+}
+
 func TestMedianAndTable(t *testing.T) {
 	if m := median([]float64{3, 1, 2}); m != 2 {
 		t.Fatalf("median %v", m)
@@ -70,15 +98,23 @@ func TestMedianAndTable(t *testing.T) {
 			CPUNsPerPacketRuns: []float64{1000}, CPUNsPerPacket: 1000, CPUPercent: 100, CPURatio: 2.5},
 		{Scenario: "l3fwd", Impl: "kernel", Runs: []float64{1e6}, MedianPPS: 1e6},
 		{Scenario: "l2fwd", Impl: "dpdk", Error: "not available: no testpmd"},
+		{Scenario: "l3fwd", Impl: "dpdk", Runs: []float64{3e6}, MedianPPS: 3e6},
+		{Scenario: "tcp", Impl: "xdpnet", RunsBitsPerSec: []float64{3e9, 4e9}, MedianBitsPerSec: 3.5e9, Ratio: 0.5},
+		{Scenario: "tcp", Impl: "kernel", RunsBitsPerSec: []float64{7e9, 7e9}, MedianBitsPerSec: 7e9, Ratio: 1},
 	}}
 	md := table(rep)
 	for _, want := range []string{"| l2fwd | xdpnet | 2.000 | 2.000 |", "2.00x asavie", "| l2fwd | dpdk | n/a |", "no testpmd",
-		"| 0.000 | 400 | 80 |  |", "| 1000 | 100 | 2.50x xdpnet |", "| l3fwd | kernel | 1.000 | 1.000 | 0.000 |  |  | n/a | n/a |  |", "DUT CPU n/a: kernel forwarding"} {
+		"| 0.000 | 400 | 80 |  |", "| 1000 | 100 | 2.50x xdpnet |", "| l3fwd | kernel | 1.000 | 1.000 | 0.000 |  |  | n/a | n/a |  |", "DUT CPU n/a: kernel forwarding",
+		"testpmd does not route: mac-forward reference", "in Gbit/s (not Mpps)", "| xdpnet (poller + stack, ListenTCP) | 3.50 | 3.00, 4.00 | 0.50x |",
+		"| Linux (kernel TCP) | 7.00 | 7.00, 7.00 |  |"} {
 		if !contains(md, want) {
 			t.Fatalf("table lacks %q:\n%s", want, md)
 		}
 	}
 	svg := chart(rep)
+	if contains(svg, ">tcp<") {
+		t.Fatalf("chart (Mpps) draws the tcp scenario (Gbit/s):\n%s", svg)
+	}
 	if !contains(svg, "<svg") || !contains(svg, ">n/a<") || !contains(svg, "xdpnet") {
 		t.Fatalf("chart:\n%s", svg)
 	}

@@ -9,6 +9,7 @@ import (
 var implColors = map[string]string{"xdpnet": "#1f77b4", "asavie": "#ff7f0e", "kernel": "#2ca02c", "dpdk": "#9467bd"}
 
 // chart draws a grouped bar chart (one group per scenario, one bar per implementation, median Mpps) as SVG.
+// The tcp scenario (Gbit/s) is left out: one axis, one unit.
 func chart(rep *Report) string {
 	type group struct {
 		name string
@@ -17,6 +18,9 @@ func chart(rep *Report) string {
 	var groups []group
 	maxv := 0.0
 	for _, r := range rep.Results {
+		if r.Scenario == "tcp" {
+			continue // Gbit/s, not Mpps: in the table only
+		}
 		if len(groups) == 0 || groups[len(groups)-1].name != r.Scenario {
 			groups = append(groups, group{name: r.Scenario})
 		}

@@ -130,7 +130,9 @@ func startDUT(t *topo, o *options, sc, impl string) (*dut, error) {
 		}
 		return command(t, o, o.asavieBin, "-inlink", "in0", "-outlink", "out0",
 			"-inlinkdst", t.dutSink.B.MAC.String(), "-outlinkdst", t.genDut.A.MAC.String())
-	case "l2fwd/dpdk":
+	case "l2fwd/dpdk", "l3fwd/dpdk":
+		// In l3fwd too, mac mode: testpmd does not route, so there it is the reference for the raw forwarding
+		// cost (receive, rewrite the MACs, transmit) that the routers pay on top of.
 		return testpmd(t, o)
 	case "l3fwd/xdpnet":
 		st, err := stack.New(stack.Config{Interfaces: []stack.Interface{

@@ -60,20 +60,25 @@ var implsOf = map[string][]string{
 	"rxdrop":   {"xdpnet", "asavie"},
 	"txonly":   {"xdpnet"},
 	"l2fwd":    {"xdpnet", "asavie", "dpdk"},
-	"l3fwd":    {"xdpnet", "kernel"},
+	"l3fwd":    {"xdpnet", "kernel", "dpdk"},
 	"l2fwd-2q": {"xdpnet"},
+	"tcp":      {"xdpnet", "kernel"},
 }
 
-var reference = map[string]string{"rxdrop": "asavie", "l2fwd": "asavie", "l3fwd": "kernel"}
+var reference = map[string]string{"rxdrop": "asavie", "l2fwd": "asavie", "l3fwd": "kernel", "tcp": "kernel"}
 
-var allScenarios = []string{"rxdrop", "txonly", "l2fwd", "l3fwd", "l2fwd-2q"}
+var allScenarios = []string{"rxdrop", "txonly", "l2fwd", "l3fwd", "l2fwd-2q", "tcp"}
 
 // Result is one configuration's runs.
 type Result struct {
 	Scenario, Impl string
-	Runs           []float64 `json:"RunsPPS"`
-	MedianPPS      float64
-	GenPPS         float64 // median generator rate
+	Runs           []float64 `json:"RunsPPS,omitempty"`
+	MedianPPS      float64   `json:",omitempty"`
+	// RunsBitsPerSec and MedianBitsPerSec replace the pps fields for the tcp scenario: one TCP flow's payload
+	// rate at the receiver, in bit/s. Ratio is then this rate over Linux -> Linux's in the same round.
+	RunsBitsPerSec   []float64 `json:",omitempty"`
+	MedianBitsPerSec float64   `json:",omitempty"`
+	GenPPS           float64   // median generator rate
 	// SocketDropPPS is the median rate of frames the kernel dropped at the DUT's AF_XDP sockets (xdpnet DUTs and
 	// asavie's rxdrop; 0 where not read).
 	SocketDropPPS float64
@@ -128,6 +133,8 @@ type Report struct {
 
 type trialResult struct {
 	pps, genPPS, kdropPPS float64
+	// bps is the tcp scenario's payload rate at the receiver, bit/s (pps and genPPS are 0 there).
+	bps float64
 	// detail breaks the xdpnet DUT's socket drops down (per second over the window), with its loop counters.
 	detail string
 	allocs float64 // -1: not measured
@@ -283,10 +290,18 @@ func run(o *options, m Machine) *Report {
 				}
 				continue
 			}
-			c.Runs = append(c.Runs, tr.pps)
 			if c.byRound == nil {
 				c.byRound = map[int]float64{}
 			}
+			if c.Scenario == "tcp" {
+				c.RunsBitsPerSec = append(c.RunsBitsPerSec, tr.bps)
+				c.byRound[r] = tr.bps
+				if !o.quiet {
+					fmt.Fprintf(os.Stderr, "\r[%2d/%d %3.0fs] %-8s %-6s run %d/%d: %.2f Gbit/s                    \n", done, total, time.Since(start).Seconds(), c.Scenario, c.Impl, r+1, o.runs, tr.bps/1e9)
+				}
+				continue
+			}
+			c.Runs = append(c.Runs, tr.pps)
 			c.byRound[r] = tr.pps
 			c.genRuns = append(c.genRuns, tr.genPPS)
 			c.dropRuns = append(c.dropRuns, tr.kdropPPS)
@@ -309,6 +324,7 @@ func run(o *options, m Machine) *Report {
 		}
 	}
 	for _, c := range cfgs {
+		c.MedianBitsPerSec = median(c.RunsBitsPerSec)
 		if len(c.Runs) == 0 {
 			continue
 		}
@@ -400,6 +416,9 @@ func median(v []float64) float64 {
 
 // trial runs one configuration once on a fresh topology.
 func trial(o *options, sc, impl string) (trialResult, error) {
+	if sc == "tcp" {
+		return tcpTrial(o, impl)
+	}
 	res := trialResult{allocs: -1, cpuPerPkt: -1, cpuPct: -1}
 	queues := 1
 	if sc == "l2fwd-2q" {
@@ -567,8 +586,14 @@ func table(rep *Report) string {
 	m := rep.Machine
 	fmt.Fprintf(&b, "Machine: %s, %d cores, Linux %s, %s. %d interleaved runs per configuration, %s warmup, %s window; median. xdpnet DUT: %s mode, budget %d.\n\n",
 		m.CPU, m.Cores, m.Kernel, m.Go, rep.Runs, rep.Warmup, rep.Duration, rep.DUTMode, rep.DUTBudget)
-	fmt.Fprintf(&b, "| scenario | implementation | median Mpps | runs (Mpps) | generator Mpps | ratio (median per round) | DUT socket drops Mpps | DUT CPU ns/packet | DUT CPU %% of a core | CPU/packet vs xdpnet (median per round) |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n")
+	pps := slices.ContainsFunc(rep.Results, func(r *Result) bool { return r.Scenario != "tcp" })
+	if pps {
+		fmt.Fprintf(&b, "| scenario | implementation | median Mpps | runs (Mpps) | generator Mpps | ratio (median per round) | DUT socket drops Mpps | DUT CPU ns/packet | DUT CPU %% of a core | CPU/packet vs xdpnet (median per round) |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n")
+	}
 	for _, r := range rep.Results {
+		if r.Scenario == "tcp" {
+			continue // bit/s, its own table below
+		}
 		if r.Error != "" && len(r.Runs) == 0 {
 			fmt.Fprintf(&b, "| %s | %s | n/a | | | | | | | |\n", r.Scenario, r.Impl)
 			continue
@@ -597,8 +622,12 @@ func table(rep *Report) string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.3f | %s | %.3f | %s | %s | %s | %s | %s |\n", r.Scenario, r.Impl, r.MedianPPS/1e6, strings.Join(runs, ", "), r.GenPPS/1e6, ratio, drops, cpuNs, cpuPct, cpuRatio)
 	}
+	b.WriteString(tcpTable(rep))
 	var notes []string
 	for _, r := range rep.Results {
+		if r.Impl == "dpdk" && r.Scenario == "l3fwd" {
+			notes = append(notes, "- l3fwd dpdk: testpmd does not route: mac-forward reference (AF_XDP PMD, --forward-mode=mac, destination MAC the sink's; no TTL, checksum, route lookup or ARP), the raw forwarding cost to set l3fwd against")
+		}
 		if r.AllocsPerPacket != nil {
 			notes = append(notes, fmt.Sprintf("- %s %s: %.6f heap allocations per packet during the window (runtime MemStats.Mallocs delta / packets, whole process)", r.Scenario, r.Impl, *r.AllocsPerPacket))
 		}
@@ -609,7 +638,9 @@ func table(rep *Report) string {
 			notes = append(notes, fmt.Sprintf("- %s %s: DUT CPU n/a: kernel forwarding has no DUT thread; on veth it runs in softirq on the sending CPU, which is the generator's, so neither a thread nor the DUT CPU's softirq time holds it", r.Scenario, r.Impl))
 		}
 	}
-	notes = append(notes, "- DUT CPU: CPU time (user+system, schedstat run time) over the window of the xdpnet DUT's poller threads, asavie's rxdrop loop thread, or every thread of the asavie l2fwd / testpmd process, divided by the packets counted (forwarded; received for rxdrop). Softirq work that runs while a DUT thread is on the CPU (e.g. the veth transmit of its sendto) is charged to it (no IRQ time accounting in this kernel). CPU/packet vs xdpnet: this implementation's ns/packet over xdpnet's in the same round, median of the rounds")
+	if pps {
+		notes = append(notes, "- DUT CPU: CPU time (user+system, schedstat run time) over the window of the xdpnet DUT's poller threads, asavie's rxdrop loop thread, or every thread of the asavie l2fwd / testpmd process, divided by the packets counted (forwarded; received for rxdrop). Softirq work that runs while a DUT thread is on the CPU (e.g. the veth transmit of its sendto) is charged to it (no IRQ time accounting in this kernel). CPU/packet vs xdpnet: this implementation's ns/packet over xdpnet's in the same round, median of the rounds")
+	}
 	lo, hi := 1e9, 0.0
 	for _, r := range rep.Results {
 		for _, l := range r.LoadAvg {
@@ -640,4 +671,33 @@ func writeOutputs(rep *Report, md, jsonPath, dir string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "results.svg"), []byte(chart(rep)), 0o644)
+}
+
+// tcpTable renders the tcp scenario's results: one TCP flow's payload rate at the receiver, in Gbit/s.
+func tcpTable(rep *Report) string {
+	var b strings.Builder
+	for _, r := range rep.Results {
+		if r.Scenario != "tcp" {
+			continue
+		}
+		if b.Len() == 0 {
+			b.WriteString("\ntcp: one Linux TCP flow over a veth (MTU 1500; GSO, GRO, TSO and checksum offloads off on both ends), payload read by the receiver's application, in Gbit/s (not Mpps)\n\n")
+			b.WriteString("| receiver | median Gbit/s | runs (Gbit/s) | ratio to Linux -> Linux (median per round) |\n|---|---:|---|---:|\n")
+		}
+		name := map[string]string{"xdpnet": "xdpnet (poller + stack, ListenTCP)", "kernel": "Linux (kernel TCP)"}[r.Impl]
+		if r.Error != "" && len(r.RunsBitsPerSec) == 0 {
+			fmt.Fprintf(&b, "| %s | n/a | | |\n", name)
+			continue
+		}
+		var runs []string
+		for _, v := range r.RunsBitsPerSec {
+			runs = append(runs, fmt.Sprintf("%.2f", v/1e9))
+		}
+		ratio := ""
+		if r.Ratio > 0 && r.Impl != reference[r.Scenario] {
+			ratio = fmt.Sprintf("%.2fx", r.Ratio)
+		}
+		fmt.Fprintf(&b, "| %s | %.2f | %s | %s |\n", name, r.MedianBitsPerSec/1e9, strings.Join(runs, ", "), ratio)
+	}
+	return b.String()
 }
