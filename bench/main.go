@@ -1,18 +1,20 @@
 // Command bench measures xdpnet against other packet-processing implementations on veth pairs in network
 // namespaces (gen -> dut -> sink), on this machine:
 //
-//	go run ./bench [-runs 3] [-duration 3s] [-scenarios rxdrop,txonly,l2fwd,l3fwd,l2fwd-2q] [-json FILE] [-out DIR]
+//	go run ./bench [-runs 3] [-duration 3s] [-scenarios rxdrop,txonly,l2fwd,l3fwd,l2fwd-2q,tcp] [-json FILE] [-out DIR]
 //	go run ./bench -scenario soak -duration 10m [-every 10s]
 //
 // Scenarios: rxdrop (the DUT receives and drops; counted at the DUT), txonly (the generator alone; counted at
 // its peer), l2fwd (MAC-rewrite forwarding in0 -> out0), l3fwd (IPv4 routing in0 -> out0), l2fwd-2q (l2fwd on two
-// queues). Implementations: xdpnet (the poller with pktgen's sink, an l2fwd handler or the stack), asavie
-// (github.com/asavie/xdp: its own l2fwd example, and an rxdrop on its API), kernel (ip_forward=1) and dpdk
-// (dpdk-testpmd with the AF_XDP PMD in mac forwarding mode, when installed; it reserves 2 MiB huge pages for the
-// run and gives them back at the end). Each configuration runs -runs times, interleaved with the
-// others, and the median is reported, with the ratio to the scenario's reference implementation. The generator
-// is pktgen on the poller, busy polling on -gen-cpu; DUTs are pinned to -dut-cpu. Packets are counted at the
-// sink by an XDP program (bench/xdpcount) after a warmup, over -duration.
+// queues), tcp (one Linux TCP flow into xdpnet's stack and into Linux over a veth, in Gbit/s; see tcp.go).
+// Implementations: xdpnet (the poller with pktgen's sink, an l2fwd handler or the stack), asavie
+// (github.com/asavie/xdp: its own l2fwd example, and an rxdrop on its API), kernel (ip_forward=1; Linux TCP in
+// tcp) and dpdk (dpdk-testpmd with the AF_XDP PMD in mac forwarding mode, when installed: in l2fwd, and in
+// l3fwd as a reference that does not route; it reserves 2 MiB huge pages for the run and gives them back at the
+// end). Each configuration runs -runs times, interleaved with the others, and the median is reported, with the
+// ratio to the scenario's reference implementation. The generator is pktgen on the poller, busy polling on
+// -gen-cpu; DUTs are pinned to -dut-cpu. Packets are counted at the sink by an XDP program (bench/xdpcount)
+// after a warmup, over -duration.
 //
 // The soak (soak.go) runs the xdpnet l3fwd DUT at full rate for -duration and prints memory, GC and frame
 // accounting samples with a verdict on whether they stayed flat (and writes soak.md to -out).
