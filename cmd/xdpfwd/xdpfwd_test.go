@@ -382,6 +382,30 @@ func TestPcapTapVeth(t *testing.T) {
 	if n != 6 {
 		t.Errorf("pcap at forward has %d packets, want 6 (3 requests, 3 replies)", n)
 	}
+	// tshark reads it back: six ICMP echoes between gen and sink, none malformed.
+	tshark := netlab.RequireTool(t, "tshark")
+	// Output, not CombinedOutput: tshark warns on stderr when run as root.
+	out, err := exec.Command(tshark, "-r", file, "-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "icmp.type").Output()
+	if err != nil {
+		t.Fatalf("tshark -r: %v\n%s", err, out)
+	}
+	var requests, replies int
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		switch strings.Join(strings.Fields(line), " ") {
+		case genAddr + " " + sinkAddr + " 8":
+			requests++
+		case sinkAddr + " " + genAddr + " 0":
+			replies++
+		default:
+			t.Errorf("tshark: unexpected packet %q", line)
+		}
+	}
+	if requests != 3 || replies != 3 {
+		t.Errorf("tshark saw %d requests and %d replies, want 3 and 3:\n%s", requests, replies, out)
+	}
+	if out, _ := exec.Command(tshark, "-r", file, "-Y", "_ws.malformed || _ws.expert.severity >= error").Output(); len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("tshark finds malformed packets:\n%s", out)
+	}
 }
 
 // TestKillLeavesNoXDPVeth: SIGKILL gives xdpfwd no chance to clean up; the XDP programs still go, because
