@@ -10,7 +10,14 @@ import (
 
 type seqRange struct{ left, right Seq }
 
-const maxSACKScoreboard = 8
+// maxSACKScoreboard bounds the SACK scoreboard (ranges the peer reported above SND.UNA). At 5% loss a
+// 256 KiB window has about ten holes; when more ranges arrive the lowest are kept, since recovery works
+// from the bottom.
+const maxSACKScoreboard = 32
+
+// maxRexmits bounds the retransmissions that RFC 6675 recovery tracks at once (see rexmit). One beyond it
+// is sent but not tracked: its loss is found by the RTO only.
+const maxRexmits = 64
 
 // Conn is one TCP connection. The engine's owner goroutine runs its state machine (segments, timers);
 // applications use it as a net.Conn. Both sides meet under mu; the owner never blocks on the application.
@@ -51,7 +58,17 @@ type Conn struct {
 	lastAckSent        Seq
 	sacked             [maxSACKScoreboard]seqRange
 	nsacked            int
-	rexmitHole         Seq // next sequence number the SACK-based loss recovery may retransmit
+	rexmitHole         Seq // next sequence number the SACK-based loss recovery may retransmit (NewReno path)
+	rexmits            [maxRexmits]rexmit
+	nrexmits           int
+	rescueRxt          Seq   // RFC 6675 RescueRxt: recovery point of the last rescue retransmission
+	rescueSet          bool  // rescueRxt is defined
+	rackAt             int64 // next RACK deadline: a pending lost edge, or a retransmission without news (0 = off)
+	rackEdge           Seq   // RACK: unSACKed bytes below it are lost
+	rackPend           Seq   // RACK: becomes rackEdge at rackPendAt unless SACKed by then
+	rackPendAt         int64
+	tlpAt              int64 // RFC 8985 §7 tail loss probe timer (0 = off)
+	tlpOut             bool  // a probe was sent and no ACK advanced SND.UNA since
 	memCharged         int
 
 	// RTT estimation and retransmission timer, RFC 6298.
@@ -331,7 +348,7 @@ func (c *Conn) terminate(err error) {
 	if c.err == nil {
 		c.err = err
 	}
-	c.rexmitAt, c.delackAt, c.waitAt, c.persist = 0, 0, 0, false
+	c.rexmitAt, c.delackAt, c.waitAt, c.persist, c.rackAt, c.tlpAt = 0, 0, 0, false, 0, 0
 	c.signalEstablished()
 	if !c.doneDone {
 		c.doneDone = true
@@ -343,7 +360,7 @@ func (c *Conn) terminate(err error) {
 
 func (c *Conn) nextTimer() int64 {
 	t := int64(0)
-	for _, x := range [3]int64{c.rexmitAt, c.delackAt, c.waitAt} {
+	for _, x := range [5]int64{c.rexmitAt, c.delackAt, c.waitAt, c.rackAt, c.tlpAt} {
 		if x != 0 && (t == 0 || x < t) {
 			t = x
 		}
@@ -392,8 +409,10 @@ func (c *Conn) appEvents(now int64) {
 		c.waitAt = now + int64(c.e.cfg.FinWait2Timeout)
 	}
 	c.output(now)
-	if c.rcv.buf != nil && c.state.synchronized() {
-		// A Read made room: tell the peer if the window grew enough (receiver SWS avoidance).
+	if c.rcv.buf != nil && (c.state == StateEstablished || c.state == StateFinWait1 || c.state == StateFinWait2) {
+		// A Read made room: tell the peer if the window grew enough (receiver SWS avoidance). Only while
+		// the peer may still send: after its FIN a window update is noise, and one that reaches a peer
+		// which already closed draws a RST that ends our TIME-WAIT.
 		adv := int64(int32(c.rcvAdv - c.rcvNxt))
 		if int64(c.rcv.free())-adv >= int64(min(c.rcv.cap()/2, int(c.mss))) {
 			c.ackNow = true
@@ -506,11 +525,15 @@ func (c *Conn) sendData(now int64, seq Seq, n int, flags proto.TCPFlags) bool {
 	if c.rexmitAt == 0 && c.sndUna != c.sndMax {
 		c.rexmitAt = now + c.rto // RFC 6298 §5.1
 	}
+	if c.sackOK && !seq.LessThan(c.sndMax-Seq(n)) {
+		c.armTLP(now) // RFC 8985 §7.2: restart the probe timer after new data
+	}
 	return true
 }
 
-// retransmitAt resends one segment at seq without moving SND.NXT (fast retransmit, partial ACKs, SACK holes).
-func (c *Conn) retransmitAt(now int64, seq Seq, limit int) {
+// retransmitAt resends one segment at seq without moving SND.NXT (fast retransmit, partial ACKs, SACK
+// holes). It returns the sequence space sent (payload and FIN), 0 when nothing left.
+func (c *Conn) retransmitAt(now int64, seq Seq, limit int) int {
 	dataEnd := c.sndUna + Seq(c.snd.n)
 	n := 0
 	if seq.LessThan(dataEnd) {
@@ -521,15 +544,20 @@ func (c *Conn) retransmitAt(now int64, seq Seq, limit int) {
 		flags |= proto.TCPFlagFIN
 	}
 	if n == 0 && !flags.Has(proto.TCPFlagFIN) {
-		return
+		return 0
 	}
 	if !c.xmit(now, seq, n, flags) {
-		return // lost locally: the RTO or a later duplicate ACK covers it
+		return 0 // lost locally: the RTO or a later duplicate ACK covers it
 	}
 	c.e.inc(StatRetransmits)
 	if c.rttTiming && c.rttSeq.GreaterThan(seq) {
 		c.rttTiming = false
 	}
+	sent := c.seg.PayloadLen()
+	if c.seg.Fields.Flags.Has(proto.TCPFlagFIN) {
+		sent++
+	}
+	return sent
 }
 
 // rttSample updates SRTT, RTTVAR and RTO, RFC 6298 §2.2-2.4 (K=4, alpha=1/8, beta=1/4, G=1 ms).
@@ -576,6 +604,14 @@ func (c *Conn) timers(now int64) {
 			return
 		}
 	}
+	if c.rackAt != 0 && now >= c.rackAt {
+		c.rackAt = 0
+		c.rackTimeout(now)
+	}
+	if c.tlpAt != 0 && now >= c.tlpAt {
+		c.tlpAt = 0
+		c.tlpFire(now)
+	}
 	if c.delackAt != 0 && now >= c.delackAt {
 		c.delackAt = 0
 		c.sendAck(now)
@@ -620,6 +656,7 @@ func (c *Conn) rtoFire(now int64) {
 	c.dupAcks = 0
 	// RFC 2018 §8: "after a retransmit timeout the data sender SHOULD turn off all of the SACKed bits".
 	c.nsacked = 0
+	c.nrexmits, c.rackAt, c.rackPendAt, c.rackEdge, c.tlpAt = 0, 0, 0, c.sndUna, 0
 	c.rexmitAt = now + c.rto
 	c.output(now)
 	if c.sndNxt == c.sndUna && c.sndWnd == 0 {

@@ -320,10 +320,26 @@ func (c *Conn) processAck(now int64, seq, ack Seq, wnd uint16, o *proto.TCPOptio
 		}
 	}
 
-	if ack.GreaterThan(c.sndUna) {
+	advanced := ack.GreaterThan(c.sndUna)
+	if advanced {
 		c.ackNew(now, ack, o)
 	} else if dup {
 		c.dupAck(now)
+	}
+	if c.sackOK && c.state.canSend() {
+		c.rackUpdate(now)
+		// RFC 6675 §5: recovery starts when DupThresh duplicate ACKs arrived or the first unacknowledged
+		// byte is lost by the SACK information (or by RACK), unless an RTO's recovery point is not passed.
+		if c.canEnterRecovery() {
+			c.enterSACKRecovery(now)
+		} else if c.inRecovery && (advanced || dup) {
+			c.sackStep(now, advanced || newSACK)
+		}
+		c.armRACK()
+		if advanced {
+			c.tlpOut = false
+		}
+		c.armTLP(now)
 	}
 
 	// State changes that hinge on our FIN being acknowledged.
@@ -403,6 +419,10 @@ func (c *Conn) ackNew(now int64, ack Seq, o *proto.TCPOptions) {
 			c.cwnd = min(c.ssthresh, flight+smss)
 			c.inRecovery = false
 			c.dupAcks = 0
+			c.nrexmits = 0
+		} else if c.sackOK {
+			// RFC 6675: a partial ACK changes neither cwnd nor what is sent directly; sackStep decides
+			// from pipe and the scoreboard.
 		} else {
 			// Partial acknowledgment: retransmit the first unacknowledged segment, "deflate the congestion
 			// window by the amount of new data acknowledged ... add back SMSS bytes".
@@ -443,6 +463,13 @@ func (c *Conn) ackNew(now int64, ack Seq, o *proto.TCPOptions) {
 func (c *Conn) dupAck(now int64) {
 	c.dupAcks++
 	smss := c.smss()
+	if c.sackOK {
+		// RFC 6675: the caller starts and runs recovery; RFC 3042 limited transmit still applies before it.
+		if !c.inRecovery && c.dupAcks < dupThresh {
+			c.limitedTransmit(now)
+		}
+		return
+	}
 	if !c.inRecovery {
 		if c.dupAcks < 3 {
 			c.limitedTransmit(now)

@@ -135,9 +135,15 @@ func TestRTOBackoff(t *testing.T) {
 	}
 	a.tryWrite([]byte("hello"))
 	w.run(10*time.Minute, nil, func() bool { return a.State() == StateClosed })
-	if len(sends) != 7 {
-		t.Fatalf("%d transmissions, want 1 + MaxRetries(6)", len(sends))
+	// The first retransmission is RFC 8985's tail loss probe, two SRTTs (plus the delayed-ACK allowance for
+	// a single segment) after the data; it does not back off the RTO, which counts from the data.
+	if len(sends) != 8 || w.eng[0].Stat(StatTailLossProbes) != 1 {
+		t.Fatalf("%d transmissions, %d probes; want 1 + one probe + MaxRetries(6)", len(sends), w.eng[0].Stat(StatTailLossProbes))
 	}
+	if d := sends[1] - sends[0]; d >= int64(200*time.Millisecond) {
+		t.Errorf("loss probe %v after the data, not before the RTO", time.Duration(d))
+	}
+	sends = append(sends[:1], sends[2:]...)
 	first := sends[1] - sends[0]
 	if first < int64(200*time.Millisecond) || first > int64(time.Second) {
 		t.Errorf("first RTO %v", time.Duration(first))
@@ -277,5 +283,31 @@ func TestLostWindowUpdate(t *testing.T) {
 	}, func() bool { return k.eof })
 	if !k.eof || k.n != 50000 || w.eng[0].Stat(StatZeroWindowProbes) == 0 {
 		t.Fatalf("after a lost window update: %d bytes, eof %v, probes %d", k.n, k.eof, w.eng[0].Stat(StatZeroWindowProbes))
+	}
+}
+
+// TestLossRecovery8MiB moves 8 MiB one way (and 1 MiB back) with 5% of the segments lost in both directions
+// and a little reordering: SACK loss recovery and the detection of lost retransmissions must repair nearly
+// every loss without a retransmission timeout. Before RFC 6675 recovery and the lost-retransmission check
+// the same transfer took dozens of RTOs.
+func TestLossRecovery8MiB(t *testing.T) {
+	for _, seed := range []int64{7, 8} {
+		w := newWire(t, Config{}, seed)
+		a, b := w.pair()
+		w.loss = 0.05
+		w.jitter = int64(time.Millisecond)
+		start := w.now
+		transfer(t, w, a, b, 8<<20, 1<<20)
+		e0, e1 := w.eng[0], w.eng[1]
+		t.Logf("seed %d: %v simulated; timeouts %d/%d, retransmits %d/%d, fast %d/%d, sack %d/%d, lost retransmits %d/%d",
+			seed, time.Duration(w.now-start), e0.Stat(StatTimeouts), e1.Stat(StatTimeouts),
+			e0.Stat(StatRetransmits), e1.Stat(StatRetransmits), e0.Stat(StatFastRetransmits), e1.Stat(StatFastRetransmits),
+			e0.Stat(StatSACKRetransmits), e1.Stat(StatSACKRetransmits), e0.Stat(StatLostRetransmits), e1.Stat(StatLostRetransmits))
+		if n := e0.Stat(StatTimeouts); n >= 10 {
+			t.Errorf("seed %d: %d retransmission timeouts for 8 MiB at 5%% loss, want fewer than 10", seed, n)
+		}
+		if e0.Stat(StatSACKRetransmits) == 0 {
+			t.Errorf("seed %d: no SACK-based retransmissions", seed)
+		}
 	}
 }
