@@ -15,9 +15,11 @@
 // sequence arithmetic modulo 2^32 (Seq); RFC 6528 ISNs (SipHash-2-4 of the 4-tuple under a secret key, plus
 // a 4 µs clock); RFC 5961 challenge ACKs for RSTs and SYNs in the window and for old ACKs, rate limited;
 // MSS (clamped to Config.MTU), RFC 7323 window scaling, timestamps (RTT, PAWS), RFC 2018 SACK (blocks
-// sent from the out-of-order queue, received ones kept in a scoreboard so that loss recovery retransmits
-// only holes); RFC 6298 RTO (SRTT/RTTVAR, Karn, exponential backoff, configurable minimum); RFC 5681 slow
-// start and congestion avoidance with RFC 6928's initial window, fast retransmit and RFC 6582 NewReno;
+// sent from the out-of-order queue, received ones kept in a scoreboard); RFC 6675 conservative SACK loss
+// recovery (IsLost, pipe, NextSeg rules 1, 2 and 4) with RFC 8985 RACK-style time-based loss marking of
+// holes and of lost retransmissions, and tail loss probes (recovery.go); RFC 6298 RTO (SRTT/RTTVAR, Karn,
+// exponential backoff, configurable minimum); RFC 5681 slow start and congestion avoidance with RFC 6928's
+// initial window, fast retransmit and RFC 6582 NewReno for peers without SACK;
 // zero-window probing; sender and receiver SWS avoidance; delayed ACKs (every second full segment,
 // Config.DelayedAck at most 200 ms); Nagle with SetNoDelay; a bounded out-of-order queue stored in the
 // receive buffer itself; per-connection buffers, a global memory cap; listeners with a SYN queue bound,
@@ -25,7 +27,8 @@
 //
 // Not implemented: IPv6 specifics (addresses are netip, but MSS assumes a 20-byte IP header), urgent data
 // (URG is ignored), keep-alives, ECN, RFC 6191 TIME-WAIT reuse, data carried on SYNs (ignored; the peer
-// retransmits it), path MTU discovery, RACK or full RFC 6675 loss recovery. SYN-cookie connections have no
+// retransmits it), path MTU discovery, full per-segment RACK (send times are kept for retransmissions only; original
+// transmissions are judged by sequence order), RFC 6675 NextSeg rule 3, D-SACK undo, TLP during recovery. SYN-cookie connections have no
 // window scaling, SACK or timestamps.
 //
 // Plugging it into a poller: one Engine per queue, created in the queue's handler with an Output that
