@@ -27,9 +27,9 @@
 //
 // Not implemented: IPv6 specifics (addresses are netip, but MSS assumes a 20-byte IP header), urgent data
 // (URG is ignored), keep-alives, ECN, RFC 6191 TIME-WAIT reuse, data carried on SYNs (ignored; the peer
-// retransmits it), path MTU discovery, full per-segment RACK (send times are kept for retransmissions only; original
-// transmissions are judged by sequence order), RFC 6675 NextSeg rule 3, D-SACK undo, TLP during recovery. SYN-cookie connections have no
-// window scaling, SACK or timestamps.
+// retransmits it), path MTU discovery, full per-segment RACK (send times are kept for retransmissions
+// only; original transmissions are judged by sequence order), RFC 6675 NextSeg rule 3, D-SACK undo, loss
+// probes during recovery. SYN-cookie connections have no window scaling, SACK or timestamps.
 //
 // Plugging it into a poller: one Engine per queue, created in the queue's handler with an Output that
 // builds the frame in the current pipeline.Batch (route the destination, Ethernet + IPv4 header with

@@ -311,3 +311,21 @@ func TestLossRecovery8MiB(t *testing.T) {
 		}
 	}
 }
+
+// TestLossRecoveryNewReno: without SACK (Config.DisableSACK) the same lossy transfer completes intact through
+// RFC 6582 NewReno, and none of the SACK machinery (RACK marking, loss probes, rescue) runs.
+func TestLossRecoveryNewReno(t *testing.T) {
+	w := newWire(t, Config{DisableSACK: true}, 9)
+	a, b := w.pair()
+	w.loss = 0.05
+	w.jitter = int64(time.Millisecond)
+	transfer(t, w, a, b, 2<<20, 256<<10)
+	e0 := w.eng[0]
+	t.Logf("timeouts %d, fast %d, retransmits %d", e0.Stat(StatTimeouts), e0.Stat(StatFastRetransmits), e0.Stat(StatRetransmits))
+	if a.sackOK || b.sackOK || e0.Stat(StatFastRetransmits) == 0 {
+		t.Fatalf("sack %v/%v, fast retransmits %d", a.sackOK, b.sackOK, e0.Stat(StatFastRetransmits))
+	}
+	if n := e0.Stat(StatSACKRetransmits) + e0.Stat(StatLostRetransmits) + e0.Stat(StatTailLossProbes) + e0.Stat(StatRescueRetransmits); n != 0 {
+		t.Errorf("%d SACK-recovery events on a connection without SACK", n)
+	}
+}
