@@ -108,7 +108,13 @@ func newRouterLab(name string, o labOptions) (l *routerLab, err error) {
 
 // startRouter starts `exe run args...` in the router namespace and waits until it says it is running.
 func (l *routerLab) startRouter(exe string, args ...string) error {
-	p, err := l.router.Start(exe, append([]string{"run"}, args...)...)
+	return l.startRouterCmd(exe, append([]string{"run"}, args...)...)
+}
+
+// startRouterCmd starts the command line name args... in the router namespace - xdpfwd itself, or a wrapper
+// (setpriv, prlimit) that runs it - and waits until xdpfwd says it is running.
+func (l *routerLab) startRouterCmd(name string, args ...string) error {
+	p, err := l.router.Start(name, args...)
 	if err != nil {
 		return err
 	}

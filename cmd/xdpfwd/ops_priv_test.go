@@ -5,13 +5,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -324,25 +324,7 @@ func TestReloadUnderTrafficVeth(t *testing.T) {
 // startRouterAs starts xdpfwd in the router namespace through a wrapper command line (prlimit, setpriv)
 // and waits until it runs.
 func startRouterAs(l *routerLab, wrapper []string, args ...string) error {
-	all := append(append(wrapper[1:], xdpfwdBin, "run"), args...)
-	p, err := l.router.Start(wrapper[0], all...)
-	if err != nil {
-		return err
-	}
-	l.xdpfwd = p
-	deadline := time.After(15 * time.Second)
-	for {
-		if bytes.Contains(p.Output(), []byte("xdpfwd running")) {
-			return nil
-		}
-		select {
-		case <-p.Done():
-			return fmt.Errorf("xdpfwd exited at start (%v):\n%s", p.Wait(), p.Output())
-		case <-deadline:
-			return fmt.Errorf("xdpfwd did not start within 15s:\n%s", p.Output())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	return l.startRouterCmd(wrapper[0], slices.Concat(wrapper[1:], []string{xdpfwdBin, "run"}, args)...)
 }
 
 // serviceCaps reads AmbientCapabilities= from xdpfwd.service: the set the test proves.
