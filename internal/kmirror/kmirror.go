@@ -221,9 +221,9 @@ func (m *Mirror) Start(st *stack.Stack) error {
 	}
 
 	m.wg.Add(4)
-	go m.addrLoop(addrCh)
+	go follow(m, addrCh, &m.ctr.addrEv, func(u netlink.AddrUpdate) { m.applyAddr(u.LinkAddress, u.NewAddr) })
 	go m.routeLoop(routeCh)
-	go m.neighLoop(neighCh)
+	go follow(m, neighCh, &m.ctr.neighEv, m.applyNeigh)
 	go m.resolveLoop()
 	return nil
 }
@@ -250,9 +250,9 @@ func (m *Mirror) Stats() Stats {
 	}
 }
 
-// --- addresses ---
-
-func (m *Mirror) addrLoop(ch <-chan netlink.AddrUpdate) {
+// follow applies each update from ch, counting it in events, until the mirror closes or the subscription
+// ends. Routes have their own loop, which batches bursts.
+func follow[U any](m *Mirror, ch <-chan U, events *atomic.Uint64, apply func(U)) {
 	defer m.wg.Done()
 	for {
 		select {
@@ -262,11 +262,13 @@ func (m *Mirror) addrLoop(ch <-chan netlink.AddrUpdate) {
 			if !ok {
 				return
 			}
-			m.ctr.addrEv.Add(1)
-			m.applyAddr(u.LinkAddress, u.NewAddr)
+			events.Add(1)
+			apply(u)
 		}
 	}
 }
+
+// --- addresses ---
 
 // addrPrefixes are the /32 entries an address gives the kernel: the address and its directed broadcast.
 func addrPrefixes(n net.IPNet) []netip.Prefix {
@@ -337,8 +339,8 @@ func (m *Mirror) routeLoop(ch <-chan netlink.RouteUpdate) {
 				return
 			}
 			batch = append(batch[:0], u)
-			// Take the rest of a burst (a routing daemon's table, ip -batch) into the same stack update: each
-			// update copies the whole table, so one per event would fall behind.
+			// Take the rest of a burst (a routing daemon's table, ip -batch) into the same stack update: one
+			// SyncRoutes validates and applies it under one lock, instead of one writer round per event.
 		drain:
 			for len(batch) < 65536 {
 				select {
@@ -487,22 +489,6 @@ func (m *Mirror) applyRoutes(batch []netlink.RouteUpdate) {
 }
 
 // --- neighbours ---
-
-func (m *Mirror) neighLoop(ch <-chan netlink.NeighUpdate) {
-	defer m.wg.Done()
-	for {
-		select {
-		case <-m.done:
-			return
-		case u, ok := <-ch:
-			if !ok {
-				return
-			}
-			m.ctr.neighEv.Add(1)
-			m.applyNeigh(u)
-		}
-	}
-}
 
 const usableStates = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE |
 	netlink.NUD_PERMANENT | netlink.NUD_NOARP
