@@ -163,19 +163,27 @@ func (s *Socket) setup(c Config) error {
 		uintptr(unsafe.Pointer(&off)), uintptr(unsafe.Pointer(&optlen)), 0); e != 0 {
 		return fail("get ring offsets", e)
 	}
-	var err error
-	if s.Fill, err = mapAddrRing[FillRing](s, off.Fr, c.FillSize, unix.XDP_UMEM_PGOFF_FILL_RING, true); err != nil {
+	fill, fillBase, err := s.mapRing(off.Fr, c.FillSize, 8, unix.XDP_UMEM_PGOFF_FILL_RING, true)
+	if err != nil {
 		return fail("mmap fill ring", err)
 	}
-	if s.Comp, err = mapAddrRing[CompRing](s, off.Cr, c.CompSize, unix.XDP_UMEM_PGOFF_COMPLETION_RING, false); err != nil {
+	s.Fill = &FillRing{ring: fill, addrs: addrSlice(fillBase, off.Fr.Desc, uint32(c.FillSize))}
+	comp, compBase, err := s.mapRing(off.Cr, c.CompSize, 8, unix.XDP_UMEM_PGOFF_COMPLETION_RING, false)
+	if err != nil {
 		return fail("mmap completion ring", err)
 	}
-	if s.RX, err = mapDescRing[RxRing](s, off.Rx, c.RxSize, unix.XDP_PGOFF_RX_RING, false); err != nil {
+	s.Comp = &CompRing{ring: comp, addrs: addrSlice(compBase, off.Cr.Desc, uint32(c.CompSize))}
+	descSize := uint64(unsafe.Sizeof(unix.XDPDesc{}))
+	rx, rxBase, err := s.mapRing(off.Rx, c.RxSize, descSize, unix.XDP_PGOFF_RX_RING, false)
+	if err != nil {
 		return fail("mmap RX ring", err)
 	}
-	if s.TX, err = mapDescRing[TxRing](s, off.Tx, c.TxSize, unix.XDP_PGOFF_TX_RING, true); err != nil {
+	s.RX = &RxRing{ring: rx, descs: descSlice(rxBase, off.Rx.Desc, uint32(c.RxSize))}
+	tx, txBase, err := s.mapRing(off.Tx, c.TxSize, descSize, unix.XDP_PGOFF_TX_RING, true)
+	if err != nil {
 		return fail("mmap TX ring", err)
 	}
+	s.TX = &TxRing{ring: tx, descs: descSlice(txBase, off.Tx.Desc, uint32(c.TxSize))}
 
 	sa := &unix.SockaddrXDP{Ifindex: uint32(c.Ifindex), QueueID: uint32(c.Queue)}
 	if c.Shared != nil {
@@ -213,9 +221,6 @@ func (s *Socket) setup(c Config) error {
 	return nil
 }
 
-type addrRing interface{ FillRing | CompRing }
-type descRing interface{ RxRing | TxRing }
-
 func (s *Socket) mmap(length uint64, pgoff int64) (unsafe.Pointer, error) {
 	mem, err := unix.Mmap(s.fd, pgoff, int(length), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err != nil {
@@ -225,40 +230,16 @@ func (s *Socket) mmap(length uint64, pgoff int64) (unsafe.Pointer, error) {
 	return unsafe.Pointer(&mem[0]), nil
 }
 
-func mapAddrRing[R addrRing](s *Socket, off unix.XDPRingOffset, size int, pgoff int64, prod bool) (*R, error) {
-	base, err := s.mmap(off.Desc+uint64(size)*8, pgoff)
+// mapRing maps one ring of size entries of entrySize bytes at pgoff and returns its index part, set up for
+// the producer or consumer side, and the mapping's base for the entries.
+func (s *Socket) mapRing(off unix.XDPRingOffset, size int, entrySize uint64, pgoff int64, prod bool) (ring, unsafe.Pointer, error) {
+	var r ring
+	base, err := s.mmap(off.Desc+uint64(size)*entrySize, pgoff)
 	if err != nil {
-		return nil, err
+		return r, nil, err
 	}
-	addrs := addrSlice(base, off.Desc, uint32(size))
-	var r R
-	switch p := any(&r).(type) {
-	case *FillRing:
-		p.addrs = addrs
-		p.init(base, off, uint32(size), prod)
-	case *CompRing:
-		p.addrs = addrs
-		p.init(base, off, uint32(size), prod)
-	}
-	return &r, nil
-}
-
-func mapDescRing[R descRing](s *Socket, off unix.XDPRingOffset, size int, pgoff int64, prod bool) (*R, error) {
-	base, err := s.mmap(off.Desc+uint64(size)*uint64(unsafe.Sizeof(unix.XDPDesc{})), pgoff)
-	if err != nil {
-		return nil, err
-	}
-	descs := descSlice(base, off.Desc, uint32(size))
-	var r R
-	switch p := any(&r).(type) {
-	case *RxRing:
-		p.descs = descs
-		p.init(base, off, uint32(size), prod)
-	case *TxRing:
-		p.descs = descs
-		p.init(base, off, uint32(size), prod)
-	}
-	return &r, nil
+	r.init(base, off, uint32(size), prod)
+	return r, base, nil
 }
 
 // FD is the socket's file descriptor (for the XSKMAP and poll(2)); -1 after Close.
