@@ -8,6 +8,10 @@
 // counted and dropped, so a Generator alone is the "txonly" mode. A Sink counts and drops everything it
 // receives ("rxdrop").
 //
+// Live is the other generator: not on the poller but the kernel's XDP live-frames mode (BPF_PROG_RUN with
+// BPF_F_TEST_XDP_LIVE_FRAMES), several times cheaper per frame than AF_XDP in copy mode, for benchmarks where
+// the generator must not be what limits the measurement.
+//
 // Ownership and concurrency: NewHandler is called by the poller once per queue; each queue's handler is used
 // by that queue's goroutine only and keeps its counters locally, publishing them with one atomic store each per
 // batch. Sent, Received and the other readers may be called from any goroutine at any time; they lag the loop by
