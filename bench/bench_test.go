@@ -19,7 +19,7 @@ func TestScenariosSmoke(t *testing.T) {
 		t.Skip("runs every scenario for about a second each")
 	}
 	o := &options{runs: 1, warmup: 300 * time.Millisecond, duration: 500 * time.Millisecond, flows: 4,
-		genCPU: 0, dutCPU: 1, genMode: "busy", dutMode: "adaptive", dutBudget: 32, quiet: true}
+		genCPU: 0, dutCPU: 1, gen: "live", genMode: "busy", dutMode: "adaptive", dutBudget: 32, quiet: true}
 	if n := len(os.Getenv("XDPNET_BENCH_NOPIN")); n > 0 {
 		o.genCPU = -1
 	}

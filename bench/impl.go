@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpnet/xdpnet/internal/pktgen"
+	"github.com/xdpnet/xdpnet/internal/xdpprog"
 	"github.com/xdpnet/xdpnet/pipeline"
 	"github.com/xdpnet/xdpnet/poller"
 	"github.com/xdpnet/xdpnet/proto"
@@ -144,12 +145,39 @@ func startDUT(t *topo, o *options, sc, impl string) (*dut, error) {
 		}
 		return pollerDUT(t, o, 1, []string{"in0", "out0"}, st.NewHandler, nil)
 	case "l3fwd/kernel":
-		if err := t.dut.Sysctl("net.ipv4.ip_forward", "1"); err != nil {
-			return nil, err
-		}
-		return &dut{stop: func() error { return nil }}, nil
+		return kernelDUT(t, o)
 	}
 	return nil, fmt.Errorf("%w: no %s implementation of %s", errNA, impl, sc)
+}
+
+// kernelDUT turns on Linux forwarding in the dut host. Two things make it a fair DUT on veth:
+//   - an XDP program on in0 that passes everything (xdpnet's redirect program with no socket registered):
+//     veth takes frames redirected by the live generator (ndo_xdp_xmit) only when its peer runs XDP, and the
+//     xdpnet and asavie DUTs have theirs there too;
+//   - RPS on in0 to the DUT CPU: veth receives in softirq on the sending CPU, which is the generator's, so
+//     without it the kernel would forward on the generator's CPU and leave its own idle. With RPS the
+//     routing, netfilter hooks and transmit to out0 run on the DUT CPU, as a poller's work does.
+func kernelDUT(t *topo, o *options) (*dut, error) {
+	if err := t.dut.Sysctl("net.ipv4.ip_forward", "1"); err != nil {
+		return nil, err
+	}
+	if o.dutCPU >= 0 {
+		if err := setRPS(t.dut, "in0", o.dutCPU); err != nil {
+			return nil, err
+		}
+	}
+	var prog *xdpprog.Program
+	if err := t.dut.Do(func() error {
+		l, err := t.dut.Link("in0")
+		if err != nil {
+			return err
+		}
+		prog, err = xdpprog.Attach(l.Attrs().Index, xdpprog.Options{Mode: xdpprog.ModeNative})
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("XDP pass program on in0: %w", err)
+	}
+	return &dut{stop: prog.Close}, nil
 }
 
 // command runs a DUT program in the dut host pinned to the DUT CPU.

@@ -12,9 +12,10 @@
 // tcp) and dpdk (dpdk-testpmd with the AF_XDP PMD in mac forwarding mode, when installed: in l2fwd, and in
 // l3fwd as a reference that does not route; it reserves 2 MiB huge pages for the run and gives them back at the
 // end). Each configuration runs -runs times, interleaved with the others, and the median is reported, with the
-// ratio to the scenario's reference implementation. The generator is pktgen on the poller, busy polling on
-// -gen-cpu; DUTs are pinned to -dut-cpu. Packets are counted at the sink by an XDP program (bench/xdpcount)
-// after a warmup, over -duration.
+// ratio to the scenario's reference implementation. The generator is the kernel's XDP live-frames generator
+// (internal/pktgen.Live) on -gen-cpu, or with -gen xsk (and always for txonly and l2fwd-2q) pktgen on the
+// poller; DUTs are pinned to -dut-cpu. Packets are counted at the sink by a tc ingress program
+// (bench/xdpcount) whose work RPS moves to the generator's CPU, after a warmup, over -duration.
 //
 // The soak (soak.go) runs the xdpnet l3fwd DUT at full rate for -duration and prints memory, GC and frame
 // accounting samples with a verdict on whether they stayed flat (and writes soak.md to -out).
@@ -39,6 +40,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xdpnet/xdpnet/bench/xdpcount"
 	"github.com/xdpnet/xdpnet/poller"
 )
 
@@ -48,6 +50,7 @@ type options struct {
 	scenarios        []string
 	flows            int
 	genCPU, dutCPU   int
+	gen              string // "live" or "xsk"
 	genMode, dutMode string
 	dutBudget        int
 	dutRing          int
@@ -155,6 +158,7 @@ func main() {
 	every := flag.Duration("every", 10*time.Second, "soak: sampling interval")
 	impls := flag.String("impls", "", "comma-separated implementations to run (default all: xdpnet,asavie,kernel,dpdk)")
 	flag.IntVar(&o.flows, "flows", 16, "UDP flows (source ports) the generator varies over")
+	flag.StringVar(&o.gen, "gen", "live", "generator: live (the kernel's XDP live-frames generator; txonly and l2fwd-2q still use xsk) or xsk (pktgen on the xdpnet poller)")
 	flag.StringVar(&o.genMode, "gen-mode", "busy", "poll mode of the generator: busy or adaptive")
 	flag.IntVar(&o.genCPU, "gen-cpu", 0, "CPU of the generator")
 	flag.IntVar(&o.dutCPU, "dut-cpu", 1, "CPU of the device under test")
@@ -182,6 +186,10 @@ func main() {
 			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (want some of %s)\n", s, strings.Join(allScenarios, ","))
 			os.Exit(2)
 		}
+	}
+	if o.gen != "live" && o.gen != "xsk" {
+		fmt.Fprintf(os.Stderr, "bench: -gen %q: want live or xsk\n", o.gen)
+		os.Exit(2)
 	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "bench: needs root (network namespaces, XDP, AF_XDP); run it with sudo")
@@ -439,22 +447,22 @@ func trial(o *options, sc, impl string) (trialResult, error) {
 	defer d.stop()
 	count := d.count
 	if count == nil {
-		h, ifname := t.sink, "eth0"
+		attach := func() (*xdpcount.Counter, error) { return attachSink(t, o) }
 		if sc == "txonly" {
-			h, ifname = t.dut, "in0"
+			attach = func() (*xdpcount.Counter, error) { return attachCounter(t.dut, "in0") }
 		}
-		c, err := attachCounter(h, ifname)
+		c, err := attach()
 		if err != nil {
 			return res, err
 		}
 		defer c.Close()
 		count = func() uint64 { n, _ := c.Count(); return n }
 	}
-	g, _, stopGen, err := startGen(t, o, queues)
+	src, err := startSource(t, o, sc, queues)
 	if err != nil {
 		return res, err
 	}
-	stopGen = once(stopGen)
+	stopGen := once(src.stop)
 	defer stopGen()
 	time.Sleep(o.warmup)
 	measureAllocs := impl == "xdpnet" && (sc == "l2fwd" || sc == "l3fwd")
@@ -478,9 +486,9 @@ func trial(o *options, sc, impl string) (trialResult, error) {
 	if d.cpu != nil {
 		cpu = d.cpu
 	}
-	c0, g0, k0, u0, t0 := count(), g.Sent(), kd(), cpu(), time.Now()
+	c0, g0, k0, u0, t0 := count(), src.sent(), kd(), cpu(), time.Now()
 	time.Sleep(o.duration)
-	c1, g1, k1, u1, t1 := count(), g.Sent(), kd(), cpu(), time.Now()
+	c1, g1, k1, u1, t1 := count(), src.sent(), kd(), cpu(), time.Now()
 	if d.p != nil {
 		s1 = d.p.Stats()
 		w1 = runDelay(d.tid())
@@ -637,7 +645,7 @@ func table(rep *Report) string {
 			notes = append(notes, fmt.Sprintf("- %s %s: %s", r.Scenario, r.Impl, r.Error))
 		}
 		if r.Impl == "kernel" && len(r.Runs) > 0 {
-			notes = append(notes, fmt.Sprintf("- %s %s: DUT CPU n/a: kernel forwarding has no DUT thread; on veth it runs in softirq on the sending CPU, which is the generator's, so neither a thread nor the DUT CPU's softirq time holds it", r.Scenario, r.Impl))
+			notes = append(notes, fmt.Sprintf("- %s %s: DUT CPU n/a: kernel forwarding has no DUT thread; it runs in softirq on the DUT CPU (RPS on in0), with an XDP program passing everything on in0 (veth takes the live generator's frames only then)", r.Scenario, r.Impl))
 		}
 	}
 	if pps {

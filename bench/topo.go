@@ -111,13 +111,61 @@ func runPoller(h *netlab.Host, cfg poller.Config) (*poller.Poller, func() error,
 	}, nil
 }
 
+// source is the traffic of one trial: how many frames it has sent, and how to stop it.
+type source struct {
+	sent func() uint64
+	stop func() error
+}
+
+// startSource starts the trial's generator. The live XDP generator (-gen live, the default) is the kernel's
+// own (pktgen.Live): several times cheaper per frame than an AF_XDP generator in copy mode, so that on two
+// cores the device under test, not the generator, limits what is measured. txonly measures xdpnet's own
+// transmit path, and the live generator sends on one queue only (veth picks the peer's queue by the sending
+// CPU), so txonly and the two-queue scenario always use pktgen on the poller.
+func startSource(t *topo, o *options, sc string, queues int) (source, error) {
+	if o.gen == "live" && sc != "txonly" && queues == 1 {
+		return startLive(t, o)
+	}
+	g, _, stop, err := startGen(t, o, queues)
+	if err != nil {
+		return source{}, err
+	}
+	return source{sent: g.Sent, stop: stop}, nil
+}
+
+// startLive runs pktgen.Live in the gen host on -gen-cpu, sending out of eth0 towards the DUT's in0.
+func startLive(t *topo, o *options) (source, error) {
+	var live *pktgen.Live
+	if err := t.gen.Do(func() error {
+		l, err := t.gen.Link("eth0")
+		if err != nil {
+			return err
+		}
+		live, err = pktgen.NewLive(genConfig(t, o, 1), l.Attrs().Index)
+		return err
+	}); err != nil {
+		return source{}, fmt.Errorf("live generator: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- t.gen.Do(func() error { return live.Run(ctx, o.genCPU) }) }()
+	return source{sent: live.Sent, stop: func() error {
+		cancel()
+		err := <-done
+		live.Close()
+		return err
+	}}, nil
+}
+
+func genConfig(t *topo, o *options, queues int) pktgen.Config {
+	return pktgen.Config{SrcMAC: proto.MAC(t.genDut.A.HWAddr()), DstMAC: proto.MAC(t.genDut.B.HWAddr()),
+		Src: genAddr, Dst: sinkAddr, Flows: o.flows, FrameSize: 64, Queues: queues}
+}
+
 // startGen runs the generator in the gen host: busy polling on its own CPU, flows UDP flows to the sink's
 // address through the DUT's in0 MAC.
 func startGen(t *topo, o *options, queues int) (*pktgen.Generator, *poller.Poller, func() error, error) {
-	g, err := pktgen.NewGenerator(pktgen.Config{
-		SrcMAC: proto.MAC(t.genDut.A.HWAddr()), DstMAC: proto.MAC(t.genDut.B.HWAddr()),
-		Src: genAddr, Dst: sinkAddr, Flows: o.flows, FrameSize: 64, Queues: queues,
-	})
+	g, err := pktgen.NewGenerator(genConfig(t, o, queues))
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -137,18 +185,45 @@ func startGen(t *topo, o *options, queues int) (*pktgen.Generator, *poller.Polle
 	return g, p, func() error { g.Stop(); return stop() }, nil
 }
 
-// attachCounter puts the counting XDP program on ifname in h.
+// attachCounter puts the counting XDP program on ifname in h (txonly counts at the DUT's in0 this way).
 func attachCounter(h *netlab.Host, ifname string) (*xdpcount.Counter, error) {
+	return attachIn(h, ifname, xdpcount.Attach)
+}
+
+// attachSink counts at the sink's eth0 at the tc ingress hook, with RPS sending the sink's receive work to the
+// generator's CPU: the DUT CPU then carries the DUT's own work (its transmit, up to handing each frame to
+// veth) and none of the sink's. An XDP counter there would run the sink's NAPI, and an skb-to-xdp_buff copy
+// per frame, on the DUT's CPU (bench/xdpcount).
+func attachSink(t *topo, o *options) (*xdpcount.Counter, error) {
+	if o.genCPU >= 0 {
+		if err := setRPS(t.sink, "eth0", o.genCPU); err != nil {
+			return nil, err
+		}
+	}
+	return attachIn(t.sink, "eth0", xdpcount.AttachIngress)
+}
+
+func attachIn(h *netlab.Host, ifname string, attach func(ifindex int) (*xdpcount.Counter, error)) (*xdpcount.Counter, error) {
 	var c *xdpcount.Counter
 	err := h.Do(func() error {
 		l, err := h.Link(ifname)
 		if err != nil {
 			return err
 		}
-		c, err = xdpcount.Attach(l.Attrs().Index)
+		c, err = attach(l.Attrs().Index)
 		return err
 	})
 	return c, err
+}
+
+// setRPS steers what ifname's (single) receive queue hands to the stack to cpu, by Receive Packet Steering. It
+// writes through `ip netns exec`, which mounts a /sys that shows the namespace's interfaces.
+func setRPS(h *netlab.Host, ifname string, cpu int) error {
+	path := "/sys/class/net/" + ifname + "/queues/rx-0/rps_cpus"
+	if out, err := h.Run(context.Background(), "sh", "-c", fmt.Sprintf("echo %x > %s", 1<<cpu, path)); err != nil {
+		return fmt.Errorf("RPS on %s to CPU %d: %v: %s", ifname, cpu, err, out)
+	}
+	return nil
 }
 
 func mac(e netlab.Endpoint) net.HardwareAddr { return e.MAC }

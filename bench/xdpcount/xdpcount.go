@@ -1,7 +1,10 @@
-// Package xdpcount is the benchmarks' packet counter at the sink: an XDP program that counts and drops IPv4
+// Package xdpcount is the benchmarks' packet counter at the sink: a BPF program that counts and drops IPv4
 // frames in a per-CPU array and passes everything else (ARP, so that a router in front can resolve the sink's
-// address) to the kernel. Counting in XDP costs the sink almost nothing, so the sink never limits what it
-// measures and needs no CPU of its own on a two-core machine.
+// address) to the kernel. It runs either as XDP (Attach) or at the tc ingress hook (AttachIngress). On veth the
+// two differ in where the sink's work lands: an XDP program on the receiving end makes veth queue every frame
+// to that end's NAPI on the sending CPU - which is the device under test's - and convert each skb back to an
+// xdp_buff (a page copy when the headroom is short); without XDP the frame goes through the backlog queue,
+// which RPS can steer to another CPU, so that the sink costs the device under test nothing.
 //
 // A Counter is attached with a bpf_link (it goes away with the process or Close) in the network namespace of
 // the calling thread. Count may be called from any goroutine.
@@ -16,12 +19,18 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 )
 
-// XDP actions (enum xdp_action) and struct xdp_md offsets.
+// hook is where the program runs: its context's data and data_end offsets and its pass and drop verdicts.
+type hook struct {
+	data, dataEnd int16
+	pass, drop    int32
+}
+
+var (
+	xdpHook = hook{data: 0, dataEnd: 4, pass: 2, drop: 1}   // struct xdp_md; XDP_PASS, XDP_DROP
+	tcHook  = hook{data: 76, dataEnd: 80, pass: 0, drop: 2} // struct __sk_buff; TC_ACT_OK, TC_ACT_SHOT
+)
+
 const (
-	xdpDrop       = 1
-	xdpPass       = 2
-	xdpMdData     = 0
-	xdpMdDataEnd  = 4
 	etherTypeOff  = 12
 	ethHeaderLen  = 14
 	etherTypeIPv4 = 0x0008 // 0x0800 as the little-endian load of the big-endian field reads it
@@ -39,10 +48,12 @@ type Counter struct {
 //	if (data + 14 > data_end || eth->h_proto != htons(ETH_P_IP)) return XDP_PASS;
 //	u64 *n = bpf_map_lookup_elem(&counts, &zero); if (n) *n += 1;   // per-CPU: no atomics needed
 //	return XDP_DROP;
-func instructions(m *ebpf.Map) asm.Instructions {
+//
+// with the context offsets and verdicts of h.
+func instructions(m *ebpf.Map, h hook) asm.Instructions {
 	return asm.Instructions{
-		asm.LoadMem(asm.R2, asm.R1, xdpMdData, asm.Word),
-		asm.LoadMem(asm.R3, asm.R1, xdpMdDataEnd, asm.Word),
+		asm.LoadMem(asm.R2, asm.R1, h.data, asm.Word),
+		asm.LoadMem(asm.R3, asm.R1, h.dataEnd, asm.Word),
 		asm.Mov.Reg(asm.R4, asm.R2),
 		asm.Add.Imm(asm.R4, ethHeaderLen),
 		asm.JGT.Reg(asm.R4, asm.R3, "pass"),
@@ -57,15 +68,29 @@ func instructions(m *ebpf.Map) asm.Instructions {
 		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
 		asm.Add.Imm(asm.R1, 1),
 		asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
-		asm.Mov.Imm(asm.R0, xdpDrop).WithSymbol("drop"),
+		asm.Mov.Imm(asm.R0, h.drop).WithSymbol("drop"),
 		asm.Return(),
-		asm.Mov.Imm(asm.R0, xdpPass).WithSymbol("pass"),
+		asm.Mov.Imm(asm.R0, h.pass).WithSymbol("pass"),
 		asm.Return(),
 	}
 }
 
 // Attach loads the program and attaches it (native XDP) to ifindex in the calling thread's namespace.
 func Attach(ifindex int) (*Counter, error) {
+	return attach(ifindex, xdpHook, ebpf.XDP, func(p *ebpf.Program) (link.Link, error) {
+		return link.AttachXDP(link.XDPOptions{Program: p, Interface: ifindex, Flags: link.XDPDriverMode})
+	})
+}
+
+// AttachIngress loads the program and attaches it at ifindex's tc ingress hook (tcx, Linux 6.6+) in the calling
+// thread's namespace.
+func AttachIngress(ifindex int) (*Counter, error) {
+	return attach(ifindex, tcHook, ebpf.SchedCLS, func(p *ebpf.Program) (link.Link, error) {
+		return link.AttachTCX(link.TCXOptions{Program: p, Interface: ifindex, Attach: ebpf.AttachTCXIngress})
+	})
+}
+
+func attach(ifindex int, h hook, typ ebpf.ProgramType, attachTo func(*ebpf.Program) (link.Link, error)) (*Counter, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("xdpcount: remove memlock limit: %w", err)
 	}
@@ -73,12 +98,12 @@ func Attach(ifindex int) (*Counter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("xdpcount: create map: %w", err)
 	}
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "xdpcount", Type: ebpf.XDP, License: "Dual BSD/GPL", Instructions: instructions(m)})
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "xdpcount", Type: typ, License: "Dual BSD/GPL", Instructions: instructions(m, h)})
 	if err != nil {
 		m.Close()
 		return nil, fmt.Errorf("xdpcount: load program: %w", err)
 	}
-	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
+	l, err := attachTo(prog)
 	if err != nil {
 		prog.Close()
 		m.Close()
