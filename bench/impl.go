@@ -311,7 +311,11 @@ func asavieRxdrop(t *topo, o *options) (*dut, error) {
 		if err = prog.Attach(ifindex); err != nil {
 			return fmt.Errorf("asavie Attach: %w", err)
 		}
-		if xsk, err = xdp.NewSocket(ifindex, 0, nil); err != nil {
+		// The same UMEM and ring sizes as the xdpnet DUT's poller defaults (8192 frames, rings of 2048), not
+		// asavie's defaults (128 frames, rings of 64), which drop at the socket at these rates.
+		opts := xdp.SocketOptions{NumFrames: 8192, FrameSize: 2048, FillRingNumDescs: 2048,
+			CompletionRingNumDescs: 2048, RxRingNumDescs: 2048, TxRingNumDescs: 2048}
+		if xsk, err = xdp.NewSocket(ifindex, 0, &opts); err != nil {
 			return fmt.Errorf("asavie NewSocket: %w", err)
 		}
 		return prog.Register(0, xsk.FD())
