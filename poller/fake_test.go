@@ -26,7 +26,7 @@ func newFakeQueue(t testing.TB, nports, ringSize, frames int, h pipeline.Handler
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { area.Close() })
-	q := &queue{id: 0, cpu: -1, area: area, pool: umem.NewPool(area), efd: -1, budget: 64, handler: h,
+	q := &queue{id: 0, cpu: -1, area: area, pool: umem.NewPool(area), fillPort: make([]uint16, area.Frames()), efd: -1, budget: 64, handler: h,
 		fillGoal: uint32(ringSize), reserve: pipeline.MaxBatch}
 	q.batch.Frames = q.pool
 	var ks []*fakeKernel

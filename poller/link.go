@@ -291,6 +291,10 @@ func (p *Poller) closePort(q *queue, i int) {
 		}
 	}
 	rx, tx := q.reclaimPort(qp)
+	// What the kernel took from this port's fill ring and never received into was in the socket's buffer
+	// pool, which the link's deletion unbound: nothing writes to those frames any more. They held no packet,
+	// so they are not drops.
+	pooled := q.reclaimFillOf(i)
 	if n := rx + tx; n > 0 {
 		q.drops[pipeline.DropLinkDown] += uint64(n)
 		q.dirty[pipeline.DropLinkDown/64] |= 1 << (pipeline.DropLinkDown % 64)
@@ -303,7 +307,7 @@ func (p *Poller) closePort(q *queue, i int) {
 	qp.gone, qp.down = true, true
 	qp.txReserved, qp.txOutstanding = 0, 0
 	q.changed = true
-	p.log.Info("poller: socket closed, frames taken back", "interface", p.cfg.Interfaces[i], "queue", q.id, "rx_dropped", rx, "tx_dropped", tx)
+	p.log.Info("poller: socket closed, frames taken back", "interface", p.cfg.Interfaces[i], "queue", q.id, "rx_dropped", rx, "tx_dropped", tx, "kernel_pool", pooled)
 }
 
 // openPort opens port i's socket on queue q on the interface st describes, sharing the queue's UMEM, and
@@ -386,6 +390,20 @@ func (q *queue) reclaimPort(p *qport) (rx, tx int) {
 	}
 	p.txOutstanding -= min(uint32(tx), p.txOutstanding)
 	return rx, tx
+}
+
+// reclaimFillOf returns to the pool every frame still in the Fill state that was last given to port i's fill
+// ring. Only for a port whose socket is closed and whose link is gone; reclaimPort has taken the rings' frames.
+func (q *queue) reclaimFillOf(i int) int {
+	n := 0
+	fs := uint64(q.area.FrameSize())
+	for k, port := range q.fillPort {
+		if a := uint64(k) * fs; int(port) == i && q.pool.StateOf(a) == umem.Fill {
+			q.pool.Put(a)
+			n++
+		}
+	}
+	return n
 }
 
 func addXDPStats(a, b unix.XDPStatistics) unix.XDPStatistics {

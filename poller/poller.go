@@ -139,7 +139,8 @@ func (p *Poller) newQueue(qi int, links []netlink.Link) error {
 	if err != nil {
 		return fmt.Errorf("poller: queue %d: %w", qi, err)
 	}
-	q := &queue{id: qi, cpu: -1, area: area, pool: umem.NewPool(area), efd: -1, budget: uint32(c.Budget), busyPoll: c.BusyPoll}
+	q := &queue{id: qi, cpu: -1, area: area, pool: umem.NewPool(area), fillPort: make([]uint16, area.Frames()),
+		efd: -1, budget: uint32(c.Budget), busyPoll: c.BusyPoll}
 	p.qs = append(p.qs, q)
 	if len(c.CPUs) > 0 {
 		q.cpu = c.CPUs[qi%len(c.CPUs)]

@@ -60,6 +60,10 @@ type queue struct {
 	budget   uint32
 	fillGoal uint32 // frames to keep in each fill ring
 	reserve  int    // frames refill leaves in the pool for generated packets
+	// fillPort is, for each frame (by index) last given to a fill ring, the port of that ring. A socket's
+	// kernel buffer pool keeps frames it took from the fill ring until it receives into them; when the link is
+	// deleted they go with the pool, and closePort needs to know which frames were that port's.
+	fillPort []uint16
 
 	batch pipeline.Batch
 
@@ -197,6 +201,7 @@ func (q *queue) refill() {
 		for j := range got {
 			addr, _ := q.pool.GetAddr(umem.Fill)
 			p.fill.Set(idx+j, addr)
+			q.fillPort[addr/uint64(q.area.FrameSize())] = uint16(i)
 		}
 		p.fill.Submit(got)
 	}
