@@ -201,7 +201,7 @@ func (q *queue) refill() {
 		for j := range got {
 			addr, _ := q.pool.GetAddr(umem.Fill)
 			p.fill.Set(idx+j, addr)
-			q.fillPort[addr/uint64(q.area.FrameSize())] = uint16(i)
+			q.fillPort[q.pool.Index(addr)] = uint16(i)
 		}
 		p.fill.Submit(got)
 	}

@@ -107,6 +107,10 @@ func (p *Pool) Put(addr uint64) {
 	p.n++
 }
 
+// Index is the number of the frame that contains addr (its address over the frame size), for tables kept
+// next to the pool's own.
+func (p *Pool) Index(addr uint64) int { return int(addr >> p.shift) }
+
 // Mark records that the frame at addr moved from state from to state to, as when the poller takes a frame off
 // the RX ring (Fill to InFlight), puts it on a TX ring (InFlight to TX) or sees a handler steal it (InFlight to
 // Held). A frame found in another state is a violation: it means the kernel or a handler returned a frame that
