@@ -539,27 +539,7 @@ func (slowForwarder) Tick(*pipeline.Batch) int64 { return 0 }
 // frame accounting is exact when the poller stops. Without taking the pool's frames back, 9 of 10 runs
 // ended with 28-405 frames "still with the kernel".
 func TestLinkDeleteWithFullRingsVeth(t *testing.T) {
-	lab := netlab.NewT(t)
-	var hs []*netlab.Host
-	for _, r := range []string{"peer1", "dut", "peer2"} {
-		h := lab.MustAddHost(t, r)
-		quietHost(t, h)
-		hs = append(hs, h)
-	}
-	peer1, dut, peer2 := hs[0], hs[1], hs[2]
-	va, err := lab.LinkWith(peer1, "eth0", dut, "eth0", netlab.LinkOptions{Queues: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vb, err := lab.LinkWith(dut, "eth1", peer2, "eth0", netlab.LinkOptions{Queues: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range []netlab.Endpoint{va.A, va.B, vb.A, vb.B} {
-		if err := e.Host.SetUp(e.Name); err != nil {
-			t.Fatal(err)
-		}
-	}
+	peer1, dut, peer2, va, vb := line(t)
 	p, stop := startPoller(t, dut, Config{Interfaces: []string{"eth0", "eth1"}, RingSize: 512, Budget: 64,
 		NewHandler: func(*pipeline.QueueInfo) pipeline.Handler { return slowForwarder{} }})
 	in, out := openPacket(t, peer1, "eth0"), openPacket(t, peer2, "eth0")

@@ -105,6 +105,32 @@ func (ps *packetSock) capture(et uint16, want int, timeout time.Duration) [][]by
 	return got
 }
 
+// line builds peer1 eth0 --veth-- eth0 dut eth1 --veth-- eth0 peer2, one queue each, every end up and quiet.
+func line(t *testing.T) (peer1, dut, peer2 *netlab.Host, va, vb *netlab.Veth) {
+	t.Helper()
+	lab := netlab.NewT(t)
+	var hs []*netlab.Host
+	for _, r := range []string{"peer1", "dut", "peer2"} {
+		h := lab.MustAddHost(t, r)
+		quietHost(t, h)
+		hs = append(hs, h)
+	}
+	peer1, dut, peer2 = hs[0], hs[1], hs[2]
+	var err error
+	if va, err = lab.LinkWith(peer1, "eth0", dut, "eth0", netlab.LinkOptions{Queues: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if vb, err = lab.LinkWith(dut, "eth1", peer2, "eth0", netlab.LinkOptions{Queues: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []netlab.Endpoint{va.A, va.B, vb.A, vb.B} {
+		if err := e.Host.SetUp(e.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return peer1, dut, peer2, va, vb
+}
+
 // quietHost turns off IPv6 (router solicitations, MLD) so that the only frames on the links are the test's.
 func quietHost(t *testing.T, h *netlab.Host) {
 	t.Helper()
@@ -288,30 +314,7 @@ func testReceiveAndTransmit(t *testing.T, mode PollMode, cpus []int) {
 // TestForwardSharedUMEMVeth: peer1 -> [eth0 ..poller.. eth1] -> peer2, the frame sent on eth1 being the very
 // UMEM frame received on eth0.
 func TestForwardSharedUMEMVeth(t *testing.T) {
-	lab := netlab.NewT(t)
-	var hs []*netlab.Host
-	for _, r := range []string{"peer1", "dut", "peer2"} {
-		h, err := lab.AddHost(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		quietHost(t, h)
-		hs = append(hs, h)
-	}
-	peer1, dut, peer2 := hs[0], hs[1], hs[2]
-	va, err := lab.LinkWith(peer1, "eth0", dut, "eth0", netlab.LinkOptions{Queues: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vb, err := lab.LinkWith(dut, "eth1", peer2, "eth0", netlab.LinkOptions{Queues: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range []netlab.Endpoint{va.A, va.B, vb.A, vb.B} {
-		if err := e.Host.SetUp(e.Name); err != nil {
-			t.Fatal(err)
-		}
-	}
+	peer1, dut, peer2, va, vb := line(t)
 	nh, got := newRecorder(1)
 	p, stop := startPoller(t, dut, Config{Interfaces: []string{"eth0", "eth1"}, NewHandler: nh, RingSize: 512})
 	if ports := p.Ports(); len(ports) != 2 || ports[1].Name != "eth1" || ports[1].MAC != vb.A.HWAddr() {

@@ -11,31 +11,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/xdpnet/xdpnet/internal/netlab"
 )
-
-// lockedBuffer collects a process's stderr while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestFirewallBinaryVeth runs the firewall command between two Linux hosts on one subnet,
 //
@@ -94,16 +74,14 @@ func TestFirewallBinaryVeth(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := fw.Command(ctx, bin, "-in", "in0", "-out", "out0", "-rules", rules)
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
+	proc, err := fw.Start(bin, "-in", "in0", "-out", "out0", "-rules", rules)
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
-	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(stderr.String(), "firewall running"); {
+	log := func() string { return string(proc.Output()) }
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(log(), "firewall running"); {
 		if time.Now().After(deadline) {
-			t.Fatalf("firewall did not start:\n%s", stderr.String())
+			t.Fatalf("firewall did not start:\n%s", log())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -113,7 +91,7 @@ func TestFirewallBinaryVeth(t *testing.T) {
 		to   string
 	}{{a, "198.18.0.2"}, {b, "198.18.0.1"}} {
 		if out, err := p.from.Run(ctx, "ping", "-c", "3", "-i", "0.2", "-W", "2", p.to); err != nil {
-			t.Fatalf("ping %s through the firewall: %v\n%s\nfirewall:\n%s", p.to, err, out, stderr.String())
+			t.Fatalf("ping %s through the firewall: %v\n%s\nfirewall:\n%s", p.to, err, out, log())
 		}
 	}
 
@@ -163,7 +141,7 @@ func TestFirewallBinaryVeth(t *testing.T) {
 	}
 	c, err := dial("198.18.0.2:80")
 	if err != nil {
-		t.Fatalf("TCP to port 80 (allowed): %v\nfirewall:\n%s", err, stderr.String())
+		t.Fatalf("TCP to port 80 (allowed): %v\nfirewall:\n%s", err, log())
 	}
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	var got bytes.Buffer
@@ -205,15 +183,15 @@ func TestFirewallBinaryVeth(t *testing.T) {
 		t.Errorf("UDP port 53 (dropped): %d datagrams arrived", k)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	if err := proc.Stop(5 * time.Second); err != nil {
+		t.Fatalf("stop the firewall: %v\n%s", err, log())
 	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("firewall exit after SIGTERM: %v\n%s", err, stderr.String())
+	if err := proc.Wait(); err != nil {
+		t.Fatalf("firewall exit after SIGTERM: %v\n%s", err, log())
 	}
-	log := stderr.String()
+	out := log()
 	drops := func(reason string) int {
-		m := regexp.MustCompile(`reason=` + reason + ` packets=(\d+)`).FindStringSubmatch(log)
+		m := regexp.MustCompile(`reason=` + reason + ` packets=(\d+)`).FindStringSubmatch(out)
 		if m == nil {
 			return 0
 		}
@@ -221,11 +199,11 @@ func TestFirewallBinaryVeth(t *testing.T) {
 		return k
 	}
 	if k := drops("fw_veth_dns"); k != n {
-		t.Errorf("fw_veth_dns drops %d, want %d:\n%s", k, n, log)
+		t.Errorf("fw_veth_dns drops %d, want %d:\n%s", k, n, out)
 	}
 	// The SYN and its retransmissions within the 2 s dial timeout: at least the first.
 	if k := drops("fw_veth_ssh"); k < 1 {
-		t.Errorf("fw_veth_ssh drops %d, want the dropped SYNs:\n%s", k, log)
+		t.Errorf("fw_veth_ssh drops %d, want the dropped SYNs:\n%s", k, out)
 	}
-	t.Logf("firewall log:\n%s", log)
+	t.Logf("firewall log:\n%s", out)
 }
