@@ -87,12 +87,15 @@ type Conn struct {
 	waitAt   int64 // TIME-WAIT end, or the FIN-WAIT-2 timeout
 	ackNow   bool
 
-	// Congestion control, RFC 5681 and NewReno RFC 6582.
-	cwnd, ssthresh uint32
-	dupAcks        int
-	recover        Seq
-	inRecovery     bool
-	noDelay        bool
+	// Congestion control, RFC 5681 and NewReno RFC 6582; during SACK recovery RFC 6937 PRR sets cwnd from
+	// what was delivered (prrDelivered) and sent (prrOut) since recovery began with recoverFS in flight.
+	cwnd, ssthresh       uint32
+	dupAcks              int
+	recover              Seq
+	inRecovery           bool
+	noDelay              bool
+	prrDelivered, prrOut uint32
+	recoverFS            uint32
 
 	// Application side.
 	rdCh, wrCh chan struct{} // capacity 1: "something changed", re-checked under mu
@@ -501,6 +504,9 @@ func (c *Conn) sendData(now int64, seq Seq, n int, flags proto.TCPFlags) bool {
 	}
 	n = c.seg.PayloadLen()
 	flags = c.seg.Fields.Flags
+	if c.inRecovery {
+		c.prrOut += uint32(n)
+	}
 	if seq.LessThan(c.sndMax) {
 		c.e.inc(StatRetransmits)
 		if c.rttTiming && c.rttSeq.GreaterThan(seq) {
@@ -554,6 +560,9 @@ func (c *Conn) retransmitAt(now int64, seq Seq, limit int) int {
 		c.rttTiming = false
 	}
 	sent := c.seg.PayloadLen()
+	if c.inRecovery {
+		c.prrOut += uint32(sent)
+	}
 	if c.seg.Fields.Flags.Has(proto.TCPFlagFIN) {
 		sent++
 	}

@@ -298,6 +298,7 @@ func (c *Conn) processAck(now int64, seq, ack Seq, wnd uint16, o *proto.TCPOptio
 		return false
 	}
 	newSACK := false
+	una0, sacked0 := c.sndUna, c.sackedBytes()
 	if c.sackOK && o.NSACK > 0 {
 		newSACK = c.recordSACK(o)
 	}
@@ -330,10 +331,13 @@ func (c *Conn) processAck(now int64, seq, ack Seq, wnd uint16, o *proto.TCPOptio
 		c.rackUpdate(now)
 		// RFC 6675 §5: recovery starts when DupThresh duplicate ACKs arrived or the first unacknowledged
 		// byte is lost by the SACK information (or by RACK), unless an RTO's recovery point is not passed.
+		// RFC 6937 §3: "DeliveredData = Change in snd.una + Change in SACKed" (a SACKed range that the
+		// cumulative ACK now covers counts once).
+		delivered := uint32(max(int32(c.sndUna-una0)+int32(c.sackedBytes()-sacked0), 0))
 		if c.canEnterRecovery() {
-			c.enterSACKRecovery(now)
+			c.enterSACKRecovery(now, delivered)
 		} else if c.inRecovery && (advanced || dup) {
-			c.sackStep(now, advanced || newSACK)
+			c.sackStep(now, delivered)
 		}
 		c.armRACK()
 		if advanced {
@@ -414,9 +418,16 @@ func (c *Conn) ackNew(now int64, ack Seq, o *proto.TCPOptions) {
 	smss := c.smss()
 	if c.inRecovery {
 		if ack.GreaterEq(c.recover) {
-			// Full acknowledgment, RFC 6582 §3.2 step 3: "Set cwnd to min(ssthresh, FlightSize + SMSS)".
-			flight := uint32(c.sndMax - c.sndUna)
-			c.cwnd = min(c.ssthresh, flight+smss)
+			if c.sackOK {
+				// RFC 6937 §3: "on exiting recovery ... cwnd = ssthresh". RFC 6582's FlightSize + SMSS
+				// would leave one segment in flight after a recovery that retransmitted the last hole,
+				// and a lone segment waits out the peer's delayed-ACK timer (40 ms on Linux).
+				c.cwnd = c.ssthresh
+			} else {
+				// Full acknowledgment, RFC 6582 §3.2 step 3: "Set cwnd to min(ssthresh, FlightSize + SMSS)".
+				flight := uint32(c.sndMax - c.sndUna)
+				c.cwnd = min(c.ssthresh, flight+smss)
+			}
 			c.inRecovery = false
 			c.dupAcks = 0
 			c.nrexmits = 0
