@@ -73,10 +73,12 @@ func (d *direct) pump() {
 		for i := range 2 {
 			q := d.q[i]
 			d.q[i] = q[len(q):] // outputs during delivery go to the other side's queue
+			d.e[i].BeginBatch() // what is queued arrives as one batch, as a poller's RX batch does
 			for k := range q {
 				x := &q[k]
 				d.e[i].Input(d.now, x.src, x.dst, proto.TCP(x.b[:x.n]))
 			}
+			d.e[i].Flush(d.now)
 			d.q[i] = q[:0]
 		}
 	}
@@ -109,6 +111,46 @@ func TestNoAllocs(t *testing.T) {
 	}
 	if a.State() != StateEstablished || b.rcv.n != 0 || a.snd.n != 0 {
 		t.Fatalf("state %v, rcv %d, snd %d", a.State(), b.rcv.n, a.snd.n)
+	}
+}
+
+// TestBatchAck: ten in-order full segments (the initial window) that arrive in one batch (BeginBatch ... Flush) get one ACK
+// at the end of the batch, covering all of them; the same segments one per batch get the RFC 5681 §4.2 ACK
+// for every second segment.
+func TestBatchAck(t *testing.T) {
+	for _, batched := range []bool{true, false} {
+		d, a, b := newDirect(t, Config{NoDelay: true})
+		a.tryWrite(make([]byte, 10*int(a.smss())))
+		d.e[0].Tick(d.now) // the ten segments are now in d.q[1]
+		segs := d.q[1]
+		if len(segs) != 10 {
+			t.Fatalf("%d segments sent, want 10", len(segs))
+		}
+		d.q[1] = segs[len(segs):]
+		if batched {
+			d.e[1].BeginBatch()
+		}
+		for k := range segs {
+			x := &segs[k]
+			d.e[1].Input(d.now, x.src, x.dst, proto.TCP(x.b[:x.n]))
+		}
+		if batched {
+			if len(d.q[0]) != 0 {
+				t.Fatalf("%d ACKs before Flush", len(d.q[0]))
+			}
+			d.e[1].Flush(d.now)
+		}
+		acks := d.q[0]
+		want := 5
+		if batched {
+			want = 1
+		}
+		if len(acks) != want {
+			t.Fatalf("batched %v: %d ACKs for 10 segments, want %d", batched, len(acks), want)
+		}
+		if last := proto.TCP(acks[len(acks)-1].b[:acks[len(acks)-1].n]); Seq(last.Ack()) != b.rcvNxt || b.rcvNxt != a.sndMax {
+			t.Fatalf("batched %v: last ACK %d, receiver at %d, sender sent up to %d", batched, last.Ack(), b.rcvNxt, a.sndMax)
+		}
 	}
 }
 

@@ -81,11 +81,13 @@ type Conn struct {
 	persistN          int
 
 	// Timers (monotonic ns, 0 = off). rexmitAt is the RTO, or the persist timer when persist is set.
-	rexmitAt int64
-	persist  bool
-	delackAt int64
-	waitAt   int64 // TIME-WAIT end, or the FIN-WAIT-2 timeout
-	ackNow   bool
+	rexmitAt   int64
+	persist    bool
+	delackAt   int64
+	waitAt     int64 // TIME-WAIT end, or the FIN-WAIT-2 timeout
+	ackNow     bool
+	ackStretch bool // two full segments arrived in order since the last ACK: ACK now, or at the batch end
+	ackQueued  bool // in the engine's Flush list
 
 	// Congestion control, RFC 5681 and NewReno RFC 6582; during SACK recovery RFC 6937 PRR sets cwnd from
 	// what was delivered (prrDelivered) and sent (prrOut) since recovery began with recoverFS in flight.
@@ -264,7 +266,7 @@ func (c *Conn) xmit(now int64, seq Seq, n int, flags proto.TCPFlags) bool {
 	c.e.inc(StatSegsOut)
 	if flags.Has(proto.TCPFlagACK) {
 		c.lastAckSent = c.rcvNxt
-		c.ackNow = false
+		c.ackNow, c.ackStretch = false, false
 		c.delackAt = 0
 		c.rcvSinceAck = 0
 	}
@@ -421,7 +423,7 @@ func (c *Conn) appEvents(now int64) {
 			c.ackNow = true
 		}
 	}
-	if c.ackNow {
+	if c.ackNow || c.ackStretch { // ackStretch: Output was full when Flush tried
 		c.sendAck(now)
 	}
 }

@@ -20,8 +20,9 @@
 // holes and of lost retransmissions, and tail loss probes (recovery.go); RFC 6298 RTO (SRTT/RTTVAR, Karn,
 // exponential backoff, configurable minimum); RFC 5681 slow start and congestion avoidance with RFC 6928's
 // initial window, fast retransmit and RFC 6582 NewReno for peers without SACK;
-// zero-window probing; sender and receiver SWS avoidance; delayed ACKs (every second full segment,
-// Config.DelayedAck at most 200 ms); Nagle with SetNoDelay; a bounded out-of-order queue stored in the
+// zero-window probing; sender and receiver SWS avoidance; delayed ACKs (every second full segment - or
+// one per connection per received batch, between BeginBatch and Flush - and Config.DelayedAck at most
+// 200 ms); Nagle with SetNoDelay; a bounded out-of-order queue stored in the
 // receive buffer itself; per-connection buffers, a global memory cap; listeners with a SYN queue bound,
 // an accept backlog and RFC 4987 SYN cookies beyond it. Every dropped segment is counted (Stat).
 //
@@ -35,8 +36,9 @@
 // builds the frame in the current pipeline.Batch (route the destination, Ethernet + IPv4 header with
 // protocol 6, then Segment.Encode for the rest; when no frame is free Send returns false and the engine
 // keeps the data or ACK for a later Tick) and with the queue's pipeline.Waker. Local delivery hands every checksum-verified TCP
-// segment for a local address to Input (the engine answers unknown ports with RST itself), and the
-// handler's Tick calls Engine.Tick and merges its wake-up time. Listeners must exist on every queue's
+// segment for a local address to Input (the engine answers unknown ports with RST itself), between a
+// BeginBatch before the first segment of a received batch and a Flush after the last (the batch's ACKs
+// leave in Flush), and the handler's Tick calls Engine.Tick and merges its wake-up time. Listeners must exist on every queue's
 // engine (or flows be steered to one queue), since RSS picks the queue by the 4-tuple.
 //
 // Nothing panics on segment contents. The established-state data path (Input of an in-order segment, the

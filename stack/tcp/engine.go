@@ -122,6 +122,9 @@ type Engine struct {
 	pending   []*Conn
 	pendSpare []*Conn
 
+	batching bool    // between BeginBatch and Flush: stretch ACKs wait for Flush
+	ackq     []*Conn // connections with a stretch ACK waiting for Flush
+
 	stats [numStats]atomic.Uint64
 }
 
@@ -228,6 +231,51 @@ func (e *Engine) Input(now int64, src, dst netip.Addr, seg proto.TCP) {
 	}
 	e.noConn(now, id, seg, &o)
 	e.mu.Unlock()
+}
+
+// BeginBatch tells the engine that the Input calls up to the next Flush belong to one received batch. Until
+// then the ACK that in-order data calls for (every second full-sized segment) is held back, and Flush sends
+// one per connection for the whole batch - the ACK frequency Linux's GRO gives, at a fraction of the cost
+// per segment (in AF_XDP copy mode every ACK is a sendto's skb allocation and veth transmit). Out-of-order
+// data, a segment that fills a hole, a duplicate, a FIN and window probes are still answered at once.
+//
+// RFC 5681 §4.2 says an ACK "SHOULD be generated for at least every second full-sized segment" and RFC 9293
+// §3.8.6.3 repeats it. A batch is what arrived while the owner was busy with the previous one: holding its
+// ACK for the microseconds the rest of the batch takes delays no ACK by a timer, and RFC 5681 §4.2 itself
+// allows a receiver to "ACK less often ... if it can determine that the sender's congestion control uses
+// byte counting" - which Linux does (RFC 3465 ABC; tcp_cong_avoid_ai and slow start count the bytes an ACK
+// covers), so a stretch ACK grows its window as much as the ACKs it replaces. Owner only.
+func (e *Engine) BeginBatch() {
+	e.mu.Lock()
+	e.batching = true
+	e.mu.Unlock()
+}
+
+// Flush sends the ACKs held since BeginBatch, at most one per connection, and ends the batch. Owner only.
+func (e *Engine) Flush(now int64) {
+	e.mu.Lock()
+	e.now = now
+	e.batching = false
+	for i, c := range e.ackq {
+		c.mu.Lock()
+		c.ackQueued = false
+		if c.ackStretch && c.state != StateClosed {
+			c.sendAck(now)
+			e.afterConn(c)
+		}
+		c.mu.Unlock()
+		e.ackq[i] = nil
+	}
+	e.ackq = e.ackq[:0]
+	e.mu.Unlock()
+}
+
+// queueAck holds c's stretch ACK for Flush. Owner only, e.mu and c.mu held.
+func (e *Engine) queueAck(c *Conn) {
+	if !c.ackQueued {
+		c.ackQueued = true
+		e.ackq = append(e.ackq, c)
+	}
 }
 
 // afterConn runs after any processing of c on the owner: the table and timer bookkeeping.

@@ -171,9 +171,14 @@ func (c *Conn) segment(now int64, h proto.TCP, o *proto.TCPOptions, payload []by
 		}
 	}
 	c.output(now)
-	if c.ackNow {
+	switch {
+	case c.ackNow:
 		c.sendAck(now)
-	} else if c.rcvSinceAck > 0 && c.delackAt == 0 {
+	case c.ackStretch && c.e.batching:
+		c.e.queueAck(c) // one ACK for the batch (Engine.BeginBatch)
+	case c.ackStretch:
+		c.sendAck(now)
+	case c.rcvSinceAck > 0 && c.delackAt == 0:
 		c.delackAt = now + int64(c.e.cfg.DelayedAck)
 	}
 }
@@ -648,10 +653,12 @@ func (c *Conn) receive(now int64, seq Seq, payload []byte, fin bool) {
 				c.rcv.commit(int(end - c.rcvNxt))
 				c.rcvNxt = end
 				c.rcvSinceAck += len(payload)
-				// RFC 5681 §4.2: ACK at least every second full-sized segment, and at once when a
-				// segment fills a hole.
-				if filled || c.rcvSinceAck >= 2*int(c.mss)-2*40 {
+				// RFC 5681 §4.2: ACK at least every second full-sized segment (at the end of the batch,
+				// see Engine.BeginBatch), and at once when a segment fills a hole.
+				if filled {
 					c.ackNow = true
+				} else if c.rcvSinceAck >= 2*int(c.mss)-2*40 {
+					c.ackStretch = true
 				}
 				signal(c.rdCh)
 			} else {
