@@ -50,6 +50,11 @@ type Conn struct {
 	oooFin              bool // a FIN arrived beyond a hole, at oooFinSeq
 	oooFinSeq           Seq
 	rcvSinceAck         int // bytes received since the last ACK sent (delayed ACK, RFC 5681 §4.2)
+	// Receive-buffer autotuning (rcvSpaceAdjust): the application's read position at the start of the
+	// current interval, when it started, and the most the application read in one interval.
+	spaceSeq Seq
+	spaceAt  int64
+	space    int
 
 	// Options (RFC 7323, RFC 2018). mss is the largest payload the peer accepts without options.
 	mss                uint16
@@ -190,7 +195,10 @@ func (c *Conn) tsNow(now int64) uint32 { return uint32(now/1e6) + uint32(c.iss)*
 func (c *Conn) window() uint16 {
 	var avail, capacity int
 	if c.rcv.buf != nil {
-		avail, capacity = c.rcv.free(), c.rcv.cap()
+		// 2^scale - 1 bytes of the buffer are never offered: once RCV.NXT has moved by a length that is
+		// not a multiple of 2^scale, the edge already advertised can only be kept by rounding the field
+		// up (below), by as much, and the peer may then fill the window to the rounded edge.
+		avail, capacity = max(c.rcv.free()-(1<<c.rcvScale-1), 0), c.rcv.cap()
 	} else {
 		avail, capacity = c.e.cfg.RecvBuffer, c.e.cfg.RecvBuffer
 	}
@@ -208,6 +216,54 @@ func (c *Conn) window() uint16 {
 	f = min(f, 0xffff)
 	c.rcvAdv = c.rcvNxt + Seq(f<<c.rcvScale)
 	return uint16(f)
+}
+
+// rcvSpaceMinInterval is the shortest interval over which rcvSpaceAdjust measures the application's reads.
+// The wire RTT on a veth is tens of microseconds, but the receiving application, the owner and the sender
+// may share a CPU (the poller sleeps in poll(2) with millisecond timeouts, the scheduler slices in
+// milliseconds): the window has to cover that long a pause of the reader, or the sender stalls on it.
+const rcvSpaceMinInterval = int64(1e6)
+
+// rcvSpaceAdjust is receive-buffer autotuning after Linux's tcp_rcv_space_adjust (dynamic right-sizing):
+// once per interval (SRTT, at least rcvSpaceMinInterval) it looks at how much the application read. When
+// that is more than in any interval before, the buffer - and with it the window - grows to twice that
+// plus 16 segments, at least doubling, up to Config.RecvBufferMax, the window the scale allows and
+// MemoryLimit. A reader that keeps up at a high rate gets a window for it; a slow reader or a connection
+// that moves little keeps the small RecvBuffer, so memory goes where the data flows. Buffers never shrink.
+// Growing copies the buffer once; it happens a handful of times per connection, never per segment in
+// a steady state. Owner only, e.mu and c.mu held.
+func (c *Conn) rcvSpaceAdjust(now int64) {
+	cfg := &c.e.cfg
+	limit := min(cfg.RecvBufferMax, 0xffff<<c.rcvScale)
+	if c.rcv.buf == nil || c.rcv.cap() >= limit {
+		return
+	}
+	copied := c.rcvNxt - Seq(c.rcv.n) // the application's read position (copied_seq)
+	if c.spaceAt == 0 {
+		c.spaceSeq, c.spaceAt, c.space = copied, now, 10*int(c.mss)
+		return
+	}
+	if now-c.spaceAt < max(c.srtt, rcvSpaceMinInterval) {
+		return
+	}
+	n := int(copied - c.spaceSeq)
+	c.spaceSeq, c.spaceAt = copied, now
+	if n <= c.space {
+		return
+	}
+	c.space = n
+	want := 2*n + 16*int(c.mss)
+	if want <= c.rcv.cap() {
+		return
+	}
+	grow := min(max(want, 2*c.rcv.cap()), limit) - c.rcv.cap()
+	if c.e.memUsed+int64(grow) > cfg.MemoryLimit {
+		return
+	}
+	c.rcv.grow(c.rcv.cap() + grow)
+	c.memCharged += grow
+	c.e.memUsed += int64(grow)
+	c.e.inc(StatRcvBufGrown)
 }
 
 // xmit sends one segment: n bytes of the send buffer from seq (n may be 0), with flags. It returns false

@@ -19,8 +19,15 @@ type Config struct {
 	// MTU is the IP MTU of the path; the MSS announced and used is at most MTU-40 (RFC 9293 §3.7.1,
 	// RFC 879). Default 1500.
 	MTU int
-	// SendBuffer and RecvBuffer are the per-connection buffer sizes in bytes. Default 256 KiB each.
+	// SendBuffer and RecvBuffer are the per-connection buffer sizes in bytes a connection starts with.
+	// Default 256 KiB each.
 	SendBuffer, RecvBuffer int
+	// RecvBufferMax caps receive-buffer autotuning: a connection whose application reads more per
+	// round trip than its buffer can cover gets a larger buffer (and window), up to this size and within
+	// MemoryLimit (see rcvSpaceAdjust). The window scale we offer is chosen for this size. Default 4 MiB
+	// when RecvBuffer is left at its default; when RecvBuffer is set and RecvBufferMax is not, autotuning
+	// is off (as setting SO_RCVBUF turns it off on Linux). At or below RecvBuffer autotuning is off.
+	RecvBufferMax int
 	// MemoryLimit caps the buffer bytes of all connections together; a connection that would exceed it
 	// is refused (SYN dropped, Dial fails). Default 256 MiB.
 	MemoryLimit int64
@@ -69,9 +76,13 @@ func (c *Config) setDefaults() {
 	def(&c.MTU, 1500)
 	c.MTU = max(c.MTU, 128)
 	def(&c.SendBuffer, 256<<10)
-	def(&c.RecvBuffer, 256<<10)
+	if c.RecvBuffer <= 0 {
+		c.RecvBuffer = 256 << 10
+		def(&c.RecvBufferMax, 4<<20)
+	}
 	c.RecvBuffer = min(c.RecvBuffer, 1<<30) // RFC 7323 §2.3: the window is below 2^30
 	c.SendBuffer = min(c.SendBuffer, 1<<30)
+	c.RecvBufferMax = min(max(c.RecvBufferMax, c.RecvBuffer), 1<<30)
 	if c.MemoryLimit <= 0 {
 		c.MemoryLimit = 256 << 20
 	}
@@ -139,7 +150,7 @@ func NewEngine(cfg Config, out Output, waker Waker) *Engine {
 		_, _ = rand.Read(key[:])
 	}
 	e.k0, e.k1 = binary.LittleEndian.Uint64(key[:8]), binary.LittleEndian.Uint64(key[8:])
-	for e.rcvScale < 14 && cfg.RecvBuffer>>e.rcvScale > 0xffff {
+	for e.rcvScale < 14 && cfg.RecvBufferMax>>e.rcvScale > 0xffff {
 		e.rcvScale++
 	}
 	e.ourMSS = uint16(min(cfg.MTU-proto.IPv4MinHeaderLen-proto.TCPMinHeaderLen, 0xffff))

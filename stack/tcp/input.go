@@ -653,6 +653,7 @@ func (c *Conn) receive(now int64, seq Seq, payload []byte, fin bool) {
 				c.rcv.commit(int(end - c.rcvNxt))
 				c.rcvNxt = end
 				c.rcvSinceAck += len(payload)
+				c.rcvSpaceAdjust(now)
 				// RFC 5681 §4.2: ACK at least every second full-sized segment (at the end of the batch,
 				// see Engine.BeginBatch), and at once when a segment fills a hole.
 				if filled {
