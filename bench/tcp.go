@@ -41,7 +41,6 @@ var (
 // tcpChunk is the size of each Write of the sender and each Read of the receiver.
 const tcpChunk = 64 << 10
 
-
 type tcpTopo struct {
 	lab      *netlab.Lab
 	snd, rcv *netlab.Host
