@@ -179,8 +179,8 @@ func TestCurlDownloadUploadVeth(t *testing.T) {
 
 // TestCurlLossVeth: the same 64 MiB down and 32 MiB up with 5% of TCP segments dropped both ways by
 // nftables in cli. SACK recovery (RFC 6675) with RFC 6937 PRR, RACK-style loss marking and tail loss probes
-// repairs nearly all losses without an RTO. Runs on the 2-core test machine: 64 MiB down in 24-32 s, 32 MiB
-// up in 0.1-1.1 s, 48-65 RTOs (Linux -> Linux over the same veth and loss: 1.3-2.6 s and 6 RTOs). Most of
+// repairs nearly all losses without an RTO. Six runs on the 2-core test machine: 64 MiB down in 22-32 s,
+// 32 MiB up in 0.1-1.1 s, 35-65 RTOs (Linux -> Linux over the same veth and loss: 1.3-2.6 s and 6 RTOs). Most of
 // the remaining download time is Linux's delayed-ACK timer in cli (nstat TcpExtDelayedACKs), which holds
 // the ACK of our small loss-limited windows for 40 ms or more. Before PRR, recovery ended with one segment
 // in flight and 32 MiB down took 41 s.
