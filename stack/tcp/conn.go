@@ -222,6 +222,7 @@ func (c *Conn) window() uint16 {
 // The wire RTT on a veth is tens of microseconds, but the receiving application, the owner and the sender
 // may share a CPU (the poller sleeps in poll(2) with millisecond timeouts, the scheduler slices in
 // milliseconds): the window has to cover that long a pause of the reader, or the sender stalls on it.
+// Linux's receiver measures no shorter either: its RTT estimate comes from millisecond timestamps.
 const rcvSpaceMinInterval = int64(1e6)
 
 // rcvSpaceAdjust is receive-buffer autotuning after Linux's tcp_rcv_space_adjust (dynamic right-sizing):
