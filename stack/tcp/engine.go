@@ -250,12 +250,15 @@ func (e *Engine) Input(now int64, src, dst netip.Addr, seg proto.TCP) {
 // per segment (in AF_XDP copy mode every ACK is a sendto's skb allocation and veth transmit). Out-of-order
 // data, a segment that fills a hole, a duplicate, a FIN and window probes are still answered at once.
 //
-// RFC 5681 §4.2 says an ACK "SHOULD be generated for at least every second full-sized segment" and RFC 9293
-// §3.8.6.3 repeats it. A batch is what arrived while the owner was busy with the previous one: holding its
-// ACK for the microseconds the rest of the batch takes delays no ACK by a timer, and RFC 5681 §4.2 itself
-// allows a receiver to "ACK less often ... if it can determine that the sender's congestion control uses
-// byte counting" - which Linux does (RFC 3465 ABC; tcp_cong_avoid_ai and slow start count the bytes an ACK
-// covers), so a stretch ACK grows its window as much as the ACKs it replaces. Owner only.
+// RFC 5681 §4.2: "An ACK SHOULD be generated for at least every second full-sized segment" (RFC 9293
+// §3.8.6.3 keeps it), a SHOULD from which "an implementor should indeed only deviate ... after careful
+// consideration of the implications", pointing to RFC 2525's stretch ACK violation: fewer ACKs can grow
+// the sender's window more slowly and release its data in bursts. The considerations here: a batch is what
+// arrived while the owner was busy with the previous one, so an ACK is held for microseconds, never for a
+// timer; the sender counts bytes, not ACKs, where it is Linux (RFC 3465 byte counting: slow start and
+// tcp_cong_avoid_ai add what an ACK covers), so a stretch ACK grows its window as much as the ACKs it
+// replaces; the burst it releases is at most the batch it acknowledges; and a Linux receiver gives the same
+// ACK frequency whenever GRO merges a batch into one segment. Owner only.
 func (e *Engine) BeginBatch() {
 	e.mu.Lock()
 	e.batching = true
