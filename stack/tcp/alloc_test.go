@@ -154,6 +154,38 @@ func TestBatchAck(t *testing.T) {
 	}
 }
 
+// TestCongestionAvoidanceCountsBytes: in congestion avoidance the window grows by what the ACKs cover
+// (RFC 3465 §2.1), so one stretch ACK for a batch of ten segments grows it as much as five ACKs of two.
+func TestCongestionAvoidanceCountsBytes(t *testing.T) {
+	var smss uint32
+	grow := func(segsPerAck int) uint32 {
+		d, a, _ := newDirect(t, Config{NoDelay: true})
+		smss = a.smss()
+		a.mu.Lock()
+		a.cwnd, a.ssthresh = 10*smss, 10*smss
+		a.mu.Unlock()
+		a.tryWrite(make([]byte, 10*int(smss)))
+		d.e[0].Tick(d.now)
+		if len(d.q[1]) != 10 {
+			t.Fatalf("%d segments sent, want 10", len(d.q[1]))
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		var o proto.TCPOptions
+		for k := 0; k < 10; k += segsPerAck {
+			a.ackNew(d.now, a.sndUna+Seq(segsPerAck)*Seq(smss), &o)
+		}
+		if a.sndUna != a.sndMax {
+			t.Fatalf("not all acknowledged")
+		}
+		return a.cwnd - 10*smss
+	}
+	one, five := grow(10), grow(2)
+	if one != five || one != smss {
+		t.Fatalf("cwnd grew by %d with one ACK, %d with five, for a window's worth of data; want one SMSS each", one, five)
+	}
+}
+
 // BenchmarkDataPath moves 64 KiB per op from one engine to the other through real encoded segments
 // (checksums included) and the ACKs back.
 func BenchmarkDataPath(b *testing.B) {

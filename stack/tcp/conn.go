@@ -103,6 +103,7 @@ type Conn struct {
 	noDelay              bool
 	prrDelivered, prrOut uint32
 	recoverFS            uint32
+	bytesAcked           uint32 // RFC 3465 §2.1: acknowledged bytes not yet turned into congestion avoidance growth
 
 	// Application side.
 	rdCh, wrCh chan struct{} // capacity 1: "something changed", re-checked under mu
@@ -717,7 +718,7 @@ func (c *Conn) rtoFire(now int64) {
 	smss := c.smss()
 	flight := uint32(c.sndMax - c.sndUna)
 	c.ssthresh = max(flight/2, 2*smss)
-	c.cwnd = smss
+	c.cwnd, c.bytesAcked = smss, 0
 	c.sndNxt = c.sndUna
 	c.recover = c.sndMax // RFC 6582 §3.2 step 4
 	c.inRecovery = false

@@ -19,7 +19,7 @@
 // recovery (IsLost, pipe, NextSeg rules 1, 2 and 4) with RFC 6937 proportional rate reduction and RFC 8985
 // RACK-style time-based loss marking of holes and of lost retransmissions, and tail loss probes
 // (recovery.go); RFC 6298 RTO (SRTT/RTTVAR, Karn, exponential backoff, configurable minimum); RFC 5681
-// slow start and congestion avoidance (Reno) with RFC 6928's initial window, fast retransmit and RFC 6582
+// slow start and congestion avoidance (Reno) with RFC 3465 byte counting and RFC 6928's initial window, fast retransmit and RFC 6582
 // NewReno for peers without SACK; zero-window probing; sender and receiver SWS avoidance; delayed ACKs
 // (every second full segment - or one per connection per received batch, between BeginBatch and Flush -
 // and Config.DelayedAck at most 200 ms); Nagle with SetNoDelay; a bounded out-of-order queue stored in the

@@ -257,8 +257,10 @@ func (e *Engine) Input(now int64, src, dst netip.Addr, seg proto.TCP) {
 // arrived while the owner was busy with the previous one, so an ACK is held for microseconds, never for a
 // timer; the sender counts bytes, not ACKs, where it is Linux (RFC 3465 byte counting: slow start and
 // tcp_cong_avoid_ai add what an ACK covers), so a stretch ACK grows its window as much as the ACKs it
-// replaces; the burst it releases is at most the batch it acknowledges; and a Linux receiver gives the same
-// ACK frequency whenever GRO merges a batch into one segment. Owner only.
+// replaces (this engine's congestion avoidance counts bytes too; its slow start takes at most 2*SMSS per
+// ACK, RFC 3465 §2.2's limit, and so grows more slowly behind a batching receiver); the burst it releases
+// is at most the batch it acknowledges; and a Linux receiver gives the same ACK frequency whenever GRO
+// merges a batch into one segment. Owner only.
 func (e *Engine) BeginBatch() {
 	e.mu.Lock()
 	e.batching = true

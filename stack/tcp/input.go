@@ -456,10 +456,18 @@ func (c *Conn) ackNew(now int64, ack Seq, o *proto.TCPOptions) {
 		}
 	} else {
 		c.dupAcks = 0
+		// RFC 3465 byte counting: the window grows by what the ACKs cover, not by how many there are, so a
+		// receiver that ACKs every second segment or once per batch (Engine.BeginBatch) does not slow it.
 		if c.cwnd < c.ssthresh {
-			c.cwnd += min(acked, smss) // slow start, RFC 5681 §3.1 eq. 2
+			c.cwnd += min(acked, 2*smss) // slow start, RFC 3465 §2.2 with L = 2*SMSS
 		} else {
-			c.cwnd += max(1, smss*smss/c.cwnd) // congestion avoidance, eq. 3
+			// Congestion avoidance, RFC 3465 §2.1: one SMSS per cwnd of acknowledged data (RFC 5681 §3.1
+			// prefers this to eq. 3's per-ACK approximation).
+			c.bytesAcked += acked
+			if c.bytesAcked >= c.cwnd {
+				c.bytesAcked -= c.cwnd
+				c.cwnd += smss
+			}
 		}
 		c.cwnd = min(c.cwnd, 1<<30)
 	}
@@ -497,6 +505,7 @@ func (c *Conn) dupAck(now int64) {
 		if c.dupAcks == 3 && c.sndUna.GreaterEq(c.recover) {
 			flight := uint32(c.sndMax - c.sndUna)
 			c.ssthresh = max(flight/2, 2*smss)
+			c.bytesAcked = 0
 			c.recover = c.sndMax
 			c.inRecovery = true
 			c.e.inc(StatFastRetransmits)
