@@ -19,7 +19,6 @@ import (
 	"github.com/xdpnet/xdpnet/internal/netlab"
 	"github.com/xdpnet/xdpnet/poller"
 	"github.com/xdpnet/xdpnet/stack"
-	"github.com/xdpnet/xdpnet/stack/tcp"
 )
 
 // The tcp scenario: one TCP flow from Linux in the snd host to a receiver in the rcv host over one veth pair,
@@ -41,14 +40,6 @@ var (
 
 // tcpChunk is the size of each Write of the sender and each Read of the receiver.
 const tcpChunk = 64 << 10
-
-// tcpRecvBuffer is the xdpnet receiver's per-connection receive buffer, and so its largest window. Linux's
-// receiver autotunes its buffer up to net.ipv4.tcp_rmem's maximum (6 MiB by default) for a bulk flow; the
-// engine has no autotuning and allocates its buffers when the connection opens, so its default (256 KiB)
-// stays small for servers with many connections, and an application with one bulk flow sets the buffer
-// itself, as this one does. With 256 KiB the window, not the CPU, capped the flow: the poller spent most
-// loops idle waiting for the sender (bench -cpuprofile and the poller's IdleLoops).
-const tcpRecvBuffer = 4 << 20
 
 type tcpTopo struct {
 	lab      *netlab.Lab
@@ -161,8 +152,9 @@ func startTCPReceiver(t *tcpTopo, o *options, impl string) (*tcpReceiver, error)
 		}
 		return &tcpReceiver{ln: ln, stop: func() error { return ln.Close() }}, nil
 	case "xdpnet":
-		st, err := stack.New(stack.Config{Interfaces: []stack.Interface{{Name: "eth0", Addrs: []netip.Prefix{tcpRcvPrefix}}},
-			TCP: tcp.Config{RecvBuffer: tcpRecvBuffer}})
+		// The engine's defaults, as the kernel receiver has Linux's: a 256 KiB receive buffer that
+		// autotuning grows (up to 4 MiB) while the reader keeps up, as Linux's grows up to tcp_rmem's 6 MiB.
+		st, err := stack.New(stack.Config{Interfaces: []stack.Interface{{Name: "eth0", Addrs: []netip.Prefix{tcpRcvPrefix}}}})
 		if err != nil {
 			return nil, err
 		}

@@ -219,6 +219,7 @@ func (h *handler) Process(b *pipeline.Batch) {
 		for _, i := range in {
 			out = h.deliver(b, &b.Pkts[i], i, out)
 		}
+		out = h.tcpFlush(b, out)
 	}
 
 	for _, i := range late {

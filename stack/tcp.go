@@ -46,6 +46,7 @@ type tcpQueue struct {
 	b       *pipeline.Batch
 	out     []uint16
 	reserve int
+	inBatch bool // the engine is between BeginBatch and Flush
 
 	noRoute, noBuffer atomic.Uint64
 }
@@ -140,12 +141,31 @@ func (h *handler) tcpInput(b *pipeline.Batch, p *pipeline.Packet, out []uint16) 
 	}
 	t := h.tcp
 	t.b, t.out, t.reserve = b, out, tcpReserve
+	if !t.inBatch {
+		t.inBatch = true
+		t.eng.BeginBatch()
+	}
 	t.eng.Input(h.now, src, dst, seg)
 	out = t.out
 	t.b, t.out = nil, nil
 	// The engine copied the payload into the connection's buffer: the frame is done with.
 	p.Consume()
 	inc(&h.ctr.delivered)
+	return out
+}
+
+// tcpFlush ends the engine's batch after local delivery: the ACKs it held for the batch's in-order data
+// leave now, one per connection (tcp.Engine.BeginBatch).
+func (h *handler) tcpFlush(b *pipeline.Batch, out []uint16) []uint16 {
+	t := h.tcp
+	if !t.inBatch {
+		return out
+	}
+	t.inBatch = false
+	t.b, t.out, t.reserve = b, out, tcpReserve
+	t.eng.Flush(h.now)
+	out = t.out
+	t.b, t.out = nil, nil
 	return out
 }
 

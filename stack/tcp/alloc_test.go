@@ -73,10 +73,12 @@ func (d *direct) pump() {
 		for i := range 2 {
 			q := d.q[i]
 			d.q[i] = q[len(q):] // outputs during delivery go to the other side's queue
+			d.e[i].BeginBatch() // what is queued arrives as one batch, as a poller's RX batch does
 			for k := range q {
 				x := &q[k]
 				d.e[i].Input(d.now, x.src, x.dst, proto.TCP(x.b[:x.n]))
 			}
+			d.e[i].Flush(d.now)
 			d.q[i] = q[:0]
 		}
 	}
@@ -112,6 +114,78 @@ func TestNoAllocs(t *testing.T) {
 	}
 }
 
+// TestBatchAck: ten in-order full segments (the initial window) that arrive in one batch (BeginBatch ... Flush) get one ACK
+// at the end of the batch, covering all of them; the same segments one per batch get the RFC 5681 §4.2 ACK
+// for every second segment.
+func TestBatchAck(t *testing.T) {
+	for _, batched := range []bool{true, false} {
+		d, a, b := newDirect(t, Config{NoDelay: true})
+		a.tryWrite(make([]byte, 10*int(a.smss())))
+		d.e[0].Tick(d.now) // the ten segments are now in d.q[1]
+		segs := d.q[1]
+		if len(segs) != 10 {
+			t.Fatalf("%d segments sent, want 10", len(segs))
+		}
+		d.q[1] = segs[len(segs):]
+		if batched {
+			d.e[1].BeginBatch()
+		}
+		for k := range segs {
+			x := &segs[k]
+			d.e[1].Input(d.now, x.src, x.dst, proto.TCP(x.b[:x.n]))
+		}
+		if batched {
+			if len(d.q[0]) != 0 {
+				t.Fatalf("%d ACKs before Flush", len(d.q[0]))
+			}
+			d.e[1].Flush(d.now)
+		}
+		acks := d.q[0]
+		want := 5
+		if batched {
+			want = 1
+		}
+		if len(acks) != want {
+			t.Fatalf("batched %v: %d ACKs for 10 segments, want %d", batched, len(acks), want)
+		}
+		if last := proto.TCP(acks[len(acks)-1].b[:acks[len(acks)-1].n]); Seq(last.Ack()) != b.rcvNxt || b.rcvNxt != a.sndMax {
+			t.Fatalf("batched %v: last ACK %d, receiver at %d, sender sent up to %d", batched, last.Ack(), b.rcvNxt, a.sndMax)
+		}
+	}
+}
+
+// TestCongestionAvoidanceCountsBytes: in congestion avoidance the window grows by what the ACKs cover
+// (RFC 3465 §2.1), so one stretch ACK for a batch of ten segments grows it as much as five ACKs of two.
+func TestCongestionAvoidanceCountsBytes(t *testing.T) {
+	var smss uint32
+	grow := func(segsPerAck int) uint32 {
+		d, a, _ := newDirect(t, Config{NoDelay: true})
+		smss = a.smss()
+		a.mu.Lock()
+		a.cwnd, a.ssthresh = 10*smss, 10*smss
+		a.mu.Unlock()
+		a.tryWrite(make([]byte, 10*int(smss)))
+		d.e[0].Tick(d.now)
+		if len(d.q[1]) != 10 {
+			t.Fatalf("%d segments sent, want 10", len(d.q[1]))
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		var o proto.TCPOptions
+		for k := 0; k < 10; k += segsPerAck {
+			a.ackNew(d.now, a.sndUna+Seq(segsPerAck)*Seq(smss), &o)
+		}
+		if a.sndUna != a.sndMax {
+			t.Fatalf("not all acknowledged")
+		}
+		return a.cwnd - 10*smss
+	}
+	one, five := grow(10), grow(2)
+	if one != five || one != smss {
+		t.Fatalf("cwnd grew by %d with one ACK, %d with five, for a window's worth of data; want one SMSS each", one, five)
+	}
+}
+
 // BenchmarkDataPath moves 64 KiB per op from one engine to the other through real encoded segments
 // (checksums included) and the ACKs back.
 func BenchmarkDataPath(b *testing.B) {
@@ -120,7 +194,7 @@ func BenchmarkDataPath(b *testing.B) {
 	rbuf := make([]byte, 64<<10)
 	b.SetBytes(int64(len(chunk)))
 	b.ReportAllocs()
-	for b.Loop() {
+	move := func() {
 		off := 0
 		for off < len(chunk) {
 			off += x.tryWrite(chunk[off:])
@@ -129,6 +203,12 @@ func BenchmarkDataPath(b *testing.B) {
 			d.pump()
 			d.now += int64(100 * time.Microsecond)
 		}
+	}
+	for range 256 {
+		move() // 16 MiB first: receive-buffer autotuning reaches its size before the measurement
+	}
+	for b.Loop() {
+		move()
 	}
 }
 

@@ -45,11 +45,11 @@ func TestSYNBytes(t *testing.T) {
 	}
 	// Linux's order: MSS, SACK permitted, timestamps, NOP, window scale.
 	opts := hex.EncodeToString(tc.Options())
-	if opts[:12] != "020405b40402" || opts[12:16] != "080a" || opts[32:] != "01030303" {
+	if opts[:12] != "020405b40402" || opts[12:16] != "080a" || opts[32:] != "01030307" {
 		t.Errorf("SYN options %s", opts)
 	}
 	o, _ := proto.ParseTCPOptions(tc.Options())
-	if !o.HasMSS || o.MSS != 1460 || !o.SACKPermitted || !o.HasTimestamps || o.TSecr != 0 || o.WindowScale != 3 {
+	if !o.HasMSS || o.MSS != 1460 || !o.SACKPermitted || !o.HasTimestamps || o.TSecr != 0 || o.WindowScale != 7 {
 		t.Errorf("SYN options %+v", o)
 	}
 	if !pseudoChecksumOK(netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2"), raw) ||
@@ -87,7 +87,7 @@ func TestListenerAnswersLinuxSYN(t *testing.T) {
 	if sa.Flags() != proto.TCPFlagSYN|proto.TCPFlagACK || sa.Ack() != 0x12345679 || sa.SrcPort() != 80 || sa.DstPort() != 0xa2b4 {
 		t.Errorf("SYN-ACK %v ack %#x ports %d->%d", sa.Flags(), sa.Ack(), sa.SrcPort(), sa.DstPort())
 	}
-	if o.MSS != 1460 || !o.SACKPermitted || !o.HasTimestamps || o.TSecr != 123456 || !o.HasWindowScale || o.WindowScale != 3 {
+	if o.MSS != 1460 || !o.SACKPermitted || !o.HasTimestamps || o.TSecr != 123456 || !o.HasWindowScale || o.WindowScale != 7 {
 		t.Errorf("SYN-ACK options %+v", o)
 	}
 	// A bare ACK for a port nobody listens on gets <SEQ=SEG.ACK><CTL=RST> (RFC 9293 §3.10.7.1).

@@ -50,6 +50,11 @@ type Conn struct {
 	oooFin              bool // a FIN arrived beyond a hole, at oooFinSeq
 	oooFinSeq           Seq
 	rcvSinceAck         int // bytes received since the last ACK sent (delayed ACK, RFC 5681 §4.2)
+	// Receive-buffer autotuning (rcvSpaceAdjust): the application's read position at the start of the
+	// current interval, when it started, and the most the application read in one interval.
+	spaceSeq Seq
+	spaceAt  int64
+	space    int
 
 	// Options (RFC 7323, RFC 2018). mss is the largest payload the peer accepts without options.
 	mss                uint16
@@ -81,18 +86,24 @@ type Conn struct {
 	persistN          int
 
 	// Timers (monotonic ns, 0 = off). rexmitAt is the RTO, or the persist timer when persist is set.
-	rexmitAt int64
-	persist  bool
-	delackAt int64
-	waitAt   int64 // TIME-WAIT end, or the FIN-WAIT-2 timeout
-	ackNow   bool
+	rexmitAt   int64
+	persist    bool
+	delackAt   int64
+	waitAt     int64 // TIME-WAIT end, or the FIN-WAIT-2 timeout
+	ackNow     bool
+	ackStretch bool // two full segments arrived in order since the last ACK: ACK now, or at the batch end
+	ackQueued  bool // in the engine's Flush list
 
-	// Congestion control, RFC 5681 and NewReno RFC 6582.
-	cwnd, ssthresh uint32
-	dupAcks        int
-	recover        Seq
-	inRecovery     bool
-	noDelay        bool
+	// Congestion control, RFC 5681 and NewReno RFC 6582; during SACK recovery RFC 6937 PRR sets cwnd from
+	// what was delivered (prrDelivered) and sent (prrOut) since recovery began with recoverFS in flight.
+	cwnd, ssthresh       uint32
+	dupAcks              int
+	recover              Seq
+	inRecovery           bool
+	noDelay              bool
+	prrDelivered, prrOut uint32
+	recoverFS            uint32
+	bytesAcked           uint32 // RFC 3465 §2.1: acknowledged bytes not yet turned into congestion avoidance growth
 
 	// Application side.
 	rdCh, wrCh chan struct{} // capacity 1: "something changed", re-checked under mu
@@ -185,7 +196,10 @@ func (c *Conn) tsNow(now int64) uint32 { return uint32(now/1e6) + uint32(c.iss)*
 func (c *Conn) window() uint16 {
 	var avail, capacity int
 	if c.rcv.buf != nil {
-		avail, capacity = c.rcv.free(), c.rcv.cap()
+		// 2^scale - 1 bytes of the buffer are never offered: once RCV.NXT has moved by a length that is
+		// not a multiple of 2^scale, the edge already advertised can only be kept by rounding the field
+		// up (below), by as much, and the peer may then fill the window to the rounded edge.
+		avail, capacity = max(c.rcv.free()-(1<<c.rcvScale-1), 0), c.rcv.cap()
 	} else {
 		avail, capacity = c.e.cfg.RecvBuffer, c.e.cfg.RecvBuffer
 	}
@@ -203,6 +217,55 @@ func (c *Conn) window() uint16 {
 	f = min(f, 0xffff)
 	c.rcvAdv = c.rcvNxt + Seq(f<<c.rcvScale)
 	return uint16(f)
+}
+
+// rcvSpaceMinInterval is the shortest interval over which rcvSpaceAdjust measures the application's reads.
+// The wire RTT on a veth is tens of microseconds, but the receiving application, the owner and the sender
+// may share a CPU (the poller sleeps in poll(2) with millisecond timeouts, the scheduler slices in
+// milliseconds): the window has to cover that long a pause of the reader, or the sender stalls on it.
+// Linux's receiver measures no shorter either: its RTT estimate comes from millisecond timestamps.
+const rcvSpaceMinInterval = int64(1e6)
+
+// rcvSpaceAdjust is receive-buffer autotuning after Linux's tcp_rcv_space_adjust (dynamic right-sizing):
+// once per interval (SRTT, at least rcvSpaceMinInterval) it looks at how much the application read. When
+// that is more than in any interval before, the buffer - and with it the window - grows to twice that
+// plus 16 segments, at least doubling, up to Config.RecvBufferMax, the window the scale allows and
+// MemoryLimit. A reader that keeps up at a high rate gets a window for it; a slow reader or a connection
+// that moves little keeps the small RecvBuffer, so memory goes where the data flows. Buffers never shrink.
+// Growing copies the buffer once; it happens a handful of times per connection, never per segment in
+// a steady state. Owner only, e.mu and c.mu held.
+func (c *Conn) rcvSpaceAdjust(now int64) {
+	cfg := &c.e.cfg
+	limit := min(cfg.RecvBufferMax, 0xffff<<c.rcvScale)
+	if c.rcv.buf == nil || c.rcv.cap() >= limit {
+		return
+	}
+	copied := c.rcvNxt - Seq(c.rcv.n) // the application's read position (copied_seq)
+	if c.spaceAt == 0 {
+		c.spaceSeq, c.spaceAt, c.space = copied, now, 10*int(c.mss)
+		return
+	}
+	if now-c.spaceAt < max(c.srtt, rcvSpaceMinInterval) {
+		return
+	}
+	n := int(copied - c.spaceSeq)
+	c.spaceSeq, c.spaceAt = copied, now
+	if n <= c.space {
+		return
+	}
+	c.space = n
+	want := 2*n + 16*int(c.mss)
+	if want <= c.rcv.cap() {
+		return
+	}
+	grow := min(max(want, 2*c.rcv.cap()), limit) - c.rcv.cap()
+	if c.e.memUsed+int64(grow) > cfg.MemoryLimit {
+		return
+	}
+	c.rcv.grow(c.rcv.cap() + grow)
+	c.memCharged += grow
+	c.e.memUsed += int64(grow)
+	c.e.inc(StatRcvBufGrown)
 }
 
 // xmit sends one segment: n bytes of the send buffer from seq (n may be 0), with flags. It returns false
@@ -261,7 +324,7 @@ func (c *Conn) xmit(now int64, seq Seq, n int, flags proto.TCPFlags) bool {
 	c.e.inc(StatSegsOut)
 	if flags.Has(proto.TCPFlagACK) {
 		c.lastAckSent = c.rcvNxt
-		c.ackNow = false
+		c.ackNow, c.ackStretch = false, false
 		c.delackAt = 0
 		c.rcvSinceAck = 0
 	}
@@ -418,7 +481,7 @@ func (c *Conn) appEvents(now int64) {
 			c.ackNow = true
 		}
 	}
-	if c.ackNow {
+	if c.ackNow || c.ackStretch { // ackStretch: Output was full when Flush tried
 		c.sendAck(now)
 	}
 }
@@ -501,6 +564,9 @@ func (c *Conn) sendData(now int64, seq Seq, n int, flags proto.TCPFlags) bool {
 	}
 	n = c.seg.PayloadLen()
 	flags = c.seg.Fields.Flags
+	if c.inRecovery {
+		c.prrOut += uint32(n)
+	}
 	if seq.LessThan(c.sndMax) {
 		c.e.inc(StatRetransmits)
 		if c.rttTiming && c.rttSeq.GreaterThan(seq) {
@@ -554,6 +620,9 @@ func (c *Conn) retransmitAt(now int64, seq Seq, limit int) int {
 		c.rttTiming = false
 	}
 	sent := c.seg.PayloadLen()
+	if c.inRecovery {
+		c.prrOut += uint32(sent)
+	}
 	if c.seg.Fields.Flags.Has(proto.TCPFlagFIN) {
 		sent++
 	}
@@ -649,7 +718,7 @@ func (c *Conn) rtoFire(now int64) {
 	smss := c.smss()
 	flight := uint32(c.sndMax - c.sndUna)
 	c.ssthresh = max(flight/2, 2*smss)
-	c.cwnd = smss
+	c.cwnd, c.bytesAcked = smss, 0
 	c.sndNxt = c.sndUna
 	c.recover = c.sndMax // RFC 6582 §3.2 step 4
 	c.inRecovery = false

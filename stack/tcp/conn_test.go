@@ -24,8 +24,8 @@ func TestHandshakeNegotiatesOptions(t *testing.T) {
 		if !c.wsOK || !c.tsOK || !c.sackOK || c.mss != 1460 {
 			t.Errorf("%v: ws %v ts %v sack %v mss %d, want all options and MSS 1460", c.id.local, c.wsOK, c.tsOK, c.sackOK, c.mss)
 		}
-		if c.rcvScale != 3 { // 256 KiB >> 3 fits 16 bits
-			t.Errorf("rcvScale %d, want 3", c.rcvScale)
+		if c.rcvScale != 7 { // the autotuning cap, 4 MiB, >> 7 fits 16 bits
+			t.Errorf("rcvScale %d, want 7", c.rcvScale)
 		}
 	}
 	if a.id.local != b.id.remote || a.id.remote != b.id.local {
@@ -191,3 +191,58 @@ func TestTransferWithLoss(t *testing.T) {
 var _ = errors.Is
 var _ = syscall.ECONNRESET
 var _ = netip.Addr{}
+
+// TestRecvBufferAutotune: a reader that keeps up with a 10 ms RTT flow gets a larger receive buffer and
+// window than the 256 KiB it started with (Config.RecvBufferMax, rcvSpaceAdjust), charged to the memory
+// accounting; a connection whose RecvBuffer was set explicitly, and one whose application does not read,
+// keep theirs.
+func TestRecvBufferAutotune(t *testing.T) {
+	w := newWire(t, Config{SendBuffer: 1 << 20}, 30)
+	a, b := w.pair()
+	transfer(t, w, a, b, 16<<20, 0)
+	e := w.eng[1]
+	if b.rcv.cap() <= 256<<10 || b.rcv.cap() > 4<<20 || e.Stat(StatRcvBufGrown) == 0 {
+		t.Fatalf("receive buffer %d after 16 MiB read as it came (grown %d times), want above 256 KiB and at most 4 MiB",
+			b.rcv.cap(), e.Stat(StatRcvBufGrown))
+	}
+	if b.memCharged != b.snd.cap()+b.rcv.cap() || e.memUsed != int64(b.memCharged) {
+		t.Errorf("memory accounting: charged %d, buffers %d + %d, engine %d", b.memCharged, b.snd.cap(), b.rcv.cap(), e.memUsed)
+	}
+	if got := uint32(b.window()) << b.rcvScale; got <= 256<<10 {
+		t.Errorf("window %d after the buffer grew", got)
+	}
+
+	w = newWire(t, Config{SendBuffer: 1 << 20, RecvBuffer: 256 << 10}, 31)
+	a, b = w.pair()
+	transfer(t, w, a, b, 16<<20, 0)
+	if b.rcv.cap() != 256<<10 || w.eng[1].Stat(StatRcvBufGrown) != 0 {
+		t.Errorf("explicit RecvBuffer: buffer %d, grown %d times; want 256 KiB, never", b.rcv.cap(), w.eng[1].Stat(StatRcvBufGrown))
+	}
+
+	w = newWire(t, Config{SendBuffer: 1 << 20}, 32)
+	a, b = w.pair()
+	s := newStream(5, 4<<20)
+	w.run(10*time.Second, func() { pumpWrite(a, s) }, nil)
+	if b.rcv.cap() != 256<<10 || b.rcv.n != b.rcv.cap() {
+		t.Errorf("application not reading: buffer %d holding %d, want 256 KiB, full", b.rcv.cap(), b.rcv.n)
+	}
+}
+
+// TestRingGrow: growing keeps the held bytes and the out-of-order bytes past them at their offsets, across
+// the wrap.
+func TestRingGrow(t *testing.T) {
+	r := ring{buf: make([]byte, 8)}
+	r.write([]byte("xxxxxx"))
+	r.discard(6) // head at 6
+	r.write([]byte("abc"))
+	r.writeAt(1, []byte("ef")) // "abc", a one-byte hole, "ef"; the held bytes wrap
+	r.grow(16)
+	if a, b := r.peek(0, 3); string(a)+string(b) != "abc" || r.head != 0 || r.cap() != 16 {
+		t.Fatalf("held bytes %q%q head %d cap %d", a, b, r.head, r.cap())
+	}
+	r.writeAt(0, []byte("d")) // fill the hole
+	r.commit(3)
+	if a, b := r.peek(0, 10); string(a)+string(b) != "abcdef" {
+		t.Fatalf("after grow %q%q, want abcdef", a, b)
+	}
+}

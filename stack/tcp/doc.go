@@ -16,29 +16,36 @@
 // a 4 µs clock); RFC 5961 challenge ACKs for RSTs and SYNs in the window and for old ACKs, rate limited;
 // MSS (clamped to Config.MTU), RFC 7323 window scaling, timestamps (RTT, PAWS), RFC 2018 SACK (blocks
 // sent from the out-of-order queue, received ones kept in a scoreboard); RFC 6675 conservative SACK loss
-// recovery (IsLost, pipe, NextSeg rules 1, 2 and 4) with RFC 8985 RACK-style time-based loss marking of
-// holes and of lost retransmissions, and tail loss probes (recovery.go); RFC 6298 RTO (SRTT/RTTVAR, Karn,
-// exponential backoff, configurable minimum); RFC 5681 slow start and congestion avoidance with RFC 6928's
-// initial window, fast retransmit and RFC 6582 NewReno for peers without SACK;
-// zero-window probing; sender and receiver SWS avoidance; delayed ACKs (every second full segment,
-// Config.DelayedAck at most 200 ms); Nagle with SetNoDelay; a bounded out-of-order queue stored in the
-// receive buffer itself; per-connection buffers, a global memory cap; listeners with a SYN queue bound,
-// an accept backlog and RFC 4987 SYN cookies beyond it. Every dropped segment is counted (Stat).
+// recovery (IsLost, pipe, NextSeg rules 1, 2 and 4) with RFC 6937 proportional rate reduction and RFC 8985
+// RACK-style time-based loss marking of holes and of lost retransmissions, and tail loss probes
+// (recovery.go); RFC 6298 RTO (SRTT/RTTVAR, Karn, exponential backoff, configurable minimum); RFC 5681
+// slow start and congestion avoidance (Reno) with RFC 3465 byte counting and RFC 6928's initial window, fast retransmit and RFC 6582
+// NewReno for peers without SACK; zero-window probing; sender and receiver SWS avoidance; delayed ACKs
+// (every second full segment - or one per connection per received batch, between BeginBatch and Flush -
+// and Config.DelayedAck at most 200 ms); Nagle with SetNoDelay; a bounded out-of-order queue stored in the
+// receive buffer itself; per-connection buffers with receive-buffer autotuning after Linux's (a buffer
+// grows while the application reads more per round trip than it holds, up to Config.RecvBufferMax), a
+// global memory cap; listeners with a SYN queue bound, an accept backlog and RFC 4987 SYN cookies beyond
+// it. Every dropped segment is counted (Stat).
 //
 // Not implemented: IPv6 specifics (addresses are netip, but MSS assumes a 20-byte IP header), urgent data
 // (URG is ignored), keep-alives, ECN, RFC 6191 TIME-WAIT reuse, data carried on SYNs (ignored; the peer
-// retransmits it), path MTU discovery, full per-segment RACK (send times are kept for retransmissions
-// only; original transmissions are judged by sequence order), RFC 6675 NextSeg rule 3, D-SACK undo, loss
-// probes during recovery. SYN-cookie connections have no window scaling, SACK or timestamps.
+// retransmits it), path MTU discovery, CUBIC (RFC 9438) or any congestion control but Reno, full
+// per-segment RACK (send times are kept for retransmissions only; original transmissions are judged by
+// sequence order), RFC 6675 NextSeg rule 3, D-SACK undo, loss probes during recovery, send-buffer
+// autotuning, shrinking a grown receive buffer. SYN-cookie connections have no window scaling, SACK or
+// timestamps.
 //
 // Plugging it into a poller: one Engine per queue, created in the queue's handler with an Output that
 // builds the frame in the current pipeline.Batch (route the destination, Ethernet + IPv4 header with
 // protocol 6, then Segment.Encode for the rest; when no frame is free Send returns false and the engine
 // keeps the data or ACK for a later Tick) and with the queue's pipeline.Waker. Local delivery hands every checksum-verified TCP
-// segment for a local address to Input (the engine answers unknown ports with RST itself), and the
-// handler's Tick calls Engine.Tick and merges its wake-up time. Listeners must exist on every queue's
+// segment for a local address to Input (the engine answers unknown ports with RST itself), between a
+// BeginBatch before the first segment of a received batch and a Flush after the last (the batch's ACKs
+// leave in Flush), and the handler's Tick calls Engine.Tick and merges its wake-up time. Listeners must exist on every queue's
 // engine (or flows be steered to one queue), since RSS picks the queue by the 4-tuple.
 //
 // Nothing panics on segment contents. The established-state data path (Input of an in-order segment, the
-// ACK it causes, Tick) does not allocate (TestNoAllocs).
+// ACK it causes, Flush, Tick) does not allocate (TestNoAllocs); autotuning allocates when it grows a
+// receive buffer, a few times in a connection's life.
 package tcp

@@ -19,8 +19,15 @@ type Config struct {
 	// MTU is the IP MTU of the path; the MSS announced and used is at most MTU-40 (RFC 9293 §3.7.1,
 	// RFC 879). Default 1500.
 	MTU int
-	// SendBuffer and RecvBuffer are the per-connection buffer sizes in bytes. Default 256 KiB each.
+	// SendBuffer and RecvBuffer are the per-connection buffer sizes in bytes a connection starts with.
+	// Default 256 KiB each.
 	SendBuffer, RecvBuffer int
+	// RecvBufferMax caps receive-buffer autotuning: a connection whose application reads more per
+	// round trip than its buffer can cover gets a larger buffer (and window), up to this size and within
+	// MemoryLimit (see rcvSpaceAdjust). The window scale we offer is chosen for this size. Default 4 MiB
+	// when RecvBuffer is left at its default; when RecvBuffer is set and RecvBufferMax is not, autotuning
+	// is off (as setting SO_RCVBUF turns it off on Linux). At or below RecvBuffer autotuning is off.
+	RecvBufferMax int
 	// MemoryLimit caps the buffer bytes of all connections together; a connection that would exceed it
 	// is refused (SYN dropped, Dial fails). Default 256 MiB.
 	MemoryLimit int64
@@ -69,9 +76,13 @@ func (c *Config) setDefaults() {
 	def(&c.MTU, 1500)
 	c.MTU = max(c.MTU, 128)
 	def(&c.SendBuffer, 256<<10)
-	def(&c.RecvBuffer, 256<<10)
+	if c.RecvBuffer <= 0 {
+		c.RecvBuffer = 256 << 10
+		def(&c.RecvBufferMax, 4<<20)
+	}
 	c.RecvBuffer = min(c.RecvBuffer, 1<<30) // RFC 7323 §2.3: the window is below 2^30
 	c.SendBuffer = min(c.SendBuffer, 1<<30)
+	c.RecvBufferMax = min(max(c.RecvBufferMax, c.RecvBuffer), 1<<30)
 	if c.MemoryLimit <= 0 {
 		c.MemoryLimit = 256 << 20
 	}
@@ -122,6 +133,9 @@ type Engine struct {
 	pending   []*Conn
 	pendSpare []*Conn
 
+	batching bool    // between BeginBatch and Flush: stretch ACKs wait for Flush
+	ackq     []*Conn // connections with a stretch ACK waiting for Flush
+
 	stats [numStats]atomic.Uint64
 }
 
@@ -136,7 +150,7 @@ func NewEngine(cfg Config, out Output, waker Waker) *Engine {
 		_, _ = rand.Read(key[:])
 	}
 	e.k0, e.k1 = binary.LittleEndian.Uint64(key[:8]), binary.LittleEndian.Uint64(key[8:])
-	for e.rcvScale < 14 && cfg.RecvBuffer>>e.rcvScale > 0xffff {
+	for e.rcvScale < 14 && cfg.RecvBufferMax>>e.rcvScale > 0xffff {
 		e.rcvScale++
 	}
 	e.ourMSS = uint16(min(cfg.MTU-proto.IPv4MinHeaderLen-proto.TCPMinHeaderLen, 0xffff))
@@ -228,6 +242,56 @@ func (e *Engine) Input(now int64, src, dst netip.Addr, seg proto.TCP) {
 	}
 	e.noConn(now, id, seg, &o)
 	e.mu.Unlock()
+}
+
+// BeginBatch tells the engine that the Input calls up to the next Flush belong to one received batch. Until
+// then the ACK that in-order data calls for (every second full-sized segment) is held back, and Flush sends
+// one per connection for the whole batch - the ACK frequency Linux's GRO gives, at a fraction of the cost
+// per segment (in AF_XDP copy mode every ACK is a sendto's skb allocation and veth transmit). Out-of-order
+// data, a segment that fills a hole, a duplicate, a FIN and window probes are still answered at once.
+//
+// RFC 5681 §4.2: "An ACK SHOULD be generated for at least every second full-sized segment" (RFC 9293
+// §3.8.6.3 keeps it), a SHOULD from which "an implementor should indeed only deviate ... after careful
+// consideration of the implications", pointing to RFC 2525's stretch ACK violation: fewer ACKs can grow
+// the sender's window more slowly and release its data in bursts. The considerations here: a batch is what
+// arrived while the owner was busy with the previous one, so an ACK is held for microseconds, never for a
+// timer; the sender counts bytes, not ACKs, where it is Linux (RFC 3465 byte counting: slow start and
+// tcp_cong_avoid_ai add what an ACK covers), so a stretch ACK grows its window as much as the ACKs it
+// replaces (this engine's congestion avoidance counts bytes too; its slow start takes at most 2*SMSS per
+// ACK, RFC 3465 §2.2's limit, and so grows more slowly behind a batching receiver); the burst it releases
+// is at most the batch it acknowledges; and a Linux receiver gives the same ACK frequency whenever GRO
+// merges a batch into one segment. Owner only.
+func (e *Engine) BeginBatch() {
+	e.mu.Lock()
+	e.batching = true
+	e.mu.Unlock()
+}
+
+// Flush sends the ACKs held since BeginBatch, at most one per connection, and ends the batch. Owner only.
+func (e *Engine) Flush(now int64) {
+	e.mu.Lock()
+	e.now = now
+	e.batching = false
+	for i, c := range e.ackq {
+		c.mu.Lock()
+		c.ackQueued = false
+		if c.ackStretch && c.state != StateClosed {
+			c.sendAck(now)
+			e.afterConn(c)
+		}
+		c.mu.Unlock()
+		e.ackq[i] = nil
+	}
+	e.ackq = e.ackq[:0]
+	e.mu.Unlock()
+}
+
+// queueAck holds c's stretch ACK for Flush. Owner only, e.mu and c.mu held.
+func (e *Engine) queueAck(c *Conn) {
+	if !c.ackQueued {
+		c.ackQueued = true
+		e.ackq = append(e.ackq, c)
+	}
 }
 
 // afterConn runs after any processing of c on the owner: the table and timer bookkeeping.

@@ -13,7 +13,7 @@ import (
 func checkLimits(t testing.TB, e *Engine, c *Conn) {
 	t.Helper()
 	cfg := e.Config()
-	if c.rcv.n > c.rcv.cap() || c.snd.n > c.snd.cap() || c.rcv.cap() > cfg.RecvBuffer || c.snd.cap() > cfg.SendBuffer {
+	if c.rcv.n > c.rcv.cap() || c.snd.n > c.snd.cap() || c.rcv.cap() > cfg.RecvBufferMax || c.snd.cap() > cfg.SendBuffer {
 		t.Fatalf("buffers over their limits: rcv %d/%d snd %d/%d", c.rcv.n, c.rcv.cap(), c.snd.n, c.snd.cap())
 	}
 	if len(c.ooo) > cfg.MaxOutOfOrder || cap(c.ooo) != cfg.MaxOutOfOrder {
@@ -38,7 +38,8 @@ func checkLimits(t testing.TB, e *Engine, c *Conn) {
 // FuzzEstablishedSegment feeds arbitrary segments to an established connection (with data in flight both
 // ways): the header is taken from the input, with the ports forced to the connection's so that it reaches
 // it, and the sequence and acknowledgment numbers optionally made relative to RCV.NXT and SND.UNA so
-// that the fuzzer reaches the in-window paths. Nothing may panic and no buffer may exceed its limit.
+// that the fuzzer reaches the in-window paths; mode&4 delivers it twice in one received batch
+// (BeginBatch, Flush). Nothing may panic and no buffer may exceed its limit.
 func FuzzEstablishedSegment(f *testing.F) {
 	hdr := func(flags proto.TCPFlags, seqOff, ackOff uint32, opts proto.TCPOptions, payload int) []byte {
 		fl := proto.TCPFields{Seq: seqOff, Ack: ackOff, Flags: flags, Window: 1000, Options: opts}
@@ -55,6 +56,9 @@ func FuzzEstablishedSegment(f *testing.F) {
 	f.Add(hdr(proto.TCPFlagACK, 0, 2000, proto.TCPOptions{NSACK: 2, SACK: [4]proto.TCPSACKBlock{{Left: 3000, Right: 4000}, {Left: 5000, Right: 9000}}}, 0))
 	f.Add(hdr(proto.TCPFlagACK, 0, 0, proto.TCPOptions{HasTimestamps: true, TSval: 1}, 0))
 	f.Add(hdr(proto.TCPFlagACK, 0xffffff00, 0x7fffffff, proto.TCPOptions{}, 0))
+	batch := hdr(proto.TCPFlagACK, 0, 0, proto.TCPOptions{}, 1448)
+	batch[0] |= 4
+	f.Add(batch)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) < 1+proto.TCPMinHeaderLen {
 			return
@@ -81,7 +85,14 @@ func FuzzEstablishedSegment(f *testing.F) {
 		if perr != proto.OK {
 			return
 		}
-		w.eng[1].Input(w.now, addrA, addrB, tc)
+		if mode&4 != 0 { // as part of a received batch: a stretch ACK waits for Flush
+			w.eng[1].BeginBatch()
+			w.eng[1].Input(w.now, addrA, addrB, tc)
+			w.eng[1].Input(w.now, addrA, addrB, tc)
+			w.eng[1].Flush(w.now)
+		} else {
+			w.eng[1].Input(w.now, addrA, addrB, tc)
+		}
 		checkLimits(t, w.eng[1], b)
 		w.run(2*time.Second, func() { b.tryRead(make([]byte, 4096)); a.tryRead(make([]byte, 4096)) }, nil)
 		checkLimits(t, w.eng[1], b)

@@ -171,9 +171,14 @@ func (c *Conn) segment(now int64, h proto.TCP, o *proto.TCPOptions, payload []by
 		}
 	}
 	c.output(now)
-	if c.ackNow {
+	switch {
+	case c.ackNow:
 		c.sendAck(now)
-	} else if c.rcvSinceAck > 0 && c.delackAt == 0 {
+	case c.ackStretch && c.e.batching:
+		c.e.queueAck(c) // one ACK for the batch (Engine.BeginBatch)
+	case c.ackStretch:
+		c.sendAck(now)
+	case c.rcvSinceAck > 0 && c.delackAt == 0:
 		c.delackAt = now + int64(c.e.cfg.DelayedAck)
 	}
 }
@@ -298,6 +303,7 @@ func (c *Conn) processAck(now int64, seq, ack Seq, wnd uint16, o *proto.TCPOptio
 		return false
 	}
 	newSACK := false
+	una0, sacked0 := c.sndUna, c.sackedBytes()
 	if c.sackOK && o.NSACK > 0 {
 		newSACK = c.recordSACK(o)
 	}
@@ -330,10 +336,13 @@ func (c *Conn) processAck(now int64, seq, ack Seq, wnd uint16, o *proto.TCPOptio
 		c.rackUpdate(now)
 		// RFC 6675 §5: recovery starts when DupThresh duplicate ACKs arrived or the first unacknowledged
 		// byte is lost by the SACK information (or by RACK), unless an RTO's recovery point is not passed.
+		// RFC 6937 §3: "DeliveredData = Change in snd.una + Change in SACKed" (a SACKed range that the
+		// cumulative ACK now covers counts once).
+		delivered := uint32(max(int32(c.sndUna-una0)+int32(c.sackedBytes()-sacked0), 0))
 		if c.canEnterRecovery() {
-			c.enterSACKRecovery(now)
+			c.enterSACKRecovery(now, delivered)
 		} else if c.inRecovery && (advanced || dup) {
-			c.sackStep(now, advanced || newSACK)
+			c.sackStep(now, delivered)
 		}
 		c.armRACK()
 		if advanced {
@@ -414,9 +423,16 @@ func (c *Conn) ackNew(now int64, ack Seq, o *proto.TCPOptions) {
 	smss := c.smss()
 	if c.inRecovery {
 		if ack.GreaterEq(c.recover) {
-			// Full acknowledgment, RFC 6582 §3.2 step 3: "Set cwnd to min(ssthresh, FlightSize + SMSS)".
-			flight := uint32(c.sndMax - c.sndUna)
-			c.cwnd = min(c.ssthresh, flight+smss)
+			if c.sackOK {
+				// RFC 6937 §3: "on exiting recovery ... cwnd = ssthresh". RFC 6582's FlightSize + SMSS
+				// would leave one segment in flight after a recovery that retransmitted the last hole,
+				// and a lone segment waits out the peer's delayed-ACK timer (40 ms on Linux).
+				c.cwnd = c.ssthresh
+			} else {
+				// Full acknowledgment, RFC 6582 §3.2 step 3: "Set cwnd to min(ssthresh, FlightSize + SMSS)".
+				flight := uint32(c.sndMax - c.sndUna)
+				c.cwnd = min(c.ssthresh, flight+smss)
+			}
 			c.inRecovery = false
 			c.dupAcks = 0
 			c.nrexmits = 0
@@ -440,10 +456,18 @@ func (c *Conn) ackNew(now int64, ack Seq, o *proto.TCPOptions) {
 		}
 	} else {
 		c.dupAcks = 0
+		// RFC 3465 byte counting: the window grows by what the ACKs cover, not by how many there are, so a
+		// receiver that ACKs every second segment or once per batch (Engine.BeginBatch) does not slow it.
 		if c.cwnd < c.ssthresh {
-			c.cwnd += min(acked, smss) // slow start, RFC 5681 §3.1 eq. 2
+			c.cwnd += min(acked, 2*smss) // slow start, RFC 3465 §2.2 with L = 2*SMSS
 		} else {
-			c.cwnd += max(1, smss*smss/c.cwnd) // congestion avoidance, eq. 3
+			// Congestion avoidance, RFC 3465 §2.1: one SMSS per cwnd of acknowledged data (RFC 5681 §3.1
+			// prefers this to eq. 3's per-ACK approximation).
+			c.bytesAcked += acked
+			if c.bytesAcked >= c.cwnd {
+				c.bytesAcked -= c.cwnd
+				c.cwnd += smss
+			}
 		}
 		c.cwnd = min(c.cwnd, 1<<30)
 	}
@@ -481,6 +505,7 @@ func (c *Conn) dupAck(now int64) {
 		if c.dupAcks == 3 && c.sndUna.GreaterEq(c.recover) {
 			flight := uint32(c.sndMax - c.sndUna)
 			c.ssthresh = max(flight/2, 2*smss)
+			c.bytesAcked = 0
 			c.recover = c.sndMax
 			c.inRecovery = true
 			c.e.inc(StatFastRetransmits)
@@ -637,10 +662,13 @@ func (c *Conn) receive(now int64, seq Seq, payload []byte, fin bool) {
 				c.rcv.commit(int(end - c.rcvNxt))
 				c.rcvNxt = end
 				c.rcvSinceAck += len(payload)
-				// RFC 5681 §4.2: ACK at least every second full-sized segment, and at once when a
-				// segment fills a hole.
-				if filled || c.rcvSinceAck >= 2*int(c.mss)-2*40 {
+				c.rcvSpaceAdjust(now)
+				// RFC 5681 §4.2: ACK at least every second full-sized segment (at the end of the batch,
+				// see Engine.BeginBatch), and at once when a segment fills a hole.
+				if filled {
 					c.ackNow = true
+				} else if c.rcvSinceAck >= 2*int(c.mss)-2*40 {
+					c.ackStretch = true
 				}
 				signal(c.rdCh)
 			} else {

@@ -118,13 +118,19 @@ func (c *Conn) nextLost(lost Seq) (Seq, int) {
 	return 0, 0
 }
 
-// enterSACKRecovery is RFC 6675 §5 steps 4.1-4.3: RecoveryPoint = HighData, ssthresh = cwnd =
-// max(FlightSize/2, 2*SMSS) (RFC 5681 eq. 4), retransmit the first unacknowledged segment, then send what
-// pipe allows.
-func (c *Conn) enterSACKRecovery(now int64) {
+// enterSACKRecovery is RFC 6675 §5 steps 4.1-4.3: RecoveryPoint = HighData, ssthresh = max(FlightSize/2,
+// 2*SMSS) (RFC 5681 eq. 4), retransmit the first unacknowledged segment, then send what pipe allows.
+// Instead of RFC 6675's cwnd = ssthresh at once, RFC 6937 PRR (prrCwnd) brings cwnd down to ssthresh over
+// the recovery, in step with the ACKs: that keeps the ACK clock running, where halving at once stops the
+// sender until pipe has drained below the new cwnd - at 5% loss, with a handful of segments in flight,
+// often for good, so that only a timer could send again.
+func (c *Conn) enterSACKRecovery(now int64, delivered uint32) {
 	smss := c.smss()
 	flight := uint32(c.sndMax - c.sndUna)
 	c.ssthresh = max(flight/2, 2*smss)
+	c.bytesAcked = 0
+	// RFC 6937 §3: "prr_delivered = 0 ... prr_out = 0 ... RecoverFS = snd.nxt - snd.una".
+	c.prrDelivered, c.prrOut, c.recoverFS = delivered, 0, flight
 	c.cwnd = c.ssthresh
 	c.recover = c.sndMax
 	c.inRecovery = true
@@ -143,16 +149,39 @@ func (c *Conn) enterSACKRecovery(now int64) {
 		c.trackRexmit(c.sndUna, sent, now)
 	}
 	c.rexmitAt = now + c.rto
+	c.prrCwnd(c.pipe(c.lostEdge()), delivered)
 	c.sackSend(now)
+}
+
+// prrCwnd sets cwnd for the next sends of a recovery, RFC 6937 §3:
+//
+//	if (pipe > ssthresh) { sndcnt = CEIL(prr_delivered * ssthresh / RecoverFS) - prr_out }   // PRR
+//	else { limit = MAX(prr_delivered - prr_out, DeliveredData) + MSS;                        // SSRB
+//	       sndcnt = MIN(ssthresh - pipe, limit) }
+//	cwnd = pipe + sndcnt
+//
+// cwnd is what sackSendLoop compares pipe against; the sends it allows add to prr_out.
+func (c *Conn) prrCwnd(pipe, delivered uint32) {
+	var sndcnt int64
+	if pipe > c.ssthresh {
+		fs := max(int64(c.recoverFS), 1)
+		sndcnt = (int64(c.prrDelivered)*int64(c.ssthresh)+fs-1)/fs - int64(c.prrOut)
+	} else {
+		limit := max(int64(c.prrDelivered)-int64(c.prrOut), int64(delivered)) + int64(c.smss())
+		sndcnt = min(int64(c.ssthresh-pipe), limit)
+	}
+	c.cwnd = pipe + uint32(max(sndcnt, 0))
 }
 
 // sackStep runs on every ACK during SACK recovery: forget retransmissions that were delivered, find lost
 // ones, and send while pipe < cwnd (RFC 6675 §5 step C).
-func (c *Conn) sackStep(now int64, delivered bool) {
+func (c *Conn) sackStep(now int64, delivered uint32) {
+	c.prrDelivered += delivered
 	c.pruneRexmits()
-	if delivered && c.hasRTT {
+	if delivered > 0 && c.hasRTT {
 		c.markLostRexmits(now, c.srtt+c.reoWnd())
 	}
+	c.prrCwnd(c.pipe(c.lostEdge()), delivered)
 	c.sackSend(now)
 }
 
@@ -257,7 +286,7 @@ func (c *Conn) rackTimeout(now int64) {
 	}
 	c.rackUpdate(now)
 	if c.canEnterRecovery() {
-		c.enterSACKRecovery(now)
+		c.enterSACKRecovery(now, 0)
 	} else if c.inRecovery {
 		c.pruneRexmits()
 		c.markLostRexmits(now, c.rackWait())

@@ -226,6 +226,35 @@ func TestSACKAvoidsResendingSACKedData(t *testing.T) {
 	}
 }
 
+// TestPRRRecovery loses a segment near the end of a transfer, so that the ACK that ends the recovery leaves
+// nothing in flight. Recovery must end with cwnd at ssthresh (RFC 6937 §3), not at RFC 6582's FlightSize +
+// SMSS: that left a single segment in flight after such a recovery, and a lone segment waits for the
+// peer's delayed-ACK timer (at 5% loss, most of the time of a transfer to Linux).
+func TestPRRRecovery(t *testing.T) {
+	w := newWire(t, Config{}, 26)
+	a, b := w.pair()
+	const total = 1 << 20
+	lost := false
+	w.drop = func(from int, tc proto.TCP) bool {
+		if from == 0 && len(tc.Payload()) > 0 && !lost && Seq(tc.Seq()).GreaterEq(a.iss+1+total-8*1448) {
+			lost = true
+			return true
+		}
+		return false
+	}
+	transfer(t, w, a, b, total, 0)
+	w.run(time.Second, nil, nil) // the last ACKs reach a
+	if w.eng[0].Stat(StatFastRetransmits) != 1 || w.eng[0].Stat(StatTimeouts) != 0 || a.inRecovery {
+		t.Fatalf("fast retransmits %d, timeouts %d, still in recovery %v; want one recovery, ended",
+			w.eng[0].Stat(StatFastRetransmits), w.eng[0].Stat(StatTimeouts), a.inRecovery)
+	}
+	// Only the ACKs of the last data and of the FIN came after the recovery: cwnd grew from where it ended
+	// by less than a segment.
+	if a.cwnd < a.ssthresh || a.cwnd < 2*a.smss() {
+		t.Errorf("cwnd %d after recovery, want at least ssthresh %d (and two segments)", a.cwnd, a.ssthresh)
+	}
+}
+
 // TestTransferStress repeats lossy, reordering, duplicating transfers with small and odd buffer sizes over
 // many seeds: slow readers, small windows and lost window updates must never stall a connection (a
 // window-limited retransmission once did, held back by sender SWS avoidance).

@@ -64,3 +64,12 @@ func (r *ring) discard(n int) {
 	// head is not reset to 0 when the ring empties: out-of-order data past the end is placed relative to it.
 	r.head = (r.head + n) % len(r.buf)
 }
+
+// grow moves the ring to a new buffer of n bytes (n > cap) with the first byte at index 0. Every byte of the
+// old capacity moves, held or not: out-of-order data past the held bytes keeps its offset from head.
+func (r *ring) grow(n int) {
+	b := make([]byte, n)
+	k := copy(b, r.buf[r.head:])
+	copy(b[k:], r.buf[:r.head])
+	r.buf, r.head = b, 0
+}
