@@ -130,7 +130,9 @@ type Report struct {
 	Duration  string
 	DUTMode   string
 	DUTBudget int
-	Results   []*Result
+	// GOMAXPROCS of the bench process (benchProcs).
+	GOMAXPROCS int
+	Results    []*Result
 	// IdleCPUPercent is the xdpnet DUT's (adaptive mode, l3fwd stack) poller thread CPU time with no traffic,
 	// in percent of one core.
 	IdleCPUPercent *float64 `json:",omitempty"`
@@ -148,7 +150,16 @@ type trialResult struct {
 	cpuPerPkt, cpuPct float64
 }
 
+// benchProcs is the bench process's GOMAXPROCS. The generator's pollers, the in-process DUTs' pollers and the
+// Linux TCP sender of the tcp scenario share this one Go process, where in a deployment they would be other
+// processes or machines. A pinned poller holds its P while it polls, so with GOMAXPROCS = 2 the generator or
+// the sender took the P the DUT's application goroutines needed (the tcp receiver's reader ran on half a P).
+// Enough Ps for all of them leave the CPUs to the kernel's scheduler and the pinning, as separate processes
+// would have them.
+func benchProcs() int { return max(4, 2*runtime.NumCPU()) }
+
 func main() {
+	runtime.GOMAXPROCS(benchProcs())
 	o := &options{}
 	flag.IntVar(&o.runs, "runs", 3, "runs of each configuration (interleaved); the median is reported")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "traffic time before counting")
@@ -270,7 +281,7 @@ func machine() Machine {
 // run does every run of every configuration, interleaved: run 1 of all, then run 2 of all, ...
 func run(o *options, m Machine) *Report {
 	rep := &Report{Machine: m, Date: time.Now().UTC().Format(time.RFC3339), Runs: o.runs, Warmup: o.warmup.String(), Duration: o.duration.String(),
-		DUTMode: o.dutMode, DUTBudget: o.dutBudget}
+		DUTMode: o.dutMode, DUTBudget: o.dutBudget, GOMAXPROCS: runtime.GOMAXPROCS(0)}
 	var cfgs []*Result
 	for _, s := range o.scenarios {
 		for _, impl := range implsOf[s] {
@@ -594,8 +605,8 @@ func threadCPU(tid int) (uint64, error) {
 func table(rep *Report) string {
 	var b strings.Builder
 	m := rep.Machine
-	fmt.Fprintf(&b, "Machine: %s, %d cores, Linux %s, %s. %d interleaved runs per configuration, %s warmup, %s window; median. xdpnet DUT: %s mode, budget %d.\n\n",
-		m.CPU, m.Cores, m.Kernel, m.Go, rep.Runs, rep.Warmup, rep.Duration, rep.DUTMode, rep.DUTBudget)
+	fmt.Fprintf(&b, "Machine: %s, %d cores, Linux %s, %s. %d interleaved runs per configuration, %s warmup, %s window; median. xdpnet DUT: %s mode, budget %d; bench GOMAXPROCS %d.\n\n",
+		m.CPU, m.Cores, m.Kernel, m.Go, rep.Runs, rep.Warmup, rep.Duration, rep.DUTMode, rep.DUTBudget, rep.GOMAXPROCS)
 	pps := slices.ContainsFunc(rep.Results, func(r *Result) bool { return r.Scenario != "tcp" })
 	if pps {
 		fmt.Fprintf(&b, "| scenario | implementation | median Mpps | runs (Mpps) | generator Mpps | ratio (median per round) | DUT socket drops Mpps | DUT CPU ns/packet | DUT CPU %% of a core | CPU/packet vs xdpnet (median per round) |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n")

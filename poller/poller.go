@@ -233,6 +233,12 @@ func (p *Poller) Run(ctx context.Context) error {
 		p.watchLinks(ctx, watchReady)
 	}()
 	<-watchReady
+	if n, procs := len(p.qs), runtime.GOMAXPROCS(0); n >= procs {
+		// A polling queue holds its P (its system calls are raw, rings.Socket.Kick): with every P held, the
+		// application's goroutines run only when the runtime preempts a queue, every 10 ms.
+		p.log.Warn("poller: while they poll, the queues hold every P of the Go scheduler and other goroutines wait; raise GOMAXPROCS above the number of queues (pinning still keeps each queue on its CPU)",
+			"queues", n, "GOMAXPROCS", procs)
+	}
 	errs := make([]error, len(p.qs))
 	var wg sync.WaitGroup
 	for i, q := range p.qs {
