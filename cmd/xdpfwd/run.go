@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -342,6 +343,12 @@ func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Write
 		return err
 	}
 	defer p.Close()
+	if procs := runtime.GOMAXPROCS(0); procs <= pc.Queues {
+		// Each polling queue holds a P (poller.Run warns about this); the control plane - netlink following,
+		// metrics, SIGHUP reloads - needs one of its own. The OS still schedules the threads on the CPUs.
+		runtime.GOMAXPROCS(pc.Queues + 1)
+		log.Info("xdpfwd: GOMAXPROCS raised so that the control plane keeps a P", "from", procs, "to", pc.Queues+1)
+	}
 
 	var ifs []string
 	for _, ic := range c.stack.Interfaces {
