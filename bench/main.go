@@ -54,6 +54,7 @@ type options struct {
 	genMode, dutMode string
 	dutBudget        int
 	dutRing          int
+	threadedNAPI     bool
 	asavieBin        string
 	idle             time.Duration
 	quiet            bool
@@ -181,6 +182,7 @@ func main() {
 	// of the generated frames in l2fwd (0.53-0.66 vs 0.70-0.75) and l3fwd (0.39-0.54 vs 0.45-0.60).
 	flag.IntVar(&o.dutBudget, "dut-budget", 32, "RX budget per port per loop of the xdpnet DUT (0: the poller's default, 64)")
 	flag.IntVar(&o.dutRing, "dut-ring", 0, "ring size of the xdpnet DUT's sockets (0: the poller's default, 2048)")
+	flag.BoolVar(&o.threadedNAPI, "threaded-napi", false, "run in0's NAPI as a kernel thread pinned to the DUT CPU, as a NIC's receive work on the poller's core (see README.md)")
 	flag.StringVar(&o.dutMode, "dut-mode", "adaptive", "poll mode of the xdpnet DUT: adaptive or busy")
 	jsonPath := flag.String("json", "", "JSON results file (default DIR/results.json)")
 	outDir := flag.String("out", "bench/out", "directory for results.json, results.md and the chart results.svg")
@@ -456,6 +458,11 @@ func trial(o *options, sc, impl string) (trialResult, error) {
 	}
 	d.stop = once(d.stop)
 	defer d.stop()
+	if o.threadedNAPI {
+		if err := threadNAPI(t.dut, "in0", o.dutCPU); err != nil {
+			return res, err
+		}
+	}
 	count := d.count
 	if count == nil {
 		attach := func() (*xdpcount.Counter, error) { return attachSink(t, o) }

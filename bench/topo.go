@@ -5,8 +5,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xdpnet/xdpnet/bench/xdpcount"
 	"github.com/xdpnet/xdpnet/internal/netlab"
@@ -224,6 +229,51 @@ func setRPS(h *netlab.Host, ifname string, cpu int) error {
 		return fmt.Errorf("RPS on %s to CPU %d: %v: %s", ifname, cpu, err, out)
 	}
 	return nil
+}
+
+// threadNAPI makes ifname's NAPI a kernel thread ("napi/IFNAME-ID", threaded NAPI) and pins it to cpu: the
+// receive work veth otherwise does in softirq on the sending CPU then runs on cpu, as a NIC's does on the CPU
+// that takes its queue's interrupt.
+func threadNAPI(h *netlab.Host, ifname string, cpu int) error {
+	if out, err := h.Run(context.Background(), "sh", "-c", "echo 1 > /sys/class/net/"+ifname+"/threaded"); err != nil {
+		return fmt.Errorf("threaded NAPI on %s: %v: %s", ifname, err, out)
+	}
+	var set unix.CPUSet
+	set.Set(cpu)
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(10 * time.Millisecond) {
+		pids, err := napiThreads(ifname)
+		if err == nil && len(pids) > 0 {
+			for _, pid := range pids {
+				if err := unix.SchedSetaffinity(pid, &set); err != nil {
+					return fmt.Errorf("pin NAPI thread %d of %s to CPU %d: %w", pid, ifname, cpu, err)
+				}
+			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no NAPI thread of %s after enabling threaded NAPI (%v)", ifname, err)
+		}
+	}
+}
+
+// napiThreads lists the kernel threads named napi/IFNAME-*.
+func napiThreads(ifname string) ([]int, error) {
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile("/proc/" + d.Name() + "/comm")
+		if err == nil && strings.HasPrefix(strings.TrimSpace(string(comm)), "napi/"+ifname+"-") {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }
 
 func mac(e netlab.Endpoint) net.HardwareAddr { return e.MAC }
