@@ -33,8 +33,9 @@ type Live struct {
 }
 
 // liveRepeat is how many frames one BPF_PROG_RUN call emits. Each call sets up and tears down a page pool,
-// which costs about 20 ms here whatever the count, so a call must be long to amortise it: 2^19 frames is
-// 100-250 ms on veth, which is also how long Run takes to notice a cancelled context.
+// which costs about 20 ms here whatever the count, so a call must be long to amortise it: 2^21 frames is
+// 0.5-1 s on veth (2^19 still left the DUT idle 4% of the time), which is also how long Run takes to notice
+// a cancelled context.
 const liveRepeat = 1 << 21
 
 // udpSrcPortOff is the UDP source port's offset in the frame (no IP options).

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -46,6 +49,17 @@ func (r *recorder) Process(b *pipeline.Batch) {
 }
 
 func (r *recorder) Tick(*pipeline.Batch) int64 { return 0 }
+
+// TestLiveRefusesRateAndCount: the kernel generator runs flat out, so a Rate or a Count is a configuration
+// error that names the generator to use instead (checked before anything is loaded: no privileges needed).
+func TestLiveRefusesRateAndCount(t *testing.T) {
+	for _, c := range []Config{{Rate: 1000}, {Count: 10}} {
+		c.Src, c.Dst = netip.MustParseAddrPort("198.18.0.1:4000"), netip.MustParseAddrPort("198.18.0.2:9")
+		if _, err := NewLive(c, 1); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "AF_XDP Generator") {
+			t.Errorf("NewLive(%+v) = %v, want ErrConfig naming the AF_XDP Generator", c, err)
+		}
+	}
+}
 
 // TestLiveToPollerVeth runs the live XDP generator in one namespace against a poller in the other: every frame
 // that arrives is the template with its flow's source port and a zero UDP checksum, all 8 flows arrive in equal
