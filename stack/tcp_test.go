@@ -192,9 +192,18 @@ func TestTCPStacksExchangeMemlink(t *testing.T) {
 		// Our side closed second... only if the server's FIN came first. Here the client sent FIN first
 		// (CloseWrite) so it is the active closer: TIME-WAIT once the server's FIN is acknowledged.
 		// Generous: at 3% loss the FIN exchange may wait out several doubled RTOs.
-		waitFor(t, 30*time.Second, func() bool { return tc.State() == tcp.StateTimeWait })
-		if p.s[0].TCPConns() != 1 {
-			t.Errorf("client stack has %d connections, want the one in TIME-WAIT", p.s[0].TCPConns())
+		//
+		// Under loss TIME-WAIT may end early, as RFC 9293 §3.10.7.4 has it (and Linux, tcp_rfc1337=0): when
+		// the server retransmitted its FIN although our ACK was on its way, our ACK of the duplicate reaches
+		// a server that has already closed, which answers with a RST, and a RST in TIME-WAIT closes the
+		// connection. That ending is accepted only with loss, and only as exactly that exchange.
+		assassinated := func() bool {
+			return loss > 0 && tc.State() == tcp.StateClosed &&
+				p.s[0].TCPStat(tcp.StatResetsIn) == 1 && p.s[1].TCPStat(tcp.StatResetsOut) == 1
+		}
+		waitFor(t, 30*time.Second, func() bool { return tc.State() == tcp.StateTimeWait || assassinated() })
+		if want := 1 - btoi(assassinated()); p.s[0].TCPConns() != want {
+			t.Errorf("client stack has %d connections, want %d (state %v)", p.s[0].TCPConns(), want, tc.State())
 		}
 		st := p.s[0].TCPStats()
 		if st["active_opens"] != 1 && st[tcp.StatActiveOpens.String()] != 1 {
@@ -206,6 +215,13 @@ func TestTCPStacksExchangeMemlink(t *testing.T) {
 		ln.Close()
 		p.close()
 	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func waitFor(t *testing.T, d time.Duration, cond func() bool) {
