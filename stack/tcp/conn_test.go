@@ -74,6 +74,20 @@ func newStream(seed int64, n int) *stream {
 	return &stream{rng: rand.New(rand.NewSource(seed)), left: n, h: hashWriter{w: sha256.New()}}
 }
 
+// sendAll writes s on from, calls closeFn once all of it is written, and reads to into k until EOF or d of
+// simulated time; the caller checks k.
+func (w *wire) sendAll(from, to *Conn, s *stream, closeFn func() error, k *sink, d time.Duration) {
+	closed := false
+	w.run(d, func() {
+		pumpWrite(from, s)
+		if !closed && s.left == 0 && s.off == len(s.buf) {
+			closeFn()
+			closed = true
+		}
+		k.drain(to)
+	}, func() bool { return k.eof })
+}
+
 // pump moves data: writes from src into a, reads from b into the sink hash.
 func pumpWrite(c *Conn, s *stream) {
 	for s.left > 0 || s.off < len(s.buf) {

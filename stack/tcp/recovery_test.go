@@ -42,15 +42,7 @@ func TestZeroWindowProbe(t *testing.T) {
 		t.Errorf("%d segments beyond the buffer, more than the probes", w.eng[1].Stat(DropRcvBufFull))
 	}
 	k := newSink()
-	closed := false
-	w.run(10*time.Minute, func() {
-		pumpWrite(a, s)
-		if !closed && s.left == 0 && s.off == len(s.buf) {
-			a.CloseWrite()
-			closed = true
-		}
-		k.drain(b)
-	}, func() bool { return k.eof })
+	w.sendAll(a, b, s, a.CloseWrite, k, 10*time.Minute)
 	if !k.eof || k.n != 100000 || string(k.h.Sum(nil)) != string(s.h.w.Sum(nil)) {
 		t.Fatalf("after the window opened: %d bytes, eof %v", k.n, k.eof)
 	}
@@ -301,15 +293,7 @@ func TestLostWindowUpdate(t *testing.T) {
 	if lost != 1 {
 		t.Fatalf("no window update sent after the read (%d)", lost)
 	}
-	closed := false
-	w.run(time.Minute, func() {
-		pumpWrite(a, s)
-		if !closed && s.left == 0 && s.off == len(s.buf) {
-			a.CloseWrite()
-			closed = true
-		}
-		k.drain(b)
-	}, func() bool { return k.eof })
+	w.sendAll(a, b, s, a.CloseWrite, k, time.Minute)
 	if !k.eof || k.n != 50000 || w.eng[0].Stat(StatZeroWindowProbes) == 0 {
 		t.Fatalf("after a lost window update: %d bytes, eof %v, probes %d", k.n, k.eof, w.eng[0].Stat(StatZeroWindowProbes))
 	}

@@ -85,15 +85,7 @@ func TestHalfClose(t *testing.T) {
 	// The other direction still works, and ends with b's FIN.
 	s := newStream(1, 300000)
 	ka := newSink()
-	closed := false
-	w.run(time.Minute, func() {
-		pumpWrite(b, s)
-		if !closed && s.left == 0 && s.off == len(s.buf) {
-			b.Close()
-			closed = true
-		}
-		ka.drain(a)
-	}, func() bool { return ka.eof })
+	w.sendAll(b, a, s, b.Close, ka, time.Minute)
 	if !ka.eof || ka.n != 300000 || string(ka.h.Sum(nil)) != string(s.h.w.Sum(nil)) {
 		t.Fatalf("b->a after half-close: %d bytes eof %v", ka.n, ka.eof)
 	}
