@@ -506,13 +506,8 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(io.Discard)
 	path := fs.String("config", "", "the configuration `FILE` to check")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), checkUsage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return errHelpShown
-		}
-		return usageError{err}
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
 	}
 	if *path == "" && fs.NArg() == 1 {
 		*path = fs.Arg(0)

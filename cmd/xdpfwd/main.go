@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -96,6 +97,21 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 // errHelpShown is returned by a subcommand that printed its help because of -h/--help.
 var errHelpShown = errors.New("help shown")
+
+// parseFlags parses a subcommand's flags. -h prints the subcommand's usage to stdout (errHelpShown); any other
+// parse error is a usageError, reported once by main without the long usage.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return errHelpShown
+	}
+	if err != nil {
+		return usageError{err}
+	}
+	return nil
+}
 
 func cmdHelp(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {

@@ -102,13 +102,8 @@ type runConfig struct {
 
 func parseRunArgs(args []string, out io.Writer) (*runOptions, error) {
 	fs, o := newRunFlags(io.Discard) // errors are reported once, by the caller, without the long usage
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(out)
-			fs.Usage()
-			return nil, errHelpShown
-		}
-		return nil, usageError{err}
+	if err := parseFlags(fs, args, out); err != nil {
+		return nil, err
 	}
 	if err := o.loadConfigFile(fs); err != nil {
 		return nil, err

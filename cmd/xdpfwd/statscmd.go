@@ -47,13 +47,8 @@ func cmdStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&o.interval, "interval", time.Second, "time between two tables")
 	fs.IntVar(&o.count, "count", 0, "stop after `N` tables; 0: until Ctrl-C")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), statsUsage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return errHelpShown
-		}
-		return usageError{err}
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q (see xdpfwd help stats)", fs.Arg(0))
