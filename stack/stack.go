@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,25 @@ type Interface struct {
 	Addrs []netip.Prefix
 	// MTU is the IP MTU; 0 takes the port's MTU (and 1500 if the port reports none).
 	MTU int
+}
+
+// ParseInterface reads an interface in the form command lines give it: NAME=ADDR/PLEN (eth0=198.18.0.1/24),
+// or NAME alone for an interface without an address. NAME is a Linux interface name (at most 15 characters,
+// no '/' or space) and ADDR/PLEN an IPv4 address with its prefix length.
+func ParseInterface(s string) (Interface, error) {
+	name, addr, hasAddr := strings.Cut(s, "=")
+	if name == "" || len(name) > 15 || strings.ContainsAny(name, "/ ") {
+		return Interface{}, fmt.Errorf("%q: want NAME=ADDR/PLEN or NAME (an interface name of at most 15 characters)", s)
+	}
+	i := Interface{Name: name}
+	if hasAddr {
+		p, err := netip.ParsePrefix(addr)
+		if err != nil || !p.Addr().Is4() {
+			return Interface{}, fmt.Errorf("%q: %q is not an IPv4 address with prefix length, e.g. 198.18.0.1/24", s, addr)
+		}
+		i.Addrs = []netip.Prefix{p}
+	}
+	return i, nil
 }
 
 // Config configures a Stack.

@@ -3,6 +3,7 @@ package stack
 import (
 	"encoding/binary"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/xdpnet/xdpnet/pipeline"
@@ -454,4 +455,28 @@ func TestEchoReply(t *testing.T) {
 		t.Errorf("drops %v", e.l.DropSummary())
 	}
 	e.checkHeld()
+}
+
+func TestParseInterface(t *testing.T) {
+	for _, c := range []struct {
+		in, name, addr, err string
+	}{
+		{in: "eth0=198.18.0.1/24", name: "eth0", addr: "198.18.0.1/24"},
+		{in: "r0", name: "r0"},
+		{in: "averyveryverylongname=198.18.0.1/24", err: "at most 15 characters"},
+		{in: "=198.18.0.1/24", err: "want NAME=ADDR/PLEN"},
+		{in: "eth0=198.18.0.1", err: "not an IPv4 address with prefix length"},
+		{in: "eth0=2001:db8::1/64", err: "not an IPv4 address"},
+		{in: "eth 0=198.18.0.1/24", err: "want NAME"},
+	} {
+		i, err := ParseInterface(c.in)
+		switch {
+		case c.err != "":
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("ParseInterface(%q) = %+v, %v; want an error saying %q", c.in, i, err, c.err)
+			}
+		case err != nil || i.Name != c.name || (c.addr == "") != (len(i.Addrs) == 0) || c.addr != "" && i.Addrs[0].String() != c.addr:
+			t.Errorf("ParseInterface(%q) = %+v, %v; want %s %s", c.in, i, err, c.name, c.addr)
+		}
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/xdpnet/xdpnet/stack"
 )
 
 // ifaceSpec is one --iface value: NAME=ADDR/PLEN, or NAME alone to take the addresses from the kernel.
@@ -31,18 +33,11 @@ func (f *ifaceFlags) String() string {
 }
 
 func (f *ifaceFlags) Set(v string) error {
-	name, addr, hasAddr := strings.Cut(v, "=")
-	if name == "" || len(name) > 15 || strings.ContainsAny(name, "/ ") {
-		return fmt.Errorf("%q: want NAME=ADDR/PLEN or NAME (an interface name of at most 15 characters)", v)
+	i, err := stack.ParseInterface(v)
+	if err != nil {
+		return err
 	}
-	spec := ifaceSpec{Name: name}
-	if hasAddr {
-		p, err := netip.ParsePrefix(addr)
-		if err != nil || !p.Addr().Is4() {
-			return fmt.Errorf("%q: %q is not an IPv4 address with prefix length, e.g. 198.18.0.1/24", v, addr)
-		}
-		spec.Addrs = []netip.Prefix{p}
-	}
+	name, spec := i.Name, ifaceSpec{Name: i.Name, Addrs: i.Addrs}
 	for i := range *f {
 		if (*f)[i].Name == name {
 			(*f)[i].Addrs = append((*f)[i].Addrs, spec.Addrs...)

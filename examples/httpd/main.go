@@ -24,7 +24,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -78,17 +77,16 @@ func main() {
 	}
 }
 
-// parseIface reads NAME=ADDR/PLEN.
+// parseIface reads NAME=ADDR/PLEN (stack.ParseInterface), where the address is required.
 func parseIface(s string) (string, netip.Prefix, error) {
-	name, a, ok := strings.Cut(s, "=")
-	if !ok || name == "" {
-		return "", netip.Prefix{}, fmt.Errorf("-iface %q: want NAME=ADDR/PLEN, e.g. eth0=198.18.0.2/24", s)
+	i, err := stack.ParseInterface(s)
+	if err == nil && len(i.Addrs) == 0 {
+		err = fmt.Errorf("%q: the stack needs its address: want NAME=ADDR/PLEN, e.g. eth0=198.18.0.2/24", s)
 	}
-	p, err := netip.ParsePrefix(a)
-	if err != nil || !p.Addr().Is4() {
-		return "", netip.Prefix{}, fmt.Errorf("-iface %q: %q is not an IPv4 ADDR/PLEN", s, a)
+	if err != nil {
+		return "", netip.Prefix{}, fmt.Errorf("-iface %w", err)
 	}
-	return name, p, nil
+	return i.Name, i.Addrs[0], nil
 }
 
 // newStack is the stack of one interface with an optional default route.

@@ -21,7 +21,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -80,17 +79,16 @@ func main() {
 	fmt.Printf("status: %s\nlength: %d\nsha256: %s\n", r.Status, r.Length, r.SHA256)
 }
 
-// parseIface reads NAME=ADDR/PLEN.
+// parseIface reads NAME=ADDR/PLEN (stack.ParseInterface), where the address is required.
 func parseIface(s string) (string, netip.Prefix, error) {
-	name, a, ok := strings.Cut(s, "=")
-	if !ok || name == "" {
-		return "", netip.Prefix{}, fmt.Errorf("-iface %q: want NAME=ADDR/PLEN, e.g. eth0=198.18.0.1/24", s)
+	i, err := stack.ParseInterface(s)
+	if err == nil && len(i.Addrs) == 0 {
+		err = fmt.Errorf("%q: the stack needs its address: want NAME=ADDR/PLEN, e.g. eth0=198.18.0.1/24", s)
 	}
-	p, err := netip.ParsePrefix(a)
-	if err != nil || !p.Addr().Is4() {
-		return "", netip.Prefix{}, fmt.Errorf("-iface %q: %q is not an IPv4 ADDR/PLEN", s, a)
+	if err != nil {
+		return "", netip.Prefix{}, fmt.Errorf("-iface %w", err)
 	}
-	return name, p, nil
+	return i.Name, i.Addrs[0], nil
 }
 
 // run starts the stack and poller, GETs cfg.url and stops them. open, when set, runs poller creation
