@@ -73,6 +73,12 @@ type PortInfo struct {
 	Ifindex int
 	MAC     proto.MAC
 	MTU     int
+	// PartialChecksums: the port's peer is in this host's memory (veth), so a TCP or UDP frame may arrive with
+	// its checksum left partial by the sender's TX checksum offload (CHECKSUM_PARTIAL: the field holds only the
+	// pseudo-header sum; AF_XDP does not say so). No wire can corrupt such a frame, so a handler may accept it
+	// and must finish the checksum before the frame leaves (proto.FinishPartialChecksum). Real NICs deliver
+	// complete checksums.
+	PartialChecksums bool
 }
 
 // QueueInfo is what a Handler learns about the queue it runs on when it is created.

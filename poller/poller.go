@@ -93,7 +93,8 @@ func New(cfg Config) (*Poller, error) {
 		links[i] = l
 		var mac proto.MAC
 		copy(mac[:], a.HardwareAddr)
-		p.ports = append(p.ports, pipeline.PortInfo{Index: uint16(i), Name: name, Ifindex: a.Index, MAC: mac, MTU: a.MTU})
+		p.ports = append(p.ports, pipeline.PortInfo{Index: uint16(i), Name: name, Ifindex: a.Index, MAC: mac, MTU: a.MTU,
+			PartialChecksums: l.Type() == "veth"})
 	}
 	attach := c.Attach
 	if attach == nil {

@@ -38,6 +38,8 @@ type PortConfig struct {
 	// TxCapacity bounds how many frames Sent may hold for this port before further Tx verdicts are dropped as
 	// DropTxRingFull, to exercise a full TX ring; 0 means unbounded.
 	TxCapacity int
+	// PartialChecksums marks the port as a veth-like memory link (pipeline.PortInfo.PartialChecksums).
+	PartialChecksums bool
 }
 
 // Config builds a Link.
@@ -111,7 +113,8 @@ func New(cfg Config) (*Link, error) {
 		if name == "" {
 			name = fmt.Sprintf("mem%d", i)
 		}
-		l.ports = append(l.ports, pipeline.PortInfo{Index: uint16(i), Name: name, Ifindex: i + 1, MAC: pc.MAC, MTU: mtu})
+		l.ports = append(l.ports, pipeline.PortInfo{Index: uint16(i), Name: name, Ifindex: i + 1, MAC: pc.MAC, MTU: mtu,
+			PartialChecksums: pc.PartialChecksums})
 		l.txCap[i] = pc.TxCapacity
 	}
 	l.batch.Frames = l.pool
