@@ -162,3 +162,55 @@ func UpdateChecksumAddr(check uint16, old, new netip.Addr) uint16 {
 	s := uint32(^check) + uint32(^Fold(so)) + sn
 	return ^Fold(s)
 }
+
+// Partial checksums. A Linux sender whose device offers TX checksum offload (every veth, by default) leaves a
+// TCP or UDP checksum partial (CHECKSUM_PARTIAL): the field holds the folded pseudo-header sum, not
+// complemented, and the device is to sum the segment from the transport header on and store the complement.
+// On veth no device does, and AF_XDP hands the frame over as it is, without the skb's ip_summed that says so.
+//
+// Such a field is recognisable: it equals Fold(PseudoHeaderSum(...)). A complete checksum can hold the same
+// value by coincidence, but then finishing it writes the value it already has: a complete field C verifies,
+// so S + C + P ≡ 0 (S the segment's sum without the field, P the pseudo header); with C ≡ P that gives
+// S + P ≡ -P, and the finished value ^(S + C) = ^(S + P) ≡ P ≡ C (at most 0xffff becomes 0, the other form
+// of zero). So finishing every field that looks partial is exact, and needs no verification pass.
+
+// checksumOffset returns where the checksum field of a segment of protocol p lies, or -1 for protocols
+// whose checksum Linux does not offload.
+func checksumOffset(p uint8) int {
+	switch p {
+	case ProtoTCP:
+		return tcpChecksum
+	case ProtoUDP:
+		return udpChecksum
+	}
+	return -1
+}
+
+// IsPartialChecksum reports whether segment (a TCP or UDP header and its payload, sent src -> dst) carries
+// a checksum left partial by the sender's offload. Only a frame from a peer in host memory (veth; see
+// pipeline.PortInfo.PartialChecksums) may be taken as partial: on a wire, such a field is an error.
+func IsPartialChecksum(src, dst netip.Addr, p uint8, segment []byte) bool {
+	off := checksumOffset(p)
+	if off < 0 || len(segment) < off+2 {
+		return false
+	}
+	field := binary.BigEndian.Uint16(segment[off:])
+	// UDP's 0 means "no checksum" (RFC 768); a partial field is a fold of a non-zero sum, never 0.
+	return field != 0 && field == Fold(PseudoHeaderSum(src, dst, p, len(segment)))
+}
+
+// FinishPartialChecksum completes a checksum that IsPartialChecksum reports as partial, as the sender's
+// device would have, and reports whether it did. Other segments are left as they are: a router does not
+// judge a transport checksum it did not break. It costs one pass over the segment, only for partial ones.
+func FinishPartialChecksum(src, dst netip.Addr, p uint8, segment []byte) bool {
+	if !IsPartialChecksum(src, dst, p, segment) {
+		return false
+	}
+	off := checksumOffset(p)
+	c := ^Fold(Sum(segment, 0))
+	if c == 0 && p == ProtoUDP {
+		c = 0xffff // RFC 768: a computed 0 is sent as all ones
+	}
+	binary.BigEndian.PutUint16(segment[off:], c)
+	return true
+}

@@ -55,6 +55,7 @@ func TestNoAllocs(t *testing.T) {
 	}{
 		{"L2.Parse+IPv4+UDP", func() { parseUDP4(&l2, frame) }},
 		{"ParseL2", func() { _, _ = ParseL2(frame) }},
+		{"FinishPartialChecksum", func() { FinishPartialChecksum(v4A, v4B, ProtoTCP, tcp) }},
 		{"IPv4 accessors", func() {
 			ip, _ := ParseIPv4(frame[14:])
 			_, _, _ = ip.Src(), ip.Dst(), ip.ChecksumValid()
