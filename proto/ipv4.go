@@ -162,6 +162,13 @@ func (ip IPv4) Src() netip.Addr { return netip.AddrFrom4(ip.Src4()) }
 func (ip IPv4) Dst() netip.Addr { return netip.AddrFrom4(ip.Dst4()) }
 
 // Src4 returns the source address as 4 bytes.
+// Src32 returns the source address as a big-endian number (198.18.0.1 is 0xc6120001), the form integer-keyed
+// tables (LPM, neighbours) use.
+func (ip IPv4) Src32() uint32 { return binary.BigEndian.Uint32(ip[ipv4Src:]) }
+
+// Dst32 returns the destination address as a big-endian number, like Src32.
+func (ip IPv4) Dst32() uint32 { return binary.BigEndian.Uint32(ip[ipv4Dst:]) }
+
 func (ip IPv4) Src4() [4]byte { return [4]byte(ip[ipv4Src : ipv4Src+4]) }
 
 // Dst4 returns the destination address as 4 bytes.
@@ -236,6 +243,12 @@ func (ip IPv4) SetTOS(tos uint8) {
 // SetID sets the Identification field and updates the checksum.
 func (ip IPv4) SetID(id uint16) { ip.set16(ipv4ID, id) }
 
+// SetHeaderLen sets Version to 4 and IHL to n/4 (n a multiple of 4 from 20 to 60) and updates the checksum.
+// The option bytes themselves are the caller's to write.
+func (ip IPv4) SetHeaderLen(n int) {
+	ip.set16(ipv4VersionIHL, uint16(0x40|n/4&0xf)<<8|uint16(ip[ipv4TOS]))
+}
+
 // SetTotalLength sets the Total Length field and updates the checksum. The
 // view itself keeps its length: reslice it (ip[:n]) when shrinking.
 func (ip IPv4) SetTotalLength(n uint16) { ip.set16(ipv4TotalLength, n) }
@@ -275,23 +288,47 @@ func (ip IPv4) setAddr(off int, a netip.Addr) bool {
 	return true
 }
 
+// IPv4 option types (RFC 791 §3.1; IANA "IP Option Numbers"). The type octet's high bit is the copied
+// flag: the option is copied into every fragment.
+const (
+	IPv4OptEnd    = 0   // End of Option List
+	IPv4OptNOP    = 1   // No Operation
+	IPv4OptRR     = 7   // Record Route
+	IPv4OptTS     = 68  // Internet Timestamp
+	IPv4OptLSRR   = 131 // Loose Source and Record Route
+	IPv4OptSSRR   = 137 // Strict Source and Record Route
+	ipv4OptCopied = 0x80
+)
+
+// IPv4OptionCopied reports whether an option of type t is copied into every fragment (RFC 791 §3.1).
+func IPv4OptionCopied(t uint8) bool { return t&ipv4OptCopied != 0 }
+
+// NextIPv4Option splits the first option off o (a header's option bytes, see Options): its type, its bytes
+// (one for No Operation, the whole type-length-value otherwise) and the options after it. At End of Option
+// List rest is empty. ok is false, and rest empty, for an option whose length octet is missing, below 2 or
+// runs past o (RFC 791 §3.1).
+func NextIPv4Option(o []byte) (typ uint8, opt, rest []byte, ok bool) {
+	switch {
+	case len(o) == 0 || o[0] == IPv4OptEnd:
+		return IPv4OptEnd, o, nil, true
+	case o[0] == IPv4OptNOP:
+		return IPv4OptNOP, o[:1], o[1:], true
+	case len(o) < 2 || o[1] < 2 || int(o[1]) > len(o):
+		return o[0], o, nil, false
+	}
+	return o[0], o[:o[1]], o[o[1]:], true
+}
+
 // ValidateOptions walks the options (RFC 791 §3.1): End of Option List and
 // No Operation are one byte, every other option has a length octet >= 2 that
 // must fit in the header. It returns ErrOptionLength otherwise.
 func (ip IPv4) ValidateOptions() Error {
-	o := ip.Options()
-	for len(o) > 0 {
-		switch o[0] {
-		case 0: // End of Option List
-			return OK
-		case 1: // No Operation
-			o = o[1:]
-			continue
-		}
-		if len(o) < 2 || o[1] < 2 || int(o[1]) > len(o) {
+	for o := ip.Options(); len(o) > 0; {
+		_, _, rest, ok := NextIPv4Option(o)
+		if !ok {
 			return ErrOptionLength
 		}
-		o = o[o[1]:]
+		o = rest
 	}
 	return OK
 }

@@ -27,12 +27,27 @@
 // entries made of atomics. Stack methods are safe for concurrent use; a handler is used by its driver's
 // goroutine only; UDPConn methods are safe for concurrent use by applications.
 //
-// TCP (tcp.go) is package stack/tcp's engine, one per queue: local delivery verifies the checksum
+// TCP (tcpsock.go) is package stack/tcp's engine, one per queue: local delivery verifies the checksum
 // (DropTCPMalformed) and hands the segment to the queue's engine, which answers closed ports with RST; the
 // engine's segments are built in the batch like UDP's and its timers run from Tick. ListenTCP opens a
 // listener on every queue's engine and merges their accept queues; DialTCP routes the destination, picks the
 // source address and a queue. The MSS follows the smallest MTU of the queue's interfaces. TCPStats sums the
 // engines' counters.
+//
+// The files follow the kernel's path, one step each, so that a reader who knows the kernel finds them by
+// name:
+//
+//	handler.go   the queue's handler: the batch's way through the steps and hooks (netif_receive_skb's
+//	             dispatch by EtherType, Tick, Drain)
+//	ipv4.go      ip_rcv (validation, martians), ip_route_input, ip_forward, ip_local_deliver, ip_output
+//	fragment.go  ip_fragment
+//	neigh.go     the neighbour state machine (neigh_output, held packets, probes) and its external API
+//	arp.go       arp_rcv, arp_solicit, announcements: the IPv4 resolver of neigh.go
+//	icmp.go      icmp_send (errors, rate limited) and icmp_rcv (echo)
+//	route.go     the FIB and its API; lpm.go its DIR-24-8 table
+//	udp.go       UDP sockets and udp_rcv; tcpsock.go the TCP sockets over stack/tcp
+//	port.go      link events from the driver (the netdev notifier)
+//	stats.go     counters (the SNMP MIB)
 //
 // Time comes only from pipeline.Batch.Now, so tests drive timers (ARP retries, aging) with a fake clock.
 // Nothing panics on packet contents; the per-packet path does not allocate (TestNoAllocs).

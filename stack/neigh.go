@@ -2,11 +2,42 @@ package stack
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 
+	"github.com/xdpnet/xdpnet/pipeline"
 	"github.com/xdpnet/xdpnet/proto"
 )
+
+// The neighbour subsystem (the kernel's neigh_*): entries shared by every queue with their states
+// (incomplete, reachable, stale, failed), neigh_output's choice between sending and holding, the bounded
+// queues of held packets, and the API an external resolver (kernel-mirror) drives. ARP (arp.go) is its
+// resolver for IPv4.
+
+// DropNeighbourTableFull: no entry could be made for the next hop (maxNeighbours).
+var DropNeighbourTableFull = pipeline.RegisterDropReason("neighbour_table_full")
+
+// NeighbourState is the state of a neighbour entry, after the kernel's NUD states.
+type NeighbourState uint8
+
+const (
+	NeighbourIncomplete NeighbourState = iota // ARP request sent, no answer yet
+	NeighbourReachable                        // answered within ReachableTime
+	NeighbourStale                            // MAC known but not confirmed lately; used, and re-probed
+	NeighbourFailed                           // no answer after MaxProbes requests
+)
+
+var neighStateNames = [...]string{"incomplete", "reachable", "stale", "failed"}
+
+func (n NeighbourState) String() string {
+	if int(n) < len(neighStateNames) {
+		return neighStateNames[n]
+	}
+	return "state?"
+}
 
 // neverProbed is probeAt before the first request: far enough in the past that one is due at any clock.
 const neverProbed = -1 << 62
@@ -39,7 +70,7 @@ func macWord(m proto.MAC) uint64 {
 	return uint64(m[0])<<40 | uint64(m[1])<<32 | uint64(m[2])<<24 | uint64(m[3])<<16 | uint64(m[4])<<8 | uint64(m[5])
 }
 
-// putMAC writes the neighbour's MAC into b[0:6] (an Ethernet destination).
+// putMAC writes the neighbour's MAC as the destination of Ethernet frame b, straight from the atomic word.
 func (n *neighbour) putMAC(b []byte) {
 	v := n.mac.Load()
 	_ = b[5]
@@ -118,33 +149,335 @@ func (c *neighCache) lookup(t *neighTable, k nkey) *neighbour {
 	return n
 }
 
-// rateLimiter is a lock-free GCRA token bucket (a virtual scheduling "theoretical arrival time"): a message
-// is allowed when tat - now <= tolerance, which is burst messages at rate per second.
-type rateLimiter struct {
-	interval, tolerance int64
-	tat                 atomic.Int64
+// holdQ is the packets one queue keeps for one unresolved neighbour. Their frames belong to this queue's
+// FrameSource, which is why held packets are per queue while the neighbour entry is shared.
+type holdQ struct {
+	n     *neighbour
+	iface int32
+	pkts  []pipeline.Packet
 }
 
-func (r *rateLimiter) init(rate, burst int) {
-	if rate < 0 {
-		return // unlimited: interval 0
+// resolve is neigh_output: send to a known MAC, or hold the packet and ask ARP.
+func (h *handler) resolve(b *pipeline.Batch, p *pipeline.Packet, m pktMeta, pend []uint16) []uint16 {
+	ifc := &h.ifs[m.iface]
+	// A run of packets to one next hop finds it without hashing; entries are never removed from the
+	// table (see neighCache), so the remembered one stays right for its key.
+	n := h.lastNeigh
+	if k := (nkey{uint32(m.iface), m.nh}); n == nil || n.key != k {
+		n = h.ncache.lookup(&h.s.neigh, k)
+		if n == nil {
+			p.Drop(DropNeighbourTableFull)
+			return pend
+		}
+		h.lastNeigh = n
 	}
-	r.interval = int64(1e9) / int64(rate)
-	r.tolerance = int64(burst-1) * r.interval
+	now := h.now
+	switch NeighbourState(n.state.Load()) {
+	case NeighbourReachable:
+		if now-n.confirmed.Load() > h.s.reachableNs {
+			n.state.CompareAndSwap(uint32(NeighbourReachable), uint32(NeighbourStale))
+			h.probe(b, n, m.iface)
+		}
+	case NeighbourStale:
+		// Keep using the MAC while re-probing; give up after MaxProbes unanswered requests.
+		if h.expired(n) {
+			return h.neighFailed(b, p, n, pend)
+		}
+		h.probe(b, n, m.iface)
+	case NeighbourIncomplete:
+		if h.expired(n) {
+			return h.neighFailed(b, p, n, pend)
+		}
+		h.probe(b, n, m.iface)
+		h.hold(p, n, m.iface)
+		return pend
+	case NeighbourFailed:
+		if now-n.failedAt.Load() < h.s.failedNs {
+			return h.icmpAboutFailed(b, p, pend)
+		}
+		// Time to try again (the kernel re-resolves a FAILED entry when new traffic needs it).
+		if n.state.CompareAndSwap(uint32(NeighbourFailed), uint32(NeighbourIncomplete)) {
+			n.probes.Store(0)
+			n.probeAt.Store(neverProbed)
+		}
+		h.probe(b, n, m.iface)
+		h.hold(p, n, m.iface)
+		return pend
+	}
+	h.sendTo(p, n, ifc)
+	return pend
 }
 
-func (r *rateLimiter) allow(now int64) bool {
-	if r.interval == 0 {
+// sendTo rewrites the Ethernet addresses for the hop to n out of ifc and sets verdict Tx.
+func (h *handler) sendTo(p *pipeline.Packet, n *neighbour, ifc *hiface) {
+	d := p.Data()
+	n.putMAC(d)
+	proto.Ethernet(d).SetSrc(ifc.mac)
+	p.Send(ifc.port)
+}
+
+// expired reports (and records, once) that n has had MaxProbes requests and the last one timed out.
+func (h *handler) expired(n *neighbour) bool {
+	if n.probes.Load() < h.s.maxProbes || h.now-n.probeAt.Load() < h.s.probeNs {
+		return false
+	}
+	st := n.state.Load()
+	if st == uint32(NeighbourFailed) {
 		return true
 	}
-	for {
-		old := r.tat.Load()
-		t := max(old, now)
-		if t-now > r.tolerance {
-			return false
+	if n.state.CompareAndSwap(st, uint32(NeighbourFailed)) {
+		n.failedAt.Store(h.now)
+		inc(&h.ctr.failed)
+	}
+	return true
+}
+
+func (h *handler) neighFailed(b *pipeline.Batch, p *pipeline.Packet, n *neighbour, pend []uint16) []uint16 {
+	return h.icmpAboutFailed(b, p, pend)
+}
+
+// icmpAboutFailed drops a packet whose next hop does not answer, with a host unreachable to its source
+// (RFC 1812 §5.2.7.1).
+func (h *handler) icmpAboutFailed(b *pipeline.Batch, p *pipeline.Packet, pend []uint16) []uint16 {
+	pend = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4HostUnreachable, 0, pend)
+	p.Drop(pipeline.DropNeighbourFailed)
+	return pend
+}
+
+// hold keeps p until n resolves (DropNeighbourQueueFull when NeighbourQueueLen packets already wait).
+func (h *handler) hold(p *pipeline.Packet, n *neighbour, iface int32) {
+	q := h.held[n]
+	if q == nil {
+		if k := len(h.spareHold); k > 0 {
+			q = h.spareHold[k-1]
+			h.spareHold = h.spareHold[:k-1]
+		} else {
+			q = &holdQ{pkts: make([]pipeline.Packet, 0, h.s.cfg.NeighbourQueueLen)}
 		}
-		if r.tat.CompareAndSwap(old, t+r.interval) {
-			return true
+		q.n, q.iface = n, iface
+		h.held[n] = q
+	}
+	if len(q.pkts) >= h.s.cfg.NeighbourQueueLen {
+		p.Drop(pipeline.DropNeighbourQueueFull)
+		return
+	}
+	p.Steal()
+	q.pkts = append(q.pkts, *p)
+	h.nheld++
+}
+
+func (h *handler) shiftHold(q *holdQ, k int) {
+	if k == 0 {
+		return
+	}
+	h.nheld -= k
+	m := copy(q.pkts, q.pkts[k:])
+	clear(q.pkts[m:])
+	q.pkts = q.pkts[:m]
+}
+
+// probe is neigh_probe: it asks the resolver (ARP, or the external one) for n unless a request went out
+// (from any queue) less than ProbeInterval ago.
+func (h *handler) probe(b *pipeline.Batch, n *neighbour, iface int32) {
+	last := n.probeAt.Load()
+	if h.now-last < h.s.probeNs || !n.probeAt.CompareAndSwap(last, h.now) {
+		return
+	}
+	n.probes.Add(1)
+	target := addrFrom4(n.key.ip)
+	if r := h.s.cfg.Resolver; r != nil {
+		r(h.s.ifaces[iface].name, target)
+		return
+	}
+	h.arpSolicit(b, &h.ifs[iface], target)
+}
+
+// releaseHeld is the held queues' part of Tick (the kernel's neigh_update sending its arp_queue, and
+// neigh_invalidate failing it): packets whose neighbour resolved leave; those whose neighbour failed are
+// dropped with a host unreachable each; for still incomplete ones the next probe is sent when due. It
+// returns the ICMP errors made, appended to out, and when it needs the next Tick.
+func (h *handler) releaseHeld(b *pipeline.Batch, out []uint16) ([]uint16, int64) {
+	var wake int64
+	for n, q := range h.held {
+		switch NeighbourState(n.state.Load()) {
+		case NeighbourReachable, NeighbourStale:
+			ifc := &h.ifs[q.iface]
+			k := 0
+			for ; k < len(q.pkts) && b.Room() > 0; k++ {
+				p := &q.pkts[k]
+				d := p.Data()
+				n.putMAC(d)
+				proto.Ethernet(d).SetSrc(ifc.mac)
+				p.Verdict = pipeline.Accept
+				p.Send(ifc.port)
+				b.Append(p)
+			}
+			h.shiftHold(q, k)
+			add(&h.ctr.released, uint64(k))
+			if len(q.pkts) > 0 {
+				wake = h.now // batch full: come back at once
+			}
+		default:
+			if NeighbourState(n.state.Load()) == NeighbourIncomplete && !h.expired(n) {
+				h.probe(b, n, q.iface)
+				at := n.probeAt.Load() + h.s.probeNs
+				if wake == 0 || at < wake {
+					wake = at
+				}
+				continue
+			}
+			// Failed: RFC 1812 §5.2.7.1 host unreachable for each packet that waited.
+			k := 0
+			for ; k < len(q.pkts) && b.Room() >= 2; k++ {
+				b.Append(&q.pkts[k])
+				p := &b.Pkts[b.N-1]
+				p.Verdict = pipeline.Accept
+				out = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4HostUnreachable, 0, out)
+				p.Drop(pipeline.DropNeighbourFailed)
+			}
+			h.shiftHold(q, k)
+			if len(q.pkts) > 0 {
+				wake = h.now
+			}
+		}
+		if len(q.pkts) == 0 {
+			delete(h.held, n)
+			q.n = nil
+			h.spareHold = append(h.spareHold, q)
 		}
 	}
+	return out, wake
+}
+
+// dropHeld hands back, at driver shutdown, the packets still waiting for a neighbour: dropped with
+// DropShutdown so that the driver counts them and takes their frames back.
+func (h *handler) dropHeld(b *pipeline.Batch) {
+	for n, q := range h.held {
+		for k := range q.pkts {
+			p := &q.pkts[k]
+			if b.Room() == 0 {
+				b.Frames.Put(p.Addr) // past the batch: freed uncounted rather than leaked
+				continue
+			}
+			p.Drop(pipeline.DropShutdown)
+			b.Append(p)
+		}
+		h.shiftHold(q, len(q.pkts))
+		delete(h.held, n)
+	}
+}
+
+// Neighbour is one ARP table entry as Neighbours reports it.
+type Neighbour struct {
+	Interface string
+	Addr      netip.Addr
+	MAC       proto.MAC
+	State     NeighbourState
+	// Probes is the number of requests sent and not answered.
+	Probes int
+}
+
+// Neighbours lists the ARP table.
+func (s *Stack) Neighbours() []Neighbour {
+	m := *s.neigh.m.Load()
+	out := make([]Neighbour, 0, len(m))
+	for k, n := range m {
+		name := ""
+		if int(k.iface) < len(s.ifaces) {
+			name = s.ifaces[k.iface].name
+		}
+		st := NeighbourState(n.state.Load())
+		if st == NeighbourReachable && s.now.Load()-n.confirmed.Load() > s.reachableNs {
+			st = NeighbourStale
+		}
+		out = append(out, Neighbour{Interface: name, Addr: addrFrom4(k.ip), MAC: n.macValue(),
+			State: st, Probes: int(n.probes.Load())})
+	}
+	return out
+}
+
+// External control: the API a control plane outside the stack (internal/kmirror, which follows the Linux
+// kernel over netlink) uses to drive the stack's routes and neighbours instead of the stack's own ARP.
+
+// NeighbourResolver asks an external resolver for the MAC of addr on the interface named iface; the answer
+// comes back later through SetNeighbour (or FailNeighbour). It is called from a poller goroutine in the
+// middle of a batch: it must return at once, without blocking or allocating, and may drop the request (the
+// stack asks again after ProbeInterval, up to MaxProbes times, then answers host unreachable).
+type NeighbourResolver func(iface string, addr netip.Addr)
+
+// externalReachable is ReachableTime when a Resolver is set: the external owner ages entries, so the stack's
+// own aging must never turn an entry stale (which would re-probe and, unanswered, fail a working neighbour).
+const externalReachable = 1 << 62
+
+// ErrNoInterface: the interface name is not in Config.Interfaces.
+var ErrNoInterface = errors.New("no such interface in the stack configuration")
+
+func (s *Stack) neighKey(iface string, addr netip.Addr) (nkey, error) {
+	i := s.ifaceByName(iface)
+	if i < 0 {
+		return nkey{}, fmt.Errorf("neighbour %v on %s: %w", addr, iface, ErrNoInterface)
+	}
+	addr = addr.Unmap()
+	if !addr.Is4() {
+		return nkey{}, fmt.Errorf("neighbour %v on %s: not IPv4", addr, iface)
+	}
+	return nkey{uint32(i), addr4(addr)}, nil
+}
+
+// SetNeighbour records that addr on iface has MAC mac and is usable (the kernel's REACHABLE, STALE, DELAY,
+// PROBE or PERMANENT), and wakes the queues so that packets held for it leave now rather than at their next
+// timer.
+func (s *Stack) SetNeighbour(iface string, addr netip.Addr, mac proto.MAC) error {
+	k, err := s.neighKey(iface, addr)
+	if err != nil {
+		return err
+	}
+	if mac.IsMulticast() || mac == (proto.MAC{}) {
+		return fmt.Errorf("neighbour %v on %s: MAC %v is not a unicast station address", addr, iface, mac)
+	}
+	n, _ := s.neigh.getOrCreate(k)
+	if n == nil {
+		return fmt.Errorf("neighbour %v on %s: table full (%d entries)", addr, iface, maxNeighbours)
+	}
+	n.confirm(mac, s.now.Load())
+	s.wakeQueues()
+	return nil
+}
+
+// FailNeighbour marks addr on iface failed (the kernel's FAILED): packets to it are answered with ICMP host
+// unreachable (RFC 1812 §5.2.7.1) for FailedHold, then resolution starts again. Held packets get their
+// unreachable at the queues' next Tick, which this wakes. An unknown neighbour is not an error: nothing uses
+// it.
+func (s *Stack) FailNeighbour(iface string, addr netip.Addr) error {
+	k, err := s.neighKey(iface, addr)
+	if err != nil {
+		return err
+	}
+	n := s.neigh.get(k)
+	if n == nil {
+		return nil
+	}
+	// failedAt first: a poller that sees the state Failed must see the time too.
+	n.failedAt.Store(s.now.Load())
+	n.state.Store(uint32(NeighbourFailed))
+	s.wakeQueues()
+	return nil
+}
+
+// ForgetNeighbour drops what the stack knows of addr on iface (the kernel deleted its entry): the next packet
+// to it starts a new resolution through the Resolver. The entry itself stays, incomplete, because queues'
+// caches point at it (see neighCache).
+func (s *Stack) ForgetNeighbour(iface string, addr netip.Addr) error {
+	k, err := s.neighKey(iface, addr)
+	if err != nil {
+		return err
+	}
+	n := s.neigh.get(k)
+	if n == nil {
+		return nil
+	}
+	n.probes.Store(0)
+	n.probeAt.Store(neverProbed)
+	n.state.Store(uint32(NeighbourIncomplete))
+	return nil
 }

@@ -1,9 +1,6 @@
 package stack
 
-import (
-	"github.com/xdpnet/xdpnet/pipeline"
-	"github.com/xdpnet/xdpnet/proto"
-)
+import "github.com/xdpnet/xdpnet/pipeline"
 
 // PortChanged implements pipeline.PortObserver: the driver reports, on this queue's goroutine between
 // batches, that a port's link changed (MTU, MAC, ifindex, up or down). The interface on that port takes the
@@ -36,27 +33,5 @@ func (h *handler) PortChanged(port pipeline.PortInfo, up bool) {
 	if announce && h.s.cfg.Resolver == nil {
 		ifc.announce = true
 		h.announce = true
-	}
-}
-
-// announceChanged sends the gratuitous ARPs PortChanged asked for, as far as the batch has room (the rest
-// go at the next Tick).
-func (h *handler) announceChanged(b *pipeline.Batch) {
-	h.announce = false
-	for i := range h.ifs {
-		ifc := &h.ifs[i]
-		if !ifc.announce {
-			continue
-		}
-		if b.Room() < len(ifc.addrs) {
-			h.announce = true
-			return
-		}
-		ifc.announce = false
-		for _, a := range ifc.addrs {
-			if h.sendARP(b, ifc, proto.ARPRequest, proto.BroadcastMAC, a.Addr(), proto.MAC{}, a.Addr()) {
-				inc(&h.ctr.garpOut)
-			}
-		}
 	}
 }

@@ -510,3 +510,56 @@ func (s *Stack) checkRoute(r Route) (routeEntry, error) {
 	e.route = r
 	return e, nil
 }
+
+// ReplaceRoute adds r, or replaces the route of the same prefix (`ip route replace`), in one table update.
+func (s *Stack) ReplaceRoute(r Route) error { return s.SyncRoutes([]Route{r}, nil) }
+
+// SyncRoutes deletes the routes of del and then adds or replaces the routes of set, in one table update:
+// all or none (everything is checked before anything changes; a replaced route switches from old to new in
+// place, without passing through a shorter prefix). It is how an external control plane
+// mirrors a table whose routes come and go in bursts. Deleting a prefix that has no route is not an error
+// (the mirror may see a deletion of a route it refused); a connected route made from Config.Interfaces may
+// be replaced or deleted, but the local and broadcast addresses of the interfaces are never touched
+// (ErrBadRoute).
+func (s *Stack) SyncRoutes(set []Route, del []netip.Prefix) error {
+	return s.rt.update(func(w *routeWriter) error {
+		for _, p := range del {
+			if !p.IsValid() {
+				continue
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()).Masked()
+			if p.Addr().Is4In6() || !p.Addr().Is4() {
+				continue
+			}
+			if err := s.removeExternal(w, p); err != nil {
+				return err
+			}
+		}
+		for _, r := range set {
+			e, err := s.checkRoute(r)
+			if err != nil {
+				return err
+			}
+			if err := s.removeExternal(w, e.route.Prefix); err != nil {
+				return err
+			}
+			if err := w.add(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// removeExternal removes the route of p if there is one and it is not an interface address.
+func (s *Stack) removeExternal(w *routeWriter, p netip.Prefix) error {
+	e, ok := w.get(p)
+	if !ok {
+		return nil
+	}
+	if t := e.typ; t == Local || t == Broadcast {
+		return fmt.Errorf("route %v: it is a %v address of an interface: %w", p, t, ErrBadRoute)
+	}
+	_, err := w.remove(p)
+	return err
+}

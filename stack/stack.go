@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/xdpnet/xdpnet/pipeline"
-	"github.com/xdpnet/xdpnet/proto"
 	"github.com/xdpnet/xdpnet/stack/tcp"
 )
 
@@ -251,93 +250,6 @@ func (s *Stack) connectedIface(a netip.Addr) int {
 		}
 	}
 	return best
-}
-
-// martian reports addresses that are never a valid source or destination of a forwarded packet
-// (RFC 1812 §5.3.7, RFC 3927 §7 for link-local): 0/8 "this network", 127/8 loopback, 169.254/16
-// link-local, 240/4 reserved (which includes the limited broadcast 255.255.255.255).
-func martian(a uint32) bool {
-	switch a >> 24 {
-	case 0, 127:
-		return true
-	}
-	return a>>16 == 169<<8|254 || a>>28 == 0xf
-}
-
-func isMulticast(a uint32) bool { return a>>28 == 0xe }
-
-// Stats are the stack's counters, summed over the queues. Drops are counted by the driver per reason.
-type Stats struct {
-	ARPRequestsIn, ARPRepliesIn     uint64
-	ARPRequestsOut, ARPRepliesOut   uint64
-	ARPGratuitousOut                uint64
-	NeighboursResolved              uint64
-	NeighboursFailed                uint64
-	HeldReleased                    uint64 // packets sent after their neighbour resolved
-	Forwarded                       uint64
-	Delivered                       uint64 // packets delivered locally (ICMP, UDP)
-	Fragmented, FragmentsOut        uint64 // packets fragmented, fragments made
-	ICMPErrorsOut, ICMPRateLimited  uint64
-	ICMPEchoRepliesOut              uint64
-	UDPDelivered, UDPSent           uint64
-	UDPSendNoRoute, UDPSendNoBuffer uint64
-}
-
-// Stats sums the counters of every handler.
-func (s *Stack) Stats() Stats {
-	var t Stats
-	for _, h := range *s.handlers.Load() {
-		h.ctr.addTo(&t)
-	}
-	return t
-}
-
-// NeighbourState is the state of a neighbour entry, after the kernel's NUD states.
-type NeighbourState uint8
-
-const (
-	NeighbourIncomplete NeighbourState = iota // ARP request sent, no answer yet
-	NeighbourReachable                        // answered within ReachableTime
-	NeighbourStale                            // MAC known but not confirmed lately; used, and re-probed
-	NeighbourFailed                           // no answer after MaxProbes requests
-)
-
-var neighStateNames = [...]string{"incomplete", "reachable", "stale", "failed"}
-
-func (n NeighbourState) String() string {
-	if int(n) < len(neighStateNames) {
-		return neighStateNames[n]
-	}
-	return "state?"
-}
-
-// Neighbour is one ARP table entry as Neighbours reports it.
-type Neighbour struct {
-	Interface string
-	Addr      netip.Addr
-	MAC       proto.MAC
-	State     NeighbourState
-	// Probes is the number of requests sent and not answered.
-	Probes int
-}
-
-// Neighbours lists the ARP table.
-func (s *Stack) Neighbours() []Neighbour {
-	m := *s.neigh.m.Load()
-	out := make([]Neighbour, 0, len(m))
-	for k, n := range m {
-		name := ""
-		if int(k.iface) < len(s.ifaces) {
-			name = s.ifaces[k.iface].name
-		}
-		st := NeighbourState(n.state.Load())
-		if st == NeighbourReachable && s.now.Load()-n.confirmed.Load() > s.reachableNs {
-			st = NeighbourStale
-		}
-		out = append(out, Neighbour{Interface: name, Addr: addrFrom4(k.ip), MAC: n.macValue(),
-			State: st, Probes: int(n.probes.Load())})
-	}
-	return out
 }
 
 // ErrNoQueue is returned by UDP writes before any handler runs.

@@ -3,12 +3,13 @@ package stack
 import (
 	"errors"
 	"fmt"
-	"github.com/xdpnet/xdpnet/internal/deadline"
 	"net"
 	"net/netip"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/xdpnet/xdpnet/internal/deadline"
 
 	"github.com/xdpnet/xdpnet/pipeline"
 	"github.com/xdpnet/xdpnet/proto"
@@ -342,4 +343,30 @@ func (h *handler) udpBuild(b *pipeline.Batch, dg *datagram, out []uint16) []uint
 	h.setEgress(q, qi, e, dst)
 	inc(&h.ctr.udpOut)
 	return append(out, qi)
+}
+
+// udpInput delivers a datagram to its socket, or answers port unreachable (RFC 1122 §4.1.3.1).
+func (h *handler) udpInput(b *pipeline.Batch, p *pipeline.Packet, out []uint16) []uint16 {
+	d := p.Data()
+	ip := proto.IPv4(d[ethLen:])
+	u, err := proto.ParseUDP(ip.Payload())
+	src, dst := ip.Src(), ip.Dst()
+	if err != proto.OK || !u.ChecksumValid(src, dst) {
+		p.Drop(pipeline.DropUDPMalformed)
+		return out
+	}
+	c := h.s.udp.lookup(dst, u.DstPort())
+	if c == nil {
+		out = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4PortUnreachable, 0, out)
+		p.Drop(pipeline.DropUDPNoSocket)
+		return out
+	}
+	if !c.deliver(u.Payload(), netip.AddrPortFrom(src, u.SrcPort()), netip.AddrPortFrom(dst, u.DstPort())) {
+		p.Drop(pipeline.DropSocketQueueFull)
+		return out
+	}
+	inc(&h.ctr.udpIn)
+	inc(&h.ctr.delivered)
+	p.Consume()
+	return out
 }

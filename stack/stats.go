@@ -1,0 +1,68 @@
+package stack
+
+import "sync/atomic"
+
+// The stack's counters (the kernel's SNMP MIB counters): one set per queue, written by that queue alone,
+// summed on read.
+
+// counters are one handler's statistics. Only the handler's goroutine writes them (inc is a load and a
+// store, no locked instruction); Stack.Stats reads them atomically from anywhere.
+type counters struct {
+	arpReqIn, arpRepIn, arpReqOut, arpRepOut, garpOut atomic.Uint64
+	resolved, failed, released                        atomic.Uint64
+	forwarded, delivered, fragmented, fragsOut        atomic.Uint64
+	icmpErrOut, icmpLimited, echoOut                  atomic.Uint64
+	udpIn, udpOut, udpNoRoute, udpNoBuf               atomic.Uint64
+}
+
+func inc(c *atomic.Uint64) { c.Store(c.Load() + 1) }
+
+func add(c *atomic.Uint64, n uint64) { c.Store(c.Load() + n) }
+
+func (c *counters) addTo(t *Stats) {
+	t.ARPRequestsIn += c.arpReqIn.Load()
+	t.ARPRepliesIn += c.arpRepIn.Load()
+	t.ARPRequestsOut += c.arpReqOut.Load()
+	t.ARPRepliesOut += c.arpRepOut.Load()
+	t.ARPGratuitousOut += c.garpOut.Load()
+	t.NeighboursResolved += c.resolved.Load()
+	t.NeighboursFailed += c.failed.Load()
+	t.HeldReleased += c.released.Load()
+	t.Forwarded += c.forwarded.Load()
+	t.Delivered += c.delivered.Load()
+	t.Fragmented += c.fragmented.Load()
+	t.FragmentsOut += c.fragsOut.Load()
+	t.ICMPErrorsOut += c.icmpErrOut.Load()
+	t.ICMPRateLimited += c.icmpLimited.Load()
+	t.ICMPEchoRepliesOut += c.echoOut.Load()
+	t.UDPDelivered += c.udpIn.Load()
+	t.UDPSent += c.udpOut.Load()
+	t.UDPSendNoRoute += c.udpNoRoute.Load()
+	t.UDPSendNoBuffer += c.udpNoBuf.Load()
+}
+
+// Stats are the stack's counters, summed over the queues. Drops are counted by the driver per reason.
+type Stats struct {
+	ARPRequestsIn, ARPRepliesIn     uint64
+	ARPRequestsOut, ARPRepliesOut   uint64
+	ARPGratuitousOut                uint64
+	NeighboursResolved              uint64
+	NeighboursFailed                uint64
+	HeldReleased                    uint64 // packets sent after their neighbour resolved
+	Forwarded                       uint64
+	Delivered                       uint64 // packets delivered locally (ICMP, UDP)
+	Fragmented, FragmentsOut        uint64 // packets fragmented, fragments made
+	ICMPErrorsOut, ICMPRateLimited  uint64
+	ICMPEchoRepliesOut              uint64
+	UDPDelivered, UDPSent           uint64
+	UDPSendNoRoute, UDPSendNoBuffer uint64
+}
+
+// Stats sums the counters of every handler.
+func (s *Stack) Stats() Stats {
+	var t Stats
+	for _, h := range *s.handlers.Load() {
+		h.ctr.addTo(&t)
+	}
+	return t
+}
