@@ -37,6 +37,7 @@ type handler struct {
 	ifs       []hiface
 	portIface []int32 // by port index: interface id or -1
 	portMAC   []proto.MAC
+	partial   []bool // by port index: the peer is in host memory and may leave checksums partial
 
 	snap *fib       // the routing table, read in place (routeTable); set per batch by enter
 	rd   *fibReader // marks this queue inside a batch for the routing table's reclamation
@@ -75,6 +76,7 @@ func (s *Stack) NewHandler(q *pipeline.QueueInfo) pipeline.Handler {
 	}
 	h.portIface = make([]int32, maxPort)
 	h.portMAC = make([]proto.MAC, maxPort)
+	h.partial = make([]bool, maxPort)
 	for i := range h.portIface {
 		h.portIface[i] = -1
 	}
@@ -101,6 +103,7 @@ func (s *Stack) NewHandler(q *pipeline.QueueInfo) pipeline.Handler {
 	}
 	for _, p := range q.Ports {
 		h.portMAC[p.Index] = p.MAC
+		h.partial[p.Index] = p.PartialChecksums
 	}
 	h.tcp = s.newTCPQueue(h)
 	s.mu.Lock()

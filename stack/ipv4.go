@@ -2,6 +2,7 @@ package stack
 
 import (
 	"encoding/binary"
+	"net/netip"
 
 	"github.com/xdpnet/xdpnet/pipeline"
 	"github.com/xdpnet/xdpnet/proto"
@@ -116,7 +117,33 @@ func (h *handler) route(p *pipeline.Packet, i uint16) int {
 	if h.direct && !forwardable(ip, ifc.mtu) {
 		return verdictRefused
 	}
+	if h.partialFrom(p) {
+		h.finishPartial(ip)
+	}
 	return verdictForward
+}
+
+// partialFrom reports whether p came from a port whose peer may leave TCP and UDP checksums partial
+// (pipeline.PortInfo.PartialChecksums: a veth with its default TX checksum offload).
+func (h *handler) partialFrom(p *pipeline.Packet) bool {
+	return int(p.InPort) < len(h.partial) && h.partial[p.InPort]
+}
+
+// finishPartial completes a TCP or UDP checksum that the sender left partial, as its device would have
+// (proto.FinishPartialChecksum), before the Forward hook sees the packet: the receiver of a frame that
+// AF_XDP transmits gets a new skb and verifies every checksum, where the kernel would have passed the
+// partial one on with the skb. Fragments are left alone: Linux completes a checksum before it fragments.
+func (h *handler) finishPartial(ip proto.IPv4) {
+	if !ip.IsFragment() && proto.FinishPartialChecksum(ip.Src(), ip.Dst(), ip.Protocol(), ip.Payload()) {
+		inc(&h.ctr.csumCompleted)
+	}
+}
+
+// partialOK reports whether a TCP or UDP segment for this host whose checksum does not verify carries a
+// partial one from a port whose peer is in host memory: accepted, since no wire could have corrupted it,
+// as the kernel trusts a CHECKSUM_PARTIAL skb from veth.
+func (h *handler) partialOK(p *pipeline.Packet, src, dst netip.Addr, protocol uint8, seg []byte) bool {
+	return h.partialFrom(p) && proto.IsPartialChecksum(src, dst, protocol, seg)
 }
 
 // forwardable is ip_forward's checks on a routed packet: if the TTL allows forwarding and the packet fits

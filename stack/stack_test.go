@@ -65,6 +65,12 @@ func testConfig() Config {
 // teaches it A's and B's MACs with ARP requests from them (checking the replies).
 func newEnv(t *testing.T, mod func(*Config)) *env {
 	t.Helper()
+	return newEnvPorts(t, mod, []memlink.PortConfig{{Name: "lan", MAC: macLan}, {Name: "wan", MAC: macWan}})
+}
+
+// newEnvPorts is newEnv with the two ports given (their names and MACs must be lan's and wan's).
+func newEnvPorts(t *testing.T, mod func(*Config), ports []memlink.PortConfig) *env {
+	t.Helper()
 	cfg := testConfig()
 	if mod != nil {
 		mod(&cfg)
@@ -74,7 +80,7 @@ func newEnv(t *testing.T, mod func(*Config)) *env {
 		t.Fatal(err)
 	}
 	l, err := memlink.New(memlink.Config{
-		Ports:      []memlink.PortConfig{{Name: "lan", MAC: macLan}, {Name: "wan", MAC: macWan}},
+		Ports:      ports,
 		NewHandler: s.NewHandler,
 	})
 	if err != nil {

@@ -13,6 +13,7 @@ type counters struct {
 	forwarded, delivered, fragmented, fragsOut        atomic.Uint64
 	icmpErrOut, icmpLimited, echoOut                  atomic.Uint64
 	udpIn, udpOut, udpNoRoute, udpNoBuf               atomic.Uint64
+	csumCompleted                                     atomic.Uint64
 }
 
 func inc(c *atomic.Uint64) { c.Store(c.Load() + 1) }
@@ -39,6 +40,7 @@ func (c *counters) addTo(t *Stats) {
 	t.UDPSent += c.udpOut.Load()
 	t.UDPSendNoRoute += c.udpNoRoute.Load()
 	t.UDPSendNoBuffer += c.udpNoBuf.Load()
+	t.ChecksumsCompleted += c.csumCompleted.Load()
 }
 
 // Stats are the stack's counters, summed over the queues. Drops are counted by the driver per reason.
@@ -56,6 +58,9 @@ type Stats struct {
 	ICMPEchoRepliesOut              uint64
 	UDPDelivered, UDPSent           uint64
 	UDPSendNoRoute, UDPSendNoBuffer uint64
+	// ChecksumsCompleted counts forwarded TCP and UDP packets whose checksum a sender in host memory had
+	// left partial (veth TX checksum offload) and the stack completed.
+	ChecksumsCompleted uint64
 }
 
 // Stats sums the counters of every handler.

@@ -135,7 +135,7 @@ func (h *handler) tcpInput(b *pipeline.Batch, p *pipeline.Packet, out []uint16) 
 		return out
 	}
 	seg, err := proto.ParseTCP(ip[ip.HeaderLen():])
-	if err != proto.OK || !seg.ChecksumValid(src, dst) {
+	if err != proto.OK || !seg.ChecksumValid(src, dst) && !h.partialOK(p, src, dst, proto.ProtoTCP, seg) {
 		p.Drop(pipeline.DropTCPMalformed)
 		return out
 	}

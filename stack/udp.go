@@ -351,7 +351,7 @@ func (h *handler) udpInput(b *pipeline.Batch, p *pipeline.Packet, out []uint16) 
 	ip := proto.IPv4(d[ethLen:])
 	u, err := proto.ParseUDP(ip.Payload())
 	src, dst := ip.Src(), ip.Dst()
-	if err != proto.OK || !u.ChecksumValid(src, dst) {
+	if err != proto.OK || !u.ChecksumValid(src, dst) && !h.partialOK(p, src, dst, proto.ProtoUDP, u) {
 		p.Drop(pipeline.DropUDPMalformed)
 		return out
 	}
