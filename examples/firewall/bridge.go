@@ -4,14 +4,24 @@ import "github.com/xdpnet/xdpnet/pipeline"
 
 // bridge is the per-queue handler: every frame received on one port goes out of the other, after the
 // PreRouting stages (the optional pcap tap) and the Forward stages (the ACL). What a stage decides (a drop)
-// stays decided; the rest is sent. It never holds a frame.
+// stays decided; the rest is sent, with any checksum a veth peer left partial completed. It never holds a
+// frame.
 type bridge struct {
-	hooks *pipeline.Hooks
-	sel   [pipeline.MaxBatch]uint16
+	hooks   *pipeline.Hooks
+	partial [2]bool // by port: PortInfo.PartialChecksums
+	sel     [pipeline.MaxBatch]uint16
 }
 
 func newBridge(hooks *pipeline.Hooks) pipeline.NewHandler {
-	return func(q *pipeline.QueueInfo) pipeline.Handler { return &bridge{hooks: hooks} }
+	return func(q *pipeline.QueueInfo) pipeline.Handler {
+		br := &bridge{hooks: hooks}
+		for _, p := range q.Ports {
+			if int(p.Index) < len(br.partial) {
+				br.partial[p.Index] = p.PartialChecksums
+			}
+		}
+		return br
+	}
 }
 
 // Process runs the hooks once per batch (not per packet), as the pipeline wants.
@@ -24,6 +34,9 @@ func (br *bridge) Process(b *pipeline.Batch) {
 	sel = br.hooks.Run(pipeline.Forward, b, sel)
 	for _, i := range sel {
 		p := &b.Pkts[i]
+		if br.partial[p.InPort&1] {
+			pipeline.FinishPartialChecksum(p.Data())
+		}
 		p.Send(1 - p.InPort) // ports are 0 (-in) and 1 (-out)
 	}
 }

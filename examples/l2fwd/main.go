@@ -33,6 +33,9 @@ var dropWrongPort = pipeline.RegisterDropReason("l2fwd_from_out")
 // forwarder is the handler of one queue: port 0 is -in, port 1 is -out.
 type forwarder struct {
 	dst, src proto.MAC
+	// partial: -in is a veth, whose peer leaves TCP and UDP checksums partial by default; they are
+	// completed before the frame leaves (pipeline.FinishPartialChecksum).
+	partial bool
 }
 
 func (f *forwarder) Process(b *pipeline.Batch) {
@@ -49,6 +52,9 @@ func (f *forwarder) Process(b *pipeline.Batch) {
 		}
 		eth.SetDst(f.dst)
 		eth.SetSrc(f.src)
+		if f.partial {
+			pipeline.FinishPartialChecksum(p.Data())
+		}
 		p.Send(1)
 	}
 }
@@ -119,7 +125,7 @@ func run(cfg poller.Config, dst proto.MAC) error {
 	var outMAC proto.MAC
 	cfg.NewHandler = func(q *pipeline.QueueInfo) pipeline.Handler {
 		outMAC = q.Ports[1].MAC
-		return &forwarder{dst: dst, src: q.Ports[1].MAC}
+		return &forwarder{dst: dst, src: q.Ports[1].MAC, partial: q.Ports[0].PartialChecksums}
 	}
 	p, err := poller.New(cfg)
 	if err != nil {
