@@ -80,11 +80,6 @@ func newRouterLab(name string, o labOptions) (l *routerLab, err error) {
 		return nil, err
 	}
 	for _, c := range ifcs {
-		// Checksum offload off: a frame that goes through AF_XDP is a new skb whose checksum the receiver
-		// verifies, so the sender must have computed it (veth otherwise leaves it partial).
-		if err := c.h.DisableOffloads(c.name); err != nil {
-			return nil, err
-		}
 		if err := c.h.AddAddr(c.name, c.prefix); err != nil {
 			return nil, err
 		}

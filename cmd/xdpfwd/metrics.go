@@ -90,6 +90,7 @@ func stackCounters(s stack.Stats) []struct {
 		{"icmp_rate_limited", s.ICMPRateLimited}, {"icmp_echo_replies_out", s.ICMPEchoRepliesOut},
 		{"udp_delivered", s.UDPDelivered}, {"udp_sent", s.UDPSent},
 		{"udp_send_no_route", s.UDPSendNoRoute}, {"udp_send_no_buffer", s.UDPSendNoBuffer},
+		{"checksums_completed", s.ChecksumsCompleted},
 	}
 }
 

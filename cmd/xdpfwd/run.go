@@ -469,6 +469,7 @@ func writeSummary(w io.Writer, uptime time.Duration, ps poller.Stats, ss stack.S
 		{"icmp_echo_replies_out", ss.ICMPEchoRepliesOut}, {"arp_requests_out", ss.ARPRequestsOut},
 		{"arp_replies_out", ss.ARPRepliesOut}, {"neighbours_resolved", ss.NeighboursResolved},
 		{"neighbours_failed", ss.NeighboursFailed}, {"held_released", ss.HeldReleased},
+		{"checksums_completed", ss.ChecksumsCompleted},
 	} {
 		fmt.Fprintf(w, "stack %-24s %d\n", kv.k, kv.v)
 	}

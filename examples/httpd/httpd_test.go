@@ -56,11 +56,6 @@ func startLab(t testing.TB, files map[string]int, extra func(s *stack.Stack)) *h
 				t.Fatal(err)
 			}
 		}
-		// Checksum offloads off: frames crossing AF_XDP must carry complete checksums (veth leaves them
-		// partial otherwise), and no GSO/GRO so that the kernel's segments are what the wire would carry.
-		if err := h.DisableOffloads("eth0"); err != nil {
-			t.Fatal(err)
-		}
 		if err := h.SetUp("eth0"); err != nil {
 			t.Fatal(err)
 		}
