@@ -66,6 +66,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 			if c.state.synchronized() && !c.finRcvd {
 				adv := int64(int32(c.rcvAdv - c.rcvNxt))
 				update = int64(c.rcv.free())-adv >= int64(min(c.rcv.cap()/2, int(c.mss)))
+			} else if c.finRcvd && c.rcv.n == 0 {
+				update = true // the owner releases the buffer (releaseBuffers)
 			}
 			c.mu.Unlock()
 			if more {

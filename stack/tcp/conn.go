@@ -75,6 +75,7 @@ type Conn struct {
 	tlpAt              int64 // RFC 8985 §7 tail loss probe timer (0 = off)
 	tlpOut             bool  // a probe was sent and no ACK advanced SND.UNA since
 	memCharged         int
+	inTimeWait         bool // counted in the engine's TIME-WAIT entries
 
 	// RTT estimation and retransmission timer, RFC 6298.
 	srtt, rttvar, rto int64
@@ -154,6 +155,36 @@ func (c *Conn) allocBuffers() {
 	c.e.memUsed += int64(c.memCharged)
 }
 
+// releaseBuffers gives back the memory of the buffers no data can pass through any more: the send buffer
+// once our FIN is queued and all data before it acknowledged (only the FIN may still need sending, and it
+// has no payload), the receive buffer once the peer's FIN arrived (unread data left then moves to a buffer
+// of its own size, given back when the application has read it). Without this a connection kept its
+// buffers and their charge through TIME-WAIT, 2*MSL, and a server closing ~9 connections a second filled
+// the 256 MiB MemoryLimit with TIME-WAIT entries and then dropped every SYN. Linux frees a socket no later
+// than tcp_time_wait, which puts a small inet_timewait_sock in its place; here the Conn stays (the
+// application may still hold it), without buffers. Owner only, e.mu and c.mu held.
+func (c *Conn) releaseBuffers() {
+	if c.snd.buf != nil && c.finQueued && c.snd.n == 0 {
+		c.uncharge(c.snd.cap())
+		c.snd = ring{}
+	}
+	if c.rcv.buf != nil && c.finRcvd && c.rcv.n < c.rcv.cap() {
+		var b []byte
+		if c.rcv.n > 0 {
+			b = make([]byte, c.rcv.n) // once per connection, for data the application has yet to read
+			c.rcv.read(b)
+		}
+		c.uncharge(c.rcv.cap() - len(b))
+		c.rcv = ring{buf: b, n: len(b)}
+		c.ooo = c.ooo[:0] // nothing beyond the FIN
+	}
+}
+
+func (c *Conn) uncharge(n int) {
+	c.memCharged -= n
+	c.e.memUsed -= int64(n)
+}
+
 // initCC sets the initial window, RFC 5681 §3.1 as updated by RFC 6928 (IW = min(10*MSS, max(2*MSS, 14600))).
 func (c *Conn) initCC() {
 	m := c.smss()
@@ -195,12 +226,15 @@ func (c *Conn) tsNow(now int64) uint32 { return uint32(now/1e6) + uint32(c.iss)*
 // RFC 7323 §2.4 and RFC 9293 §3.8.6: the advertised right edge never moves left.
 func (c *Conn) window() uint16 {
 	var avail, capacity int
-	if c.rcv.buf != nil {
+	switch {
+	case c.rcv.buf == nil && c.finRcvd:
+		avail, capacity = 0, 0 // released (releaseBuffers): keep the edge already advertised
+	case c.rcv.buf != nil:
 		// 2^scale - 1 bytes of the buffer are never offered: once RCV.NXT has moved by a length that is
 		// not a multiple of 2^scale, the edge already advertised can only be kept by rounding the field
 		// up (below), by as much, and the peer may then fill the window to the rounded edge.
 		avail, capacity = max(c.rcv.free()-(1<<c.rcvScale-1), 0), c.rcv.cap()
-	} else {
+	default:
 		avail, capacity = c.e.cfg.RecvBuffer, c.e.cfg.RecvBuffer
 	}
 	adv := int64(int32(c.rcvAdv - c.rcvNxt))

@@ -25,7 +25,9 @@
 // and Config.DelayedAck at most 200 ms); Nagle with SetNoDelay; a bounded out-of-order queue stored in the
 // receive buffer itself; per-connection buffers with receive-buffer autotuning after Linux's (a buffer
 // grows while the application reads more per round trip than it holds, up to Config.RecvBufferMax), a
-// global memory cap; listeners with a SYN queue bound, an accept backlog and RFC 4987 SYN cookies beyond
+// global memory cap (buffers are given back as soon as no data can pass through them any more, at the latest
+// on entering TIME-WAIT, whose entries are bounded like Linux's tcp_max_tw_buckets); listeners with a SYN queue bound,
+// an accept backlog and RFC 4987 SYN cookies beyond
 // it. Every dropped segment is counted (Stat).
 //
 // Not implemented: IPv6 specifics (addresses are netip, but MSS assumes a 20-byte IP header), urgent data

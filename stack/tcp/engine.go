@@ -31,6 +31,11 @@ type Config struct {
 	// MemoryLimit caps the buffer bytes of all connections together; a connection that would exceed it
 	// is refused (SYN dropped, Dial fails). Default 256 MiB.
 	MemoryLimit int64
+	// MaxTimeWait bounds the connections in TIME-WAIT (Linux's tcp_max_tw_buckets). A TIME-WAIT entry holds
+	// no buffers and no memory charge, only the connection's state (about 3 KiB); beyond the bound a
+	// connection that would enter TIME-WAIT goes straight to CLOSED (StatTimeWaitOverflow), as Linux does
+	// when its bucket table is full. Default 8192.
+	MaxTimeWait int
 	// MaxOutOfOrder bounds the out-of-order queue: how many separate ranges of data beyond RCV.NXT are kept.
 	// Default 32.
 	MaxOutOfOrder int
@@ -87,6 +92,7 @@ func (c *Config) setDefaults() {
 		c.MemoryLimit = 256 << 20
 	}
 	def(&c.MaxOutOfOrder, 32)
+	def(&c.MaxTimeWait, 8192)
 	def(&c.SynQueueLen, 128)
 	def(&c.AcceptBacklog, 128)
 	defD(&c.MinRTO, 200*time.Millisecond)
@@ -121,6 +127,7 @@ type Engine struct {
 	listeners map[netip.AddrPort]*Listener
 	nextPort  uint16
 	memUsed   int64
+	timeWait  int // connections in TIME-WAIT (Config.MaxTimeWait)
 	nextTimer int64
 	now       int64
 	chStart   int64 // challenge ACK rate limit: start of the current second and count in it
@@ -300,6 +307,9 @@ func (e *Engine) afterConn(c *Conn) {
 		e.remove(c)
 		return
 	}
+	if c.memCharged > 0 {
+		c.releaseBuffers()
+	}
 	e.noteTimer(c.nextTimer())
 }
 
@@ -309,6 +319,10 @@ func (e *Engine) remove(c *Conn) {
 		delete(e.conns, c.id)
 		e.memUsed -= int64(c.memCharged)
 		c.memCharged = 0
+		if c.inTimeWait {
+			e.timeWait--
+			c.inTimeWait = false
+		}
 		if c.l != nil {
 			c.l.synq--
 			c.l = nil

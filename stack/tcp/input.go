@@ -374,7 +374,17 @@ func (c *Conn) processAck(now int64, seq, ack Seq, wnd uint16, o *proto.TCPOptio
 	return true
 }
 
+// enterTimeWait starts the 2*MSL wait, or closes at once when Config.MaxTimeWait connections already wait
+// (Linux's tcp_max_tw_buckets: "TCP: time wait bucket table overflow"). Its buffers are gone by now
+// (releaseBuffers), so an entry costs only its state.
 func (c *Conn) enterTimeWait(now int64) {
+	if c.e.timeWait >= c.e.cfg.MaxTimeWait {
+		c.e.inc(StatTimeWaitOverflow)
+		c.terminate(nil)
+		return
+	}
+	c.e.timeWait++
+	c.inTimeWait = true
 	c.state = StateTimeWait
 	c.rexmitAt, c.persist, c.delackAt = 0, false, 0
 	c.waitAt = now + 2*int64(c.e.cfg.MSL) // RFC 9293 §3.4.2: "wait ... 2 MSL"
