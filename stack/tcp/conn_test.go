@@ -272,3 +272,47 @@ func TestRingGrow(t *testing.T) {
 		t.Fatalf("after grow %q%q, want abcdef", a, b)
 	}
 }
+
+// TestDialWindowWithinBuffer: whatever the peer's ISN (both halves of the sequence space relative to 0,
+// and around the wrap), the window a dialled connection advertises after the SYN-ACK never exceeds its
+// receive buffer. RCV.ADV was once set from an RCV.NXT of 0 in SYN-SENT and kept, so that for about half
+// of the ISNs the connection advertised 0xffff<<7 bytes (8 MiB) against 256 KiB.
+func TestDialWindowWithinBuffer(t *testing.T) {
+	for _, isn := range []uint32{1, 0x10000, 0x7fff0000, 0x80000001, 0x90000000, 0xfff00000, 0xffffff00} {
+		w := newWire(t, Config{}, 52)
+		w.drop = func(int, proto.TCP) bool { return true }
+		var syn, ack proto.TCP
+		w.onSend = func(from int, tc proto.TCP) {
+			switch {
+			case tc.Flags() == proto.TCPFlagSYN:
+				syn = tc
+			case tc.Flags() == proto.TCPFlagACK && ack == nil:
+				ack = tc
+			}
+		}
+		a, err := w.eng[0].Connect(netip.AddrPortFrom(addrA, 0), netip.AddrPortFrom(addrB, 80))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.tick()
+		if syn == nil {
+			t.Fatal("no SYN")
+		}
+		w.inject(0, a.id.remote, a.id.local, proto.TCPFields{Seq: isn, Ack: syn.Seq() + 1,
+			Flags: proto.TCPFlagSYN | proto.TCPFlagACK, Window: 65535,
+			Options: proto.TCPOptions{MSS: 1460, HasMSS: true, HasWindowScale: true, WindowScale: 7}}, nil)
+		if a.State() != StateEstablished || ack == nil {
+			t.Fatalf("ISN %#x: state %v", isn, a.State())
+		}
+		buf := a.rcv.cap()
+		if got := int(ack.Window()) << a.rcvScale; got > buf {
+			t.Errorf("ISN %#x: first ACK advertises %d bytes, buffer %d", isn, got, buf)
+		}
+		if d := int(int32(a.rcvAdv - a.rcvNxt)); d < 0 || d > buf {
+			t.Errorf("ISN %#x: RCV.ADV - RCV.NXT = %d, buffer %d", isn, d, buf)
+		}
+		if got := int(a.window()) << a.rcvScale; got > buf || got < buf/2 {
+			t.Errorf("ISN %#x: window %d, buffer %d", isn, got, buf)
+		}
+	}
+}

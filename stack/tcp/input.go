@@ -260,6 +260,10 @@ func (c *Conn) synSent(now int64, h proto.TCP, o *proto.TCPOptions) {
 	}
 	c.irs = seq
 	c.rcvNxt = seq + 1
+	// Our SYN offered its (unscaled) window field before RCV.NXT was known; its right edge counts from
+	// here. sendSyn set RCV.ADV from an RCV.NXT of 0, and left so, window() - which never moves the edge
+	// left - advertised up to 0xffff<<scale (8 MiB) against a 256 KiB buffer for half of the peer's ISNs.
+	c.rcvAdv = c.rcvNxt + Seq(min(c.e.cfg.RecvBuffer, 0xffff))
 	c.negotiate(o, h.Window())
 	if !c.wsOK {
 		c.rcvScale = 0
