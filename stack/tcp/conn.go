@@ -76,6 +76,7 @@ type Conn struct {
 	tlpOut             bool  // a probe was sent and no ACK advanced SND.UNA since
 	memCharged         int
 	inTimeWait         bool // counted in the engine's TIME-WAIT entries
+	orphan             bool // counted in the engine's orphans
 
 	// RTT estimation and retransmission timer, RFC 6298.
 	srtt, rttvar, rto int64
@@ -84,7 +85,8 @@ type Conn struct {
 	rttSeq            Seq
 	rttStart          int64
 	retries           int
-	persistN          int
+	persistN          int // zero-window probes since the window closed (their backoff)
+	probesOut         int // zero-window probes (and RTOs that found the window closed) since the last ACK
 
 	// Timers (monotonic ns, 0 = off). rexmitAt is the RTO, or the persist timer when persist is set.
 	rexmitAt   int64
@@ -455,6 +457,23 @@ func (c *Conn) terminate(err error) {
 	signal(c.wrCh)
 }
 
+// unorphan takes c out of the engine's orphan count (it closed or entered TIME-WAIT). Owner only.
+func (c *Conn) unorphan() {
+	if c.orphan {
+		c.orphan = false
+		c.e.orphans--
+	}
+}
+
+// retryLimit is tcp_retries2, or tcp_orphan_retries once the application closed the connection: nobody
+// waits for an orphan's data, and Linux gives up on it sooner (tcp_write_timeout, tcp_probe_timer).
+func (c *Conn) retryLimit() int {
+	if c.appClosed {
+		return min(c.e.cfg.OrphanRetries, c.e.cfg.MaxRetries)
+	}
+	return c.e.cfg.MaxRetries
+}
+
 func (c *Conn) nextTimer() int64 {
 	t := int64(0)
 	for _, x := range [5]int64{c.rexmitAt, c.delackAt, c.waitAt, c.rackAt, c.tlpAt} {
@@ -501,6 +520,18 @@ func (c *Conn) appEvents(now int64) {
 			c.terminate(nil)
 			return
 		}
+	}
+	if c.appClosed && !c.orphan && c.state != StateClosed && c.state != StateTimeWait {
+		// Linux's tcp_close: beyond tcp_max_orphans the newly orphaned connection is reset ("too many
+		// orphaned sockets") rather than left to hold its buffers through the close.
+		if c.e.orphans >= c.e.cfg.MaxOrphans {
+			c.e.inc(StatOrphanOverflow)
+			c.sendRST()
+			c.terminate(nil)
+			return
+		}
+		c.orphan = true
+		c.e.orphans++
 	}
 	if c.appClosed && c.state == StateFinWait2 && c.waitAt == 0 {
 		c.waitAt = now + int64(c.e.cfg.FinWait2Timeout)
@@ -726,7 +757,7 @@ func (c *Conn) timers(now int64) {
 func (c *Conn) rtoFire(now int64) {
 	c.retries++
 	c.e.inc(StatTimeouts)
-	limit := c.e.cfg.MaxRetries
+	limit := c.retryLimit()
 	if c.state == StateSynSent || c.state == StateSynReceived {
 		limit = c.e.cfg.SynRetries
 	}
@@ -764,9 +795,11 @@ func (c *Conn) rtoFire(now int64) {
 	c.output(now)
 	if c.sndNxt == c.sndUna && c.sndWnd == 0 {
 		// The window is closed: nothing could be retransmitted. Probe it instead of counting RTOs toward
-		// MaxRetries, which would end a connection whose receiver is merely slow (RFC 9293 §3.8.6.1).
+		// MaxRetries, which would end a connection whose receiver is merely slow (RFC 9293 §3.8.6.1); the
+		// RTO counts as an unanswered probe instead, so a receiver that is gone is still found.
 		c.persist = true
 		c.retries = 0
+		c.probesOut++
 	}
 	if c.rexmitAt == 0 {
 		c.rexmitAt = now + c.rto
@@ -787,10 +820,22 @@ func (c *Conn) persistFire(now int64) {
 		c.sendData(now, c.sndNxt, n, proto.TCPFlagACK|proto.TCPFlagPSH)
 		return
 	}
+	// RFC 9293 §3.8.6.1: the receiver may keep its window closed indefinitely as long as it answers the
+	// probes - but a receiver that stopped answering is gone: like Linux's tcp_probe_timer, end the
+	// connection after MaxRetries unanswered probes (OrphanRetries for an orphan, which also ends after
+	// OrphanRetries probes however they were answered: nobody waits for its data).
+	if c.probesOut >= c.retryLimit() || c.appClosed && c.persistN >= c.e.cfg.OrphanRetries {
+		c.e.inc(StatPersistTimeouts)
+		c.e.inc(StatConnTimeouts)
+		c.sendRST()
+		c.terminate(syscall.ETIMEDOUT)
+		return
+	}
 	c.e.inc(StatZeroWindowProbes)
 	_ = c.xmit(now, c.sndNxt, 1, proto.TCPFlagACK) // if Output is full, the next probe goes later
 	c.probeEnd = c.sndNxt + 1
 	c.persistN++
+	c.probesOut++
 	c.persist = true
 	c.rexmitAt = now + min(c.rto<<min(c.persistN, 16), int64(c.e.cfg.MaxRTO))
 }

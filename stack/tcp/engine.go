@@ -54,9 +54,18 @@ type Config struct {
 	MSL time.Duration
 	// FinWait2Timeout ends a FIN-WAIT-2 connection whose application has closed it. Default 60 s.
 	FinWait2Timeout time.Duration
-	// MaxRetries is how many RTOs in a row end a connection with ETIMEDOUT; SynRetries the same for
-	// SYN and SYN-ACK. Defaults 15 and 6.
+	// MaxRetries is how many RTOs in a row end a connection with ETIMEDOUT (Linux's tcp_retries2), and how
+	// many zero-window probes in a row may go unanswered; SynRetries the same for SYN and SYN-ACK.
+	// Defaults 15 and 6.
 	MaxRetries, SynRetries int
+	// OrphanRetries replaces MaxRetries for a connection its application has closed (an orphan), whose
+	// data nobody waits for, and also bounds the zero-window probes sent to an orphan whatever the answers
+	// (Linux's tcp_orphan_retries; its 0 means 8). Default 8.
+	OrphanRetries int
+	// MaxOrphans bounds the connections closed by their application but not yet done (FIN-WAIT-1/2,
+	// CLOSING, LAST-ACK; Linux's tcp_max_orphans): one more is reset at once (StatOrphanOverflow).
+	// Default 4096.
+	MaxOrphans int
 	// ChallengeACKLimit caps challenge ACKs per second (RFC 5961 §7). Default 1000.
 	ChallengeACKLimit int
 	// NoDelay disables Nagle's algorithm on new connections (Conn.SetNoDelay changes it per connection).
@@ -104,6 +113,8 @@ func (c *Config) setDefaults() {
 	defD(&c.FinWait2Timeout, 60*time.Second)
 	def(&c.MaxRetries, 15)
 	def(&c.SynRetries, 6)
+	def(&c.OrphanRetries, 8)
+	def(&c.MaxOrphans, 4096)
 	def(&c.ChallengeACKLimit, 1000)
 }
 
@@ -128,6 +139,7 @@ type Engine struct {
 	nextPort  uint16
 	memUsed   int64
 	timeWait  int // connections in TIME-WAIT (Config.MaxTimeWait)
+	orphans   int // connections closed by their application, not yet CLOSED or in TIME-WAIT (Config.MaxOrphans)
 	nextTimer int64
 	now       int64
 	chStart   int64 // challenge ACK rate limit: start of the current second and count in it
@@ -323,6 +335,7 @@ func (e *Engine) remove(c *Conn) {
 			e.timeWait--
 			c.inTimeWait = false
 		}
+		c.unorphan()
 		if c.l != nil {
 			c.l.synq--
 			c.l = nil

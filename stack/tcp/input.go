@@ -306,6 +306,7 @@ func (c *Conn) processAck(now int64, seq, ack Seq, wnd uint16, o *proto.TCPOptio
 		c.challengeACK(now)
 		return false
 	}
+	c.probesOut = 0 // an acceptable ACK: the peer is there (Linux's tcp_ack clears icsk_probes_out)
 	newSACK := false
 	una0, sacked0 := c.sndUna, c.sackedBytes()
 	if c.sackOK && o.NSACK > 0 {
@@ -389,6 +390,7 @@ func (c *Conn) enterTimeWait(now int64) {
 	}
 	c.e.timeWait++
 	c.inTimeWait = true
+	c.unorphan() // a TIME-WAIT entry is not an orphan, as in Linux
 	c.state = StateTimeWait
 	c.rexmitAt, c.persist, c.delackAt = 0, false, 0
 	c.waitAt = now + 2*int64(c.e.cfg.MSL) // RFC 9293 §3.4.2: "wait ... 2 MSL"

@@ -342,3 +342,91 @@ func TestLossRecoveryNewReno(t *testing.T) {
 		t.Errorf("%d SACK-recovery events on a connection without SACK", n)
 	}
 }
+
+// closeWindow has a write from a until b, whose application does not read, closes its window.
+func closeWindow(t *testing.T, w *wire, a *Conn) *stream {
+	t.Helper()
+	s := newStream(5, 200000)
+	w.run(30*time.Second, func() { pumpWrite(a, s) }, func() bool { return a.sndWnd == 0 && a.persist })
+	if a.sndWnd != 0 {
+		t.Fatal("window did not close")
+	}
+	return s
+}
+
+// TestZeroWindowPeerVanishes: a receiver that keeps its window closed but answers the probes keeps the
+// connection for as long as it likes (RFC 9293 §3.8.6.1); one that stops answering is given up after
+// MaxRetries unanswered probes (tcp_retries2), and an orphan after OrphanRetries probes, answered or not
+// (tcp_orphan_retries). The probes were once never counted, so such a connection stayed forever, also
+// after its application closed it.
+func TestZeroWindowPeerVanishes(t *testing.T) {
+	cfg := Config{RecvBuffer: 16 << 10, SendBuffer: 64 << 10, MaxRetries: 6, OrphanRetries: 3, MaxRTO: 10 * time.Second}
+	w := newWire(t, cfg, 53)
+	a, _ := w.pair()
+	s := closeWindow(t, w, a)
+	w.run(10*time.Minute, func() { pumpWrite(a, s) }, nil)
+	e := w.eng[0]
+	if a.State() != StateEstablished || e.Stat(StatZeroWindowProbes) < 20 {
+		t.Fatalf("answered probes: %v after %d probes, want ESTABLISHED", a.State(), e.Stat(StatZeroWindowProbes))
+	}
+	w.drop = func(from int, _ proto.TCP) bool { return from == 1 } // the receiver is gone
+	probes := e.Stat(StatZeroWindowProbes)
+	w.run(10*time.Minute, nil, func() bool { return a.State() == StateClosed })
+	if !errors.Is(a.err, syscall.ETIMEDOUT) || e.Conns() != 0 || e.Stat(StatPersistTimeouts) != 1 {
+		t.Fatalf("vanished receiver: %v %v, %d connections, persist timeouts %d", a.State(), a.err, e.Conns(), e.Stat(StatPersistTimeouts))
+	}
+	if n := e.Stat(StatZeroWindowProbes) - probes; n > 6 {
+		t.Errorf("%d unanswered probes, want at most MaxRetries (6)", n)
+	}
+
+	// An orphan: closed by its application with data still waiting for the closed window.
+	w = newWire(t, cfg, 54)
+	a, _ = w.pair()
+	closeWindow(t, w, a)
+	a.Close()
+	e = w.eng[0]
+	probes = e.Stat(StatZeroWindowProbes)
+	w.run(time.Hour, nil, func() bool { return a.State() == StateClosed })
+	if a.State() != StateClosed || e.Conns() != 0 || e.orphans != 0 || e.Stat(StatPersistTimeouts) != 1 {
+		t.Fatalf("orphan, receiver answering: %v, %d connections, %d orphans, persist timeouts %d",
+			a.State(), e.Conns(), e.orphans, e.Stat(StatPersistTimeouts))
+	}
+	if n := e.Stat(StatZeroWindowProbes) - probes; n > 3 {
+		t.Errorf("orphan: %d probes, want at most OrphanRetries (3)", n)
+	}
+}
+
+// TestOrphanLimit: beyond Config.MaxOrphans a connection its application closes is reset at once
+// (tcp_max_orphans) instead of joining the others waiting for an ACK of their FIN.
+func TestOrphanLimit(t *testing.T) {
+	w := newWire(t, Config{MaxOrphans: 2}, 55)
+	l, _ := w.eng[1].Listen(netip.AddrPortFrom(addrB, 80))
+	var cs []*Conn
+	for range 3 {
+		a, _ := w.dial(l)
+		cs = append(cs, a)
+	}
+	w.drop = func(from int, _ proto.TCP) bool { return from == 1 } // the FINs are never acknowledged
+	var rsts int
+	w.onSend = func(from int, tc proto.TCP) {
+		if from == 0 && tc.Flags().Has(proto.TCPFlagRST) {
+			rsts++
+		}
+	}
+	for _, c := range cs {
+		c.Close()
+		w.tick()
+	}
+	e := w.eng[0]
+	if cs[0].State() != StateFinWait1 || cs[1].State() != StateFinWait1 || cs[2].State() != StateClosed {
+		t.Fatalf("states %v %v %v, want FIN-WAIT-1 FIN-WAIT-1 CLOSED", cs[0].State(), cs[1].State(), cs[2].State())
+	}
+	if e.orphans != 2 || e.Conns() != 2 || rsts != 1 || e.Stat(StatOrphanOverflow) != 1 {
+		t.Fatalf("orphans %d, connections %d, resets %d, overflows %d; want 2, 2, 1, 1", e.orphans, e.Conns(), rsts, e.Stat(StatOrphanOverflow))
+	}
+	// The orphans end after OrphanRetries RTOs (default 8) and free their places.
+	w.run(time.Hour, nil, func() bool { return e.Conns() == 0 })
+	if e.orphans != 0 || e.Conns() != 0 {
+		t.Fatalf("after the retries: %d orphans, %d connections", e.orphans, e.Conns())
+	}
+}
