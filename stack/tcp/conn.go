@@ -75,8 +75,9 @@ type Conn struct {
 	tlpAt              int64 // RFC 8985 §7 tail loss probe timer (0 = off)
 	tlpOut             bool  // a probe was sent and no ACK advanced SND.UNA since
 	memCharged         int
-	inTimeWait         bool // counted in the engine's TIME-WAIT entries
-	orphan             bool // counted in the engine's orphans
+	inTimeWait         bool  // counted in the engine's TIME-WAIT entries
+	orphan             bool  // counted in the engine's orphans
+	lastInvalidAck     int64 // when the last reply to an unacceptable segment left (Config.InvalidRateLimit)
 
 	// RTT estimation and retransmission timer, RFC 6298.
 	srtt, rttvar, rto int64
@@ -415,11 +416,28 @@ func (c *Conn) sendSyn(now int64) {
 // (its snd_nxt never moves back).
 func (c *Conn) sendAck(now int64) { _ = c.xmit(now, c.sndMax, 0, proto.TCPFlagACK) }
 
-// challengeACK is RFC 5961 §3.2/§4.2/§5.2: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, rate limited.
+// challengeACK is RFC 5961 §3.2/§4.2/§5.2: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, rate limited first per
+// connection (Config.InvalidRateLimit), then by the engine-wide random budget - Linux's
+// tcp_send_challenge_ack. The per-connection limit is what keeps one connection from spending the
+// budget, so that the budget left says nothing about a particular connection.
 func (c *Conn) challengeACK(now int64) {
+	if c.invalidLimited(now) {
+		c.e.inc(StatACKSkippedChallenge)
+		return
+	}
 	if c.e.challengeOK(now) {
 		c.sendAck(now)
 	}
+}
+
+// invalidLimited is Linux's __tcp_oow_rate_limited: true when this connection answered a segment it did
+// not accept less than Config.InvalidRateLimit ago; otherwise it notes now as the time of this answer.
+func (c *Conn) invalidLimited(now int64) bool {
+	if c.lastInvalidAck != 0 && now-c.lastInvalidAck < int64(c.e.cfg.InvalidRateLimit) {
+		return true
+	}
+	c.lastInvalidAck = now
+	return false
 }
 
 // sendRST aborts with <SEQ=SND.NXT><CTL=RST> (RFC 9293 §3.10.5, ABORT).

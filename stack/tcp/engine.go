@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -66,8 +67,16 @@ type Config struct {
 	// CLOSING, LAST-ACK; Linux's tcp_max_orphans): one more is reset at once (StatOrphanOverflow).
 	// Default 4096.
 	MaxOrphans int
-	// ChallengeACKLimit caps challenge ACKs per second (RFC 5961 §7). Default 1000.
+	// ChallengeACKLimit is the engine-wide budget of challenge ACKs per second (RFC 5961 §7), drawn
+	// afresh each second at random between half and one and a half times this value, as Linux's
+	// tcp_challenge_ack_limit since CVE-2016-5696: a fixed budget shared by all connections let an
+	// off-path host count the challenge ACKs left in a second and so learn whether its spoofed RST or
+	// SYN hit the window of someone else's connection. Default 1000.
 	ChallengeACKLimit int
+	// InvalidRateLimit is the least time between two replies of one connection to segments it does not
+	// accept - challenge ACKs, ACKs to out-of-window or PAWS-failed segments (Linux's
+	// tcp_invalid_ratelimit, which is also 500 ms by default). Default 500 ms.
+	InvalidRateLimit time.Duration
 	// NoDelay disables Nagle's algorithm on new connections (Conn.SetNoDelay changes it per connection).
 	NoDelay bool
 	// Key is the secret of the ISN and SYN cookie hashes; all zero means a random key.
@@ -116,6 +125,7 @@ func (c *Config) setDefaults() {
 	def(&c.OrphanRetries, 8)
 	def(&c.MaxOrphans, 4096)
 	def(&c.ChallengeACKLimit, 1000)
+	defD(&c.InvalidRateLimit, 500*time.Millisecond)
 }
 
 // connID is the demultiplexing key, RFC 9293 §3.3.1: "the pair of sockets identifies the connection".
@@ -136,14 +146,14 @@ type Engine struct {
 	mu        sync.Mutex // held by the owner during Input and Tick; taken briefly by Dial, Listen, Close
 	conns     map[connID]*Conn
 	listeners map[netip.AddrPort]*Listener
-	nextPort  uint16
+	portTable [portTableLen]uint16 // RFC 6056 Algorithm 4's table of per-bucket counters
 	memUsed   int64
 	timeWait  int // connections in TIME-WAIT (Config.MaxTimeWait)
 	orphans   int // connections closed by their application, not yet CLOSED or in TIME-WAIT (Config.MaxOrphans)
 	nextTimer int64
 	now       int64
-	chStart   int64 // challenge ACK rate limit: start of the current second and count in it
-	chCount   int
+	chStart   int64 // challenge ACK budget: start of the current second and ACKs left in it
+	chLeft    int
 	scratch   Segment
 	rcvScale  uint8
 	ourMSS    uint16
@@ -163,12 +173,17 @@ type Engine struct {
 func NewEngine(cfg Config, out Output, waker Waker) *Engine {
 	cfg.setDefaults()
 	e := &Engine{cfg: cfg, out: out, waker: waker, conns: map[connID]*Conn{},
-		listeners: map[netip.AddrPort]*Listener{}, nextPort: ephemeralFirst}
+		listeners: map[netip.AddrPort]*Listener{}}
 	key := cfg.Key
 	if key == [16]byte{} {
 		_, _ = rand.Read(key[:])
 	}
 	e.k0, e.k1 = binary.LittleEndian.Uint64(key[:8]), binary.LittleEndian.Uint64(key[8:])
+	for i := range e.portTable {
+		// RFC 6056 §3.3.4: "table[i] = random() % 65536" - from the secret key, which is random unless
+		// the configuration fixes it.
+		e.portTable[i] = uint16(sipHash24(e.k1, e.k0, []byte{byte(i), 'p'}))
+	}
 	for e.rcvScale < 14 && cfg.RecvBufferMax>>e.rcvScale > 0xffff {
 		e.rcvScale++
 	}
@@ -181,6 +196,34 @@ func (e *Engine) Config() Config { return e.cfg }
 
 // Ephemeral ports (RFC 6335 §6: 49152-65535).
 const ephemeralFirst = 49152
+
+const portTableLen = 256
+
+// ephemeralPort picks the local port of an active open by RFC 6056 §3.3.4, Algorithm 4 (double-hash port
+// selection; Linux's __inet_hash_connect does the same with a larger table): a keyed hash of the local
+// address and the destination gives an offset into the ephemeral range, another selects a counter in
+// portTable that is added to it, so that consecutive connections to one destination take consecutive
+// ports (no collision with their own TIME-WAIT entries for a long time) while the ports used towards one
+// destination tell nothing about those used towards another. Ports handed out one after the other, as
+// before, let an off-path host that dials us once guess the port of our next connection to a victim, one
+// of the two numbers a blind RST or data injection needs (RFC 6056 §1). It returns the port (0 when none
+// is free), and the table slot and value to store. Called with e.mu held.
+func (e *Engine) ephemeralPort(laddr netip.Addr, raddr netip.AddrPort) (port uint16, idx int, next uint16) {
+	h := e.tupleHash(connID{local: netip.AddrPortFrom(laddr, 0), remote: raddr}, 0x706f7274, 0) // "port"
+	offset, idx := uint32(h), int(h>>32)%portTableLen                                           // F() and G() of RFC 6056, two halves of one SipHash
+	next = e.portTable[idx]
+	const num = 65536 - ephemeralFirst
+	for range num {
+		p := uint16(ephemeralFirst + (offset+uint32(next))%num)
+		next++
+		la := netip.AddrPortFrom(laddr, p)
+		if e.conns[connID{local: la, remote: raddr}] == nil && e.listeners[la] == nil &&
+			e.listeners[netip.AddrPortFrom(netip.IPv4Unspecified(), p)] == nil {
+			return p, idx, next
+		}
+	}
+	return 0, idx, next
+}
 
 func (e *Engine) inc(s Stat) { e.stats[s].Store(e.stats[s].Load() + 1) }
 
@@ -390,16 +433,19 @@ func (e *Engine) NextTimer() int64 {
 	return e.nextTimer
 }
 
-// challengeOK reports whether another challenge ACK may go out now (RFC 5961 §7).
+// challengeOK reports whether another challenge ACK may go out now under the engine-wide budget
+// (RFC 5961 §7), which is random in [limit/2, limit*3/2) each second, as Linux's tcp_send_challenge_ack
+// draws it: "half + get_random_u32_below(ack_limit)".
 func (e *Engine) challengeOK(now int64) bool {
 	if now-e.chStart >= int64(time.Second) {
-		e.chStart, e.chCount = now, 0
+		lim := e.cfg.ChallengeACKLimit
+		e.chStart, e.chLeft = now, (lim+1)/2+mrand.IntN(lim)
 	}
-	if e.chCount >= e.cfg.ChallengeACKLimit {
+	if e.chLeft <= 0 {
 		e.inc(StatChallengeACKLimited)
 		return false
 	}
-	e.chCount++
+	e.chLeft--
 	e.inc(StatChallengeACKs)
 	return true
 }
@@ -609,22 +655,12 @@ func (e *Engine) Connect(laddr, raddr netip.AddrPort) (*Conn, error) {
 	}
 	id := connID{local: laddr, remote: raddr}
 	if laddr.Port() == 0 {
-		found := false
-		for range 65536 - ephemeralFirst {
-			p := e.nextPort
-			e.nextPort++
-			if e.nextPort == 0 {
-				e.nextPort = ephemeralFirst
-			}
-			id.local = netip.AddrPortFrom(laddr.Addr(), p)
-			if e.conns[id] == nil && e.listeners[id.local] == nil {
-				found = true
-				break
-			}
-		}
-		if !found {
+		p, idx, next := e.ephemeralPort(laddr.Addr(), raddr)
+		e.portTable[idx] = next
+		if p == 0 {
 			return nil, fmt.Errorf("dial tcp %v: %w", raddr, ErrNoPort)
 		}
+		id.local = netip.AddrPortFrom(laddr.Addr(), p)
 	} else if e.conns[id] != nil {
 		return nil, fmt.Errorf("dial tcp %v from %v: %w", raddr, laddr, ErrAddrInUse)
 	}

@@ -63,7 +63,8 @@ func TestTransferAcrossSeqWrap(t *testing.T) {
 	w := newWire(t, Config{}, 9)
 	// Find a clock value at which both ISNs are within 64 KiB of the wrap: cheaper to set the key so that
 	// the hash part is known is not possible, so shift the clock instead (ISN = hash + now/4µs).
-	id0 := connID{local: netip.AddrPortFrom(addrA, ephemeralFirst), remote: netip.AddrPortFrom(addrB, 80)}
+	port, _, _ := w.eng[0].ephemeralPort(addrA, netip.AddrPortFrom(addrB, 80))
+	id0 := connID{local: netip.AddrPortFrom(addrA, port), remote: netip.AddrPortFrom(addrB, 80)}
 	h := uint32(w.eng[0].tupleHash(id0, 0, 0))
 	target := uint32(0xffffffff - 30000) // about 30 KB before the wrap
 	w.now = int64(target-h) * 4000

@@ -13,7 +13,7 @@ const (
 	StatTimeouts
 	StatZeroWindowProbes
 	StatChallengeACKs
-	StatChallengeACKLimited
+	StatChallengeACKLimited // the engine-wide challenge ACK budget was spent (Config.ChallengeACKLimit)
 	StatResetsIn
 	StatResetsOut
 	StatActiveOpens
@@ -22,14 +22,15 @@ const (
 	StatCookiesAccepted
 	StatTimeWaitExpired
 	StatConnTimeouts
-	StatOutputFull        // Output.Send had no room (data retried on the next Tick)
-	StatLostRetransmits   // a retransmission found lost without an RTO (RACK-style, RFC 8985 §6.2)
-	StatRescueRetransmits // RFC 6675 §4 NextSeg rule 4 retransmissions
-	StatTailLossProbes    // RFC 8985 §7 loss probes
-	StatRcvBufGrown       // receive buffer autotuning grew a connection's buffer (Config.RecvBufferMax)
-	StatTimeWaitOverflow  // Config.MaxTimeWait reached: the connection closed instead of TIME-WAIT (Linux TCPTimeWaitOverflow)
-	StatPersistTimeouts   // connections ended by unanswered zero-window probes (also counted in StatConnTimeouts)
-	StatOrphanOverflow    // Config.MaxOrphans reached: a connection closed by its application was reset (Linux TCPAbortOnMemory)
+	StatOutputFull          // Output.Send had no room (data retried on the next Tick)
+	StatLostRetransmits     // a retransmission found lost without an RTO (RACK-style, RFC 8985 §6.2)
+	StatRescueRetransmits   // RFC 6675 §4 NextSeg rule 4 retransmissions
+	StatTailLossProbes      // RFC 8985 §7 loss probes
+	StatRcvBufGrown         // receive buffer autotuning grew a connection's buffer (Config.RecvBufferMax)
+	StatTimeWaitOverflow    // Config.MaxTimeWait reached: the connection closed instead of TIME-WAIT (Linux TCPTimeWaitOverflow)
+	StatPersistTimeouts     // connections ended by unanswered zero-window probes (also counted in StatConnTimeouts)
+	StatOrphanOverflow      // Config.MaxOrphans reached: a connection closed by its application was reset (Linux TCPAbortOnMemory)
+	StatACKSkippedChallenge // challenge ACK not sent: one went to this connection less than Config.InvalidRateLimit ago
 
 	DropBadOptions      // option bytes that do not parse
 	DropNoConnection    // no connection or listener (answered with RST unless it was one)
@@ -56,6 +57,7 @@ var statNames = [numStats]string{
 	"active_opens", "passive_opens", "cookies_sent", "cookies_accepted", "time_wait_expired", "conn_timeouts", "output_full",
 	"lost_retransmits", "rescue_retransmits", "tail_loss_probes", "rcvbuf_grown",
 	"time_wait_overflow", "persist_timeouts", "orphan_overflow",
+	"ack_skipped_challenge",
 	"drop_bad_options", "drop_no_connection", "drop_out_of_window", "drop_paws", "drop_ack_too_new",
 	"drop_ack_too_old", "drop_no_ack", "drop_rcvbuf_full", "drop_out_of_order_full", "drop_accept_queue_full",
 	"drop_memory_limit", "drop_bad_cookie", "drop_rst_not_exact", "drop_syn_in_window",
