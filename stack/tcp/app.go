@@ -275,6 +275,9 @@ type Listener struct {
 	once     sync.Once
 	isClosed atomic.Bool
 	synq     int // half-open connections; owner only
+	// lastOverflow is when the SYN queue last overflowed and a SYN cookie was sent (0: never); cookies are
+	// accepted only for cookieValid after it. Owner only.
+	lastOverflow int64
 }
 
 var _ net.Listener = (*Listener)(nil)

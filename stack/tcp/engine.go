@@ -209,8 +209,8 @@ const portTableLen = 256
 // of the two numbers a blind RST or data injection needs (RFC 6056 §1). It returns the port (0 when none
 // is free), and the table slot and value to store. Called with e.mu held.
 func (e *Engine) ephemeralPort(laddr netip.Addr, raddr netip.AddrPort) (port uint16, idx int, next uint16) {
-	h := e.tupleHash(connID{local: netip.AddrPortFrom(laddr, 0), remote: raddr}, 0x706f7274, 0) // "port"
-	offset, idx := uint32(h), int(h>>32)%portTableLen                                           // F() and G() of RFC 6056, two halves of one SipHash
+	h := e.tupleHash(connID{local: netip.AddrPortFrom(laddr, 0), remote: raddr}, 0x706f7274, 0, 0) // "port"
+	offset, idx := uint32(h), int(h>>32)%portTableLen                                              // F() and G() of RFC 6056, two halves of one SipHash
 	next = e.portTable[idx]
 	const num = 65536 - ephemeralFirst
 	for range num {
@@ -500,7 +500,14 @@ func (e *Engine) noConn(now int64, id connID, seg proto.TCP, o *proto.TCPOptions
 		// "An incoming RST should be ignored."
 		e.inc(DropNoConnection)
 	case f.Has(proto.TCPFlagACK) && !f.Has(proto.TCPFlagSYN):
-		// Possibly the third segment of a handshake answered with a SYN cookie.
+		// Possibly the third segment of a handshake answered with a SYN cookie - but only if the listener
+		// sent cookies recently (Linux's tcp_synq_no_recent_overflow): otherwise every bare ACK would be a
+		// guess at a 24-bit hash that, once right, opens a connection without a handshake.
+		if l.lastOverflow == 0 || now-l.lastOverflow > cookieValid {
+			e.inc(DropCookieNoOverflow)
+			e.sendReset(id, seg)
+			return
+		}
 		if !e.cookieAccept(now, l, id, seg, o) {
 			e.sendReset(id, seg)
 		}
@@ -521,6 +528,7 @@ func (e *Engine) listenSYN(now int64, l *Listener, id connID, seg proto.TCP, o *
 	}
 	if l.synq >= e.cfg.SynQueueLen {
 		e.inc(StatCookiesSent)
+		l.lastOverflow = now
 		mss := uint16(536)
 		if o.HasMSS {
 			mss = o.MSS

@@ -78,17 +78,34 @@ func TestSynFloodThenCookie(t *testing.T) {
 	if b.wsOK || b.tsOK || b.sackOK || b.mss != 1460 || a.wsOK || a.tsOK {
 		t.Errorf("cookie connection options: ws %v ts %v sack %v mss %d", b.wsOK, b.tsOK, b.sackOK, b.mss)
 	}
+	// A forged ACK with a wrong cookie is refused with a RST.
+	var rsts int
+	w.onSend = func(from int, tc proto.TCP) {
+		if from == 1 && tc.Flags().Has(proto.TCPFlagRST) {
+			rsts++
+		}
+	}
+	w.inject(1, netip.AddrPortFrom(spoof, 1500), netip.AddrPortFrom(addrB, 80),
+		proto.TCPFields{Seq: 5, Ack: 12345, Flags: proto.TCPFlagACK, Window: 100}, nil)
+	if e.Stat(DropBadCookie) != 1 || rsts != 1 {
+		t.Fatalf("bad cookie: counted %d, RSTs %d", e.Stat(DropBadCookie), rsts)
+	}
+	w.onSend = nil
 	transfer(t, w, a, b, 300000, 200000)
 	// The half-open entries time out after SynRetries and free the queue.
 	w.run(5*time.Minute, nil, nil)
 	if l.synq != 0 {
 		t.Fatalf("synq %d after the half-open connections timed out", l.synq)
 	}
-	// A forged ACK with a wrong cookie is refused with a RST.
-	w.inject(1, netip.AddrPortFrom(spoof, 1500), netip.AddrPortFrom(addrB, 80),
-		proto.TCPFields{Seq: 5, Ack: 12345, Flags: proto.TCPFlagACK, Window: 100}, nil)
-	if e.Stat(DropBadCookie) != 1 {
-		t.Fatalf("bad cookie not counted")
+	// Minutes after the last overflow a bare ACK is not taken for a cookie at all, even a valid one
+	// (tcp_synq_no_recent_overflow).
+	w.now += int64(3 * time.Minute) // run returns once the wire is idle
+	id := connID{local: netip.AddrPortFrom(addrB, 80), remote: netip.AddrPortFrom(spoof, 1501)}
+	good := e.cookie(id, 99, 1460, w.now)
+	w.inject(1, id.remote, id.local, proto.TCPFields{Seq: 100, Ack: uint32(good + 1), Flags: proto.TCPFlagACK, Window: 100}, nil)
+	if e.Stat(DropCookieNoOverflow) != 1 || e.Stat(StatCookiesAccepted) != 1 || e.Stat(DropBadCookie) != 1 {
+		t.Fatalf("cookie long after the overflow: no-overflow drops %d, accepted %d",
+			e.Stat(DropCookieNoOverflow), e.Stat(StatCookiesAccepted))
 	}
 }
 

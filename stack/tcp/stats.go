@@ -32,22 +32,23 @@ const (
 	StatOrphanOverflow      // Config.MaxOrphans reached: a connection closed by its application was reset (Linux TCPAbortOnMemory)
 	StatACKSkippedChallenge // challenge ACK not sent: one went to this connection less than Config.InvalidRateLimit ago
 
-	DropBadOptions      // option bytes that do not parse
-	DropNoConnection    // no connection or listener (answered with RST unless it was one)
-	DropOutOfWindow     // sequence number outside the receive window (answered with an ACK)
-	DropPAWS            // RFC 7323 §5 old timestamp
-	DropAckTooNew       // acknowledges data not yet sent (RFC 9293 §3.10.7.4)
-	DropAckTooOld       // acknowledgment below SND.UNA - MAX.SND.WND (RFC 5961 §5.2)
-	DropNoACK           // synchronized state segment without ACK
-	DropRcvBufFull      // data beyond the receive buffer (trimmed)
-	DropOutOfOrderFull  // out-of-order data with the out-of-order queue full
-	DropAcceptQueueFull // handshake completed but the accept queue is full
-	DropMemoryLimit     // Config.MemoryLimit reached
-	DropBadCookie       // ACK to a listener with no valid SYN cookie
-	DropRSTNotExact     // RST in window but not at RCV.NXT (challenge ACK sent, RFC 5961 §3.2)
-	DropSYNInWindow     // SYN on a synchronized connection (challenge ACK sent, RFC 5961 §4.2)
-	DropDataAfterClose  // data for an application that closed (connection reset, RFC 1122 §4.2.2.13)
-	DropBadState        // segment not acceptable in the connection's state
+	DropBadOptions       // option bytes that do not parse
+	DropNoConnection     // no connection or listener (answered with RST unless it was one)
+	DropOutOfWindow      // sequence number outside the receive window (answered with an ACK)
+	DropPAWS             // RFC 7323 §5 old timestamp
+	DropAckTooNew        // acknowledges data not yet sent (RFC 9293 §3.10.7.4)
+	DropAckTooOld        // acknowledgment below SND.UNA - MAX.SND.WND (RFC 5961 §5.2)
+	DropNoACK            // synchronized state segment without ACK
+	DropRcvBufFull       // data beyond the receive buffer (trimmed)
+	DropOutOfOrderFull   // out-of-order data with the out-of-order queue full
+	DropAcceptQueueFull  // handshake completed but the accept queue is full
+	DropMemoryLimit      // Config.MemoryLimit reached
+	DropBadCookie        // ACK to a listener with no valid SYN cookie
+	DropCookieNoOverflow // ACK to a listener that sent no SYN cookie recently: not checked as one (answered with RST)
+	DropRSTNotExact      // RST in window but not at RCV.NXT (challenge ACK sent, RFC 5961 §3.2)
+	DropSYNInWindow      // SYN on a synchronized connection (challenge ACK sent, RFC 5961 §4.2)
+	DropDataAfterClose   // data for an application that closed (connection reset, RFC 1122 §4.2.2.13)
+	DropBadState         // segment not acceptable in the connection's state
 	numStats
 )
 
@@ -60,7 +61,7 @@ var statNames = [numStats]string{
 	"ack_skipped_challenge",
 	"drop_bad_options", "drop_no_connection", "drop_out_of_window", "drop_paws", "drop_ack_too_new",
 	"drop_ack_too_old", "drop_no_ack", "drop_rcvbuf_full", "drop_out_of_order_full", "drop_accept_queue_full",
-	"drop_memory_limit", "drop_bad_cookie", "drop_rst_not_exact", "drop_syn_in_window",
+	"drop_memory_limit", "drop_bad_cookie", "drop_cookie_no_overflow", "drop_rst_not_exact", "drop_syn_in_window",
 	"drop_data_after_close", "drop_bad_state",
 }
 
