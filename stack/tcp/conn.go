@@ -60,6 +60,7 @@ type Conn struct {
 	mss                uint16
 	wsOK, tsOK, sackOK bool
 	tsRecent           uint32
+	tsRecentAt         int64 // when TS.Recent was last set (RFC 7323 §5.5)
 	lastAckSent        Seq
 	sacked             [maxSACKScoreboard]seqRange
 	nsacked            int
@@ -198,7 +199,7 @@ func (c *Conn) initCC() {
 // negotiate applies the options of the peer's SYN (RFC 7323 §2.2, §3.2; RFC 2018 §2; RFC 9293 §3.7.1).
 // "If a Window Scale option is received ... but no Window Scale option was sent, ... or vice versa" the
 // scaling is off; the same holds for timestamps and SACK. A passive opener only offers what it received.
-func (c *Conn) negotiate(o *proto.TCPOptions, wnd uint16) {
+func (c *Conn) negotiate(now int64, o *proto.TCPOptions, wnd uint16) {
 	cfg := &c.e.cfg
 	peerMSS := uint16(536) // RFC 9293 §3.7.1: the default send MSS when none is received
 	if o.HasMSS && o.MSS > 0 {
@@ -215,7 +216,7 @@ func (c *Conn) negotiate(o *proto.TCPOptions, wnd uint16) {
 	c.sackOK = o.SACKPermitted && !cfg.DisableSACK
 	c.tsOK = o.HasTimestamps && !cfg.DisableTimestamps
 	if c.tsOK {
-		c.tsRecent = o.TSval
+		c.tsRecent, c.tsRecentAt = o.TSval, now
 	}
 	c.sndWnd = uint32(wnd) // RFC 7323 §2.2: the window field of a SYN is never scaled
 	c.maxSndWnd = c.sndWnd
@@ -428,6 +429,23 @@ func (c *Conn) challengeACK(now int64) {
 	if c.e.challengeOK(now) {
 		c.sendAck(now)
 	}
+}
+
+// oowLimited reports whether the ACK that answers an unacceptable segment (out of window, PAWS, an ACK of
+// data not sent) must be left out, and counts it under st: Linux's tcp_oow_rate_limited, at most one per
+// Config.InvalidRateLimit per connection, so that two endpoints that disagree on the sequence space (or a
+// forger) cannot make an ACK loop at wire speed. Segments that carry data or a FIN are always answered
+// ("Data packets without SYNs are not likely part of an ACK loop"): the peer's loss recovery and a
+// retransmitted FIN in TIME-WAIT depend on that ACK.
+func (c *Conn) oowLimited(now int64, segLen uint32, syn bool, st Stat) bool {
+	if segLen > 0 && !syn {
+		return false
+	}
+	if c.invalidLimited(now) {
+		c.e.inc(st)
+		return true
+	}
+	return false
 }
 
 // invalidLimited is Linux's __tcp_oow_rate_limited: true when this connection answered a segment it did

@@ -560,7 +560,7 @@ func (e *Engine) listenSYN(now int64, l *Listener, id connID, seg proto.TCP, o *
 	c.recover = c.iss
 	c.irs = Seq(seg.Seq())
 	c.rcvNxt = c.irs + 1
-	c.negotiate(o, seg.Window())
+	c.negotiate(now, o, seg.Window())
 	e.conns[id] = c
 	c.mu.Lock()
 	c.sendSyn(now)

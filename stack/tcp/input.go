@@ -6,6 +6,9 @@ import (
 	"github.com/xdpnet/xdpnet/proto"
 )
 
+// pawsIdle is RFC 7323 §5.5's 24 days, after which TS.Recent is no longer valid.
+const pawsIdle = 24 * 24 * 3600 * int64(1e9)
+
 // segment processes an arriving segment for this connection, RFC 9293 §3.10.7.3 (SYN-SENT) and §3.10.7.4
 // (the other states), with RFC 5961's stricter RST, SYN and ACK checks and RFC 7323's PAWS.
 func (c *Conn) segment(now int64, h proto.TCP, o *proto.TCPOptions, payload []byte) {
@@ -38,10 +41,19 @@ func (c *Conn) segment(now int64, h proto.TCP, o *proto.TCPOptions, payload []by
 
 	// RFC 7323 §5.3 R1: PAWS, "If there is a Timestamps option in the arriving segment, SEG.TSval < TS.Recent
 	// ... then treat the arriving segment as not acceptable: Send an acknowledgment in reply ... and drop".
+	// RFC 7323 §5.5: after 24 days without an update TS.Recent is no longer valid - the peer's clock may
+	// have wrapped into its "past" half meanwhile - so the test is skipped and the segment's TSval becomes
+	// TS.Recent (Linux's TCP_PAWS_24DAYS).
+	tsStale := false
 	if c.tsOK && o.HasTimestamps && !flags.Has(proto.TCPFlagRST) && int32(o.TSval-c.tsRecent) < 0 {
-		c.e.inc(DropPAWS)
-		c.sendAck(now)
-		return
+		if now-c.tsRecentAt <= pawsIdle {
+			c.e.inc(DropPAWS)
+			if !c.oowLimited(now, segLen, flags.Has(proto.TCPFlagSYN), StatACKSkippedPAWS) {
+				c.sendAck(now)
+			}
+			return
+		}
+		tsStale = true
 	}
 
 	// First, check the sequence number (RFC 9293 §3.10.7.4, the four-case acceptability table).
@@ -72,7 +84,9 @@ func (c *Conn) segment(now int64, h proto.TCP, o *proto.TCPOptions, payload []by
 			if c.state == StateTimeWait && flags.Has(proto.TCPFlagFIN) {
 				c.waitAt = now + 2*int64(c.e.cfg.MSL)
 			}
-			c.sendAck(now)
+			if !c.oowLimited(now, segLen, flags.Has(proto.TCPFlagSYN), StatACKSkippedSeq) {
+				c.sendAck(now)
+			}
 		}
 		return
 	}
@@ -117,8 +131,8 @@ func (c *Conn) segment(now int64, h proto.TCP, o *proto.TCPOptions, payload []by
 		return
 	}
 	// RFC 7323 §4.3: TS.Recent follows the segment that covers Last.ACK.sent.
-	if c.tsOK && o.HasTimestamps && seq.LessEq(c.lastAckSent) && int32(o.TSval-c.tsRecent) >= 0 {
-		c.tsRecent = o.TSval
+	if c.tsOK && o.HasTimestamps && seq.LessEq(c.lastAckSent) && (int32(o.TSval-c.tsRecent) >= 0 || tsStale) {
+		c.tsRecent, c.tsRecentAt = o.TSval, now
 	}
 
 	if c.state == StateSynReceived {
@@ -264,7 +278,7 @@ func (c *Conn) synSent(now int64, h proto.TCP, o *proto.TCPOptions) {
 	// here. sendSyn set RCV.ADV from an RCV.NXT of 0, and left so, window() - which never moves the edge
 	// left - advertised up to 0xffff<<scale (8 MiB) against a 256 KiB buffer for half of the peer's ISNs.
 	c.rcvAdv = c.rcvNxt + Seq(min(c.e.cfg.RecvBuffer, 0xffff))
-	c.negotiate(o, h.Window())
+	c.negotiate(now, o, h.Window())
 	if !c.wsOK {
 		c.rcvScale = 0
 	}
@@ -298,7 +312,13 @@ func (c *Conn) processAck(now int64, seq, ack Seq, wnd uint16, o *proto.TCPOptio
 	// pulled SND.NXT back, ACKs up to the highest sequence sent are good).
 	if ack.GreaterThan(c.sndMax) && !(c.persistN > 0 && ack.LessEq(c.probeEnd)) {
 		c.e.inc(DropAckTooNew)
-		c.sendAck(now)
+		segLen := uint32(dataLen)
+		if flags.Has(proto.TCPFlagFIN) {
+			segLen++
+		}
+		if !c.oowLimited(now, segLen, false, StatACKSkippedSeq) {
+			c.sendAck(now)
+		}
 		return false
 	}
 	if ack.LessThan(c.sndUna - Seq(max(c.maxSndWnd, 1))) {

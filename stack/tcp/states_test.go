@@ -383,3 +383,70 @@ func TestEphemeralPortsRFC6056(t *testing.T) {
 		t.Errorf("picked port %d held by a listener", p)
 	}
 }
+
+// TestInvalidReplyRateLimit: ACKs answering out-of-window and PAWS-failed segments without data go out at
+// most once per Config.InvalidRateLimit per connection (tcp_invalid_ratelimit) and the others are counted;
+// segments with data are always answered, since the peer's recovery depends on that ACK.
+func TestInvalidReplyRateLimit(t *testing.T) {
+	w := newWire(t, Config{}, 57)
+	_, b := w.pair()
+	e := w.eng[1]
+	var acks int
+	w.onSend = func(from int, tc proto.TCP) {
+		if from == 1 && tc.Flags() == proto.TCPFlagACK {
+			acks++
+		}
+	}
+	ts := func(v uint32) proto.TCPOptions { return proto.TCPOptions{HasTimestamps: true, TSval: v} }
+	for range 5 { // pure ACKs far outside the window
+		w.inject(1, b.id.remote, b.id.local, proto.TCPFields{Seq: uint32(b.rcvNxt + 1<<30), Ack: uint32(b.sndMax),
+			Flags: proto.TCPFlagACK, Window: 1000, Options: ts(b.tsRecent + 1)}, nil)
+	}
+	if acks != 1 || e.Stat(DropOutOfWindow) != 5 || e.Stat(StatACKSkippedSeq) != 4 {
+		t.Fatalf("out-of-window: %d ACKs, %d drops, %d skipped; want 1, 5, 4", acks, e.Stat(DropOutOfWindow), e.Stat(StatACKSkippedSeq))
+	}
+	acks = 0
+	w.now += int64(500 * time.Millisecond)
+	for range 5 { // pure ACKs with an old timestamp
+		w.inject(1, b.id.remote, b.id.local, proto.TCPFields{Seq: uint32(b.rcvNxt), Ack: uint32(b.sndMax),
+			Flags: proto.TCPFlagACK, Window: 1000, Options: ts(b.tsRecent - 10)}, nil)
+	}
+	if acks != 1 || e.Stat(DropPAWS) != 5 || e.Stat(StatACKSkippedPAWS) != 4 {
+		t.Fatalf("PAWS: %d ACKs, %d drops, %d skipped; want 1, 5, 4", acks, e.Stat(DropPAWS), e.Stat(StatACKSkippedPAWS))
+	}
+	acks = 0
+	for range 3 { // old data, duplicates of what was received: every one is answered
+		w.inject(1, b.id.remote, b.id.local, proto.TCPFields{Seq: uint32(b.rcvNxt - 200), Ack: uint32(b.sndMax),
+			Flags: proto.TCPFlagACK, Window: 1000, Options: ts(b.tsRecent + 1)}, make([]byte, 100))
+	}
+	if acks != 3 {
+		t.Fatalf("duplicate data: %d ACKs, want 3", acks)
+	}
+}
+
+// TestPAWSIdle24Days: RFC 7323 §5.5 - after 24 days without an update TS.Recent is invalid, and a segment
+// whose timestamp is "older" (the peer's clock wrapped meanwhile) is accepted and sets TS.Recent.
+func TestPAWSIdle24Days(t *testing.T) {
+	w := newWire(t, Config{}, 58)
+	_, b := w.pair()
+	old := b.tsRecent - 1000
+	seg := func() {
+		w.inject(1, b.id.remote, b.id.local, proto.TCPFields{Seq: uint32(b.rcvNxt), Ack: uint32(b.sndMax),
+			Flags: proto.TCPFlagACK | proto.TCPFlagPSH, Window: 1000,
+			Options: proto.TCPOptions{HasTimestamps: true, TSval: old}}, []byte("x"))
+	}
+	seg()
+	if b.rcv.n != 0 || w.eng[1].Stat(DropPAWS) != 1 {
+		t.Fatalf("old timestamp accepted: %d bytes, PAWS drops %d", b.rcv.n, w.eng[1].Stat(DropPAWS))
+	}
+	w.now += int64(23 * 24 * time.Hour)
+	seg()
+	if b.rcv.n != 0 || w.eng[1].Stat(DropPAWS) != 2 {
+		t.Fatalf("after 23 days: %d bytes, PAWS drops %d", b.rcv.n, w.eng[1].Stat(DropPAWS))
+	}
+	w.now += int64(2 * 24 * time.Hour)
+	seg()
+	if b.rcv.n != 1 || b.tsRecent != old || w.eng[1].Stat(DropPAWS) != 2 {
+		t.Fatalf("after 25 days: %d bytes, TS.Recent %d (want %d), PAWS drops %d", b.rcv.n, b.tsRecent, old, w.eng[1].Stat(DropPAWS))
+	}
+}
