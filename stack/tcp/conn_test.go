@@ -316,3 +316,69 @@ func TestDialWindowWithinBuffer(t *testing.T) {
 		}
 	}
 }
+
+// TestLowerMTU: after an interface's MTU went down, Engine.LowerMTU lowers the MSS of the connections
+// routed through it: new segments and the retransmission of one sent (and lost) before the change fit the
+// new MTU, and the stream arrives intact. Others keep theirs; SetMTU sets what new connections announce.
+func TestLowerMTU(t *testing.T) {
+	w := newWire(t, Config{}, 59)
+	l, _ := w.eng[1].Listen(netip.AddrPortFrom(addrB, 80))
+	a, b := w.dial(l)
+	other, _ := w.dial(l)
+	if a.mss != 1460 {
+		t.Fatalf("mss %d", a.mss)
+	}
+	const newMTU = 1280
+	lowered := false
+	var lost Seq
+	var lostSent, rexmitSize, big int
+	w.onSend = func(from int, tc proto.TCP) {
+		if from != 0 || tc.DstPort() != a.id.remote.Port() || len(tc.Payload()) == 0 {
+			return
+		}
+		if lowered && 20+len(tc) > newMTU {
+			big++
+		}
+		if lowered && Seq(tc.Seq()) == lost {
+			rexmitSize = len(tc.Payload())
+		}
+	}
+	w.drop = func(from int, tc proto.TCP) bool {
+		if from == 0 && len(tc.Payload()) > 1300 && lostSent == 0 {
+			lost, lostSent = Seq(tc.Seq()), len(tc.Payload())
+			return true
+		}
+		return false
+	}
+	s := newStream(7, 300000)
+	k := newSink()
+	pumpWrite(a, s)
+	w.tick() // the first flight leaves at the old MSS, one full-sized segment is lost
+	if lostSent == 0 {
+		t.Fatal("no full-sized segment before the MTU change")
+	}
+	match := func(local, remote netip.AddrPort) bool { return local == a.id.local }
+	if n := w.eng[0].LowerMTU(newMTU, match); n != 1 || w.eng[0].Stat(StatMSSLowered) != 1 {
+		t.Fatalf("LowerMTU changed %d connections", n)
+	}
+	lowered = true
+	if a.mss != newMTU-40 || other.mss != 1460 {
+		t.Fatalf("mss %d and %d, want %d and 1460", a.mss, other.mss, newMTU-40)
+	}
+	w.sendAll(a, b, s, a.CloseWrite, k, time.Minute)
+	if !k.eof || k.n != 300000 || string(k.h.Sum(nil)) != string(s.h.w.Sum(nil)) {
+		t.Fatalf("transfer after the MTU change: %d bytes, eof %v", k.n, k.eof)
+	}
+	if big != 0 || rexmitSize == 0 || rexmitSize >= lostSent {
+		t.Fatalf("%d segments over the new MTU; segment lost at %d bytes retransmitted at %d", big, lostSent, rexmitSize)
+	}
+	if n := w.eng[0].LowerMTU(1400, nil); n != 1 || other.mss != 1360 || a.mss != newMTU-40 {
+		t.Errorf("LowerMTU(1400) for all: %d changed, mss %d and %d", n, other.mss, a.mss)
+	}
+	w.eng[1].SetMTU(1000)
+	w.drop, w.onSend = nil, nil
+	c, _ := w.dial(l)
+	if c.mss != 960 {
+		t.Errorf("after SetMTU(1000) on the server a new connection has mss %d, want 960", c.mss)
+	}
+}

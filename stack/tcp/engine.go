@@ -624,6 +624,42 @@ func (e *Engine) newConn(id connID) *Conn {
 	return c
 }
 
+// SetMTU sets the IP MTU of the paths that connections opened from now on announce and use, as
+// Config.MTU does at the start (MSS = MTU - 40); it may go up or down. Existing connections keep their
+// MSS: LowerMTU changes theirs. The stack calls it with the smallest MTU of the queue's interfaces when
+// one of them changes. Safe from any goroutine.
+func (e *Engine) SetMTU(mtu int) {
+	mtu = max(mtu, 128)
+	e.mu.Lock()
+	e.cfg.MTU = mtu
+	e.ourMSS = uint16(min(mtu-proto.IPv4MinHeaderLen-proto.TCPMinHeaderLen, 0xffff))
+	e.mu.Unlock()
+}
+
+// LowerMTU lowers the MSS of existing connections to what an IP MTU of mtu allows (mtu - 40), for the
+// connections for which match (nil: all) reports true - those whose route leaves through the interface
+// whose MTU went down - and returns how many it changed (StatMSSLowered). A connection's MSS never
+// goes up here. Segments are cut from the send buffer as they leave, so new data and retransmissions of
+// data sent before (after an RTO or in loss recovery) both take the new size; segments already handed to
+// Output are not touched. match is called with the engine's lock held and must not call the engine.
+// Safe from any goroutine.
+func (e *Engine) LowerMTU(mtu int, match func(local, remote netip.AddrPort) bool) int {
+	mss := uint16(min(max(mtu, 128)-proto.IPv4MinHeaderLen-proto.TCPMinHeaderLen, 0xffff))
+	n := 0
+	e.mu.Lock()
+	for _, c := range e.conns {
+		c.mu.Lock()
+		if c.state != StateClosed && c.state != StateTimeWait && c.mss > mss && (match == nil || match(c.id.local, c.id.remote)) {
+			c.mss = mss
+			n++
+			e.inc(StatMSSLowered)
+		}
+		c.mu.Unlock()
+	}
+	e.mu.Unlock()
+	return n
+}
+
 // Errors returned by Listen and Dial.
 var (
 	ErrAddrInUse   = errors.New("address already in use (close the other listener or connection, or pick another port)")
