@@ -210,7 +210,8 @@ const portTableLen = 256
 // is free), and the table slot and value to store. Called with e.mu held.
 func (e *Engine) ephemeralPort(laddr netip.Addr, raddr netip.AddrPort) (port uint16, idx int, next uint16) {
 	h := e.tupleHash(connID{local: netip.AddrPortFrom(laddr, 0), remote: raddr}, 0x706f7274, 0, 0) // "port"
-	offset, idx := uint32(h), int(h>>32)%portTableLen                                              // F() and G() of RFC 6056, two halves of one SipHash
+	// F() and G() of RFC 6056 (keyed, independent): the two halves of one SipHash.
+	offset, idx := uint32(h), int(h>>32)%portTableLen
 	next = e.portTable[idx]
 	const num = 65536 - ephemeralFirst
 	for range num {

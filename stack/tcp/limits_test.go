@@ -266,3 +266,22 @@ func TestReleaseKeepsUnreadData(t *testing.T) {
 		t.Fatalf("after reading: %v, buffer %d, memory %d", err, a.rcv.cap(), e.memUsed)
 	}
 }
+
+// TestStatNames: every counter has its own name (statNames is sized by numStats, so a missing name would
+// compile and export an empty one).
+func TestStatNames(t *testing.T) {
+	seen := map[string]Stat{}
+	for s := Stat(0); s < numStats; s++ {
+		n := s.String()
+		if n == "" {
+			t.Errorf("stat %d has no name", s)
+		}
+		if o, dup := seen[n]; dup {
+			t.Errorf("stats %d and %d are both %q", o, s, n)
+		}
+		seen[n] = s
+	}
+	if StatMSSLowered.String() != "mss_lowered" || DropCookieNoOverflow.String() != "drop_cookie_no_overflow" {
+		t.Errorf("names out of line with the constants: %v %v", StatMSSLowered, DropCookieNoOverflow)
+	}
+}

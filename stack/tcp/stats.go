@@ -37,15 +37,15 @@ const (
 
 	DropBadOptions       // option bytes that do not parse
 	DropNoConnection     // no connection or listener (answered with RST unless it was one)
-	DropOutOfWindow      // sequence number outside the receive window (answered with an ACK)
-	DropPAWS             // RFC 7323 §5 old timestamp
+	DropOutOfWindow      // sequence number outside the receive window (answered with an ACK, StatACKSkippedSeq)
+	DropPAWS             // RFC 7323 §5 old timestamp (answered with an ACK, StatACKSkippedPAWS)
 	DropAckTooNew        // acknowledges data not yet sent (RFC 9293 §3.10.7.4)
 	DropAckTooOld        // acknowledgment below SND.UNA - MAX.SND.WND (RFC 5961 §5.2)
 	DropNoACK            // synchronized state segment without ACK
 	DropRcvBufFull       // data beyond the receive buffer (trimmed)
 	DropOutOfOrderFull   // out-of-order data with the out-of-order queue full
 	DropAcceptQueueFull  // handshake completed but the accept queue is full
-	DropMemoryLimit      // Config.MemoryLimit reached
+	DropMemoryLimit      // Config.MemoryLimit reached: a SYN, a handshake or a dial refused
 	DropBadCookie        // ACK to a listener with no valid SYN cookie
 	DropCookieNoOverflow // ACK to a listener that sent no SYN cookie recently: not checked as one (answered with RST)
 	DropRSTNotExact      // RST in window but not at RCV.NXT (challenge ACK sent, RFC 5961 §3.2)
