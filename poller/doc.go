@@ -29,7 +29,9 @@
 // and Stats show the current state. The queue threads enter the interfaces' namespace, since binding a socket
 // resolves the ifindex in the namespace of the thread that made the socket.
 //
-// Panics: nothing in the loop panics on what the kernel or a handler returns; a descriptor outside the UMEM or
-// a frame returned twice is refused and shows up in the frame accounting (CheckFrames). A Handler that panics
-// takes the process down, as any goroutine does.
+// Panics: nothing in the loop panics on what the kernel or a handler returns. An RX descriptor is checked
+// against the frame pool before it is believed: one outside the UMEM, naming a frame that was not lent to a
+// fill ring, or running past its frame is refused and counted (PortStats.RxBadAddr, RxNotOwned, RxBadLen); a
+// completion of a frame that was not sent, or a frame a handler returns twice, is refused and shows up in the
+// frame accounting (CheckFrames). A Handler that panics takes the process down, as any goroutine does.
 package poller
