@@ -40,6 +40,8 @@ type runOptions struct {
 	logFormat string
 	pcap      string
 	pcapHook  string
+	pcapSize  byteSize
+	pcapFiles int
 	// ops.go: --config and --metrics; fileRoutes and acl come from the config file only.
 	config     string
 	metrics    string
@@ -49,7 +51,7 @@ type runOptions struct {
 }
 
 func newRunFlags(out io.Writer) (*flag.FlagSet, *runOptions) {
-	o := &runOptions{}
+	o := &runOptions{pcapSize: defaultPcapSize, pcapFiles: defaultPcapFiles}
 	fs := flag.NewFlagSet("xdpfwd run", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Var(&o.ifaces, "iface", "a port: `NAME=ADDR/PLEN` (e.g. r0=198.18.0.1/24), or NAME alone to take its IPv4\n"+
@@ -65,7 +67,13 @@ func newRunFlags(out io.Writer) (*flag.FlagSet, *runOptions) {
 	fs.BoolVar(&o.replace, "replace", false, "replace an XDP program already attached to an interface through netlink")
 	fs.DurationVar(&o.stats, "stats", 0, "log one line of counters (pps per port, drops by reason) every `DURATION`; 0 = off")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json")
-	fs.StringVar(&o.pcap, "pcap", "", "write a pcap capture of the packets seen at --pcap-hook to `FILE` (read it with tcpdump -r)")
+	fs.StringVar(&o.pcap, "pcap", "", "write a pcap capture of the packets seen at --pcap-hook to `FILE` (read it with tcpdump -r).\n"+
+		"The file is created 0600 and must not exist (nor FILE.1, ...): xdpfwd never overwrites a file or follows a\n"+
+		"symbolic link. When FILE reaches --pcap-size it becomes FILE.1 (FILE.1 becomes FILE.2, ...) and a new FILE\n"+
+		"starts; at most --pcap-files files are kept, the oldest is removed")
+	fs.Var(&o.pcapSize, "pcap-size", "with --pcap: the most bytes in one capture file (`SIZE`, e.g. 100M, 1G; K, M, G are KiB, MiB, GiB)")
+	fs.IntVar(&o.pcapFiles, "pcap-files", defaultPcapFiles, "with --pcap: the most capture files kept (`N`), the one being written included;\n"+
+		"disk used is at most N x --pcap-size")
 	fs.StringVar(&o.pcapHook, "pcap-hook", "prerouting", "hook the --pcap tap sits at: prerouting, input, forward, output or postrouting")
 	addOpsFlags(fs, o)
 	addKernelFlags(fs, &o.kernel)
@@ -91,13 +99,15 @@ Flags:
 
 // runConfig is runOptions checked and converted.
 type runConfig struct {
-	poller   poller.Config
-	stack    stack.Config
-	stats    time.Duration
-	pcap     string
-	pcapHook pipeline.Hook
-	ops      opsConfig
-	kernel   kernelOptions
+	poller    poller.Config
+	stack     stack.Config
+	stats     time.Duration
+	pcap      string
+	pcapHook  pipeline.Hook
+	pcapSize  int64
+	pcapFiles int
+	ops       opsConfig
+	kernel    kernelOptions
 }
 
 func parseRunArgs(args []string, out io.Writer) (*runOptions, error) {
@@ -119,7 +129,7 @@ func parseRunArgs(args []string, out io.Writer) (*runOptions, error) {
 
 // check validates the options that need no system access.
 func (o *runOptions) check() (*runConfig, error) {
-	c := &runConfig{stats: o.stats, pcap: o.pcap}
+	c := &runConfig{stats: o.stats, pcap: o.pcap, pcapSize: int64(o.pcapSize), pcapFiles: o.pcapFiles}
 	var err error
 	if c.poller.Mode, err = poller.ParsePollMode(o.mode); err != nil {
 		return nil, usagef("--mode: %v", err)
@@ -153,6 +163,9 @@ func (o *runOptions) check() (*runConfig, error) {
 	}
 	if c.pcapHook, err = pipeline.ParseHook(o.pcapHook); err != nil {
 		return nil, usagef("--pcap-hook: %v", err)
+	}
+	if err := checkPcapBounds(c.pcapSize, c.pcapFiles); err != nil {
+		return nil, usageError{err}
 	}
 	for _, r := range o.routes {
 		sr := stack.Route{Prefix: r.Prefix, NextHop: r.NextHop}
@@ -278,16 +291,16 @@ func exeName() string {
 func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Writer) error {
 	hooks := new(pipeline.Hooks)
 	var tap *pipeline.Tap
-	var pcapFile *os.File
+	var pcapFiles *pcapFiles
 	if c.pcap != "" {
-		f, err := os.Create(c.pcap)
+		pf, err := createPcapFiles(c.pcap, c.pcapFiles, log)
 		if err != nil {
 			return usagef("--pcap: %v", err)
 		}
-		pcapFile = f
-		tap, err = pipeline.NewTap(f, pipeline.TapConfig{Nanosecond: true})
+		pcapFiles = pf
+		tap, err = pipeline.NewTap(pf.cur, pipeline.TapConfig{Nanosecond: true, FileSize: c.pcapSize, Next: pf.next})
 		if err != nil {
-			f.Close()
+			pf.close()
 			return fmt.Errorf("--pcap: %w", err)
 		}
 		// First at its hook, so the capture shows what arrived there whatever later stages decide.
@@ -300,8 +313,11 @@ func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Write
 		if err := tap.Close(); err != nil {
 			log.Error("pcap", "file", c.pcap, "err", err)
 		}
-		pcapFile.Close()
-		log.Info("pcap closed", "file", c.pcap, "hook", c.pcapHook.String(), "captured", tap.Captured(), "copies_dropped", tap.Dropped())
+		if err := pcapFiles.close(); err != nil {
+			log.Error("pcap", "file", c.pcap, "err", err)
+		}
+		log.Info("pcap closed", "file", c.pcap, "hook", c.pcapHook.String(), "captured", tap.Captured(),
+			"copies_dropped", tap.Dropped(), "rotations", tap.Rotations())
 		tap = nil
 	}
 	defer closeTap()
