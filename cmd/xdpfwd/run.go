@@ -379,6 +379,16 @@ func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Write
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ops.start(runCtx, p, st)
+	mirrorLost := make(chan error, 1)
+	go func() {
+		select {
+		case <-km.failed():
+			log.Error("kernel mirror stopped following the kernel; stopping", "err", km.err())
+			mirrorLost <- km.err()
+			cancel()
+		case <-runCtx.Done():
+		}
+	}()
 	go func() {
 		defer close(statsDone)
 		if c.stats > 0 {
@@ -394,6 +404,11 @@ func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Write
 	log.Info("xdpfwd stopped", "uptime", time.Since(start).Round(time.Millisecond).String(), "frame_accounting", okOr(checkErr))
 	if runErr != nil {
 		return runErr
+	}
+	select {
+	case err := <-mirrorLost:
+		return err
+	default:
 	}
 	if checkErr != nil {
 		return fmt.Errorf("frame accounting failed (a bug in xdpnet; please report it with this output): %w", checkErr)
