@@ -85,6 +85,10 @@ xdpfwd, which answers ARP and ping for its addresses, forwards (TTL, fragmentati
 asks), and resolves next hops with ARP. Stop it with SIGINT or SIGTERM: it then prints a summary (packets
 per port, drops by reason, frame accounting) and exits 0.
 
+At start it refuses an interface whose MTU is larger than a 2048-byte frame holds (1522), and warns
+about RX queues that --queues leaves to the kernel and, unless --kernel, about an interface that carries
+the kernel's default route or this SSH session: xdpfwd takes every frame those interfaces receive.
+
 Example:
   xdpfwd run --iface r0=198.18.0.1/24 --iface r1=198.19.0.1/24 --route 198.20.0.0/16=198.19.0.2 --stats 1s
 
@@ -277,6 +281,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := kernelAddrs(c.stack.Interfaces); err != nil {
 		return err
 	}
+	for _, w := range takeoverWarnings(c.poller.Interfaces, c.kernel.enabled, os.Getenv("SSH_CONNECTION")) {
+		log.Warn("xdpfwd: " + w)
+	}
 	return runRouter(ctx, c, log, stdout)
 }
 
@@ -348,7 +355,7 @@ func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Write
 	pc.Logger = log
 	p, err := poller.New(pc)
 	if err != nil {
-		if errors.Is(err, rings.ErrNoDevice) || errors.Is(err, rings.ErrNoQueue) {
+		if errors.Is(err, rings.ErrNoDevice) || errors.Is(err, rings.ErrNoQueue) || errors.Is(err, poller.ErrMTU) {
 			return usageError{err}
 		}
 		return err
