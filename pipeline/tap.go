@@ -97,8 +97,8 @@ func NewTap(w io.Writer, cfg TapConfig) (*Tap, error) {
 		cfg.Slots = defaultTapSlots
 	}
 	if cfg.FileSize > 0 {
-		if min := int64(pcapFileHdrLen + pcapRecHdrLen + cfg.Snaplen); cfg.FileSize < min {
-			return nil, fmt.Errorf("pcap file size %d bytes: want at least %d (the file header and one record of snaplen %d)", cfg.FileSize, min, cfg.Snaplen)
+		if need := int64(pcapFileHdrLen + pcapRecHdrLen + cfg.Snaplen); cfg.FileSize < need {
+			return nil, fmt.Errorf("pcap file size %d bytes: want at least %d (the file header and one record of snaplen %d)", cfg.FileSize, need, cfg.Snaplen)
 		}
 		if cfg.Next == nil {
 			return nil, errors.New("pcap file size set without Next to give the next output")
