@@ -164,13 +164,7 @@ func TestLPM6Memory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a 220 000-prefix table")
 	}
-	r := rand.New(rand.NewPCG(1, 1))
-	ps := syntheticIPv6Table(r, 220000)
-	tbl := newLPM6()
-	for i, p := range ps {
-		tbl.set(p, uint32(i+1))
-	}
-	tbl.commitNow()
+	tbl, ps, r := fullTable6()
 	for i := 0; i < 1000; i++ {
 		k := r.IntN(len(ps))
 		a := inside(r, ps[k]).As16()
@@ -181,9 +175,8 @@ func TestLPM6Memory(t *testing.T) {
 	t.Logf("%d prefixes: %.1f MiB (%.0f bytes per prefix)", len(ps), float64(tbl.memory())/(1<<20), float64(tbl.memory())/float64(len(ps)))
 }
 
-// BenchmarkLookup6 looks up random addresses inside random prefixes of a full-size synthetic IPv6 table
-// (220 000 prefixes with the real length distribution), so that lookups go as deep as the table does.
-func BenchmarkLookup6(b *testing.B) {
+// fullTable6 is a table of 220 000 synthetic prefixes (syntheticIPv6Table), route id = index + 1.
+func fullTable6() (*lpm6, []netip.Prefix, *rand.Rand) {
 	r := rand.New(rand.NewPCG(1, 1))
 	ps := syntheticIPv6Table(r, 220000)
 	tbl := newLPM6()
@@ -191,10 +184,23 @@ func BenchmarkLookup6(b *testing.B) {
 		tbl.set(p, uint32(i+1))
 	}
 	tbl.commitNow()
-	addrs := make([][16]byte, 1<<16)
+	return tbl, ps, r
+}
+
+// addressesIn returns n random addresses, each inside a random prefix of ps.
+func addressesIn(r *rand.Rand, ps []netip.Prefix, n int) [][16]byte {
+	addrs := make([][16]byte, n)
 	for i := range addrs {
 		addrs[i] = inside(r, ps[r.IntN(len(ps))]).As16()
 	}
+	return addrs
+}
+
+// BenchmarkLookup6 looks up random addresses inside random prefixes of a full-size synthetic IPv6 table
+// (220 000 prefixes with the real length distribution), so that lookups go as deep as the table does.
+func BenchmarkLookup6(b *testing.B) {
+	tbl, ps, r := fullTable6()
+	addrs := addressesIn(r, ps, 1<<16)
 	b.ReportAllocs()
 	b.ResetTimer()
 	var sink uint32
@@ -211,17 +217,8 @@ func BenchmarkLookup6(b *testing.B) {
 // BenchmarkLookup6Batch is BenchmarkLookup6 the way the forwarding path would call it: 64 addresses a
 // batch, walked a level at a time (lookupBatch). ns/op is per lookup.
 func BenchmarkLookup6Batch(b *testing.B) {
-	r := rand.New(rand.NewPCG(1, 1))
-	ps := syntheticIPv6Table(r, 220000)
-	tbl := newLPM6()
-	for i, p := range ps {
-		tbl.set(p, uint32(i+1))
-	}
-	tbl.commitNow()
-	addrs := make([][16]byte, 1<<16)
-	for i := range addrs {
-		addrs[i] = inside(r, ps[r.IntN(len(ps))]).As16()
-	}
+	tbl, ps, r := fullTable6()
+	addrs := addressesIn(r, ps, 1<<16)
 	var out [64]uint32
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -239,13 +236,7 @@ func BenchmarkLookup6Batch(b *testing.B) {
 
 // BenchmarkRouteUpdate6 adds and deletes a /48 in a full-size table: one /16's trie rebuilt each time.
 func BenchmarkRouteUpdate6(b *testing.B) {
-	r := rand.New(rand.NewPCG(1, 1))
-	ps := syntheticIPv6Table(r, 220000)
-	tbl := newLPM6()
-	for i, p := range ps {
-		tbl.set(p, uint32(i+1))
-	}
-	tbl.commitNow()
+	tbl, ps, r := fullTable6()
 	p := netip.PrefixFrom(inside(r, ps[0]), 48).Masked()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
