@@ -20,6 +20,9 @@ import (
 // DropNeighbourTableFull: no entry could be made for the next hop (maxNeighbours).
 var DropNeighbourTableFull = pipeline.RegisterDropReason("neighbour_table_full")
 
+// DropHeldLimit: the queue already holds HeldPacketsPerQueue packets waiting for neighbours.
+var DropHeldLimit = pipeline.RegisterDropReason("neighbour_held_limit")
+
 // NeighbourState is the state of a neighbour entry, after the kernel's NUD states.
 type NeighbourState uint8
 
@@ -244,9 +247,20 @@ func (h *handler) icmpAboutFailed(b *pipeline.Batch, p *pipeline.Packet, pend []
 	return pend
 }
 
-// hold keeps p until n resolves (DropNeighbourQueueFull when NeighbourQueueLen packets already wait).
+// hold keeps p until n resolves: DropNeighbourQueueFull when NeighbourQueueLen packets already wait for n
+// (the kernel's unres_qlen), DropHeldLimit when the queue holds HeldPacketsPerQueue in all - without that
+// bound, packets to each absent host of a large connected network would take every frame of the queue's
+// pool, and the queue could receive nothing more.
 func (h *handler) hold(p *pipeline.Packet, n *neighbour, iface int32) {
 	q := h.held[n]
+	if q != nil && len(q.pkts) >= h.s.cfg.NeighbourQueueLen {
+		p.Drop(pipeline.DropNeighbourQueueFull)
+		return
+	}
+	if h.nheld >= h.s.cfg.HeldPacketsPerQueue {
+		p.Drop(DropHeldLimit)
+		return
+	}
 	if q == nil {
 		if k := len(h.spareHold); k > 0 {
 			q = h.spareHold[k-1]
@@ -256,10 +270,6 @@ func (h *handler) hold(p *pipeline.Packet, n *neighbour, iface int32) {
 		}
 		q.n, q.iface = n, iface
 		h.held[n] = q
-	}
-	if len(q.pkts) >= h.s.cfg.NeighbourQueueLen {
-		p.Drop(pipeline.DropNeighbourQueueFull)
-		return
 	}
 	p.Steal()
 	q.pkts = append(q.pkts, *p)

@@ -49,8 +49,12 @@ type Config struct {
 	Routes []Route
 	// Hooks run at the five hook points; nil runs none.
 	Hooks *pipeline.Hooks
-	// NeighbourQueueLen bounds the packets each queue holds per unresolved next hop (default 16).
-	NeighbourQueueLen int
+	// NeighbourQueueLen bounds the packets each queue holds per unresolved next hop (default 16; the
+	// kernel's unres_qlen). HeldPacketsPerQueue bounds the packets each queue holds for all unresolved next
+	// hops together (default 1024): their frames come from the queue's frame pool, which must keep room to
+	// receive, so keep it well below the pool (the poller's FramesPerQueue, at least 8192 by default).
+	NeighbourQueueLen   int
+	HeldPacketsPerQueue int
 	// ICMPRate is the rate of ICMP error messages in messages per second, for the whole stack (RFC 1812
 	// §4.3.2.8); 0 means 1000, a negative value means unlimited. ICMPBurst is the bucket depth (default 50).
 	ICMPRate  int
@@ -79,15 +83,16 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultNeighbourQueueLen = 16
-	DefaultICMPRate          = 1000
-	DefaultICMPBurst         = 50
-	DefaultUDPQueueLen       = 256
-	DefaultSendQueueLen      = 256
-	DefaultReachableTime     = 30 * time.Second
-	DefaultProbeInterval     = time.Second
-	DefaultFailedHold        = 3 * time.Second
-	DefaultMaxProbes         = 3
+	DefaultNeighbourQueueLen   = 16
+	DefaultHeldPacketsPerQueue = 1024
+	DefaultICMPRate            = 1000
+	DefaultICMPBurst           = 50
+	DefaultUDPQueueLen         = 256
+	DefaultSendQueueLen        = 256
+	DefaultReachableTime       = 30 * time.Second
+	DefaultProbeInterval       = time.Second
+	DefaultFailedHold          = 3 * time.Second
+	DefaultMaxProbes           = 3
 	// TTL of the packets the stack originates (RFC 1700 default).
 	defaultTTL = 64
 )
@@ -126,6 +131,9 @@ type Stack struct {
 func New(cfg Config) (*Stack, error) {
 	if cfg.NeighbourQueueLen <= 0 {
 		cfg.NeighbourQueueLen = DefaultNeighbourQueueLen
+	}
+	if cfg.HeldPacketsPerQueue <= 0 {
+		cfg.HeldPacketsPerQueue = DefaultHeldPacketsPerQueue
 	}
 	if cfg.ICMPRate == 0 {
 		cfg.ICMPRate = DefaultICMPRate
