@@ -121,6 +121,11 @@ func (h *handler) Process(b *pipeline.Batch) {
 	defer h.rd.leave()
 	h.now = b.Now
 	h.lastDst, h.lastRoute = 0, nil
+	if nb := h.lastNeigh; nb != nil {
+		// transmit's fast path sends to lastNeigh without resolve's touch: once per batch is enough for
+		// the collector's idea of "used".
+		nb.touch(h.now)
+	}
 	n := b.N
 	in, fwd, out, post := h.selB[:0], h.selC[:0], h.selD[:0], h.selE[:0]
 	late := h.selA[:0]
@@ -308,6 +313,9 @@ func (h *handler) Tick(b *pipeline.Batch) int64 {
 		h.announceChanged(b)
 	}
 	out, wake := h.releaseHeld(b, h.selD[:0])
+	if at := h.s.neigh.periodicGC(h.now); at != 0 && (wake == 0 || at < wake) {
+		wake = at
+	}
 	out = h.udpOutput(b, out)
 	out, wake = h.tcpTick(b, out, wake)
 	h.emit(b, out, h.selE[:0])
