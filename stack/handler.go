@@ -37,7 +37,8 @@ type handler struct {
 	ifs       []hiface
 	portIface []int32 // by port index: interface id or -1
 	portMAC   []proto.MAC
-	partial   []bool // by port index: the peer is in host memory and may leave checksums partial
+	partial   []bool   // by port index: the peer is in host memory and may leave checksums partial
+	bcast     []uint32 // the connected networks' broadcast addresses, never a source (ipv4Rcv)
 
 	snap *fib       // the routing table, read in place (routeTable); set per batch by enter
 	rd   *fibReader // marks this queue inside a batch for the routing table's reclamation
@@ -83,6 +84,11 @@ func (s *Stack) NewHandler(q *pipeline.QueueInfo) pipeline.Handler {
 	h.ifs = make([]hiface, len(s.ifaces))
 	for i, ic := range s.ifaces {
 		h.ifs[i].addrs = ic.addrs
+		for _, a := range ic.addrs {
+			if a.Bits() < 31 { // RFC 3021: a /31 has no broadcast address
+				h.bcast = append(h.bcast, addr4(a.Addr())|(1<<(32-a.Bits())-1))
+			}
+		}
 		for _, p := range q.Ports {
 			if p.Name != ic.name {
 				continue

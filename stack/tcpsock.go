@@ -341,6 +341,9 @@ func (s *Stack) DialTCPFrom(ctx context.Context, laddr, raddr netip.AddrPort) (*
 	if !ra.Is4() || raddr.Port() == 0 {
 		return nil, fmt.Errorf("dial tcp %v: not an IPv4 address and port", raddr)
 	}
+	if d := addr4(ra); martian(d) || isMulticast(d) {
+		return nil, fmt.Errorf("dial tcp %v: not a host address (0/8, 127/8, 169.254/16 and 224/3 name no peer)", raddr)
+	}
 	raddr = netip.AddrPortFrom(ra, raddr.Port())
 	src := laddr.Addr().Unmap()
 	if !src.IsValid() || src.IsUnspecified() {
