@@ -37,6 +37,14 @@ type TapConfig struct {
 	// Filter, when set, picks the packets to copy. It runs on the packet path: it must be fast and must not
 	// allocate or change the packet.
 	Filter func(p *Packet) bool
+	// FileSize, when positive, bounds the bytes written to one output, as tcpdump -C does: before a record
+	// that would pass it, the writer flushes, asks Next for a new output and starts it with a pcap file
+	// header, so every piece is a complete capture. It must hold the file header and one full record
+	// (24 + 16 + Snaplen bytes). Next is called on the writer goroutine; it owns the outputs (it closes,
+	// renames or deletes the previous one, bounding their number). An error from Next stops the capture like
+	// a write error: later copies are discarded and counted in Dropped, Close returns the error.
+	FileSize int64
+	Next     func() (io.Writer, error)
 }
 
 // Tap is a Stage that copies the packets it sees to a pcap stream, like an AF_PACKET socket under tcpdump.
@@ -59,10 +67,14 @@ type Tap struct {
 	done   chan struct{}
 	once   sync.Once
 
-	captured, dropped atomic.Uint64
+	captured, dropped, rotations atomic.Uint64
 
-	w   *bufio.Writer
-	err error // first write error, read after done
+	w       *bufio.Writer
+	hdr     [pcapFileHdrLen]byte
+	limit   int64 // FileSize; 0: unbounded
+	next    func() (io.Writer, error)
+	written int64 // bytes in the current output; the writer's alone
+	err     error // first write error, read after done
 }
 
 type tapSlot struct {
@@ -84,6 +96,14 @@ func NewTap(w io.Writer, cfg TapConfig) (*Tap, error) {
 	if cfg.Slots <= 0 {
 		cfg.Slots = defaultTapSlots
 	}
+	if cfg.FileSize > 0 {
+		if need := int64(pcapFileHdrLen + pcapRecHdrLen + cfg.Snaplen); cfg.FileSize < need {
+			return nil, fmt.Errorf("pcap file size %d bytes: want at least %d (the file header and one record of snaplen %d)", cfg.FileSize, need, cfg.Snaplen)
+		}
+		if cfg.Next == nil {
+			return nil, errors.New("pcap file size set without Next to give the next output")
+		}
+	}
 	n := 1
 	for n < cfg.Slots {
 		n <<= 1
@@ -98,25 +118,23 @@ func NewTap(w io.Writer, cfg TapConfig) (*Tap, error) {
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		w:       bufio.NewWriterSize(w, 64<<10),
+		limit:   max(cfg.FileSize, 0),
+		next:    cfg.Next,
 	}
 	for i := range t.slots {
 		t.slots[i].seq.Store(uint64(i))
 	}
-	var hdr [pcapFileHdrLen]byte
 	magic := uint32(pcapMagicMicro)
 	if cfg.Nanosecond {
 		magic = pcapMagicNano
 	}
-	binary.NativeEndian.PutUint32(hdr[0:], magic)
-	binary.NativeEndian.PutUint16(hdr[4:], 2) // version 2.4
-	binary.NativeEndian.PutUint16(hdr[6:], 4)
-	binary.NativeEndian.PutUint32(hdr[16:], uint32(cfg.Snaplen))
-	binary.NativeEndian.PutUint32(hdr[20:], pcapLinkEther)
-	if _, err := t.w.Write(hdr[:]); err != nil {
-		return nil, fmt.Errorf("write pcap header: %w", err)
-	}
-	if err := t.w.Flush(); err != nil {
-		return nil, fmt.Errorf("write pcap header: %w", err)
+	binary.NativeEndian.PutUint32(t.hdr[0:], magic)
+	binary.NativeEndian.PutUint16(t.hdr[4:], 2) // version 2.4
+	binary.NativeEndian.PutUint16(t.hdr[6:], 4)
+	binary.NativeEndian.PutUint32(t.hdr[16:], uint32(cfg.Snaplen))
+	binary.NativeEndian.PutUint32(t.hdr[20:], pcapLinkEther)
+	if err := t.writeHeader(); err != nil {
+		return nil, err
 	}
 	go t.writer()
 	return t, nil
@@ -188,13 +206,45 @@ func (t *Tap) enqueue(d []byte, now int64) bool {
 	}
 }
 
+// writeHeader starts the current output with the pcap file header and makes it visible at once, so that even
+// an output that gets no packet is a valid capture.
+func (t *Tap) writeHeader() error {
+	if _, err := t.w.Write(t.hdr[:]); err != nil {
+		return fmt.Errorf("write pcap header: %w", err)
+	}
+	if err := t.w.Flush(); err != nil {
+		return fmt.Errorf("write pcap header: %w", err)
+	}
+	t.written = pcapFileHdrLen
+	return nil
+}
+
+// rotate moves to the next output: what is buffered goes to the current one first.
+func (t *Tap) rotate() error {
+	if err := t.w.Flush(); err != nil {
+		return err
+	}
+	w, err := t.next()
+	if err != nil {
+		return fmt.Errorf("next pcap file: %w", err)
+	}
+	t.w.Reset(w)
+	t.rotations.Add(1)
+	return t.writeHeader()
+}
+
 func (t *Tap) writer() {
 	defer close(t.done)
 	var rec [pcapRecHdrLen]byte
 	for {
 		s := &t.slots[t.head&t.mask]
 		if s.seq.Load() == t.head+1 {
-			if t.err == nil {
+			if n := int64(pcapRecHdrLen + s.caplen); t.err == nil && t.limit > 0 && t.written+n > t.limit {
+				t.err = t.rotate()
+			}
+			if t.err != nil {
+				t.dropped.Add(1) // the capture stopped at the first error: this copy is lost
+			} else {
 				sec, frac := s.ts/1e9, s.ts%1e9
 				if !t.nano {
 					frac /= 1e3
@@ -209,6 +259,7 @@ func (t *Tap) writer() {
 				} else if _, err := t.w.Write(t.data[off : off+int(s.caplen)]); err != nil {
 					t.err = err
 				}
+				t.written += int64(pcapRecHdrLen + s.caplen)
 			}
 			s.seq.Store(t.head + t.mask + 1) // free for the producer of position head+len(slots)
 			t.head++
@@ -235,9 +286,12 @@ func (t *Tap) writer() {
 // Captured is the number of packets queued for writing.
 func (t *Tap) Captured() uint64 { return t.captured.Load() }
 
-// Dropped is the number of copies lost because the ring was full or the tap closed. The packets themselves
-// were not affected.
+// Dropped is the number of copies lost because the ring was full, the tap closed, or the capture stopped at a
+// write error. The packets themselves were not affected.
 func (t *Tap) Dropped() uint64 { return t.dropped.Load() }
+
+// Rotations is the number of times the writer moved to a new output (TapConfig.FileSize).
+func (t *Tap) Rotations() uint64 { return t.rotations.Load() }
 
 // ErrTapClosed is returned by a second Close.
 var ErrTapClosed = errors.New("pipeline: tap already closed")

@@ -3,6 +3,8 @@ package pipeline
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -308,4 +310,77 @@ func stderr(err error) []byte {
 		return ee.Stderr
 	}
 	return nil
+}
+
+// TestTapRotatesAtFileSize: with FileSize set, the capture is cut at record boundaries into outputs of at
+// most FileSize bytes, each a complete pcap with its own header, and together they hold every record in
+// order; a size that cannot hold one record, or a size without Next, is refused; an error from Next stops
+// the capture, counts the later copies as dropped and comes back from Close.
+func TestTapRotatesAtFileSize(t *testing.T) {
+	const snap, size = 100, 24 + 3*(16+64) + 10 // room for three 64-byte records per file
+	var outs []*bytes.Buffer
+	next := func() (io.Writer, error) {
+		outs = append(outs, new(bytes.Buffer))
+		return outs[len(outs)-1], nil
+	}
+	first, _ := next()
+	tap, err := NewTap(first, TapConfig{Snaplen: snap, FileSize: size, Next: next})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	for i := range n {
+		frame := make([]byte, 64)
+		binary.BigEndian.PutUint32(frame, uint32(i))
+		b, sel := batchOf(frame)
+		tap.Process(b, sel)
+	}
+	if err := tap.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(outs) != 4 || tap.Rotations() != 3 {
+		t.Fatalf("%d outputs, %d rotations; want 4 files of at most 3 records for %d records", len(outs), tap.Rotations(), n)
+	}
+	seq := 0
+	for i, o := range outs {
+		if o.Len() > size {
+			t.Errorf("output %d has %d bytes, over the %d bound", i, o.Len(), size)
+		}
+		_, sl, _, recs := readPcap(t, o.Bytes())
+		if sl != snap || len(recs) == 0 {
+			t.Errorf("output %d: snaplen %d, %d records", i, sl, len(recs))
+		}
+		for _, r := range recs {
+			if got := binary.BigEndian.Uint32(r.data); got != uint32(seq) {
+				t.Fatalf("output %d: record %d where %d was due", i, got, seq)
+			}
+			seq++
+		}
+	}
+	if seq != n || tap.Dropped() != 0 {
+		t.Fatalf("%d records written, %d dropped; want %d, 0", seq, tap.Dropped(), n)
+	}
+
+	if _, err := NewTap(io.Discard, TapConfig{Snaplen: snap, FileSize: 24 + 16 + snap - 1, Next: next}); err == nil {
+		t.Error("a file size that cannot hold one record was accepted")
+	}
+	if _, err := NewTap(io.Discard, TapConfig{FileSize: 1 << 20}); err == nil {
+		t.Error("a file size without Next was accepted")
+	}
+
+	failing := errors.New("disk full")
+	tap, err = NewTap(io.Discard, TapConfig{Snaplen: snap, FileSize: size, Next: func() (io.Writer, error) { return nil, failing }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		b, sel := batchOf(make([]byte, 64))
+		tap.Process(b, sel)
+	}
+	if err := tap.Close(); !errors.Is(err, failing) {
+		t.Fatalf("Close = %v, want the error of Next", err)
+	}
+	if tap.Dropped() != 2 {
+		t.Fatalf("dropped %d, want the 2 copies after the third", tap.Dropped())
+	}
 }

@@ -29,7 +29,13 @@
 // and Stats show the current state. The queue threads enter the interfaces' namespace, since binding a socket
 // resolves the ifindex in the namespace of the thread that made the socket.
 //
-// Panics: nothing in the loop panics on what the kernel or a handler returns; a descriptor outside the UMEM or
-// a frame returned twice is refused and shows up in the frame accounting (CheckFrames). A Handler that panics
-// takes the process down, as any goroutine does.
+// Start checks (New): an interface whose MTU does not fit a frame (frame size - XDP_PACKET_HEADROOM - headroom
+// - Ethernet header) is refused (ErrMTU); RX queues the interface uses (ethtool -l) beyond Config.Queues get a
+// warning naming them, since their frames go to the kernel instead of the pipeline.
+//
+// Panics: nothing in the loop panics on what the kernel or a handler returns. An RX descriptor is checked
+// against the frame pool before it is believed: one outside the UMEM, naming a frame that was not lent to a
+// fill ring, or running past its frame is refused and counted (PortStats.RxBadAddr, RxNotOwned, RxBadLen); a
+// completion of a frame that was not sent, or a frame a handler returns twice, is refused and shows up in the
+// frame accounting (CheckFrames). A Handler that panics takes the process down, as any goroutine does.
 package poller

@@ -106,6 +106,11 @@ func New(cfg Config) (*Poller, error) {
 			return nil, fmt.Errorf("poller: port %d: %w", i, err)
 		}
 		p.progs = append(p.progs, prog)
+		// After the attach, so that a user without the privileges hears about those first; a refusal detaches
+		// again (teardown).
+		if err := p.startChecks(l.Attrs()); err != nil {
+			return nil, err
+		}
 		st := stateOf(l.Attrs(), prog, false)
 		p.links[i].Store(st)
 		if !st.up {

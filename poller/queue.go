@@ -41,10 +41,12 @@ type qport struct {
 
 type portCounters struct {
 	rxPackets, rxBytes, txPackets, txBytes, fillEmpty, txFull uint64
+	rxBadAddr, rxNotOwned, rxBadLen                           uint64
 }
 
 type pubPort struct {
 	rxPackets, rxBytes, txPackets, txBytes, fillEmpty, txFull atomic.Uint64
+	rxBadAddr, rxNotOwned, rxBadLen                           atomic.Uint64
 	// Ring levels at the end of the last batch: entries produced and not yet consumed on each ring.
 	fillLevel, rxLevel, txLevel, compLevel atomic.Uint32
 }
@@ -223,26 +225,35 @@ func (q *queue) receive(i int, t int64) int {
 	fs := uint64(q.area.FrameSize())
 	for j := range n {
 		d := p.rx.Desc(idx + j)
+		// An RX descriptor is the kernel's word, checked before it is believed (one compare and one byte load
+		// per packet): a frame we did not lend to a fill ring - an address outside the UMEM, or a frame that
+		// is free, in this batch already, on a TX ring or held - is left where it is, since acting on it
+		// would free or send a frame twice; a length past the frame's end is refused and the frame, which is
+		// ours, goes back to the pool.
 		if !q.area.Contains(d.Addr) {
-			// The kernel only returns our own addresses; Mark records the anomaly for CheckFrames.
-			q.pool.Mark(d.Addr, umem.Fill, umem.InFlight)
+			p.local.rxBadAddr++
 			continue
 		}
 		base := q.area.Base(d.Addr)
-		off := d.Addr - base
-		end := off + uint64(d.Len)
-		if end > fs {
-			end = fs
+		if q.pool.StateOf(base) != umem.Fill {
+			p.local.rxNotOwned++
+			continue
 		}
+		off := d.Addr - base
 		q.pool.Mark(base, umem.Fill, umem.InFlight)
+		if off+uint64(d.Len) > fs {
+			p.local.rxBadLen++
+			q.pool.Put(base)
+			continue
+		}
 		pk := &b.Pkts[b.N]
-		pk.Reset(q.area.Frame(base), base, int(off), int(end))
+		pk.Reset(q.area.Frame(base), base, int(off), int(off+uint64(d.Len)))
 		pk.InPort, pk.Queue = uint16(i), uint16(q.id)
 		b.N++
 		bytes += uint64(d.Len)
 	}
 	p.rx.Release(n)
-	p.local.rxPackets += uint64(n)
+	p.local.rxPackets += uint64(b.N)
 	p.local.rxBytes += bytes
 	q.changed = true
 	q.handler.Process(b)
@@ -356,6 +367,9 @@ func (q *queue) publish() {
 		p.pub.txBytes.Store(p.local.txBytes)
 		p.pub.fillEmpty.Store(p.local.fillEmpty)
 		p.pub.txFull.Store(p.local.txFull)
+		p.pub.rxBadAddr.Store(p.local.rxBadAddr)
+		p.pub.rxNotOwned.Store(p.local.rxNotOwned)
+		p.pub.rxBadLen.Store(p.local.rxBadLen)
 		var fill, rx, tx, comp uint32
 		if !p.gone && p.fill != nil { // a gone port's rings are unmapped
 			fill, rx, tx, comp = p.fill.Pending(), p.rx.Pending(), p.tx.Pending(), p.comp.Pending()

@@ -17,6 +17,11 @@ type PortStats struct {
 	// FillRingEmpty counts loops that found the fill ring empty (the kernel had no frame to receive into).
 	// TxRingFull counts packets dropped because the TX ring was full.
 	FillRingEmpty, TxRingFull uint64
+	// RX descriptors refused (the frame is not touched, nor counted in RxPackets): RxBadAddr points outside
+	// the UMEM; RxNotOwned names a frame that was not lent to the kernel (free, already received, being sent
+	// or held: a duplicated or stale descriptor); RxBadLen runs past the end of its frame (the frame goes
+	// back to the pool). The kernel never produces them; a non-zero count is a driver or kernel bug.
+	RxBadAddr, RxNotOwned, RxBadLen uint64
 	// FillLevel, RxLevel, TxLevel and CompLevel are the entries waiting on each ring at the end of the
 	// queue's last busy batch (per queue only; summed in Stats.Ports): frames lent to the kernel to receive
 	// into, received frames not yet taken, frames not yet sent, sent frames not yet reaped.
@@ -99,6 +104,7 @@ func (p *Poller) Stats() Stats {
 				RxPackets: qp.pub.rxPackets.Load(), RxBytes: qp.pub.rxBytes.Load(),
 				TxPackets: qp.pub.txPackets.Load(), TxBytes: qp.pub.txBytes.Load(),
 				FillRingEmpty: qp.pub.fillEmpty.Load(), TxRingFull: qp.pub.txFull.Load(),
+				RxBadAddr: qp.pub.rxBadAddr.Load(), RxNotOwned: qp.pub.rxNotOwned.Load(), RxBadLen: qp.pub.rxBadLen.Load(),
 				FillLevel: qp.pub.fillLevel.Load(), RxLevel: qp.pub.rxLevel.Load(),
 				TxLevel: qp.pub.txLevel.Load(), CompLevel: qp.pub.compLevel.Load()}
 			if kst != nil {
@@ -119,6 +125,9 @@ func (p *Poller) Stats() Stats {
 			t.TxBytes += ps.TxBytes
 			t.FillRingEmpty += ps.FillRingEmpty
 			t.TxRingFull += ps.TxRingFull
+			t.RxBadAddr += ps.RxBadAddr
+			t.RxNotOwned += ps.RxNotOwned
+			t.RxBadLen += ps.RxBadLen
 			t.FillLevel += ps.FillLevel
 			t.RxLevel += ps.RxLevel
 			t.TxLevel += ps.TxLevel

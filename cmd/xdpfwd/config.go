@@ -39,6 +39,8 @@ type fileConfig struct {
 	metrics   string
 	pcap      string
 	pcapHook  string
+	pcapSize  int64
+	pcapFiles int
 	stats     time.Duration
 	logFormat string
 	acl       []pipeline.Rule
@@ -56,7 +58,7 @@ func (e *configError) Error() string { return fmt.Sprintf("%s:%d: %s", e.file, e
 
 // configKeys are the keys a configuration file may have, in the order `check` documents them.
 var configKeys = []string{"interfaces", "routes", "acl", "mode", "queues", "cpus", "bind", "xdp-mode", "metrics",
-	"pcap", "pcap-hook", "stats", "log-format", "kernel", "table"}
+	"pcap", "pcap-hook", "pcap-size", "pcap-files", "stats", "log-format", "kernel", "table"}
 
 // loadConfig reads and checks a configuration file. The error, when not nil, joins one *configError per
 // problem found (errors.Join), so `check` can list them all.
@@ -189,6 +191,25 @@ func (p *configParser) top(k, v *yaml.Node) {
 				p.errf(v, "pcap-hook: %v", err)
 			}
 			c.pcapHook = s
+		}
+	case "pcap-size":
+		if s, ok := p.scalar(k, v); ok {
+			n, err := parseSize(s)
+			if err == nil {
+				err = checkPcapBounds(n, defaultPcapFiles)
+			}
+			if err != nil {
+				p.errf(v, "pcap-size: %v", strings.TrimPrefix(err.Error(), "--pcap-size "))
+			}
+			c.pcapSize = n
+		}
+	case "pcap-files":
+		if s, ok := p.scalar(k, v); ok {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 || n > maxPcapFiles {
+				p.errf(v, "pcap-files %q: want a number of files from 1 to %d", s, maxPcapFiles)
+			}
+			c.pcapFiles = n
 		}
 	case "stats":
 		if s, ok := p.scalar(k, v); ok {
@@ -476,6 +497,12 @@ func (c *fileConfig) apply(o *runOptions, onCommandLine map[string]bool) {
 	}
 	if take("pcap-hook") {
 		o.pcapHook = c.pcapHook
+	}
+	if take("pcap-size") {
+		o.pcapSize = byteSize(c.pcapSize)
+	}
+	if take("pcap-files") {
+		o.pcapFiles = c.pcapFiles
 	}
 	if take("stats") {
 		o.stats = c.stats

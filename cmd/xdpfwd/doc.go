@@ -18,5 +18,7 @@
 // For deployment: config.go reads the YAML --config file (and is `check`), ops.go serves --metrics, holds the
 // forward-hook ACL behind an atomic pointer and reloads routes and ACL on SIGHUP, metrics.go is the
 // Prometheus collector (xdpnet_* series read from the poller and stack snapshots at scrape time), statscmd.go
-// is `stats`. example.yaml and xdpfwd.service are the example configuration and systemd unit.
+// is `stats`. pcapfile.go creates and rotates the --pcap files; startcheck.go warns at start about interfaces
+// whose traffic the kernel itself needs (default route, the SSH session). example.yaml and xdpfwd.service are
+// the example configuration and systemd unit.
 package main

@@ -92,6 +92,26 @@ func (km *kernelMode) start(st *stack.Stack) error {
 	return nil
 }
 
+// failed is closed when the mirror has given up following the kernel (it lost events and could not
+// subscribe again): the table would go stale, so run stops with an error. nil (never ready) in normal mode.
+func (km *kernelMode) failed() <-chan struct{} {
+	if km == nil {
+		return nil
+	}
+	return km.m.Failed()
+}
+
+// err says why failed was closed.
+func (km *kernelMode) err() error {
+	if km == nil {
+		return nil
+	}
+	if err := km.m.Err(); err != nil {
+		return fmt.Errorf("--kernel: %w; restart xdpfwd to read the kernel's state again", err)
+	}
+	return nil
+}
+
 // close stops following the kernel and logs the mirror's counters.
 func (km *kernelMode) close() {
 	if km == nil {
@@ -102,5 +122,6 @@ func (km *kernelMode) close() {
 	s := km.m.Stats()
 	km.log.Info("kernel mirror stopped", "route_events", s.RouteEvents, "route_updates", s.RouteUpdates,
 		"route_errors", s.RouteErrors, "neighbours_set", s.NeighboursSet, "neighbours_failed", s.NeighboursFailed,
-		"resolve_requests", s.ResolveRequests, "resolve_dropped", s.ResolveDropped, "resolve_errors", s.ResolveErrors)
+		"resolve_requests", s.ResolveRequests, "resolve_dropped", s.ResolveDropped, "resolve_errors", s.ResolveErrors,
+		"resyncs", s.Resyncs, "resync_errors", s.ResyncErrors)
 }

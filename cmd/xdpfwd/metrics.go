@@ -50,6 +50,7 @@ var (
 	descTxBytes       = metricDesc("tx_bytes_total", "Bytes of the packets put on the TX ring.", pqLabels...)
 	descFillRingEmpty = metricDesc("fill_ring_empty_total", "Poll loops that found the fill ring empty (the kernel had no frame to receive into).", pqLabels...)
 	descTxRingFull    = metricDesc("tx_ring_full_total", "Packets dropped because the TX ring was full.", pqLabels...)
+	descRxBadDescs    = metricDesc("rx_bad_descs_total", "RX descriptors refused, by kind: bad_addr (outside the UMEM), not_owned (a frame not lent to the kernel), bad_len (past the frame's end). Non-zero means a driver or kernel bug.", "port", "queue", "kind")
 
 	descXDPRxDropped      = metricDesc("xdp_rx_dropped_total", "Kernel XDP_STATISTICS rx_dropped: frames the kernel dropped for this socket.", pqLabels...)
 	descXDPRxInvalid      = metricDesc("xdp_rx_invalid_descs_total", "Kernel XDP_STATISTICS rx_invalid_descs.", pqLabels...)
@@ -104,7 +105,7 @@ func init() {
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRxPackets, descRxBytes, descTxPackets, descTxBytes, descFillRingEmpty,
-		descTxRingFull, descXDPRxDropped, descXDPRxInvalid, descXDPTxInvalid, descXDPRxRingFull, descXDPRxFillEmpty,
+		descTxRingFull, descRxBadDescs, descXDPRxDropped, descXDPRxInvalid, descXDPTxInvalid, descXDPRxRingFull, descXDPRxFillEmpty,
 		descXDPTxRingEmpty, descRingLevel, descFreeFrames, descDrops, descLoops, descSleeps, descBusyRatio, descNeighbours, descRoutes,
 		descReloads, descACLRules} {
 		ch <- d
@@ -133,6 +134,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				counter(descTxBytes, ps.TxBytes, ps.Name, qs)
 				counter(descFillRingEmpty, ps.FillRingEmpty, ps.Name, qs)
 				counter(descTxRingFull, ps.TxRingFull, ps.Name, qs)
+				counter(descRxBadDescs, ps.RxBadAddr, ps.Name, qs, "bad_addr")
+				counter(descRxBadDescs, ps.RxNotOwned, ps.Name, qs, "not_owned")
+				counter(descRxBadDescs, ps.RxBadLen, ps.Name, qs, "bad_len")
 				k := ps.Kernel
 				counter(descXDPRxDropped, k.Rx_dropped, ps.Name, qs)
 				counter(descXDPRxInvalid, k.Rx_invalid_descs, ps.Name, qs)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -233,56 +234,50 @@ func (o *ops) reload(st *stack.Stack) {
 		"acl_rules", len(fc.acl))
 }
 
-// applyRoutes moves the table from the routes old to the routes new: new prefixes are added first in one
-// table update (all or none, so a bad route changes nothing), then changed ones are replaced and gone ones
-// deleted. A changed route is briefly absent (between its delete and add, one table copy): packets for it
-// meanwhile follow the next shorter prefix. The stack has no replace operation to avoid that.
+// applyRoutes moves the table from the routes old to the routes new in one stack.SyncRoutes: all or none.
+// Every route is checked before anything changes, so a reload whose second half is bad leaves the running
+// table exactly as it was; a changed route switches from old to new in place, never passing through a
+// shorter prefix. A prefix new to the file must not already be in the table (a connected route of an
+// interface): SyncRoutes would replace it, which a file that never owned it cannot mean. added counts new
+// and changed routes, deleted gone and changed ones.
 func applyRoutes(st *stack.Stack, old, new []stack.Route) (added, deleted int, err error) {
-	oldBy := map[string]stack.Route{}
+	oldBy := make(map[netip.Prefix]stack.Route, len(old))
 	for _, r := range old {
-		oldBy[r.Prefix.String()] = r
+		oldBy[r.Prefix] = r
 	}
-	newBy := map[string]bool{}
-	var fresh, changed []stack.Route
+	inTable := map[netip.Prefix]bool{}
+	for _, r := range st.Routes() {
+		inTable[r.Prefix] = true
+	}
+	newBy := make(map[netip.Prefix]bool, len(new))
+	var set []stack.Route
 	for _, r := range new {
-		newBy[r.Prefix.String()] = true
-		was, ok := oldBy[r.Prefix.String()]
+		newBy[r.Prefix] = true
+		was, ok := oldBy[r.Prefix]
 		switch {
+		case !ok && inTable[r.Prefix]:
+			return 0, 0, fmt.Errorf("route %s: the table has a route for this prefix that the file did not add (a connected route?): %w", r.Prefix, stack.ErrRouteExists)
 		case !ok:
-			fresh = append(fresh, r)
+			set = append(set, r)
+			added++
 		case was != r:
-			changed = append(changed, r)
-		}
-	}
-	if len(fresh) > 0 {
-		if err := st.AddRoutes(fresh); err != nil {
-			return 0, 0, fmt.Errorf("add routes: %w", err)
-		}
-		added += len(fresh)
-	}
-	for _, r := range changed {
-		if err := st.DeleteRoute(r.Prefix); err != nil && !errors.Is(err, stack.ErrRouteNotFound) {
-			return added, deleted, fmt.Errorf("replace route %s: %w", r.Prefix, err)
-		}
-		if err := st.AddRoute(r); err != nil {
-			// Put the old one back and take the fresh ones out, so the table is as before the reload (the
-			// routes replaced before this one keep their new form: the caller logs the failure).
-			st.AddRoute(oldBy[r.Prefix.String()])
-			for _, f := range fresh {
-				st.DeleteRoute(f.Prefix)
-			}
-			return added, deleted, fmt.Errorf("replace route %s: %w", r.Prefix, err)
-		}
-		added++
-		deleted++
-	}
-	for _, r := range old {
-		if !newBy[r.Prefix.String()] {
-			if err := st.DeleteRoute(r.Prefix); err != nil && !errors.Is(err, stack.ErrRouteNotFound) {
-				return added, deleted, fmt.Errorf("delete route %s: %w", r.Prefix, err)
-			}
+			set = append(set, r)
+			added++
 			deleted++
 		}
+	}
+	var del []netip.Prefix
+	for _, r := range old {
+		if !newBy[r.Prefix] {
+			del = append(del, r.Prefix)
+			deleted++
+		}
+	}
+	if len(set) == 0 && len(del) == 0 {
+		return 0, 0, nil
+	}
+	if err := st.SyncRoutes(set, del); err != nil {
+		return 0, 0, fmt.Errorf("routes (none changed): %w", err)
 	}
 	return added, deleted, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -164,6 +165,52 @@ func TestApplyRoutesDiff(t *testing.T) {
 	}
 	if after := st.Routes(); len(after) != len(before) {
 		t.Errorf("failed reload changed the table: %v -> %v", before, after)
+	}
+}
+
+// TestApplyRoutesAllOrNothing: a reload whose first routes are good changes and whose second half is bad (a
+// next hop on no network, an interface that does not exist, a prefix that is a connected route) changes
+// nothing at all: the running table is the one from before, route for route.
+func TestApplyRoutesAllOrNothing(t *testing.T) {
+	old := []stack.Route{route("198.20.0.0/16", "198.19.0.2"), route("198.21.0.0/16", "198.19.0.2"),
+		route("198.22.0.0/16", "blackhole"), route("198.23.0.0/16", "198.19.0.3")}
+	st, err := stack.New(stack.Config{
+		Interfaces: []stack.Interface{{Name: "r0", Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.0.1/24")}},
+			{Name: "r1", Addrs: []netip.Prefix{netip.MustParsePrefix("198.19.0.1/24")}}},
+		Routes: old,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := st.Routes()
+	// First half: a changed next hop, a deletion (198.21/16 left out), a new route. All valid.
+	good := []stack.Route{route("198.20.0.0/16", "198.18.0.2"), route("198.22.0.0/16", "blackhole"), route("198.24.0.0/16", "198.18.0.9")}
+	noIface := route("198.23.0.0/16", "198.19.0.3")
+	noIface.Interface = "r9"
+	for name, bad := range map[string][]stack.Route{
+		"next hop on no network":   {route("198.23.0.0/16", "203.0.113.1")},
+		"interface not configured": {noIface},
+		"connected prefix":         {route("198.23.0.0/16", "198.19.0.3"), route("198.19.0.0/24", "198.18.0.2")},
+	} {
+		added, deleted, err := applyRoutes(st, old, append(append([]stack.Route{}, good...), bad...))
+		if err == nil || added != 0 || deleted != 0 {
+			t.Errorf("%s: applyRoutes = %d, %d, %v; want an error and nothing applied", name, added, deleted, err)
+		}
+		if after := st.Routes(); !slices.Equal(after, before) {
+			t.Errorf("%s: a failed reload changed the table:\n before %v\n after  %v", name, before, after)
+		}
+	}
+	// The same first half with a valid second half goes in whole.
+	if _, _, err := applyRoutes(st, old, append(good, route("198.23.0.0/16", "198.19.0.4"))); err != nil {
+		t.Fatal(err)
+	}
+	for dst, nh := range map[string]string{"198.20.1.1": "198.18.0.2", "198.23.1.1": "198.19.0.4", "198.24.1.1": "198.18.0.9"} {
+		if r, ok := st.Lookup(netip.MustParseAddr(dst)); !ok || r.NextHop != netip.MustParseAddr(nh) {
+			t.Errorf("%s -> %v %v, want via %s", dst, r, ok, nh)
+		}
+	}
+	if r, ok := st.Lookup(netip.MustParseAddr("198.21.1.1")); ok {
+		t.Errorf("198.21.0.0/16 left out of the file still matches: %v", r)
 	}
 }
 

@@ -40,6 +40,8 @@ type runOptions struct {
 	logFormat string
 	pcap      string
 	pcapHook  string
+	pcapSize  byteSize
+	pcapFiles int
 	// ops.go: --config and --metrics; fileRoutes and acl come from the config file only.
 	config     string
 	metrics    string
@@ -49,7 +51,7 @@ type runOptions struct {
 }
 
 func newRunFlags(out io.Writer) (*flag.FlagSet, *runOptions) {
-	o := &runOptions{}
+	o := &runOptions{pcapSize: defaultPcapSize, pcapFiles: defaultPcapFiles}
 	fs := flag.NewFlagSet("xdpfwd run", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Var(&o.ifaces, "iface", "a port: `NAME=ADDR/PLEN` (e.g. r0=198.18.0.1/24), or NAME alone to take its IPv4\n"+
@@ -65,7 +67,13 @@ func newRunFlags(out io.Writer) (*flag.FlagSet, *runOptions) {
 	fs.BoolVar(&o.replace, "replace", false, "replace an XDP program already attached to an interface through netlink")
 	fs.DurationVar(&o.stats, "stats", 0, "log one line of counters (pps per port, drops by reason) every `DURATION`; 0 = off")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json")
-	fs.StringVar(&o.pcap, "pcap", "", "write a pcap capture of the packets seen at --pcap-hook to `FILE` (read it with tcpdump -r)")
+	fs.StringVar(&o.pcap, "pcap", "", "write a pcap capture of the packets seen at --pcap-hook to `FILE` (read it with tcpdump -r).\n"+
+		"The file is created 0600 and must not exist (nor FILE.1, ...): xdpfwd never overwrites a file or follows a\n"+
+		"symbolic link. When FILE reaches --pcap-size it becomes FILE.1 (FILE.1 becomes FILE.2, ...) and a new FILE\n"+
+		"starts; at most --pcap-files files are kept, the oldest is removed")
+	fs.Var(&o.pcapSize, "pcap-size", "with --pcap: the most bytes in one capture file (`SIZE`, e.g. 100M, 1G; K, M, G are KiB, MiB, GiB)")
+	fs.IntVar(&o.pcapFiles, "pcap-files", defaultPcapFiles, "with --pcap: the most capture files kept (`N`), the one being written included;\n"+
+		"disk used is at most N x --pcap-size")
 	fs.StringVar(&o.pcapHook, "pcap-hook", "prerouting", "hook the --pcap tap sits at: prerouting, input, forward, output or postrouting")
 	addOpsFlags(fs, o)
 	addKernelFlags(fs, &o.kernel)
@@ -76,6 +84,10 @@ Routes IPv4 between the interfaces in user space (AF_XDP): every frame those int
 xdpfwd, which answers ARP and ping for its addresses, forwards (TTL, fragmentation, ICMP errors as RFC 1812
 asks), and resolves next hops with ARP. Stop it with SIGINT or SIGTERM: it then prints a summary (packets
 per port, drops by reason, frame accounting) and exits 0.
+
+At start it refuses an interface whose MTU is larger than a 2048-byte frame holds (1522), and warns
+about RX queues that --queues leaves to the kernel and, unless --kernel, about an interface that carries
+the kernel's default route or this SSH session: xdpfwd takes every frame those interfaces receive.
 
 Example:
   xdpfwd run --iface r0=198.18.0.1/24 --iface r1=198.19.0.1/24 --route 198.20.0.0/16=198.19.0.2 --stats 1s
@@ -91,13 +103,15 @@ Flags:
 
 // runConfig is runOptions checked and converted.
 type runConfig struct {
-	poller   poller.Config
-	stack    stack.Config
-	stats    time.Duration
-	pcap     string
-	pcapHook pipeline.Hook
-	ops      opsConfig
-	kernel   kernelOptions
+	poller    poller.Config
+	stack     stack.Config
+	stats     time.Duration
+	pcap      string
+	pcapHook  pipeline.Hook
+	pcapSize  int64
+	pcapFiles int
+	ops       opsConfig
+	kernel    kernelOptions
 }
 
 func parseRunArgs(args []string, out io.Writer) (*runOptions, error) {
@@ -119,7 +133,7 @@ func parseRunArgs(args []string, out io.Writer) (*runOptions, error) {
 
 // check validates the options that need no system access.
 func (o *runOptions) check() (*runConfig, error) {
-	c := &runConfig{stats: o.stats, pcap: o.pcap}
+	c := &runConfig{stats: o.stats, pcap: o.pcap, pcapSize: int64(o.pcapSize), pcapFiles: o.pcapFiles}
 	var err error
 	if c.poller.Mode, err = poller.ParsePollMode(o.mode); err != nil {
 		return nil, usagef("--mode: %v", err)
@@ -153,6 +167,9 @@ func (o *runOptions) check() (*runConfig, error) {
 	}
 	if c.pcapHook, err = pipeline.ParseHook(o.pcapHook); err != nil {
 		return nil, usagef("--pcap-hook: %v", err)
+	}
+	if err := checkPcapBounds(c.pcapSize, c.pcapFiles); err != nil {
+		return nil, usageError{err}
 	}
 	for _, r := range o.routes {
 		sr := stack.Route{Prefix: r.Prefix, NextHop: r.NextHop}
@@ -264,6 +281,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := kernelAddrs(c.stack.Interfaces); err != nil {
 		return err
 	}
+	for _, w := range takeoverWarnings(c.poller.Interfaces, c.kernel.enabled, os.Getenv("SSH_CONNECTION")) {
+		log.Warn("xdpfwd: " + w)
+	}
 	return runRouter(ctx, c, log, stdout)
 }
 
@@ -278,16 +298,16 @@ func exeName() string {
 func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Writer) error {
 	hooks := new(pipeline.Hooks)
 	var tap *pipeline.Tap
-	var pcapFile *os.File
+	var pcapFiles *pcapFiles
 	if c.pcap != "" {
-		f, err := os.Create(c.pcap)
+		pf, err := createPcapFiles(c.pcap, c.pcapFiles, log)
 		if err != nil {
 			return usagef("--pcap: %v", err)
 		}
-		pcapFile = f
-		tap, err = pipeline.NewTap(f, pipeline.TapConfig{Nanosecond: true})
+		pcapFiles = pf
+		tap, err = pipeline.NewTap(pf.cur, pipeline.TapConfig{Nanosecond: true, FileSize: c.pcapSize, Next: pf.next})
 		if err != nil {
-			f.Close()
+			pf.close()
 			return fmt.Errorf("--pcap: %w", err)
 		}
 		// First at its hook, so the capture shows what arrived there whatever later stages decide.
@@ -300,8 +320,11 @@ func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Write
 		if err := tap.Close(); err != nil {
 			log.Error("pcap", "file", c.pcap, "err", err)
 		}
-		pcapFile.Close()
-		log.Info("pcap closed", "file", c.pcap, "hook", c.pcapHook.String(), "captured", tap.Captured(), "copies_dropped", tap.Dropped())
+		if err := pcapFiles.close(); err != nil {
+			log.Error("pcap", "file", c.pcap, "err", err)
+		}
+		log.Info("pcap closed", "file", c.pcap, "hook", c.pcapHook.String(), "captured", tap.Captured(),
+			"copies_dropped", tap.Dropped(), "rotations", tap.Rotations())
 		tap = nil
 	}
 	defer closeTap()
@@ -332,7 +355,7 @@ func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Write
 	pc.Logger = log
 	p, err := poller.New(pc)
 	if err != nil {
-		if errors.Is(err, rings.ErrNoDevice) || errors.Is(err, rings.ErrNoQueue) {
+		if errors.Is(err, rings.ErrNoDevice) || errors.Is(err, rings.ErrNoQueue) || errors.Is(err, poller.ErrMTU) {
 			return usageError{err}
 		}
 		return err
@@ -363,6 +386,16 @@ func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Write
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ops.start(runCtx, p, st)
+	mirrorLost := make(chan error, 1)
+	go func() {
+		select {
+		case <-km.failed():
+			log.Error("kernel mirror stopped following the kernel; stopping", "err", km.err())
+			mirrorLost <- km.err()
+			cancel()
+		case <-runCtx.Done():
+		}
+	}()
 	go func() {
 		defer close(statsDone)
 		if c.stats > 0 {
@@ -378,6 +411,11 @@ func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Write
 	log.Info("xdpfwd stopped", "uptime", time.Since(start).Round(time.Millisecond).String(), "frame_accounting", okOr(checkErr))
 	if runErr != nil {
 		return runErr
+	}
+	select {
+	case err := <-mirrorLost:
+		return err
+	default:
 	}
 	if checkErr != nil {
 		return fmt.Errorf("frame accounting failed (a bug in xdpnet; please report it with this output): %w", checkErr)

@@ -485,7 +485,7 @@ func TestHelp(t *testing.T) {
 		want []string
 	}{
 		{[]string{"--help"}, []string{"run", "demo", "help"}},
-		{[]string{"help", "run"}, []string{"-iface", "-route", "-mode", "-queues", "-cpus", "-bind", "-xdp-mode", "-replace", "-stats", "-log-format", "-pcap", "-pcap-hook", "-config", "-metrics"}},
+		{[]string{"help", "run"}, []string{"-iface", "-route", "-mode", "-queues", "-cpus", "-bind", "-xdp-mode", "-replace", "-stats", "-log-format", "-pcap", "-pcap-hook", "-pcap-size", "-pcap-files", "-config", "-metrics"}},
 		{[]string{"help", "stats"}, []string{"-metrics", "-interval", "-count"}},
 		{[]string{"help", "check"}, []string{"-config"}},
 		{[]string{"run", "-h"}, []string{"-iface"}},

@@ -37,6 +37,13 @@
 // goroutine sends it to the kernel as RTM_NEWNEIGH with NTF_USE, the kernel ARPs, and its REACHABLE event
 // releases the packets the stack held.
 //
+// Lost events: a netlink socket whose receive buffer overflows (a burst of route changes while the mirror is
+// busy) makes the kernel drop events and report ENOBUFS. The mirror then subscribes again and re-reads
+// addresses, routes or neighbours, reconciling with what it had: routes deleted meanwhile leave the stack in
+// the same all-or-nothing SyncRoutes that adds the new ones, neighbours gone from the kernel are forgotten
+// (Stats.Resyncs, and a log line). If it cannot subscribe again after a few attempts it stops and closes
+// Failed (xdpfwd exits non-zero), since a table that no longer follows the kernel goes stale unseen.
+//
 // Concurrency: New starts nothing; Start subscribes, applies the kernel's current state and returns, leaving
 // one goroutine per event stream and one for resolutions. Resolve is safe from any goroutine and never
 // blocks; Stats from anywhere; Close once. Nothing here panics on what the kernel sends.

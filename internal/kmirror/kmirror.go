@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -37,6 +38,10 @@ type Config struct {
 	Prefixes *xdpprog.KernelPrefixes
 	// Logger gets one line per refused route or failed update; nil discards.
 	Logger *slog.Logger
+	// ReceiveBufferSize is each event socket's receive buffer in bytes (0: 4 MiB, set with SO_RCVBUFFORCE, so
+	// rmem_max does not cap it). Whatever its size, a burst can overflow it (ENOBUFS): the mirror then
+	// subscribes again and re-reads the kernel's state (Stats.Resyncs). Tests make it small to cause that.
+	ReceiveBufferSize int
 }
 
 // Stats are the mirror's counters.
@@ -50,12 +55,17 @@ type Stats struct {
 	ResolveDropped                       uint64 // requests dropped because the queue was full
 	ResolveErrors                        uint64
 	PrefixErrors                         uint64 // XDP map updates that failed
+	// Resyncs counts event subscriptions lost (a netlink receive error such as ENOBUFS: events were dropped)
+	// and renewed, with the state read again and reconciled; ResyncErrors counts failed attempts. After
+	// resyncAttempts failures in a row the mirror gives up: Failed is closed and Err says why.
+	Resyncs, ResyncErrors uint64
 }
 
 type counters struct {
 	routeEv, addrEv, neighEv, routeUpd, routeErr atomic.Uint64
 	nSet, nFail, nForget                         atomic.Uint64
 	resolveReq, resolveDrop, resolveErr, pfxErr  atomic.Uint64
+	resyncs, resyncErrs                          atomic.Uint64
 }
 
 type resolveReq struct {
@@ -91,8 +101,10 @@ type Mirror struct {
 	wg      sync.WaitGroup
 	ctr     counters
 
-	// routes is owned by the route goroutine (and Start before it runs).
+	// routes is owned by the route goroutine (and Start before it runs); neighs, the neighbours given to the
+	// stack (bounded by the kernel's own table, gc_thresh3), by the neighbour goroutine.
 	routes map[routeKey]mirrored
+	neighs map[neighKey]bool
 
 	// pfx guards the XDP map's desired state, shared by the address and route goroutines.
 	pfx        sync.Mutex
@@ -100,6 +112,15 @@ type Mirror struct {
 	routeOwner map[netip.Prefix]xdpprog.PrefixOwner
 
 	closeOnce sync.Once
+	failed    chan struct{}
+	failOnce  sync.Once
+	err       error // why the mirror gave up; set before failed is closed
+}
+
+// neighKey is one neighbour entry of the kernel.
+type neighKey struct {
+	ifindex int
+	addr    netip.Addr
 }
 
 // New checks cfg and looks the interfaces up in the namespace. It starts nothing: give Mirror.Resolve to
@@ -124,7 +145,8 @@ func New(cfg Config) (*Mirror, error) {
 	}
 	m := &Mirror{cfg: cfg, log: cfg.Logger, nl: h, byIdx: map[int]string{}, byName: map[string]int{}, table: cfg.Table,
 		resolve: make(chan resolveReq, resolveQueueLen), done: make(chan struct{}),
-		routes: map[routeKey]mirrored{}, locals: map[netip.Prefix]int{}, routeOwner: map[netip.Prefix]xdpprog.PrefixOwner{}}
+		failed: make(chan struct{}),
+		routes: map[routeKey]mirrored{}, neighs: map[neighKey]bool{}, locals: map[netip.Prefix]int{}, routeOwner: map[netip.Prefix]xdpprog.PrefixOwner{}}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -161,69 +183,45 @@ func (m *Mirror) Start(st *stack.Stack) error {
 		return errors.New("kmirror: Start needs the stack")
 	}
 	m.st = st
-	ns := netns.None()
-	if m.cfg.NetNS != nil {
-		ns = *m.cfg.NetNS
-	}
-	// Subscribe first, then list: an event between the two is applied after the listing, in order, and the
-	// updates are idempotent, so nothing is missed and nothing is applied out of order.
-	addrCh := make(chan netlink.AddrUpdate, 256)
-	routeCh := make(chan netlink.RouteUpdate, 4096)
-	neighCh := make(chan netlink.NeighUpdate, 1024)
-	errCb := func(err error) {
-		select {
-		case <-m.done:
-		default:
-			m.log.Warn("kmirror: netlink subscription", "err", err)
-		}
-	}
-	const rcvbuf = 4 << 20 // a full table dump or a routing daemon's burst must not overflow the socket
-	if err := netlink.AddrSubscribeWithOptions(addrCh, m.done, netlink.AddrSubscribeOptions{Namespace: &ns, ErrorCallback: errCb, ReceiveBufferSize: rcvbuf}); err != nil {
-		m.Close()
-		return fmt.Errorf("kmirror: subscribe to address events: %w", err)
-	}
-	if err := netlink.RouteSubscribeWithOptions(routeCh, m.done, netlink.RouteSubscribeOptions{Namespace: &ns, ErrorCallback: errCb, ReceiveBufferSize: rcvbuf}); err != nil {
-		m.Close()
-		return fmt.Errorf("kmirror: subscribe to route events: %w", err)
-	}
-	if err := netlink.NeighSubscribeWithOptions(neighCh, m.done, netlink.NeighSubscribeOptions{Namespace: &ns, ErrorCallback: errCb, ReceiveBufferSize: rcvbuf}); err != nil {
-		m.Close()
-		return fmt.Errorf("kmirror: subscribe to neighbour events: %w", err)
-	}
-
-	addrs, err := m.nl.AddrList(nil, netlink.FAMILY_V4)
+	// Subscribe first, then read the state: an event between the two is applied after it, in order, and the
+	// updates are idempotent, so nothing is missed and nothing is applied out of order. A subscription that
+	// loses events later is renewed the same way (resubscribe).
+	addr := stream[netlink.AddrUpdate]{name: "address", events: &m.ctr.addrEv, subscribe: m.subscribeAddrs, reread: m.rereadAddrs,
+		apply: func(us []netlink.AddrUpdate) {
+			for _, u := range us {
+				m.applyAddr(u.LinkAddress, u.NewAddr)
+			}
+		}}
+	route := stream[netlink.RouteUpdate]{name: "route", events: &m.ctr.routeEv, subscribe: m.subscribeRoutes, reread: m.rereadRoutes,
+		apply: m.applyRoutes}
+	neigh := stream[netlink.NeighUpdate]{name: "neighbour", events: &m.ctr.neighEv, subscribe: m.subscribeNeighs, reread: m.rereadNeighs,
+		apply: func(us []netlink.NeighUpdate) {
+			for _, u := range us {
+				m.applyNeigh(u)
+			}
+		}}
+	addrSub, err := addr.start()
 	if err != nil {
 		m.Close()
-		return fmt.Errorf("kmirror: list addresses: %w", err)
+		return err
 	}
-	for _, a := range addrs {
-		if a.IPNet != nil {
-			m.applyAddr(*a.IPNet, true)
-		}
-	}
-	routes, err := m.nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: m.table}, netlink.RT_FILTER_TABLE)
+	routeSub, err := route.start()
 	if err != nil {
+		addrSub.stop()
 		m.Close()
-		return fmt.Errorf("kmirror: list routes of table %d: %w", m.table, err)
+		return err
 	}
-	batch := make([]netlink.RouteUpdate, 0, len(routes))
-	for _, r := range routes {
-		batch = append(batch, netlink.RouteUpdate{Type: unix.RTM_NEWROUTE, Route: r})
-	}
-	m.applyRoutes(batch)
-	neighs, err := m.nl.NeighList(0, netlink.FAMILY_V4)
+	neighSub, err := neigh.start()
 	if err != nil {
+		addrSub.stop()
+		routeSub.stop()
 		m.Close()
-		return fmt.Errorf("kmirror: list neighbours: %w", err)
+		return err
 	}
-	for _, n := range neighs {
-		m.applyNeigh(netlink.NeighUpdate{Type: unix.RTM_NEWNEIGH, Neigh: n})
-	}
-
 	m.wg.Add(4)
-	go follow(m, addrCh, &m.ctr.addrEv, func(u netlink.AddrUpdate) { m.applyAddr(u.LinkAddress, u.NewAddr) })
-	go m.routeLoop(routeCh)
-	go follow(m, neighCh, &m.ctr.neighEv, m.applyNeigh)
+	go follow(m, addr, addrSub)
+	go follow(m, route, routeSub)
+	go follow(m, neigh, neighSub)
 	go m.resolveLoop()
 	return nil
 }
@@ -238,6 +236,28 @@ func (m *Mirror) Close() error {
 	return nil
 }
 
+// Failed is closed when the mirror has stopped following the kernel because it could not subscribe again
+// after losing events (see Stats.Resyncs); the stack then keeps a table that may go stale, so the owner
+// should stop (xdpfwd exits non-zero). Err says why.
+func (m *Mirror) Failed() <-chan struct{} { return m.failed }
+
+// Err is the reason Failed was closed, or nil.
+func (m *Mirror) Err() error {
+	select {
+	case <-m.failed:
+		return m.err
+	default:
+		return nil
+	}
+}
+
+func (m *Mirror) fail(err error) {
+	m.failOnce.Do(func() {
+		m.err = err
+		close(m.failed)
+	})
+}
+
 // Stats returns the counters.
 func (m *Mirror) Stats() Stats {
 	c := &m.ctr
@@ -246,26 +266,258 @@ func (m *Mirror) Stats() Stats {
 		RouteUpdates: c.routeUpd.Load(), RouteErrors: c.routeErr.Load(),
 		NeighboursSet: c.nSet.Load(), NeighboursFailed: c.nFail.Load(), NeighboursForgotten: c.nForget.Load(),
 		ResolveRequests: c.resolveReq.Load(), ResolveDropped: c.resolveDrop.Load(), ResolveErrors: c.resolveErr.Load(),
-		PrefixErrors: c.pfxErr.Load(),
+		PrefixErrors: c.pfxErr.Load(), Resyncs: c.resyncs.Load(), ResyncErrors: c.resyncErrs.Load(),
 	}
 }
 
-// follow applies each update from ch, counting it in events, until the mirror closes or the subscription
-// ends. Routes have their own loop, which batches bursts.
-func follow[U any](m *Mirror, ch <-chan U, events *atomic.Uint64, apply func(U)) {
+// --- event streams ---
+
+// stream is one kind of netlink event: how to subscribe to it, how to read the whole state again and
+// reconcile (after subscribing, so nothing falls between), and how to apply a burst of events.
+type stream[U any] struct {
+	name      string
+	events    *atomic.Uint64
+	subscribe func(ch chan U, done <-chan struct{}) error
+	reread    func() error
+	apply     func([]U)
+}
+
+// sub is one live subscription: its events, and the channel whose closing closes its socket.
+type sub[U any] struct {
+	ch   chan U
+	done chan struct{}
+}
+
+// stop closes the subscription's socket and drains its channel, so that netlink's reader goroutine, which
+// may be blocked sending an event, can see the closed socket and end.
+func (s sub[U]) stop() {
+	close(s.done)
+	go func() {
+		for range s.ch {
+		}
+	}()
+}
+
+// eventQueueLen is the channel between netlink's reader goroutine and the mirror's; the socket buffer behind
+// it is the larger bound.
+const eventQueueLen = 4096
+
+// start subscribes and reads the current state.
+func (s stream[U]) start() (sub[U], error) {
+	sb := sub[U]{ch: make(chan U, eventQueueLen), done: make(chan struct{})}
+	if err := s.subscribe(sb.ch, sb.done); err != nil {
+		close(sb.done)
+		return sub[U]{}, fmt.Errorf("kmirror: subscribe to %s events: %w", s.name, err)
+	}
+	if err := s.reread(); err != nil {
+		sb.stop()
+		return sub[U]{}, fmt.Errorf("kmirror: read the kernel's %ss: %w", s.name, err)
+	}
+	return sb, nil
+}
+
+// resyncAttempts and resyncBackoff bound how long a stream tries to subscribe again: 100 ms doubling, about
+// 3 s in all, before the mirror gives up.
+const (
+	resyncAttempts = 6
+	resyncBackoff  = 100 * time.Millisecond
+)
+
+// follow applies the events of one stream until the mirror closes. Bursts (a routing daemon's table, ip
+// -batch) are taken into one apply, so routes go to the stack in one SyncRoutes. When the subscription ends
+// (netlink's reader saw a receive error: ENOBUFS means the kernel dropped events because the socket buffer
+// was full), events are lost: the stream subscribes again and re-reads the state, which reconciles whatever
+// changed meanwhile, deletions included.
+func follow[U any](m *Mirror, s stream[U], sb sub[U]) {
 	defer m.wg.Done()
+	var batch []U
 	for {
 		select {
 		case <-m.done:
+			sb.stop()
 			return
-		case u, ok := <-ch:
+		case u, ok := <-sb.ch:
 			if !ok {
-				return
+				close(sb.done) // the reader has ended; close its socket
+				if sb, ok = resubscribe(m, s); !ok {
+					return
+				}
+				continue
 			}
-			events.Add(1)
-			apply(u)
+			batch = append(batch[:0], u)
+		drain:
+			for len(batch) < 65536 {
+				select {
+				case u, ok := <-sb.ch:
+					if !ok {
+						break drain // seen closed on the next round
+					}
+					batch = append(batch, u)
+				default:
+					break drain
+				}
+			}
+			s.events.Add(uint64(len(batch)))
+			s.apply(batch)
 		}
 	}
+}
+
+// resubscribe renews a lost subscription and reconciles; it reports false when the mirror is closing or
+// has given up (Failed).
+func resubscribe[U any](m *Mirror, s stream[U]) (sub[U], bool) {
+	m.ctr.resyncs.Add(1)
+	m.log.Warn("kmirror: "+s.name+" events lost (netlink receive error, e.g. ENOBUFS in a burst): subscribing again and re-reading the kernel's state",
+		"resyncs", m.ctr.resyncs.Load())
+	wait := resyncBackoff
+	for attempt := 1; ; attempt++ {
+		sb, err := s.start()
+		if err == nil {
+			m.log.Info("kmirror: "+s.name+" events followed again, state reconciled", "attempt", attempt)
+			return sb, true
+		}
+		m.ctr.resyncErrs.Add(1)
+		if attempt == resyncAttempts {
+			err = fmt.Errorf("kmirror: stopped following the kernel's %ss after %d failed attempts to subscribe again: %w", s.name, attempt, err)
+			m.log.Error(err.Error())
+			m.fail(err)
+			return sub[U]{}, false
+		}
+		m.log.Warn("kmirror: subscribing again failed; retrying", "events", s.name, "attempt", attempt, "in", wait.String(), "err", err)
+		select {
+		case <-m.done:
+			return sub[U]{}, false
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+// subscribeNS is the namespace whose events the three subscriptions follow.
+func (m *Mirror) subscribeNS() *netns.NsHandle {
+	ns := netns.None()
+	if m.cfg.NetNS != nil {
+		ns = *m.cfg.NetNS
+	}
+	return &ns
+}
+
+func (m *Mirror) rcvbuf() int {
+	if m.cfg.ReceiveBufferSize > 0 {
+		return m.cfg.ReceiveBufferSize
+	}
+	return 4 << 20 // a full table dump or a routing daemon's burst should fit
+}
+
+func (m *Mirror) errCallback(what string) func(error) {
+	return func(err error) {
+		select {
+		case <-m.done:
+		default:
+			m.log.Warn("kmirror: netlink "+what+" subscription", "err", err)
+		}
+	}
+}
+
+func (m *Mirror) subscribeAddrs(ch chan netlink.AddrUpdate, done <-chan struct{}) error {
+	return netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{Namespace: m.subscribeNS(),
+		ErrorCallback: m.errCallback("address"), ReceiveBufferSize: m.rcvbuf(), ReceiveBufferForceSize: true})
+}
+
+func (m *Mirror) subscribeRoutes(ch chan netlink.RouteUpdate, done <-chan struct{}) error {
+	return netlink.RouteSubscribeWithOptions(ch, done, netlink.RouteSubscribeOptions{Namespace: m.subscribeNS(),
+		ErrorCallback: m.errCallback("route"), ReceiveBufferSize: m.rcvbuf(), ReceiveBufferForceSize: true})
+}
+
+func (m *Mirror) subscribeNeighs(ch chan netlink.NeighUpdate, done <-chan struct{}) error {
+	return netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{Namespace: m.subscribeNS(),
+		ErrorCallback: m.errCallback("neighbour"), ReceiveBufferSize: m.rcvbuf(), ReceiveBufferForceSize: true})
+}
+
+// dump runs a netlink dump again while the kernel reports it interrupted (NLM_F_DUMP_INTR: the table changed
+// during the dump, so the answer may be inconsistent), a few times.
+func dump[T any](list func() ([]T, error)) ([]T, error) {
+	for i := 0; ; i++ {
+		r, err := list()
+		if errors.Is(err, netlink.ErrDumpInterrupted) && i < 10 {
+			continue
+		}
+		return r, err
+	}
+}
+
+// rereadAddrs reads every IPv4 address of the namespace and makes the XDP map's /32 entries match.
+func (m *Mirror) rereadAddrs() error {
+	addrs, err := dump(func() ([]netlink.Addr, error) { return m.nl.AddrList(nil, netlink.FAMILY_V4) })
+	if err != nil {
+		return err
+	}
+	fresh := map[netip.Prefix]int{}
+	for _, a := range addrs {
+		if a.IPNet != nil {
+			for _, p := range addrPrefixes(*a.IPNet) {
+				fresh[p]++
+			}
+		}
+	}
+	m.pfx.Lock()
+	defer m.pfx.Unlock()
+	old := m.locals
+	m.locals = fresh
+	for p := range old {
+		if _, ok := fresh[p]; !ok {
+			m.syncPrefixLocked(p)
+		}
+	}
+	for p := range fresh {
+		if old[p] == 0 {
+			m.syncPrefixLocked(p)
+		}
+	}
+	return nil
+}
+
+// rereadRoutes reads the mirrored table and reconciles: routes the kernel no longer has leave the stack,
+// the rest is set, in one stack update.
+func (m *Mirror) rereadRoutes() error {
+	routes, err := dump(func() ([]netlink.Route, error) {
+		return m.nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: m.table}, netlink.RT_FILTER_TABLE)
+	})
+	if err != nil {
+		return err
+	}
+	touched := map[netip.Prefix]bool{}
+	for k := range m.routes {
+		touched[k.prefix] = true
+	}
+	m.routes = map[routeKey]mirrored{}
+	for i := range routes {
+		m.routeEvent(unix.RTM_NEWROUTE, &routes[i], touched)
+	}
+	m.syncRoutes(touched)
+	return nil
+}
+
+// rereadNeighs reads the kernel's IPv4 neighbours, applies them, and makes the stack forget those it was
+// given that the kernel no longer has.
+func (m *Mirror) rereadNeighs() error {
+	neighs, err := dump(func() ([]netlink.Neigh, error) { return m.nl.NeighList(0, netlink.FAMILY_V4) })
+	if err != nil {
+		return err
+	}
+	old := m.neighs
+	m.neighs = map[neighKey]bool{}
+	for _, n := range neighs {
+		m.applyNeigh(netlink.NeighUpdate{Type: unix.RTM_NEWNEIGH, Neigh: n})
+	}
+	for k := range old {
+		if !m.neighs[k] {
+			if name, ok := m.byIdx[k.ifindex]; ok && m.st.ForgetNeighbour(name, k.addr) == nil {
+				m.ctr.nForget.Add(1)
+			}
+		}
+	}
+	return nil
 }
 
 // --- addresses ---
@@ -327,38 +579,6 @@ func (m *Mirror) syncPrefixLocked(p netip.Prefix) {
 
 // --- routes ---
 
-func (m *Mirror) routeLoop(ch <-chan netlink.RouteUpdate) {
-	defer m.wg.Done()
-	var batch []netlink.RouteUpdate
-	for {
-		select {
-		case <-m.done:
-			return
-		case u, ok := <-ch:
-			if !ok {
-				return
-			}
-			batch = append(batch[:0], u)
-			// Take the rest of a burst (a routing daemon's table, ip -batch) into the same stack update: one
-			// SyncRoutes validates and applies it under one lock, instead of one writer round per event.
-		drain:
-			for len(batch) < 65536 {
-				select {
-				case u, ok := <-ch:
-					if !ok {
-						break drain
-					}
-					batch = append(batch, u)
-				default:
-					break drain
-				}
-			}
-			m.ctr.routeEv.Add(uint64(len(batch)))
-			m.applyRoutes(batch)
-		}
-	}
-}
-
 func routePrefix(r *netlink.Route) (netip.Prefix, bool) {
 	if r.Family != 0 && r.Family != unix.AF_INET {
 		return netip.Prefix{}, false
@@ -418,25 +638,35 @@ func (m *Mirror) translate(r *netlink.Route, p netip.Prefix) mirrored {
 func (m *Mirror) applyRoutes(batch []netlink.RouteUpdate) {
 	touched := map[netip.Prefix]bool{}
 	for i := range batch {
-		u := &batch[i]
-		if u.Table != m.table {
-			continue
-		}
-		p, ok := routePrefix(&u.Route)
-		if !ok {
-			continue
-		}
-		k := routeKey{prefix: p, priority: u.Priority, tos: u.Tos}
-		switch u.Type {
-		case unix.RTM_NEWROUTE:
-			m.routes[k] = m.translate(&u.Route, p)
-		case unix.RTM_DELROUTE:
-			delete(m.routes, k)
-		default:
-			continue
-		}
-		touched[p] = true
+		m.routeEvent(batch[i].Type, &batch[i].Route, touched)
 	}
+	m.syncRoutes(touched)
+}
+
+// routeEvent records one kernel route added (RTM_NEWROUTE) or deleted, and the prefix it touched.
+func (m *Mirror) routeEvent(typ uint16, r *netlink.Route, touched map[netip.Prefix]bool) {
+	if r.Table != m.table {
+		return
+	}
+	p, ok := routePrefix(r)
+	if !ok {
+		return
+	}
+	k := routeKey{prefix: p, priority: r.Priority, tos: r.Tos}
+	switch typ {
+	case unix.RTM_NEWROUTE:
+		m.routes[k] = m.translate(r, p)
+	case unix.RTM_DELROUTE:
+		delete(m.routes, k)
+	default:
+		return
+	}
+	touched[p] = true
+}
+
+// syncRoutes gives each touched prefix its effective route in the stack, in one SyncRoutes, and its XDP map
+// entry.
+func (m *Mirror) syncRoutes(touched map[netip.Prefix]bool) {
 	if len(touched) == 0 {
 		return
 	}
@@ -444,14 +674,23 @@ func (m *Mirror) applyRoutes(batch []netlink.RouteUpdate) {
 	var del []netip.Prefix
 	owners := map[netip.Prefix]xdpprog.PrefixOwner{}
 	gone := map[netip.Prefix]bool{}
-	for p := range touched {
-		best, found := mirrored{}, false
-		bestPrio := 0
-		for k, mr := range m.routes {
-			if k.prefix == p && (!found || k.priority < bestPrio) {
-				best, bestPrio, found = mr, k.priority, true
-			}
+	// The effective route of each touched prefix, in one pass over the table (a re-read touches all of it).
+	type choice struct {
+		mr   mirrored
+		prio int
+	}
+	bestOf := make(map[netip.Prefix]choice, len(touched))
+	for k, mr := range m.routes {
+		if !touched[k.prefix] {
+			continue
 		}
+		if c, ok := bestOf[k.prefix]; !ok || k.priority < c.prio {
+			bestOf[k.prefix] = choice{mr, k.priority}
+		}
+	}
+	for p := range touched {
+		c, found := bestOf[p]
+		best := c.mr
 		switch {
 		case !found:
 			del = append(del, p)
@@ -506,7 +745,9 @@ func (m *Mirror) applyNeigh(u netlink.NeighUpdate) {
 	if !ok {
 		return
 	}
+	k := neighKey{n.LinkIndex, ip}
 	if u.Type == unix.RTM_DELNEIGH {
+		delete(m.neighs, k)
 		if m.st.ForgetNeighbour(name, ip) == nil {
 			m.ctr.nForget.Add(1)
 		}
@@ -521,9 +762,11 @@ func (m *Mirror) applyNeigh(u netlink.NeighUpdate) {
 			return
 		}
 		m.ctr.nSet.Add(1)
+		m.neighs[k] = true
 	case n.State&netlink.NUD_FAILED != 0:
 		if m.st.FailNeighbour(name, ip) == nil {
 			m.ctr.nFail.Add(1)
+			m.neighs[k] = true
 		}
 	}
 	// INCOMPLETE and NONE: the kernel is still asking; its answer comes as another event.

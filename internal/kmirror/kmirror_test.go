@@ -24,7 +24,7 @@ type mirrorLab struct {
 	r0           int
 }
 
-func newMirrorLab(t *testing.T) *mirrorLab {
+func newMirrorLab(t *testing.T, opts ...func(*Config)) *mirrorLab {
 	t.Helper()
 	lab := netlab.NewT(t)
 	router := lab.MustAddHost(t, "r")
@@ -50,7 +50,11 @@ func newMirrorLab(t *testing.T) *mirrorLab {
 	}
 	t.Cleanup(func() { kp.Close() })
 	ns := router.NsHandle()
-	m, err := New(Config{NetNS: &ns, Interfaces: []string{"r0"}, Prefixes: kp})
+	cfg := Config{NetNS: &ns, Interfaces: []string{"r0"}, Prefixes: kp}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	m, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,5 +265,138 @@ func TestAddrPrefixes(t *testing.T) {
 				t.Errorf("%s: %v, want %v", in, got, want)
 			}
 		}
+	}
+}
+
+// TestResyncAfterLostRouteEventsNetns: a burst of route changes overflows the mirror's netlink socket while
+// the mirror is busy (ENOBUFS: the kernel drops events); the mirror subscribes again, re-reads the table and
+// reconciles, so that afterwards the stack holds exactly the kernel's routes - those deleted while it was deaf
+// are gone, those added are there with their next hops - and the XDP map agrees.
+func TestResyncAfterLostRouteEventsNetns(t *testing.T) {
+	ml := newMirrorLab(t, func(c *Config) { c.ReceiveBufferSize = 16 << 10 })
+	nl := ml.router.Netlink()
+	gw := net.IPv4(198, 18, 1, 2).To4()
+	dst := func(i int) *net.IPNet {
+		return &net.IPNet{IP: net.IPv4(198, 19, byte(i/250), byte(i%250+1)).To4(), Mask: net.CIDRMask(32, 32)}
+	}
+	// 1000 routes the mirror sees as they come.
+	const before = 1000
+	for i := range before {
+		if err := nl.RouteAdd(&netlink.Route{LinkIndex: ml.r0, Dst: dst(i), Gw: gw}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := waitFor(5*time.Second, func() bool { _, ok := ml.st.Lookup(netip.MustParseAddr("198.19.3.250")); return ok }); !ok {
+		t.Fatalf("the first routes never reached the stack; stats %+v", ml.m.Stats())
+	}
+	// Hold the mirror: its route goroutine blocks on the prefix-map lock at the end of its next update, the
+	// event channel (eventQueueLen) fills, then the 16 KiB socket buffer, and the kernel drops the rest.
+	resyncsBefore := ml.m.Stats().Resyncs
+	ml.m.pfx.Lock()
+	held := true
+	defer func() {
+		if held {
+			ml.m.pfx.Unlock()
+		}
+	}()
+	// The burst: delete the 1000, add 6000 new ones, turn 100 of those into blackholes.
+	for i := range before {
+		if err := nl.RouteDel(&netlink.Route{LinkIndex: ml.r0, Dst: dst(i), Gw: gw}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := before; i < before+6000; i++ {
+		if err := nl.RouteAdd(&netlink.Route{LinkIndex: ml.r0, Dst: dst(i), Gw: gw}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := before; i < before+100; i++ {
+		if err := nl.RouteReplace(&netlink.Route{Dst: dst(i), Type: unix.RTN_BLACKHOLE}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ml.m.pfx.Unlock()
+	held = false
+
+	want := map[netip.Prefix]string{}
+	routes, err := nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: MainTable}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range routes {
+		p, _ := routePrefix(&r)
+		if netip.MustParsePrefix("198.19.0.0/16").Contains(p.Addr()) {
+			want[p] = ml.m.translate(&r, p).stack.String()
+		}
+	}
+	if len(want) != 6000 {
+		t.Fatalf("the kernel has %d routes in 198.19.0.0/16, want 6000", len(want))
+	}
+	got := func() map[netip.Prefix]string {
+		g := map[netip.Prefix]string{}
+		for _, r := range ml.st.Routes() {
+			if netip.MustParsePrefix("198.19.0.0/16").Contains(r.Prefix.Addr()) {
+				g[r.Prefix] = r.String()
+			}
+		}
+		return g
+	}
+	same := func() bool {
+		g := got()
+		if len(g) != len(want) {
+			return false
+		}
+		for p, r := range want {
+			if g[p] != r {
+				return false
+			}
+		}
+		return true
+	}
+	took, ok := waitFor(20*time.Second, same)
+	s := ml.m.Stats()
+	t.Logf("stack equals the kernel after %v; stats %+v", took, s)
+	if s.Resyncs == resyncsBefore {
+		t.Fatalf("no resync after the burst: it did not overflow the socket, so this test proved nothing (stats %+v)", s)
+	}
+	if !ok {
+		g := got()
+		var missing, extra, wrong int
+		for p, r := range want {
+			if gr, ok := g[p]; !ok {
+				missing++
+			} else if gr != r {
+				wrong++
+			}
+		}
+		for p := range g {
+			if _, ok := want[p]; !ok {
+				extra++
+			}
+		}
+		t.Fatalf("after the resync the stack differs from the kernel: %d missing, %d extra, %d different", missing, extra, wrong)
+	}
+	select {
+	case <-ml.m.Failed():
+		t.Fatalf("mirror failed: %v", ml.m.Err())
+	default:
+	}
+	// The XDP map agrees (it is written just after the stack): a deleted route's prefix has no entry, a
+	// blackhole's and a new route's are fast path.
+	for addr, want := range map[string]bool{"198.19.0.1": false, "198.19.4.1": true, "198.19.27.250": true} {
+		if _, ok := waitFor(5*time.Second, func() bool {
+			o, ok, err := ml.kp.Lookup(netip.MustParseAddr(addr))
+			return err == nil && ok == want && (!ok || o == xdpprog.FastPath)
+		}); !ok {
+			o, ok, err := ml.kp.Lookup(netip.MustParseAddr(addr))
+			t.Errorf("XDP map for %s: %v %v %v, want an entry %v (fast path)", addr, o, ok, err, want)
+		}
+	}
+	// And the mirror follows again: one more change arrives by event.
+	if err := nl.RouteDel(&netlink.Route{LinkIndex: ml.r0, Dst: dst(before + 5999), Gw: gw}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := waitFor(2*time.Second, func() bool { _, ok := ml.st.Lookup(netip.AddrFrom4([4]byte(dst(before + 5999).IP.To4()))); return !ok }); !ok {
+		t.Fatal("a route deleted after the resync is still in the stack")
 	}
 }

@@ -66,6 +66,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 			if c.state.synchronized() && !c.finRcvd {
 				adv := int64(int32(c.rcvAdv - c.rcvNxt))
 				update = int64(c.rcv.free())-adv >= int64(min(c.rcv.cap()/2, int(c.mss)))
+			} else if c.finRcvd && c.rcv.n == 0 {
+				update = true // the owner releases the buffer (releaseBuffers)
 			}
 			c.mu.Unlock()
 			if more {
@@ -273,6 +275,9 @@ type Listener struct {
 	once     sync.Once
 	isClosed atomic.Bool
 	synq     int // half-open connections; owner only
+	// lastOverflow is when the SYN queue last overflowed and a SYN cookie was sent (0: never); cookies are
+	// accepted only for cookieValid after it. Owner only.
+	lastOverflow int64
 }
 
 var _ net.Listener = (*Listener)(nil)

@@ -60,6 +60,7 @@ type Conn struct {
 	mss                uint16
 	wsOK, tsOK, sackOK bool
 	tsRecent           uint32
+	tsRecentAt         int64 // when TS.Recent was last set (RFC 7323 §5.5)
 	lastAckSent        Seq
 	sacked             [maxSACKScoreboard]seqRange
 	nsacked            int
@@ -75,6 +76,9 @@ type Conn struct {
 	tlpAt              int64 // RFC 8985 §7 tail loss probe timer (0 = off)
 	tlpOut             bool  // a probe was sent and no ACK advanced SND.UNA since
 	memCharged         int
+	inTimeWait         bool  // counted in the engine's TIME-WAIT entries
+	orphan             bool  // counted in the engine's orphans
+	lastInvalidAck     int64 // when the last reply to an unacceptable segment left (Config.InvalidRateLimit)
 
 	// RTT estimation and retransmission timer, RFC 6298.
 	srtt, rttvar, rto int64
@@ -83,7 +87,8 @@ type Conn struct {
 	rttSeq            Seq
 	rttStart          int64
 	retries           int
-	persistN          int
+	persistN          int // zero-window probes since the window closed (their backoff)
+	probesOut         int // zero-window probes (and RTOs that found the window closed) since the last ACK
 
 	// Timers (monotonic ns, 0 = off). rexmitAt is the RTO, or the persist timer when persist is set.
 	rexmitAt   int64
@@ -154,6 +159,36 @@ func (c *Conn) allocBuffers() {
 	c.e.memUsed += int64(c.memCharged)
 }
 
+// releaseBuffers gives back the memory of the buffers no data can pass through any more: the send buffer
+// once our FIN is queued and all data before it acknowledged (only the FIN may still need sending, and it
+// has no payload), the receive buffer once the peer's FIN arrived (unread data left then moves to a buffer
+// of its own size, given back when the application has read it). Without this a connection kept its
+// buffers and their charge through TIME-WAIT, 2*MSL, and a server closing ~9 connections a second filled
+// the 256 MiB MemoryLimit with TIME-WAIT entries and then dropped every SYN. Linux frees a socket no later
+// than tcp_time_wait, which puts a small inet_timewait_sock in its place; here the Conn stays (the
+// application may still hold it), without buffers. Owner only, e.mu and c.mu held.
+func (c *Conn) releaseBuffers() {
+	if c.snd.buf != nil && c.finQueued && c.snd.n == 0 {
+		c.uncharge(c.snd.cap())
+		c.snd = ring{}
+	}
+	if c.rcv.buf != nil && c.finRcvd && c.rcv.n < c.rcv.cap() {
+		var b []byte
+		if c.rcv.n > 0 {
+			b = make([]byte, c.rcv.n) // once per connection, for data the application has yet to read
+			c.rcv.read(b)
+		}
+		c.uncharge(c.rcv.cap() - len(b))
+		c.rcv = ring{buf: b, n: len(b)}
+		c.ooo = c.ooo[:0] // nothing beyond the FIN
+	}
+}
+
+func (c *Conn) uncharge(n int) {
+	c.memCharged -= n
+	c.e.memUsed -= int64(n)
+}
+
 // initCC sets the initial window, RFC 5681 §3.1 as updated by RFC 6928 (IW = min(10*MSS, max(2*MSS, 14600))).
 func (c *Conn) initCC() {
 	m := c.smss()
@@ -164,7 +199,7 @@ func (c *Conn) initCC() {
 // negotiate applies the options of the peer's SYN (RFC 7323 §2.2, §3.2; RFC 2018 §2; RFC 9293 §3.7.1).
 // "If a Window Scale option is received ... but no Window Scale option was sent, ... or vice versa" the
 // scaling is off; the same holds for timestamps and SACK. A passive opener only offers what it received.
-func (c *Conn) negotiate(o *proto.TCPOptions, wnd uint16) {
+func (c *Conn) negotiate(now int64, o *proto.TCPOptions, wnd uint16) {
 	cfg := &c.e.cfg
 	peerMSS := uint16(536) // RFC 9293 §3.7.1: the default send MSS when none is received
 	if o.HasMSS && o.MSS > 0 {
@@ -181,7 +216,7 @@ func (c *Conn) negotiate(o *proto.TCPOptions, wnd uint16) {
 	c.sackOK = o.SACKPermitted && !cfg.DisableSACK
 	c.tsOK = o.HasTimestamps && !cfg.DisableTimestamps
 	if c.tsOK {
-		c.tsRecent = o.TSval
+		c.tsRecent, c.tsRecentAt = o.TSval, now
 	}
 	c.sndWnd = uint32(wnd) // RFC 7323 §2.2: the window field of a SYN is never scaled
 	c.maxSndWnd = c.sndWnd
@@ -195,12 +230,15 @@ func (c *Conn) tsNow(now int64) uint32 { return uint32(now/1e6) + uint32(c.iss)*
 // RFC 7323 §2.4 and RFC 9293 §3.8.6: the advertised right edge never moves left.
 func (c *Conn) window() uint16 {
 	var avail, capacity int
-	if c.rcv.buf != nil {
+	switch {
+	case c.rcv.buf == nil && c.finRcvd:
+		avail, capacity = 0, 0 // released (releaseBuffers): keep the edge already advertised
+	case c.rcv.buf != nil:
 		// 2^scale - 1 bytes of the buffer are never offered: once RCV.NXT has moved by a length that is
 		// not a multiple of 2^scale, the edge already advertised can only be kept by rounding the field
 		// up (below), by as much, and the peer may then fill the window to the rounded edge.
 		avail, capacity = max(c.rcv.free()-(1<<c.rcvScale-1), 0), c.rcv.cap()
-	} else {
+	default:
 		avail, capacity = c.e.cfg.RecvBuffer, c.e.cfg.RecvBuffer
 	}
 	adv := int64(int32(c.rcvAdv - c.rcvNxt))
@@ -379,11 +417,45 @@ func (c *Conn) sendSyn(now int64) {
 // (its snd_nxt never moves back).
 func (c *Conn) sendAck(now int64) { _ = c.xmit(now, c.sndMax, 0, proto.TCPFlagACK) }
 
-// challengeACK is RFC 5961 §3.2/§4.2/§5.2: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, rate limited.
+// challengeACK is RFC 5961 §3.2/§4.2/§5.2: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, rate limited first per
+// connection (Config.InvalidRateLimit), then by the engine-wide random budget - Linux's
+// tcp_send_challenge_ack. The per-connection limit is what keeps one connection from spending the
+// budget, so that the budget left says nothing about a particular connection.
 func (c *Conn) challengeACK(now int64) {
+	if c.invalidLimited(now) {
+		c.e.inc(StatACKSkippedChallenge)
+		return
+	}
 	if c.e.challengeOK(now) {
 		c.sendAck(now)
 	}
+}
+
+// oowLimited reports whether the ACK that answers an unacceptable segment (out of window, PAWS, an ACK of
+// data not sent) must be left out, and counts it under st: Linux's tcp_oow_rate_limited, at most one per
+// Config.InvalidRateLimit per connection, so that two endpoints that disagree on the sequence space (or a
+// forger) cannot make an ACK loop at wire speed. Segments that carry data or a FIN are always answered
+// ("Data packets without SYNs are not likely part of an ACK loop"): the peer's loss recovery and a
+// retransmitted FIN in TIME-WAIT depend on that ACK.
+func (c *Conn) oowLimited(now int64, segLen uint32, syn bool, st Stat) bool {
+	if segLen > 0 && !syn {
+		return false
+	}
+	if c.invalidLimited(now) {
+		c.e.inc(st)
+		return true
+	}
+	return false
+}
+
+// invalidLimited is Linux's __tcp_oow_rate_limited: true when this connection answered a segment it did
+// not accept less than Config.InvalidRateLimit ago; otherwise it notes now as the time of this answer.
+func (c *Conn) invalidLimited(now int64) bool {
+	if c.lastInvalidAck != 0 && now-c.lastInvalidAck < int64(c.e.cfg.InvalidRateLimit) {
+		return true
+	}
+	c.lastInvalidAck = now
+	return false
 }
 
 // sendRST aborts with <SEQ=SND.NXT><CTL=RST> (RFC 9293 §3.10.5, ABORT).
@@ -419,6 +491,23 @@ func (c *Conn) terminate(err error) {
 	}
 	signal(c.rdCh)
 	signal(c.wrCh)
+}
+
+// unorphan takes c out of the engine's orphan count (it closed or entered TIME-WAIT). Owner only.
+func (c *Conn) unorphan() {
+	if c.orphan {
+		c.orphan = false
+		c.e.orphans--
+	}
+}
+
+// retryLimit is tcp_retries2, or tcp_orphan_retries once the application closed the connection: nobody
+// waits for an orphan's data, and Linux gives up on it sooner (tcp_write_timeout, tcp_probe_timer).
+func (c *Conn) retryLimit() int {
+	if c.appClosed {
+		return min(c.e.cfg.OrphanRetries, c.e.cfg.MaxRetries)
+	}
+	return c.e.cfg.MaxRetries
 }
 
 func (c *Conn) nextTimer() int64 {
@@ -467,6 +556,18 @@ func (c *Conn) appEvents(now int64) {
 			c.terminate(nil)
 			return
 		}
+	}
+	if c.appClosed && !c.orphan && c.state != StateClosed && c.state != StateTimeWait {
+		// Linux's tcp_close: beyond tcp_max_orphans the newly orphaned connection is reset ("too many
+		// orphaned sockets") rather than left to hold its buffers through the close.
+		if c.e.orphans >= c.e.cfg.MaxOrphans {
+			c.e.inc(StatOrphanOverflow)
+			c.sendRST()
+			c.terminate(nil)
+			return
+		}
+		c.orphan = true
+		c.e.orphans++
 	}
 	if c.appClosed && c.state == StateFinWait2 && c.waitAt == 0 {
 		c.waitAt = now + int64(c.e.cfg.FinWait2Timeout)
@@ -692,7 +793,7 @@ func (c *Conn) timers(now int64) {
 func (c *Conn) rtoFire(now int64) {
 	c.retries++
 	c.e.inc(StatTimeouts)
-	limit := c.e.cfg.MaxRetries
+	limit := c.retryLimit()
 	if c.state == StateSynSent || c.state == StateSynReceived {
 		limit = c.e.cfg.SynRetries
 	}
@@ -730,9 +831,11 @@ func (c *Conn) rtoFire(now int64) {
 	c.output(now)
 	if c.sndNxt == c.sndUna && c.sndWnd == 0 {
 		// The window is closed: nothing could be retransmitted. Probe it instead of counting RTOs toward
-		// MaxRetries, which would end a connection whose receiver is merely slow (RFC 9293 §3.8.6.1).
+		// MaxRetries, which would end a connection whose receiver is merely slow (RFC 9293 §3.8.6.1); the
+		// RTO counts as an unanswered probe instead, so a receiver that is gone is still found.
 		c.persist = true
 		c.retries = 0
+		c.probesOut++
 	}
 	if c.rexmitAt == 0 {
 		c.rexmitAt = now + c.rto
@@ -753,10 +856,22 @@ func (c *Conn) persistFire(now int64) {
 		c.sendData(now, c.sndNxt, n, proto.TCPFlagACK|proto.TCPFlagPSH)
 		return
 	}
+	// RFC 9293 §3.8.6.1: the receiver may keep its window closed indefinitely as long as it answers the
+	// probes - but a receiver that stopped answering is gone: like Linux's tcp_probe_timer, end the
+	// connection after MaxRetries unanswered probes (OrphanRetries for an orphan, which also ends after
+	// OrphanRetries probes however they were answered: nobody waits for its data).
+	if c.probesOut >= c.retryLimit() || c.appClosed && c.persistN >= c.e.cfg.OrphanRetries {
+		c.e.inc(StatPersistTimeouts)
+		c.e.inc(StatConnTimeouts)
+		c.sendRST()
+		c.terminate(syscall.ETIMEDOUT)
+		return
+	}
 	c.e.inc(StatZeroWindowProbes)
 	_ = c.xmit(now, c.sndNxt, 1, proto.TCPFlagACK) // if Output is full, the next probe goes later
 	c.probeEnd = c.sndNxt + 1
 	c.persistN++
+	c.probesOut++
 	c.persist = true
 	c.rexmitAt = now + min(c.rto<<min(c.persistN, 16), int64(c.e.cfg.MaxRTO))
 }

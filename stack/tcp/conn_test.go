@@ -213,24 +213,36 @@ var _ = netip.Addr{}
 func TestRecvBufferAutotune(t *testing.T) {
 	w := newWire(t, Config{SendBuffer: 1 << 20}, 30)
 	a, b := w.pair()
-	transfer(t, w, a, b, 16<<20, 0)
 	e := w.eng[1]
-	if b.rcv.cap() <= 256<<10 || b.rcv.cap() > 4<<20 || e.Stat(StatRcvBufGrown) == 0 {
+	// The buffer is released after the FIN (releaseBuffers): watch it, the accounting and the window while
+	// data flows.
+	var peak, peakWnd int
+	w.onSend = func(from int, tc proto.TCP) {
+		if from != 1 || b.finRcvd {
+			return
+		}
+		peak = max(peak, b.rcv.cap())
+		peakWnd = max(peakWnd, int(tc.Window())<<b.rcvScale)
+		if b.memCharged != b.snd.cap()+b.rcv.cap() || e.memUsed != int64(b.memCharged) {
+			t.Fatalf("memory accounting: charged %d, buffers %d + %d, engine %d", b.memCharged, b.snd.cap(), b.rcv.cap(), e.memUsed)
+		}
+	}
+	transfer(t, w, a, b, 16<<20, 0)
+	if peak <= 256<<10 || peak > 4<<20 || e.Stat(StatRcvBufGrown) == 0 {
 		t.Fatalf("receive buffer %d after 16 MiB read as it came (grown %d times), want above 256 KiB and at most 4 MiB",
-			b.rcv.cap(), e.Stat(StatRcvBufGrown))
+			peak, e.Stat(StatRcvBufGrown))
 	}
-	if b.memCharged != b.snd.cap()+b.rcv.cap() || e.memUsed != int64(b.memCharged) {
-		t.Errorf("memory accounting: charged %d, buffers %d + %d, engine %d", b.memCharged, b.snd.cap(), b.rcv.cap(), e.memUsed)
-	}
-	if got := uint32(b.window()) << b.rcvScale; got <= 256<<10 {
-		t.Errorf("window %d after the buffer grew", got)
+	if peakWnd <= 256<<10 {
+		t.Errorf("window at most %d after the buffer grew", peakWnd)
 	}
 
 	w = newWire(t, Config{SendBuffer: 1 << 20, RecvBuffer: 256 << 10}, 31)
 	a, b = w.pair()
+	peak = 0 // the buffer is released after the FIN (releaseBuffers): watch it while data flows
+	w.onSend = func(int, proto.TCP) { peak = max(peak, b.rcv.cap()) }
 	transfer(t, w, a, b, 16<<20, 0)
-	if b.rcv.cap() != 256<<10 || w.eng[1].Stat(StatRcvBufGrown) != 0 {
-		t.Errorf("explicit RecvBuffer: buffer %d, grown %d times; want 256 KiB, never", b.rcv.cap(), w.eng[1].Stat(StatRcvBufGrown))
+	if peak != 256<<10 || w.eng[1].Stat(StatRcvBufGrown) != 0 {
+		t.Errorf("explicit RecvBuffer: buffer %d, grown %d times; want 256 KiB, never", peak, w.eng[1].Stat(StatRcvBufGrown))
 	}
 
 	w = newWire(t, Config{SendBuffer: 1 << 20}, 32)
@@ -258,5 +270,115 @@ func TestRingGrow(t *testing.T) {
 	r.commit(3)
 	if a, b := r.peek(0, 10); string(a)+string(b) != "abcdef" {
 		t.Fatalf("after grow %q%q, want abcdef", a, b)
+	}
+}
+
+// TestDialWindowWithinBuffer: whatever the peer's ISN (both halves of the sequence space relative to 0,
+// and around the wrap), the window a dialled connection advertises after the SYN-ACK never exceeds its
+// receive buffer. RCV.ADV was once set from an RCV.NXT of 0 in SYN-SENT and kept, so that for about half
+// of the ISNs the connection advertised 0xffff<<7 bytes (8 MiB) against 256 KiB.
+func TestDialWindowWithinBuffer(t *testing.T) {
+	for _, isn := range []uint32{1, 0x10000, 0x7fff0000, 0x80000001, 0x90000000, 0xfff00000, 0xffffff00} {
+		w := newWire(t, Config{}, 52)
+		w.drop = func(int, proto.TCP) bool { return true }
+		var syn, ack proto.TCP
+		w.onSend = func(from int, tc proto.TCP) {
+			switch {
+			case tc.Flags() == proto.TCPFlagSYN:
+				syn = tc
+			case tc.Flags() == proto.TCPFlagACK && ack == nil:
+				ack = tc
+			}
+		}
+		a, err := w.eng[0].Connect(netip.AddrPortFrom(addrA, 0), netip.AddrPortFrom(addrB, 80))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.tick()
+		if syn == nil {
+			t.Fatal("no SYN")
+		}
+		w.inject(0, a.id.remote, a.id.local, proto.TCPFields{Seq: isn, Ack: syn.Seq() + 1,
+			Flags: proto.TCPFlagSYN | proto.TCPFlagACK, Window: 65535,
+			Options: proto.TCPOptions{MSS: 1460, HasMSS: true, HasWindowScale: true, WindowScale: 7}}, nil)
+		if a.State() != StateEstablished || ack == nil {
+			t.Fatalf("ISN %#x: state %v", isn, a.State())
+		}
+		buf := a.rcv.cap()
+		if got := int(ack.Window()) << a.rcvScale; got > buf {
+			t.Errorf("ISN %#x: first ACK advertises %d bytes, buffer %d", isn, got, buf)
+		}
+		if d := int(int32(a.rcvAdv - a.rcvNxt)); d < 0 || d > buf {
+			t.Errorf("ISN %#x: RCV.ADV - RCV.NXT = %d, buffer %d", isn, d, buf)
+		}
+		if got := int(a.window()) << a.rcvScale; got > buf || got < buf/2 {
+			t.Errorf("ISN %#x: window %d, buffer %d", isn, got, buf)
+		}
+	}
+}
+
+// TestLowerMTU: after an interface's MTU went down, Engine.LowerMTU lowers the MSS of the connections
+// routed through it: new segments and the retransmission of one sent (and lost) before the change fit the
+// new MTU, and the stream arrives intact. Others keep theirs; SetMTU sets what new connections announce.
+func TestLowerMTU(t *testing.T) {
+	w := newWire(t, Config{}, 59)
+	l, _ := w.eng[1].Listen(netip.AddrPortFrom(addrB, 80))
+	a, b := w.dial(l)
+	other, _ := w.dial(l)
+	if a.mss != 1460 {
+		t.Fatalf("mss %d", a.mss)
+	}
+	const newMTU = 1280
+	lowered := false
+	var lost Seq
+	var lostSent, rexmitSize, big int
+	w.onSend = func(from int, tc proto.TCP) {
+		if from != 0 || tc.DstPort() != a.id.remote.Port() || len(tc.Payload()) == 0 {
+			return
+		}
+		if lowered && 20+len(tc) > newMTU {
+			big++
+		}
+		if lowered && Seq(tc.Seq()) == lost {
+			rexmitSize = len(tc.Payload())
+		}
+	}
+	w.drop = func(from int, tc proto.TCP) bool {
+		if from == 0 && len(tc.Payload()) > 1300 && lostSent == 0 {
+			lost, lostSent = Seq(tc.Seq()), len(tc.Payload())
+			return true
+		}
+		return false
+	}
+	s := newStream(7, 300000)
+	k := newSink()
+	pumpWrite(a, s)
+	w.tick() // the first flight leaves at the old MSS, one full-sized segment is lost
+	if lostSent == 0 {
+		t.Fatal("no full-sized segment before the MTU change")
+	}
+	match := func(local, remote netip.AddrPort) bool { return local == a.id.local }
+	if n := w.eng[0].LowerMTU(newMTU, match); n != 1 || w.eng[0].Stat(StatMSSLowered) != 1 {
+		t.Fatalf("LowerMTU changed %d connections", n)
+	}
+	lowered = true
+	if a.mss != newMTU-40 || other.mss != 1460 {
+		t.Fatalf("mss %d and %d, want %d and 1460", a.mss, other.mss, newMTU-40)
+	}
+	w.sendAll(a, b, s, a.CloseWrite, k, time.Minute)
+	if !k.eof || k.n != 300000 || string(k.h.Sum(nil)) != string(s.h.w.Sum(nil)) {
+		t.Fatalf("transfer after the MTU change: %d bytes, eof %v", k.n, k.eof)
+	}
+	if big != 0 || rexmitSize == 0 || rexmitSize >= lostSent {
+		t.Fatalf("%d segments over the new MTU; segment lost at %d bytes retransmitted at %d", big, lostSent, rexmitSize)
+	}
+	if n := w.eng[0].LowerMTU(1400, nil); n != 1 || other.mss != 1360 || a.mss != newMTU-40 {
+		t.Errorf("LowerMTU(1400) for all: %d changed, mss %d and %d", n, other.mss, a.mss)
+	}
+	w.eng[1].SetMTU(1000)
+	w.drop, w.onSend = nil, nil
+	c, _ := w.dial(l)
+	if c.mss != 960 {
+		t.Errorf("after SetMTU(1000) on the server a new connection has mss %d, want 960", c.mss)
 	}
 }

@@ -13,20 +13,28 @@
 //
 // Implemented: all RFC 9293 states including simultaneous open and close and TIME-WAIT (2*MSL, configurable);
 // sequence arithmetic modulo 2^32 (Seq); RFC 6528 ISNs (SipHash-2-4 of the 4-tuple under a secret key, plus
-// a 4 µs clock); RFC 5961 challenge ACKs for RSTs and SYNs in the window and for old ACKs, rate limited;
-// MSS (clamped to Config.MTU), RFC 7323 window scaling, timestamps (RTT, PAWS), RFC 2018 SACK (blocks
-// sent from the out-of-order queue, received ones kept in a scoreboard); RFC 6675 conservative SACK loss
-// recovery (IsLost, pipe, NextSeg rules 1, 2 and 4) with RFC 6937 proportional rate reduction and RFC 8985
-// RACK-style time-based loss marking of holes and of lost retransmissions, and tail loss probes
-// (recovery.go); RFC 6298 RTO (SRTT/RTTVAR, Karn, exponential backoff, configurable minimum); RFC 5681
-// slow start and congestion avoidance (Reno) with RFC 3465 byte counting and RFC 6928's initial window, fast retransmit and RFC 6582
-// NewReno for peers without SACK; zero-window probing; sender and receiver SWS avoidance; delayed ACKs
-// (every second full segment - or one per connection per received batch, between BeginBatch and Flush -
-// and Config.DelayedAck at most 200 ms); Nagle with SetNoDelay; a bounded out-of-order queue stored in the
-// receive buffer itself; per-connection buffers with receive-buffer autotuning after Linux's (a buffer
-// grows while the application reads more per round trip than it holds, up to Config.RecvBufferMax), a
-// global memory cap; listeners with a SYN queue bound, an accept backlog and RFC 4987 SYN cookies beyond
-// it. Every dropped segment is counted (Stat).
+// a 4 µs clock); RFC 6056 ephemeral ports (Algorithm 4, double hash); RFC 5961 challenge ACKs for RSTs and
+// SYNs in the window and for old ACKs, limited per connection and by a random engine-wide budget as Linux
+// does since CVE-2016-5696, and the ACKs to out-of-window and PAWS-failed segments limited per connection
+// (Config.InvalidRateLimit, tcp_invalid_ratelimit); MSS (clamped to Config.MTU, lowered on live
+// connections by Engine.LowerMTU), RFC 7323 window scaling, timestamps (RTT, PAWS, TS.Recent expiry after
+// 24 days), RFC 2018 SACK (blocks sent from the out-of-order queue, received ones kept in a scoreboard);
+// RFC 6675 conservative SACK loss recovery (IsLost, pipe, NextSeg rules 1, 2 and 4) with RFC 6937
+// proportional rate reduction and RFC 8985 RACK-style time-based loss marking of holes and of lost
+// retransmissions, and tail loss probes (recovery.go); RFC 6298 RTO (SRTT/RTTVAR, Karn, exponential
+// backoff, configurable minimum); RFC 5681 slow start and congestion avoidance (Reno) with RFC 3465 byte
+// counting and RFC 6928's initial window, fast retransmit and RFC 6582 NewReno for peers without SACK;
+// zero-window probing, given up after MaxRetries unanswered probes (tcp_retries2); sender and receiver SWS
+// avoidance; delayed ACKs (every second full segment - or one per connection per received batch, between
+// BeginBatch and Flush - and Config.DelayedAck at most 200 ms); Nagle with SetNoDelay; a bounded
+// out-of-order queue stored in the receive buffer itself; per-connection buffers with receive-buffer
+// autotuning after Linux's (a buffer grows while the application reads more per round trip than it holds,
+// up to Config.RecvBufferMax), a global memory cap, buffers given back as soon as no data can pass through
+// them any more (at the latest on entering TIME-WAIT); bounds on TIME-WAIT entries (Config.MaxTimeWait,
+// tcp_max_tw_buckets) and on connections closed by their application (Config.MaxOrphans and
+// OrphanRetries, tcp_max_orphans and tcp_orphan_retries); listeners with a SYN queue bound, an accept
+// backlog and RFC 4987 SYN cookies beyond it, accepted only shortly after an overflow. Every dropped
+// segment and every refusal is counted (Stat).
 //
 // Not implemented: IPv6 specifics (addresses are netip, but MSS assumes a 20-byte IP header), urgent data
 // (URG is ignored), keep-alives, ECN, RFC 6191 TIME-WAIT reuse, data carried on SYNs (ignored; the peer

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,11 @@ type Config struct {
 	// MemoryLimit caps the buffer bytes of all connections together; a connection that would exceed it
 	// is refused (SYN dropped, Dial fails). Default 256 MiB.
 	MemoryLimit int64
+	// MaxTimeWait bounds the connections in TIME-WAIT (Linux's tcp_max_tw_buckets). A TIME-WAIT entry holds
+	// no buffers and no memory charge, only the connection's state (about 3 KiB); beyond the bound a
+	// connection that would enter TIME-WAIT goes straight to CLOSED (StatTimeWaitOverflow), as Linux does
+	// when its bucket table is full. Default 8192.
+	MaxTimeWait int
 	// MaxOutOfOrder bounds the out-of-order queue: how many separate ranges of data beyond RCV.NXT are kept.
 	// Default 32.
 	MaxOutOfOrder int
@@ -49,11 +55,28 @@ type Config struct {
 	MSL time.Duration
 	// FinWait2Timeout ends a FIN-WAIT-2 connection whose application has closed it. Default 60 s.
 	FinWait2Timeout time.Duration
-	// MaxRetries is how many RTOs in a row end a connection with ETIMEDOUT; SynRetries the same for
-	// SYN and SYN-ACK. Defaults 15 and 6.
+	// MaxRetries is how many RTOs in a row end a connection with ETIMEDOUT (Linux's tcp_retries2), and how
+	// many zero-window probes in a row may go unanswered; SynRetries the same for SYN and SYN-ACK.
+	// Defaults 15 and 6.
 	MaxRetries, SynRetries int
-	// ChallengeACKLimit caps challenge ACKs per second (RFC 5961 §7). Default 1000.
+	// OrphanRetries replaces MaxRetries for a connection its application has closed (an orphan), whose
+	// data nobody waits for, and also bounds the zero-window probes sent to an orphan whatever the answers
+	// (Linux's tcp_orphan_retries; its 0 means 8). Default 8.
+	OrphanRetries int
+	// MaxOrphans bounds the connections closed by their application but not yet done (FIN-WAIT-1/2,
+	// CLOSING, LAST-ACK; Linux's tcp_max_orphans): one more is reset at once (StatOrphanOverflow).
+	// Default 4096.
+	MaxOrphans int
+	// ChallengeACKLimit is the engine-wide budget of challenge ACKs per second (RFC 5961 §7), drawn
+	// afresh each second at random between half and one and a half times this value, as Linux's
+	// tcp_challenge_ack_limit since CVE-2016-5696: a fixed budget shared by all connections let an
+	// off-path host count the challenge ACKs left in a second and so learn whether its spoofed RST or
+	// SYN hit the window of someone else's connection. Default 1000.
 	ChallengeACKLimit int
+	// InvalidRateLimit is the least time between two replies of one connection to segments it does not
+	// accept - challenge ACKs, ACKs to out-of-window or PAWS-failed segments (Linux's
+	// tcp_invalid_ratelimit, which is also 500 ms by default). Default 500 ms.
+	InvalidRateLimit time.Duration
 	// NoDelay disables Nagle's algorithm on new connections (Conn.SetNoDelay changes it per connection).
 	NoDelay bool
 	// Key is the secret of the ISN and SYN cookie hashes; all zero means a random key.
@@ -87,6 +110,7 @@ func (c *Config) setDefaults() {
 		c.MemoryLimit = 256 << 20
 	}
 	def(&c.MaxOutOfOrder, 32)
+	def(&c.MaxTimeWait, 8192)
 	def(&c.SynQueueLen, 128)
 	def(&c.AcceptBacklog, 128)
 	defD(&c.MinRTO, 200*time.Millisecond)
@@ -98,7 +122,10 @@ func (c *Config) setDefaults() {
 	defD(&c.FinWait2Timeout, 60*time.Second)
 	def(&c.MaxRetries, 15)
 	def(&c.SynRetries, 6)
+	def(&c.OrphanRetries, 8)
+	def(&c.MaxOrphans, 4096)
 	def(&c.ChallengeACKLimit, 1000)
+	defD(&c.InvalidRateLimit, 500*time.Millisecond)
 }
 
 // connID is the demultiplexing key, RFC 9293 §3.3.1: "the pair of sockets identifies the connection".
@@ -119,12 +146,14 @@ type Engine struct {
 	mu        sync.Mutex // held by the owner during Input and Tick; taken briefly by Dial, Listen, Close
 	conns     map[connID]*Conn
 	listeners map[netip.AddrPort]*Listener
-	nextPort  uint16
+	portTable [portTableLen]uint16 // RFC 6056 Algorithm 4's table of per-bucket counters
 	memUsed   int64
+	timeWait  int // connections in TIME-WAIT (Config.MaxTimeWait)
+	orphans   int // connections closed by their application, not yet CLOSED or in TIME-WAIT (Config.MaxOrphans)
 	nextTimer int64
 	now       int64
-	chStart   int64 // challenge ACK rate limit: start of the current second and count in it
-	chCount   int
+	chStart   int64 // challenge ACK budget: start of the current second and ACKs left in it
+	chLeft    int
 	scratch   Segment
 	rcvScale  uint8
 	ourMSS    uint16
@@ -144,12 +173,17 @@ type Engine struct {
 func NewEngine(cfg Config, out Output, waker Waker) *Engine {
 	cfg.setDefaults()
 	e := &Engine{cfg: cfg, out: out, waker: waker, conns: map[connID]*Conn{},
-		listeners: map[netip.AddrPort]*Listener{}, nextPort: ephemeralFirst}
+		listeners: map[netip.AddrPort]*Listener{}}
 	key := cfg.Key
 	if key == [16]byte{} {
 		_, _ = rand.Read(key[:])
 	}
 	e.k0, e.k1 = binary.LittleEndian.Uint64(key[:8]), binary.LittleEndian.Uint64(key[8:])
+	for i := range e.portTable {
+		// RFC 6056 §3.3.4: "table[i] = random() % 65536" - from the secret key, which is random unless
+		// the configuration fixes it.
+		e.portTable[i] = uint16(sipHash24(e.k1, e.k0, []byte{byte(i), 'p'}))
+	}
 	for e.rcvScale < 14 && cfg.RecvBufferMax>>e.rcvScale > 0xffff {
 		e.rcvScale++
 	}
@@ -162,6 +196,35 @@ func (e *Engine) Config() Config { return e.cfg }
 
 // Ephemeral ports (RFC 6335 §6: 49152-65535).
 const ephemeralFirst = 49152
+
+const portTableLen = 256
+
+// ephemeralPort picks the local port of an active open by RFC 6056 §3.3.4, Algorithm 4 (double-hash port
+// selection; Linux's __inet_hash_connect does the same with a larger table): a keyed hash of the local
+// address and the destination gives an offset into the ephemeral range, another selects a counter in
+// portTable that is added to it, so that consecutive connections to one destination take consecutive
+// ports (no collision with their own TIME-WAIT entries for a long time) while the ports used towards one
+// destination tell nothing about those used towards another. Ports handed out one after the other, as
+// before, let an off-path host that dials us once guess the port of our next connection to a victim, one
+// of the two numbers a blind RST or data injection needs (RFC 6056 §1). It returns the port (0 when none
+// is free), and the table slot and value to store. Called with e.mu held.
+func (e *Engine) ephemeralPort(laddr netip.Addr, raddr netip.AddrPort) (port uint16, idx int, next uint16) {
+	h := e.tupleHash(connID{local: netip.AddrPortFrom(laddr, 0), remote: raddr}, 0x706f7274, 0, 0) // "port"
+	// F() and G() of RFC 6056 (keyed, independent): the two halves of one SipHash.
+	offset, idx := uint32(h), int(h>>32)%portTableLen
+	next = e.portTable[idx]
+	const num = 65536 - ephemeralFirst
+	for range num {
+		p := uint16(ephemeralFirst + (offset+uint32(next))%num)
+		next++
+		la := netip.AddrPortFrom(laddr, p)
+		if e.conns[connID{local: la, remote: raddr}] == nil && e.listeners[la] == nil &&
+			e.listeners[netip.AddrPortFrom(netip.IPv4Unspecified(), p)] == nil {
+			return p, idx, next
+		}
+	}
+	return 0, idx, next
+}
 
 func (e *Engine) inc(s Stat) { e.stats[s].Store(e.stats[s].Load() + 1) }
 
@@ -300,6 +363,9 @@ func (e *Engine) afterConn(c *Conn) {
 		e.remove(c)
 		return
 	}
+	if c.memCharged > 0 {
+		c.releaseBuffers()
+	}
 	e.noteTimer(c.nextTimer())
 }
 
@@ -309,6 +375,11 @@ func (e *Engine) remove(c *Conn) {
 		delete(e.conns, c.id)
 		e.memUsed -= int64(c.memCharged)
 		c.memCharged = 0
+		if c.inTimeWait {
+			e.timeWait--
+			c.inTimeWait = false
+		}
+		c.unorphan()
 		if c.l != nil {
 			c.l.synq--
 			c.l = nil
@@ -363,16 +434,19 @@ func (e *Engine) NextTimer() int64 {
 	return e.nextTimer
 }
 
-// challengeOK reports whether another challenge ACK may go out now (RFC 5961 §7).
+// challengeOK reports whether another challenge ACK may go out now under the engine-wide budget
+// (RFC 5961 §7), which is random in [limit/2, limit*3/2) each second, as Linux's tcp_send_challenge_ack
+// draws it: "half + get_random_u32_below(ack_limit)".
 func (e *Engine) challengeOK(now int64) bool {
 	if now-e.chStart >= int64(time.Second) {
-		e.chStart, e.chCount = now, 0
+		lim := e.cfg.ChallengeACKLimit
+		e.chStart, e.chLeft = now, (lim+1)/2+mrand.IntN(lim)
 	}
-	if e.chCount >= e.cfg.ChallengeACKLimit {
+	if e.chLeft <= 0 {
 		e.inc(StatChallengeACKLimited)
 		return false
 	}
-	e.chCount++
+	e.chLeft--
 	e.inc(StatChallengeACKs)
 	return true
 }
@@ -427,7 +501,14 @@ func (e *Engine) noConn(now int64, id connID, seg proto.TCP, o *proto.TCPOptions
 		// "An incoming RST should be ignored."
 		e.inc(DropNoConnection)
 	case f.Has(proto.TCPFlagACK) && !f.Has(proto.TCPFlagSYN):
-		// Possibly the third segment of a handshake answered with a SYN cookie.
+		// Possibly the third segment of a handshake answered with a SYN cookie - but only if the listener
+		// sent cookies recently (Linux's tcp_synq_no_recent_overflow): otherwise every bare ACK would be a
+		// guess at a 24-bit hash that, once right, opens a connection without a handshake.
+		if l.lastOverflow == 0 || now-l.lastOverflow > cookieValid {
+			e.inc(DropCookieNoOverflow)
+			e.sendReset(id, seg)
+			return
+		}
 		if !e.cookieAccept(now, l, id, seg, o) {
 			e.sendReset(id, seg)
 		}
@@ -448,6 +529,7 @@ func (e *Engine) listenSYN(now int64, l *Listener, id connID, seg proto.TCP, o *
 	}
 	if l.synq >= e.cfg.SynQueueLen {
 		e.inc(StatCookiesSent)
+		l.lastOverflow = now
 		mss := uint16(536)
 		if o.HasMSS {
 			mss = o.MSS
@@ -479,7 +561,7 @@ func (e *Engine) listenSYN(now int64, l *Listener, id connID, seg proto.TCP, o *
 	c.recover = c.iss
 	c.irs = Seq(seg.Seq())
 	c.rcvNxt = c.irs + 1
-	c.negotiate(o, seg.Window())
+	c.negotiate(now, o, seg.Window())
 	e.conns[id] = c
 	c.mu.Lock()
 	c.sendSyn(now)
@@ -543,6 +625,42 @@ func (e *Engine) newConn(id connID) *Conn {
 	return c
 }
 
+// SetMTU sets the IP MTU of the paths that connections opened from now on announce and use, as
+// Config.MTU does at the start (MSS = MTU - 40); it may go up or down. Existing connections keep their
+// MSS: LowerMTU changes theirs. The stack calls it with the smallest MTU of the queue's interfaces when
+// one of them changes. Safe from any goroutine.
+func (e *Engine) SetMTU(mtu int) {
+	mtu = max(mtu, 128)
+	e.mu.Lock()
+	e.cfg.MTU = mtu
+	e.ourMSS = uint16(min(mtu-proto.IPv4MinHeaderLen-proto.TCPMinHeaderLen, 0xffff))
+	e.mu.Unlock()
+}
+
+// LowerMTU lowers the MSS of existing connections to what an IP MTU of mtu allows (mtu - 40), for the
+// connections for which match (nil: all) reports true - those whose route leaves through the interface
+// whose MTU went down - and returns how many it changed (StatMSSLowered). A connection's MSS never
+// goes up here. Segments are cut from the send buffer as they leave, so new data and retransmissions of
+// data sent before (after an RTO or in loss recovery) both take the new size; segments already handed to
+// Output are not touched. match is called with the engine's lock held and must not call the engine.
+// Safe from any goroutine.
+func (e *Engine) LowerMTU(mtu int, match func(local, remote netip.AddrPort) bool) int {
+	mss := uint16(min(max(mtu, 128)-proto.IPv4MinHeaderLen-proto.TCPMinHeaderLen, 0xffff))
+	n := 0
+	e.mu.Lock()
+	for _, c := range e.conns {
+		c.mu.Lock()
+		if c.state != StateClosed && c.state != StateTimeWait && c.mss > mss && (match == nil || match(c.id.local, c.id.remote)) {
+			c.mss = mss
+			n++
+			e.inc(StatMSSLowered)
+		}
+		c.mu.Unlock()
+	}
+	e.mu.Unlock()
+	return n
+}
+
 // Errors returned by Listen and Dial.
 var (
 	ErrAddrInUse   = errors.New("address already in use (close the other listener or connection, or pick another port)")
@@ -582,22 +700,12 @@ func (e *Engine) Connect(laddr, raddr netip.AddrPort) (*Conn, error) {
 	}
 	id := connID{local: laddr, remote: raddr}
 	if laddr.Port() == 0 {
-		found := false
-		for range 65536 - ephemeralFirst {
-			p := e.nextPort
-			e.nextPort++
-			if e.nextPort == 0 {
-				e.nextPort = ephemeralFirst
-			}
-			id.local = netip.AddrPortFrom(laddr.Addr(), p)
-			if e.conns[id] == nil && e.listeners[id.local] == nil {
-				found = true
-				break
-			}
-		}
-		if !found {
+		p, idx, next := e.ephemeralPort(laddr.Addr(), raddr)
+		e.portTable[idx] = next
+		if p == 0 {
 			return nil, fmt.Errorf("dial tcp %v: %w", raddr, ErrNoPort)
 		}
+		id.local = netip.AddrPortFrom(laddr.Addr(), p)
 	} else if e.conns[id] != nil {
 		return nil, fmt.Errorf("dial tcp %v from %v: %w", raddr, laddr, ErrAddrInUse)
 	}

@@ -56,6 +56,7 @@ func FuzzEstablishedSegment(f *testing.F) {
 	f.Add(hdr(proto.TCPFlagACK, 0, 2000, proto.TCPOptions{NSACK: 2, SACK: [4]proto.TCPSACKBlock{{Left: 3000, Right: 4000}, {Left: 5000, Right: 9000}}}, 0))
 	f.Add(hdr(proto.TCPFlagACK, 0, 0, proto.TCPOptions{HasTimestamps: true, TSval: 1}, 0))
 	f.Add(hdr(proto.TCPFlagACK, 0xffffff00, 0x7fffffff, proto.TCPOptions{}, 0))
+	f.Add(hdr(proto.TCPFlagFIN|proto.TCPFlagACK, 0, 0, proto.TCPOptions{}, 10)) // in-order FIN: buffers released
 	batch := hdr(proto.TCPFlagACK, 0, 0, proto.TCPOptions{}, 1448)
 	batch[0] |= 4
 	f.Add(batch)

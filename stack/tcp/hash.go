@@ -56,8 +56,8 @@ func sipHash24(k0, k1 uint64, m []byte) uint64 {
 }
 
 // tupleHash hashes the connection id (local and remote address and port) with extra words (a clock, a
-// client ISN) under the engine's secret key.
-func (e *Engine) tupleHash(id connID, x0, x1 uint32) uint64 {
+// client ISN, an MSS index) under the engine's secret key.
+func (e *Engine) tupleHash(id connID, x0, x1, x2 uint32) uint64 {
 	var b [48]byte
 	la, ra := id.local.Addr().As16(), id.remote.Addr().As16()
 	copy(b[0:], la[:])
@@ -66,7 +66,8 @@ func (e *Engine) tupleHash(id connID, x0, x1 uint32) uint64 {
 	binary.LittleEndian.PutUint16(b[34:], id.remote.Port())
 	binary.LittleEndian.PutUint32(b[36:], x0)
 	binary.LittleEndian.PutUint32(b[40:], x1)
-	return sipHash24(e.k0, e.k1, b[:44])
+	binary.LittleEndian.PutUint32(b[44:], x2)
+	return sipHash24(e.k0, e.k1, b[:])
 }
 
 // isn returns the initial sequence number of a connection, RFC 6528 §3:
@@ -77,43 +78,51 @@ func (e *Engine) tupleHash(id connID, x0, x1 uint32) uint64 {
 // connections are unrelated and an off-path attacker cannot predict them, while those of one 4-tuple keep
 // increasing with time (which protects against old duplicates, RFC 9293 §3.4.1).
 func (e *Engine) isn(id connID, now int64) Seq {
-	return Seq(uint32(e.tupleHash(id, 0, 0)) + uint32(now/4000))
+	return Seq(uint32(e.tupleHash(id, 0, 0, 0)) + uint32(now/4000))
 }
 
 // SYN cookies (RFC 4987 §3.6). When the SYN queue is full the listener keeps no state: it encodes what it
 // needs in the ISN of its SYN-ACK and rebuilds the connection from the ACK that echoes it (ack-1):
 //
-//	bits 31..27  t: a 64-second counter modulo 32 (the cookie is valid for two periods)
+//	bits 31..27  t mod 32, t a 64-second counter (the cookie is valid for two periods)
 //	bits 26..24  the index of the client's MSS in cookieMSS (rounded down)
-//	bits 23..0   SipHash(key, 4-tuple, t, client ISN), truncated
+//	bits 23..0   SipHash(key, 4-tuple, t, client ISN, MSS index), truncated
 //
+// The hash covers the whole counter and the MSS index, as Linux's cookie_v4_init_sequence covers its count
+// and MSS index: hashing only the 5 bits of t that the cookie carries made a cookie valid again every 32
+// periods (34 minutes), and leaving the index out let an attacker pick any MSS for a valid cookie.
 // What a cookie cannot carry is lost, as in Linux without timestamps: window scaling, SACK and timestamps
 // are off on such a connection.
 var cookieMSS = [8]uint16{216, 536, 1024, 1220, 1360, 1440, 1452, 1460}
 
 const cookiePeriod = 64e9 // ns
 
+// cookieValid is how long after a listener last answered a SYN with a cookie it accepts cookies: the
+// two periods a cookie lives (Linux's tcp_synq_no_recent_overflow, TCP_SYNCOOKIE_VALID).
+const cookieValid = 2 * cookiePeriod
+
 func (e *Engine) cookie(id connID, clientISN Seq, mss uint16, now int64) Seq {
-	t := uint32(now/cookiePeriod) & 31
-	idx := 0
+	t := uint32(now / cookiePeriod)
+	idx := uint32(0)
 	for i, m := range cookieMSS {
 		if m <= mss {
-			idx = i
+			idx = uint32(i)
 		}
 	}
-	h := uint32(e.tupleHash(id, t, uint32(clientISN))) & 0xffffff
-	return Seq(t<<27 | uint32(idx)<<24 | h)
+	h := uint32(e.tupleHash(id, t, uint32(clientISN), idx)) & 0xffffff
+	return Seq(t&31<<27 | idx<<24 | h)
 }
 
 // checkCookie validates the cookie in an ACK (SEG.ACK - 1) and returns the MSS it encodes.
 func (e *Engine) checkCookie(id connID, clientISN, c Seq, now int64) (uint16, bool) {
-	t := uint32(c) >> 27
-	cur := uint32(now/cookiePeriod) & 31
-	if age := (cur - t) & 31; age > 1 {
+	cur := uint32(now / cookiePeriod)
+	age := (cur - uint32(c)>>27) & 31
+	if age > 1 {
 		return 0, false
 	}
-	if uint32(e.tupleHash(id, t, uint32(clientISN)))&0xffffff != uint32(c)&0xffffff {
+	idx := uint32(c) >> 24 & 7
+	if uint32(e.tupleHash(id, cur-age, uint32(clientISN), idx))&0xffffff != uint32(c)&0xffffff {
 		return 0, false
 	}
-	return cookieMSS[uint32(c)>>24&7], true
+	return cookieMSS[idx], true
 }

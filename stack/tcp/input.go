@@ -6,6 +6,9 @@ import (
 	"github.com/xdpnet/xdpnet/proto"
 )
 
+// pawsIdle is RFC 7323 §5.5's 24 days, after which TS.Recent is no longer valid.
+const pawsIdle = 24 * 24 * 3600 * int64(1e9)
+
 // segment processes an arriving segment for this connection, RFC 9293 §3.10.7.3 (SYN-SENT) and §3.10.7.4
 // (the other states), with RFC 5961's stricter RST, SYN and ACK checks and RFC 7323's PAWS.
 func (c *Conn) segment(now int64, h proto.TCP, o *proto.TCPOptions, payload []byte) {
@@ -38,10 +41,19 @@ func (c *Conn) segment(now int64, h proto.TCP, o *proto.TCPOptions, payload []by
 
 	// RFC 7323 §5.3 R1: PAWS, "If there is a Timestamps option in the arriving segment, SEG.TSval < TS.Recent
 	// ... then treat the arriving segment as not acceptable: Send an acknowledgment in reply ... and drop".
+	// RFC 7323 §5.5: after 24 days without an update TS.Recent is no longer valid - the peer's clock may
+	// have wrapped into its "past" half meanwhile - so the test is skipped and the segment's TSval becomes
+	// TS.Recent (Linux's TCP_PAWS_24DAYS).
+	tsStale := false
 	if c.tsOK && o.HasTimestamps && !flags.Has(proto.TCPFlagRST) && int32(o.TSval-c.tsRecent) < 0 {
-		c.e.inc(DropPAWS)
-		c.sendAck(now)
-		return
+		if now-c.tsRecentAt <= pawsIdle {
+			c.e.inc(DropPAWS)
+			if !c.oowLimited(now, segLen, flags.Has(proto.TCPFlagSYN), StatACKSkippedPAWS) {
+				c.sendAck(now)
+			}
+			return
+		}
+		tsStale = true
 	}
 
 	// First, check the sequence number (RFC 9293 §3.10.7.4, the four-case acceptability table).
@@ -72,7 +84,9 @@ func (c *Conn) segment(now int64, h proto.TCP, o *proto.TCPOptions, payload []by
 			if c.state == StateTimeWait && flags.Has(proto.TCPFlagFIN) {
 				c.waitAt = now + 2*int64(c.e.cfg.MSL)
 			}
-			c.sendAck(now)
+			if !c.oowLimited(now, segLen, flags.Has(proto.TCPFlagSYN), StatACKSkippedSeq) {
+				c.sendAck(now)
+			}
 		}
 		return
 	}
@@ -117,8 +131,8 @@ func (c *Conn) segment(now int64, h proto.TCP, o *proto.TCPOptions, payload []by
 		return
 	}
 	// RFC 7323 §4.3: TS.Recent follows the segment that covers Last.ACK.sent.
-	if c.tsOK && o.HasTimestamps && seq.LessEq(c.lastAckSent) && int32(o.TSval-c.tsRecent) >= 0 {
-		c.tsRecent = o.TSval
+	if c.tsOK && o.HasTimestamps && seq.LessEq(c.lastAckSent) && (int32(o.TSval-c.tsRecent) >= 0 || tsStale) {
+		c.tsRecent, c.tsRecentAt = o.TSval, now
 	}
 
 	if c.state == StateSynReceived {
@@ -260,7 +274,11 @@ func (c *Conn) synSent(now int64, h proto.TCP, o *proto.TCPOptions) {
 	}
 	c.irs = seq
 	c.rcvNxt = seq + 1
-	c.negotiate(o, h.Window())
+	// Our SYN offered its (unscaled) window field before RCV.NXT was known; its right edge counts from
+	// here. sendSyn set RCV.ADV from an RCV.NXT of 0, and left so, window() - which never moves the edge
+	// left - advertised up to 0xffff<<scale (8 MiB) against a 256 KiB buffer for half of the peer's ISNs.
+	c.rcvAdv = c.rcvNxt + Seq(min(c.e.cfg.RecvBuffer, 0xffff))
+	c.negotiate(now, o, h.Window())
 	if !c.wsOK {
 		c.rcvScale = 0
 	}
@@ -294,7 +312,13 @@ func (c *Conn) processAck(now int64, seq, ack Seq, wnd uint16, o *proto.TCPOptio
 	// pulled SND.NXT back, ACKs up to the highest sequence sent are good).
 	if ack.GreaterThan(c.sndMax) && !(c.persistN > 0 && ack.LessEq(c.probeEnd)) {
 		c.e.inc(DropAckTooNew)
-		c.sendAck(now)
+		segLen := uint32(dataLen)
+		if flags.Has(proto.TCPFlagFIN) {
+			segLen++
+		}
+		if !c.oowLimited(now, segLen, false, StatACKSkippedSeq) {
+			c.sendAck(now)
+		}
 		return false
 	}
 	if ack.LessThan(c.sndUna - Seq(max(c.maxSndWnd, 1))) {
@@ -302,6 +326,7 @@ func (c *Conn) processAck(now int64, seq, ack Seq, wnd uint16, o *proto.TCPOptio
 		c.challengeACK(now)
 		return false
 	}
+	c.probesOut = 0 // an acceptable ACK: the peer is there (Linux's tcp_ack clears icsk_probes_out)
 	newSACK := false
 	una0, sacked0 := c.sndUna, c.sackedBytes()
 	if c.sackOK && o.NSACK > 0 {
@@ -374,7 +399,18 @@ func (c *Conn) processAck(now int64, seq, ack Seq, wnd uint16, o *proto.TCPOptio
 	return true
 }
 
+// enterTimeWait starts the 2*MSL wait, or closes at once when Config.MaxTimeWait connections already wait
+// (Linux's tcp_max_tw_buckets: "TCP: time wait bucket table overflow"). Its buffers are gone by now
+// (releaseBuffers), so an entry costs only its state.
 func (c *Conn) enterTimeWait(now int64) {
+	if c.e.timeWait >= c.e.cfg.MaxTimeWait {
+		c.e.inc(StatTimeWaitOverflow)
+		c.terminate(nil)
+		return
+	}
+	c.e.timeWait++
+	c.inTimeWait = true
+	c.unorphan() // a TIME-WAIT entry is not an orphan, as in Linux
 	c.state = StateTimeWait
 	c.rexmitAt, c.persist, c.delackAt = 0, false, 0
 	c.waitAt = now + 2*int64(c.e.cfg.MSL) // RFC 9293 §3.4.2: "wait ... 2 MSL"

@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"errors"
+	"io"
 	"net/netip"
 	"syscall"
 	"testing"
@@ -173,4 +174,114 @@ func TestOutputBackpressure(t *testing.T) {
 		t.Fatalf("wake-up in the past: %d < %d", wake, w.now)
 	}
 	t.Logf("refused %d, timeouts %d/%d", w.refused, w.eng[0].Stat(StatTimeouts), w.eng[1].Stat(StatTimeouts))
+}
+
+// dial connects a new client on engine 0 to l on engine 1.
+func (w *wire) dial(l *Listener) (a, b *Conn) {
+	w.t.Helper()
+	a, err := w.eng[0].Connect(netip.AddrPortFrom(addrA, 0), l.addr)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.run(10*time.Second, nil, func() bool {
+		if b == nil {
+			b = accepted(l)
+		}
+		return b != nil && a.State() == StateEstablished
+	})
+	if b == nil {
+		w.t.Fatalf("no connection: client %v", a.State())
+	}
+	return a, b
+}
+
+// closeExchange is one `Connection: close` request: the client sends a request, the server answers and
+// closes first (so the server ends in TIME-WAIT), the client reads to EOF and closes.
+func (w *wire) closeExchange(a, b *Conn) {
+	w.t.Helper()
+	a.tryWrite([]byte("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"))
+	w.run(time.Second, nil, func() bool { return b.rcv.n > 0 })
+	b.tryRead(make([]byte, 100))
+	b.tryWrite(make([]byte, 5000))
+	b.Close()
+	k := newSink()
+	w.run(10*time.Second, func() { k.drain(a) }, func() bool { return k.eof })
+	a.Close()
+	w.run(10*time.Second, nil, func() bool { return a.State() == StateClosed && b.State() != StateFinWait2 })
+}
+
+// TestTimeWaitReleasesMemory: a TIME-WAIT connection holds no buffers and no memory charge, so a server
+// closing connection after connection does not reach Config.MemoryLimit with them (it did: each kept
+// 512 KiB for 2*MSL, and new SYNs were then dropped); the number of TIME-WAIT entries is bounded by
+// Config.MaxTimeWait, beyond which a connection closes at once and is counted.
+func TestTimeWaitReleasesMemory(t *testing.T) {
+	cfg := Config{SendBuffer: 64 << 10, RecvBuffer: 64 << 10, MemoryLimit: 2 * 128 << 10, MaxTimeWait: 12}
+	w := newWire(t, cfg, 50)
+	l, _ := w.eng[1].Listen(netip.AddrPortFrom(addrB, 80))
+	e := w.eng[1]
+	for i := range 15 {
+		a, b := w.dial(l)
+		w.closeExchange(a, b)
+		if i < 12 && (b.State() != StateTimeWait || e.timeWait != i+1) {
+			t.Fatalf("connection %d: server %v, %d in TIME-WAIT", i, b.State(), e.timeWait)
+		}
+		if i >= 12 && b.State() != StateClosed {
+			t.Fatalf("connection %d beyond MaxTimeWait: server %v, want CLOSED", i, b.State())
+		}
+		if e.memUsed != 0 || b.memCharged != 0 || i < 12 && (b.snd.buf != nil || b.rcv.buf != nil) {
+			t.Fatalf("connection %d: server memory %d, connection charged %d after the close", i, e.memUsed, b.memCharged)
+		}
+		if w.eng[0].memUsed != 0 {
+			t.Fatalf("connection %d: client memory %d after CLOSED", i, w.eng[0].memUsed)
+		}
+	}
+	if e.Stat(DropMemoryLimit) != 0 || e.Conns() != 12 || e.Stat(StatTimeWaitOverflow) != 3 {
+		t.Fatalf("memory drops %d, connections %d, TIME-WAIT overflows %d; want 0, 12, 3",
+			e.Stat(DropMemoryLimit), e.Conns(), e.Stat(StatTimeWaitOverflow))
+	}
+	w.run(2*time.Minute, nil, nil)
+	if e.Conns() != 0 || e.timeWait != 0 || e.Stat(StatTimeWaitExpired) != 12 {
+		t.Fatalf("after 2*MSL: %d connections, %d in TIME-WAIT, %d expired", e.Conns(), e.timeWait, e.Stat(StatTimeWaitExpired))
+	}
+}
+
+// TestReleaseKeepsUnreadData: the peer's FIN releases the receive buffer, but data the application has not
+// read stays readable, charged by its size until it is read.
+func TestReleaseKeepsUnreadData(t *testing.T) {
+	w := newWire(t, Config{SendBuffer: 64 << 10, RecvBuffer: 64 << 10}, 51)
+	a, b := w.pair()
+	b.tryWrite([]byte("response"))
+	b.Close()
+	w.run(time.Second, nil, func() bool { return a.State() == StateCloseWait })
+	e := w.eng[0]
+	if a.rcv.n != 8 || a.rcv.cap() != 8 || e.memUsed != 64<<10+8 {
+		t.Fatalf("after the FIN: %d unread in a %d-byte buffer, memory %d; want 8, 8, 64 KiB + 8", a.rcv.n, a.rcv.cap(), e.memUsed)
+	}
+	buf := make([]byte, 100)
+	if n, err := a.Read(buf); n != 8 || err != nil || string(buf[:n]) != "response" {
+		t.Fatalf("read %q %v", buf[:n], err)
+	}
+	w.tick()
+	if _, err := a.Read(buf); err != io.EOF || a.rcv.buf != nil || e.memUsed != 64<<10 {
+		t.Fatalf("after reading: %v, buffer %d, memory %d", err, a.rcv.cap(), e.memUsed)
+	}
+}
+
+// TestStatNames: every counter has its own name (statNames is sized by numStats, so a missing name would
+// compile and export an empty one).
+func TestStatNames(t *testing.T) {
+	seen := map[string]Stat{}
+	for s := Stat(0); s < numStats; s++ {
+		n := s.String()
+		if n == "" {
+			t.Errorf("stat %d has no name", s)
+		}
+		if o, dup := seen[n]; dup {
+			t.Errorf("stats %d and %d are both %q", o, s, n)
+		}
+		seen[n] = s
+	}
+	if StatMSSLowered.String() != "mss_lowered" || DropCookieNoOverflow.String() != "drop_cookie_no_overflow" {
+		t.Errorf("names out of line with the constants: %v %v", StatMSSLowered, DropCookieNoOverflow)
+	}
 }

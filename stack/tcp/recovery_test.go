@@ -78,17 +78,34 @@ func TestSynFloodThenCookie(t *testing.T) {
 	if b.wsOK || b.tsOK || b.sackOK || b.mss != 1460 || a.wsOK || a.tsOK {
 		t.Errorf("cookie connection options: ws %v ts %v sack %v mss %d", b.wsOK, b.tsOK, b.sackOK, b.mss)
 	}
+	// A forged ACK with a wrong cookie is refused with a RST.
+	var rsts int
+	w.onSend = func(from int, tc proto.TCP) {
+		if from == 1 && tc.Flags().Has(proto.TCPFlagRST) {
+			rsts++
+		}
+	}
+	w.inject(1, netip.AddrPortFrom(spoof, 1500), netip.AddrPortFrom(addrB, 80),
+		proto.TCPFields{Seq: 5, Ack: 12345, Flags: proto.TCPFlagACK, Window: 100}, nil)
+	if e.Stat(DropBadCookie) != 1 || rsts != 1 {
+		t.Fatalf("bad cookie: counted %d, RSTs %d", e.Stat(DropBadCookie), rsts)
+	}
+	w.onSend = nil
 	transfer(t, w, a, b, 300000, 200000)
 	// The half-open entries time out after SynRetries and free the queue.
 	w.run(5*time.Minute, nil, nil)
 	if l.synq != 0 {
 		t.Fatalf("synq %d after the half-open connections timed out", l.synq)
 	}
-	// A forged ACK with a wrong cookie is refused with a RST.
-	w.inject(1, netip.AddrPortFrom(spoof, 1500), netip.AddrPortFrom(addrB, 80),
-		proto.TCPFields{Seq: 5, Ack: 12345, Flags: proto.TCPFlagACK, Window: 100}, nil)
-	if e.Stat(DropBadCookie) != 1 {
-		t.Fatalf("bad cookie not counted")
+	// Minutes after the last overflow a bare ACK is not taken for a cookie at all, even a valid one
+	// (tcp_synq_no_recent_overflow).
+	w.now += int64(3 * time.Minute) // run returns once the wire is idle
+	id := connID{local: netip.AddrPortFrom(addrB, 80), remote: netip.AddrPortFrom(spoof, 1501)}
+	good := e.cookie(id, 99, 1460, w.now)
+	w.inject(1, id.remote, id.local, proto.TCPFields{Seq: 100, Ack: uint32(good + 1), Flags: proto.TCPFlagACK, Window: 100}, nil)
+	if e.Stat(DropCookieNoOverflow) != 1 || e.Stat(StatCookiesAccepted) != 1 || e.Stat(DropBadCookie) != 1 {
+		t.Fatalf("cookie long after the overflow: no-overflow drops %d, accepted %d",
+			e.Stat(DropCookieNoOverflow), e.Stat(StatCookiesAccepted))
 	}
 }
 
@@ -340,5 +357,93 @@ func TestLossRecoveryNewReno(t *testing.T) {
 	}
 	if n := e0.Stat(StatSACKRetransmits) + e0.Stat(StatLostRetransmits) + e0.Stat(StatTailLossProbes) + e0.Stat(StatRescueRetransmits); n != 0 {
 		t.Errorf("%d SACK-recovery events on a connection without SACK", n)
+	}
+}
+
+// closeWindow has a write from a until b, whose application does not read, closes its window.
+func closeWindow(t *testing.T, w *wire, a *Conn) *stream {
+	t.Helper()
+	s := newStream(5, 200000)
+	w.run(30*time.Second, func() { pumpWrite(a, s) }, func() bool { return a.sndWnd == 0 && a.persist })
+	if a.sndWnd != 0 {
+		t.Fatal("window did not close")
+	}
+	return s
+}
+
+// TestZeroWindowPeerVanishes: a receiver that keeps its window closed but answers the probes keeps the
+// connection for as long as it likes (RFC 9293 §3.8.6.1); one that stops answering is given up after
+// MaxRetries unanswered probes (tcp_retries2), and an orphan after OrphanRetries probes, answered or not
+// (tcp_orphan_retries). The probes were once never counted, so such a connection stayed forever, also
+// after its application closed it.
+func TestZeroWindowPeerVanishes(t *testing.T) {
+	cfg := Config{RecvBuffer: 16 << 10, SendBuffer: 64 << 10, MaxRetries: 6, OrphanRetries: 3, MaxRTO: 10 * time.Second}
+	w := newWire(t, cfg, 53)
+	a, _ := w.pair()
+	s := closeWindow(t, w, a)
+	w.run(10*time.Minute, func() { pumpWrite(a, s) }, nil)
+	e := w.eng[0]
+	if a.State() != StateEstablished || e.Stat(StatZeroWindowProbes) < 20 {
+		t.Fatalf("answered probes: %v after %d probes, want ESTABLISHED", a.State(), e.Stat(StatZeroWindowProbes))
+	}
+	w.drop = func(from int, _ proto.TCP) bool { return from == 1 } // the receiver is gone
+	probes := e.Stat(StatZeroWindowProbes)
+	w.run(10*time.Minute, nil, func() bool { return a.State() == StateClosed })
+	if !errors.Is(a.err, syscall.ETIMEDOUT) || e.Conns() != 0 || e.Stat(StatPersistTimeouts) != 1 {
+		t.Fatalf("vanished receiver: %v %v, %d connections, persist timeouts %d", a.State(), a.err, e.Conns(), e.Stat(StatPersistTimeouts))
+	}
+	if n := e.Stat(StatZeroWindowProbes) - probes; n > 6 {
+		t.Errorf("%d unanswered probes, want at most MaxRetries (6)", n)
+	}
+
+	// An orphan: closed by its application with data still waiting for the closed window.
+	w = newWire(t, cfg, 54)
+	a, _ = w.pair()
+	closeWindow(t, w, a)
+	a.Close()
+	e = w.eng[0]
+	probes = e.Stat(StatZeroWindowProbes)
+	w.run(time.Hour, nil, func() bool { return a.State() == StateClosed })
+	if a.State() != StateClosed || e.Conns() != 0 || e.orphans != 0 || e.Stat(StatPersistTimeouts) != 1 {
+		t.Fatalf("orphan, receiver answering: %v, %d connections, %d orphans, persist timeouts %d",
+			a.State(), e.Conns(), e.orphans, e.Stat(StatPersistTimeouts))
+	}
+	if n := e.Stat(StatZeroWindowProbes) - probes; n > 3 {
+		t.Errorf("orphan: %d probes, want at most OrphanRetries (3)", n)
+	}
+}
+
+// TestOrphanLimit: beyond Config.MaxOrphans a connection its application closes is reset at once
+// (tcp_max_orphans) instead of joining the others waiting for an ACK of their FIN.
+func TestOrphanLimit(t *testing.T) {
+	w := newWire(t, Config{MaxOrphans: 2}, 55)
+	l, _ := w.eng[1].Listen(netip.AddrPortFrom(addrB, 80))
+	var cs []*Conn
+	for range 3 {
+		a, _ := w.dial(l)
+		cs = append(cs, a)
+	}
+	w.drop = func(from int, _ proto.TCP) bool { return from == 1 } // the FINs are never acknowledged
+	var rsts int
+	w.onSend = func(from int, tc proto.TCP) {
+		if from == 0 && tc.Flags().Has(proto.TCPFlagRST) {
+			rsts++
+		}
+	}
+	for _, c := range cs {
+		c.Close()
+		w.tick()
+	}
+	e := w.eng[0]
+	if cs[0].State() != StateFinWait1 || cs[1].State() != StateFinWait1 || cs[2].State() != StateClosed {
+		t.Fatalf("states %v %v %v, want FIN-WAIT-1 FIN-WAIT-1 CLOSED", cs[0].State(), cs[1].State(), cs[2].State())
+	}
+	if e.orphans != 2 || e.Conns() != 2 || rsts != 1 || e.Stat(StatOrphanOverflow) != 1 {
+		t.Fatalf("orphans %d, connections %d, resets %d, overflows %d; want 2, 2, 1, 1", e.orphans, e.Conns(), rsts, e.Stat(StatOrphanOverflow))
+	}
+	// The orphans end after OrphanRetries RTOs (default 8) and free their places.
+	w.run(time.Hour, nil, func() bool { return e.Conns() == 0 })
+	if e.orphans != 0 || e.Conns() != 0 {
+		t.Fatalf("after the retries: %d orphans, %d connections", e.orphans, e.Conns())
 	}
 }

@@ -60,6 +60,9 @@ func (r *ring) peek(off, n int) ([]byte, []byte) {
 // discard drops n held bytes from the front.
 func (r *ring) discard(n int) {
 	n = min(n, r.n)
+	if n == 0 {
+		return // also keeps a released (nil) buffer from a division by zero
+	}
 	r.n -= n
 	// head is not reset to 0 when the ring empties: out-of-order data past the end is placed relative to it.
 	r.head = (r.head + n) % len(r.buf)

@@ -63,8 +63,9 @@ func TestTransferAcrossSeqWrap(t *testing.T) {
 	w := newWire(t, Config{}, 9)
 	// Find a clock value at which both ISNs are within 64 KiB of the wrap: cheaper to set the key so that
 	// the hash part is known is not possible, so shift the clock instead (ISN = hash + now/4µs).
-	id0 := connID{local: netip.AddrPortFrom(addrA, ephemeralFirst), remote: netip.AddrPortFrom(addrB, 80)}
-	h := uint32(w.eng[0].tupleHash(id0, 0, 0))
+	port, _, _ := w.eng[0].ephemeralPort(addrA, netip.AddrPortFrom(addrB, 80))
+	id0 := connID{local: netip.AddrPortFrom(addrA, port), remote: netip.AddrPortFrom(addrB, 80)}
+	h := uint32(w.eng[0].tupleHash(id0, 0, 0, 0))
 	target := uint32(0xffffffff - 30000) // about 30 KB before the wrap
 	w.now = int64(target-h) * 4000
 	if w.now < int64(time.Second) {
@@ -126,5 +127,15 @@ func TestCookie(t *testing.T) {
 	}
 	if _, ok := e.checkCookie(id, 12345, c^1, now); ok {
 		t.Error("altered cookie accepted")
+	}
+	// The hash covers the whole counter: 32 periods later the 5 bits the cookie carries match again.
+	if _, ok := e.checkCookie(id, 12345, c, now+32*cookiePeriod); ok {
+		t.Error("cookie accepted again 32 periods later")
+	}
+	// And the MSS index: a cookie with another index is not valid.
+	for i := Seq(1); i < 8; i++ {
+		if mss, ok := e.checkCookie(id, 12345, c^i<<24, now); ok {
+			t.Errorf("cookie with the MSS index changed accepted (mss %d)", mss)
+		}
 	}
 }

@@ -245,9 +245,10 @@ func TestResetInEachState(t *testing.T) {
 }
 
 // TestChallengeACK checks RFC 5961: a RST or SYN in the window but not at RCV.NXT gets an ACK and leaves
-// the connection alone; a RST outside the window is dropped silently; the rate limit holds.
+// the connection alone; a RST outside the window is dropped silently; one connection answers at most one
+// such segment per Config.InvalidRateLimit.
 func TestChallengeACK(t *testing.T) {
-	w := newWire(t, Config{ChallengeACKLimit: 3}, 13)
+	w := newWire(t, Config{}, 13)
 	_, b := w.pair()
 	var out []proto.TCP
 	w.onSend = func(from int, tc proto.TCP) {
@@ -264,26 +265,188 @@ func TestChallengeACK(t *testing.T) {
 	if e.Stat(DropRSTNotExact) != 1 || e.Stat(StatChallengeACKs) != 1 {
 		t.Errorf("counters: rst_not_exact %d challenge %d", e.Stat(DropRSTNotExact), e.Stat(StatChallengeACKs))
 	}
+	// Within 500 ms of the last challenge ACK, this connection stays silent.
 	out = nil
+	w.now += int64(400 * time.Millisecond)
 	w.inject(1, b.id.remote, b.id.local, proto.TCPFields{Seq: uint32(b.rcvNxt + 5), Flags: proto.TCPFlagSYN, Window: 100}, nil)
-	if b.State() != StateEstablished || len(out) != 1 || Seq(out[0].Ack()) != b.rcvNxt || e.Stat(DropSYNInWindow) != 1 {
-		t.Fatalf("in-window SYN: state %v, replies %d", b.State(), len(out))
+	if b.State() != StateEstablished || len(out) != 0 || e.Stat(DropSYNInWindow) != 1 || e.Stat(StatACKSkippedChallenge) != 1 {
+		t.Fatalf("in-window SYN 400 ms later: state %v, replies %d, skipped %d", b.State(), len(out), e.Stat(StatACKSkippedChallenge))
+	}
+	w.now += int64(100 * time.Millisecond)
+	w.inject(1, b.id.remote, b.id.local, proto.TCPFields{Seq: uint32(b.rcvNxt + 5), Flags: proto.TCPFlagSYN, Window: 100}, nil)
+	if b.State() != StateEstablished || len(out) != 1 || Seq(out[0].Ack()) != b.rcvNxt || e.Stat(DropSYNInWindow) != 2 {
+		t.Fatalf("in-window SYN 500 ms later: state %v, replies %d", b.State(), len(out))
 	}
 	out = nil
+	w.now += int64(time.Second)
 	w.rst(1, b, b.rcvNxt+1<<30)
 	if b.State() != StateEstablished || len(out) != 0 {
 		t.Fatalf("out-of-window RST: state %v, replies %d", b.State(), len(out))
 	}
-	// Rate limit: 3 per second, 2 already used.
-	for range 4 {
-		w.rst(1, b, b.rcvNxt+7)
-	}
-	if len(out) != 1 || e.Stat(StatChallengeACKLimited) != 3 {
-		t.Fatalf("rate limit: %d challenge ACKs, %d limited", len(out), e.Stat(StatChallengeACKLimited))
-	}
-	w.now += int64(time.Second)
 	w.rst(1, b, b.rcvNxt)
 	if b.State() != StateClosed {
 		t.Fatalf("exact RST: %v", b.State())
+	}
+}
+
+// TestChallengeACKSideChannel is CVE-2016-5696: with one fixed engine-wide budget, an off-path host spent
+// it with in-window RSTs on its own connection, sent a spoofed RST at a guessed sequence number of a
+// victim's connection, and counted the challenge ACKs left in the second: one fewer meant the guess was in
+// the victim's window. Per-connection limiting keeps the attacker's connection from spending the budget,
+// and the budget is random in [limit/2, limit*3/2) each second.
+func TestChallengeACKSideChannel(t *testing.T) {
+	w := newWire(t, Config{ChallengeACKLimit: 4}, 56)
+	l, _ := w.eng[1].Listen(netip.AddrPortFrom(addrB, 80))
+	_, attacker := w.dial(l)
+	_, victim := w.dial(l)
+	var acks [2]int
+	w.onSend = func(from int, tc proto.TCP) {
+		if from == 1 && tc.DstPort() == attacker.id.remote.Port() {
+			acks[0]++
+		}
+		if from == 1 && tc.DstPort() == victim.id.remote.Port() {
+			acks[1]++
+		}
+	}
+	w.now += int64(time.Second)
+	for i := range 20 {
+		w.rst(1, attacker, attacker.rcvNxt+Seq(100+i))
+	}
+	w.rst(1, victim, victim.rcvNxt+100)
+	if acks[0] != 1 || acks[1] != 1 || w.eng[1].Stat(StatACKSkippedChallenge) != 19 {
+		t.Fatalf("challenge ACKs: attacker %d, victim %d, skipped %d; want 1, 1, 19", acks[0], acks[1],
+			w.eng[1].Stat(StatACKSkippedChallenge))
+	}
+
+	// The engine-wide budget: between 2 and 5 per second for a limit of 4, not the same every second.
+	e := NewEngine(Config{ChallengeACKLimit: 4}, OutputFunc(func(*Segment) bool { return true }), nil)
+	seen := map[int]bool{}
+	for sec := range 200 {
+		now := int64(time.Hour) + int64(sec)*int64(time.Second)
+		n := 0
+		for range 10 {
+			if e.challengeOK(now) {
+				n++
+			}
+		}
+		if n < 2 || n > 5 {
+			t.Fatalf("second %d: %d challenge ACKs, want 2 to 5", sec, n)
+		}
+		seen[n] = true
+	}
+	if len(seen) < 3 {
+		t.Errorf("budgets seen %v: not random", seen)
+	}
+}
+
+// TestEphemeralPortsRFC6056: the local ports of connections to one destination follow one another, but
+// where they start depends on the destination and a secret (RFC 6056 §3.3.4), so the port of a dial
+// towards an attacker says nothing about the next dial towards someone else. They were handed out in
+// sequence from 49152.
+func TestEphemeralPortsRFC6056(t *testing.T) {
+	out := OutputFunc(func(*Segment) bool { return true })
+	e := NewEngine(Config{Key: [16]byte{9}}, out, nil)
+	dial := func(e *Engine, dst string) uint16 {
+		c, err := e.Connect(netip.AddrPortFrom(addrA, 0), netip.MustParseAddrPort(dst))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.id.local.Port()
+	}
+	p1, p2 := dial(e, "198.18.0.2:80"), dial(e, "198.18.0.2:80")
+	q1, r1 := dial(e, "198.18.0.2:81"), dial(e, "198.18.0.3:80")
+	p3 := dial(e, "198.18.0.2:80")
+	for _, p := range []uint16{p1, p2, q1, r1, p3} {
+		if p < ephemeralFirst {
+			t.Fatalf("port %d outside the ephemeral range", p)
+		}
+	}
+	if p2 != p1+1 || p3 != p2+1 {
+		t.Errorf("ports towards one destination %d %d %d, want consecutive", p1, p2, p3)
+	}
+	near := func(a, b uint16) bool { return a-b < 8 || b-a < 8 }
+	if near(q1, p2) || near(r1, q1) || near(r1, p2) {
+		t.Errorf("ports towards other destinations %d %d follow those towards the first %d %d", q1, r1, p1, p2)
+	}
+	if p1 == ephemeralFirst {
+		t.Errorf("first port %d", p1)
+	}
+	if e2 := NewEngine(Config{Key: [16]byte{10}}, out, nil); dial(e2, "198.18.0.2:80") == p1 {
+		t.Errorf("another key picks the same port %d", p1)
+	}
+	// A port taken by a listener (here the next one in line) is skipped.
+	next, _, _ := e.ephemeralPort(addrA, netip.MustParseAddrPort("198.18.0.2:80"))
+	if _, err := e.Listen(netip.AddrPortFrom(netip.IPv4Unspecified(), next)); err != nil {
+		t.Fatal(err)
+	}
+	if p := dial(e, "198.18.0.2:80"); p == next {
+		t.Errorf("picked port %d held by a listener", p)
+	}
+}
+
+// TestInvalidReplyRateLimit: ACKs answering out-of-window and PAWS-failed segments without data go out at
+// most once per Config.InvalidRateLimit per connection (tcp_invalid_ratelimit) and the others are counted;
+// segments with data are always answered, since the peer's recovery depends on that ACK.
+func TestInvalidReplyRateLimit(t *testing.T) {
+	w := newWire(t, Config{}, 57)
+	_, b := w.pair()
+	e := w.eng[1]
+	var acks int
+	w.onSend = func(from int, tc proto.TCP) {
+		if from == 1 && tc.Flags() == proto.TCPFlagACK {
+			acks++
+		}
+	}
+	ts := func(v uint32) proto.TCPOptions { return proto.TCPOptions{HasTimestamps: true, TSval: v} }
+	for range 5 { // pure ACKs far outside the window
+		w.inject(1, b.id.remote, b.id.local, proto.TCPFields{Seq: uint32(b.rcvNxt + 1<<30), Ack: uint32(b.sndMax),
+			Flags: proto.TCPFlagACK, Window: 1000, Options: ts(b.tsRecent + 1)}, nil)
+	}
+	if acks != 1 || e.Stat(DropOutOfWindow) != 5 || e.Stat(StatACKSkippedSeq) != 4 {
+		t.Fatalf("out-of-window: %d ACKs, %d drops, %d skipped; want 1, 5, 4", acks, e.Stat(DropOutOfWindow), e.Stat(StatACKSkippedSeq))
+	}
+	acks = 0
+	w.now += int64(500 * time.Millisecond)
+	for range 5 { // pure ACKs with an old timestamp
+		w.inject(1, b.id.remote, b.id.local, proto.TCPFields{Seq: uint32(b.rcvNxt), Ack: uint32(b.sndMax),
+			Flags: proto.TCPFlagACK, Window: 1000, Options: ts(b.tsRecent - 10)}, nil)
+	}
+	if acks != 1 || e.Stat(DropPAWS) != 5 || e.Stat(StatACKSkippedPAWS) != 4 {
+		t.Fatalf("PAWS: %d ACKs, %d drops, %d skipped; want 1, 5, 4", acks, e.Stat(DropPAWS), e.Stat(StatACKSkippedPAWS))
+	}
+	acks = 0
+	for range 3 { // old data, duplicates of what was received: every one is answered
+		w.inject(1, b.id.remote, b.id.local, proto.TCPFields{Seq: uint32(b.rcvNxt - 200), Ack: uint32(b.sndMax),
+			Flags: proto.TCPFlagACK, Window: 1000, Options: ts(b.tsRecent + 1)}, make([]byte, 100))
+	}
+	if acks != 3 {
+		t.Fatalf("duplicate data: %d ACKs, want 3", acks)
+	}
+}
+
+// TestPAWSIdle24Days: RFC 7323 §5.5 - after 24 days without an update TS.Recent is invalid, and a segment
+// whose timestamp is "older" (the peer's clock wrapped meanwhile) is accepted and sets TS.Recent.
+func TestPAWSIdle24Days(t *testing.T) {
+	w := newWire(t, Config{}, 58)
+	_, b := w.pair()
+	old := b.tsRecent - 1000
+	seg := func() {
+		w.inject(1, b.id.remote, b.id.local, proto.TCPFields{Seq: uint32(b.rcvNxt), Ack: uint32(b.sndMax),
+			Flags: proto.TCPFlagACK | proto.TCPFlagPSH, Window: 1000,
+			Options: proto.TCPOptions{HasTimestamps: true, TSval: old}}, []byte("x"))
+	}
+	seg()
+	if b.rcv.n != 0 || w.eng[1].Stat(DropPAWS) != 1 {
+		t.Fatalf("old timestamp accepted: %d bytes, PAWS drops %d", b.rcv.n, w.eng[1].Stat(DropPAWS))
+	}
+	w.now += int64(23 * 24 * time.Hour)
+	seg()
+	if b.rcv.n != 0 || w.eng[1].Stat(DropPAWS) != 2 {
+		t.Fatalf("after 23 days: %d bytes, PAWS drops %d", b.rcv.n, w.eng[1].Stat(DropPAWS))
+	}
+	w.now += int64(2 * 24 * time.Hour)
+	seg()
+	if b.rcv.n != 1 || b.tsRecent != old || w.eng[1].Stat(DropPAWS) != 2 {
+		t.Fatalf("after 25 days: %d bytes, TS.Recent %d (want %d), PAWS drops %d", b.rcv.n, b.tsRecent, old, w.eng[1].Stat(DropPAWS))
 	}
 }

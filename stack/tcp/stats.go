@@ -13,7 +13,7 @@ const (
 	StatTimeouts
 	StatZeroWindowProbes
 	StatChallengeACKs
-	StatChallengeACKLimited
+	StatChallengeACKLimited // the engine-wide challenge ACK budget was spent (Config.ChallengeACKLimit)
 	StatResetsIn
 	StatResetsOut
 	StatActiveOpens
@@ -22,28 +22,36 @@ const (
 	StatCookiesAccepted
 	StatTimeWaitExpired
 	StatConnTimeouts
-	StatOutputFull        // Output.Send had no room (data retried on the next Tick)
-	StatLostRetransmits   // a retransmission found lost without an RTO (RACK-style, RFC 8985 §6.2)
-	StatRescueRetransmits // RFC 6675 §4 NextSeg rule 4 retransmissions
-	StatTailLossProbes    // RFC 8985 §7 loss probes
-	StatRcvBufGrown       // receive buffer autotuning grew a connection's buffer (Config.RecvBufferMax)
+	StatOutputFull          // Output.Send had no room (data retried on the next Tick)
+	StatLostRetransmits     // a retransmission found lost without an RTO (RACK-style, RFC 8985 §6.2)
+	StatRescueRetransmits   // RFC 6675 §4 NextSeg rule 4 retransmissions
+	StatTailLossProbes      // RFC 8985 §7 loss probes
+	StatRcvBufGrown         // receive buffer autotuning grew a connection's buffer (Config.RecvBufferMax)
+	StatTimeWaitOverflow    // Config.MaxTimeWait reached: the connection closed instead of TIME-WAIT (Linux TCPTimeWaitOverflow)
+	StatPersistTimeouts     // connections ended by unanswered zero-window probes (also counted in StatConnTimeouts)
+	StatOrphanOverflow      // Config.MaxOrphans reached: a connection closed by its application was reset (Linux TCPAbortOnMemory)
+	StatACKSkippedChallenge // challenge ACK not sent: one went to this connection less than Config.InvalidRateLimit ago
+	StatACKSkippedSeq       // ACK to an out-of-window segment (or an ACK of unsent data) not sent, the same limit
+	StatACKSkippedPAWS      // ACK to a PAWS-failed segment not sent, the same limit
+	StatMSSLowered          // connections whose MSS Engine.LowerMTU lowered
 
-	DropBadOptions      // option bytes that do not parse
-	DropNoConnection    // no connection or listener (answered with RST unless it was one)
-	DropOutOfWindow     // sequence number outside the receive window (answered with an ACK)
-	DropPAWS            // RFC 7323 §5 old timestamp
-	DropAckTooNew       // acknowledges data not yet sent (RFC 9293 §3.10.7.4)
-	DropAckTooOld       // acknowledgment below SND.UNA - MAX.SND.WND (RFC 5961 §5.2)
-	DropNoACK           // synchronized state segment without ACK
-	DropRcvBufFull      // data beyond the receive buffer (trimmed)
-	DropOutOfOrderFull  // out-of-order data with the out-of-order queue full
-	DropAcceptQueueFull // handshake completed but the accept queue is full
-	DropMemoryLimit     // Config.MemoryLimit reached
-	DropBadCookie       // ACK to a listener with no valid SYN cookie
-	DropRSTNotExact     // RST in window but not at RCV.NXT (challenge ACK sent, RFC 5961 §3.2)
-	DropSYNInWindow     // SYN on a synchronized connection (challenge ACK sent, RFC 5961 §4.2)
-	DropDataAfterClose  // data for an application that closed (connection reset, RFC 1122 §4.2.2.13)
-	DropBadState        // segment not acceptable in the connection's state
+	DropBadOptions       // option bytes that do not parse
+	DropNoConnection     // no connection or listener (answered with RST unless it was one)
+	DropOutOfWindow      // sequence number outside the receive window (answered with an ACK, StatACKSkippedSeq)
+	DropPAWS             // RFC 7323 §5 old timestamp (answered with an ACK, StatACKSkippedPAWS)
+	DropAckTooNew        // acknowledges data not yet sent (RFC 9293 §3.10.7.4)
+	DropAckTooOld        // acknowledgment below SND.UNA - MAX.SND.WND (RFC 5961 §5.2)
+	DropNoACK            // synchronized state segment without ACK
+	DropRcvBufFull       // data beyond the receive buffer (trimmed)
+	DropOutOfOrderFull   // out-of-order data with the out-of-order queue full
+	DropAcceptQueueFull  // handshake completed but the accept queue is full
+	DropMemoryLimit      // Config.MemoryLimit reached: a SYN, a handshake or a dial refused
+	DropBadCookie        // ACK to a listener with no valid SYN cookie
+	DropCookieNoOverflow // ACK to a listener that sent no SYN cookie recently: not checked as one (answered with RST)
+	DropRSTNotExact      // RST in window but not at RCV.NXT (challenge ACK sent, RFC 5961 §3.2)
+	DropSYNInWindow      // SYN on a synchronized connection (challenge ACK sent, RFC 5961 §4.2)
+	DropDataAfterClose   // data for an application that closed (connection reset, RFC 1122 §4.2.2.13)
+	DropBadState         // segment not acceptable in the connection's state
 	numStats
 )
 
@@ -52,9 +60,12 @@ var statNames = [numStats]string{
 	"zero_window_probes", "challenge_acks", "challenge_acks_limited", "resets_in", "resets_out",
 	"active_opens", "passive_opens", "cookies_sent", "cookies_accepted", "time_wait_expired", "conn_timeouts", "output_full",
 	"lost_retransmits", "rescue_retransmits", "tail_loss_probes", "rcvbuf_grown",
+	"time_wait_overflow", "persist_timeouts", "orphan_overflow",
+	"ack_skipped_challenge", "ack_skipped_seq", "ack_skipped_paws",
+	"mss_lowered",
 	"drop_bad_options", "drop_no_connection", "drop_out_of_window", "drop_paws", "drop_ack_too_new",
 	"drop_ack_too_old", "drop_no_ack", "drop_rcvbuf_full", "drop_out_of_order_full", "drop_accept_queue_full",
-	"drop_memory_limit", "drop_bad_cookie", "drop_rst_not_exact", "drop_syn_in_window",
+	"drop_memory_limit", "drop_bad_cookie", "drop_cookie_no_overflow", "drop_rst_not_exact", "drop_syn_in_window",
 	"drop_data_after_close", "drop_bad_state",
 }
 
