@@ -7,7 +7,7 @@ export XDPNET_REQUIRE_PRIV = 1
 EXEC    := $(if $(filter 0,$(shell id -u)),,-exec 'sudo -E')
 RUNAS   := $(if $(filter 0,$(shell id -u)),,sudo -E)
 
-.PHONY: all build test demo deps bench fuzz vet clean
+.PHONY: all build test stress demo deps bench fuzz vet clean
 
 all: build
 
@@ -26,6 +26,11 @@ vet:
 # remove the fake crashed lab another package's test builds on purpose.
 test: deps vet
 	$(GO) test $(EXEC) -p 1 -count=1 -timeout 15m ./...
+
+# The adversarial suite (internal/adversary, build tag stress): hostile traffic from real tools against
+# xdpfwd and httpd in namespaces, each attack followed by a 60 s settle; about 20 minutes. Not part of test.
+stress: deps
+	$(GO) test $(EXEC) -tags stress -p 1 -count=1 -v -timeout 60m ./internal/adversary/
 
 # The three-namespace lab: generator -> xdpfwd -> sink with real traffic, then removed.
 demo: deps

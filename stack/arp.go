@@ -41,19 +41,24 @@ func (h *handler) arpInput(b *pipeline.Batch, p *pipeline.Packet, inIf int32) {
 	}
 	// RFC 826: "If the pair <protocol type, sender protocol address> is already in my translation table,
 	// update the sender hardware address field ... If I am the target ... add the triplet". A sender of
-	// 0.0.0.0 is an address probe (RFC 5227) and teaches nothing; a multicast sender MAC is never learnt.
-	learnable := sip.Is4() && !sip.IsUnspecified() && !sha.IsMulticast() && !martian(addr4(sip))
+	// 0.0.0.0 is an address probe (RFC 5227) and teaches nothing; a multicast sender MAC is never learnt;
+	// nor is a sender off the interface's networks, which no route of ours sends to directly and which
+	// would let anyone fill the table. New entries come from requests only, as Linux does with its default
+	// arp_accept=0: a reply nobody asked for (we make the entry when we ask) adds nothing.
+	learnable := sip.Is4() && !sha.IsMulticast() && ifc.onLink(addr4(sip))
 	if learnable {
 		k := nkey{uint32(inIf), addr4(sip)}
 		var n *neighbour
-		if ours {
-			n, _ = h.s.neigh.getOrCreate(k)
+		if ours && op == proto.ARPRequest {
+			n, _ = h.s.neigh.getOrCreate(k, h.now, false)
 		} else {
 			n = h.s.neigh.get(k)
 		}
 		if n != nil && n.confirm(sha, h.now) {
 			inc(&h.ctr.resolved)
 		}
+	} else if ours && sip.Is4() && !sip.IsUnspecified() {
+		inc(&h.ctr.notLearnt)
 	}
 	if op != proto.ARPRequest || !ours {
 		if ours || (learnable && op == proto.ARPReply) || a.IsGratuitous() {
@@ -74,6 +79,28 @@ func (h *handler) arpInput(b *pipeline.Batch, p *pipeline.Packet, inIf int32) {
 	proto.ARPFields{Op: proto.ARPReply, SenderMAC: ifc.mac, SenderIP: tip, TargetMAC: sha, TargetIP: sip}.Encode(d[ethLen:])
 	p.Send(ifc.port)
 	inc(&h.ctr.arpRepOut)
+}
+
+// onLink reports whether a is a host address on one of the interface's networks: inside the prefix, not
+// ours, and neither the network's address nor its broadcast address (RFC 1812 §5.3.5.1; a /31 has
+// neither, RFC 3021).
+func (ifc *hiface) onLink(a uint32) bool {
+	for _, pf := range ifc.addrs {
+		bits := pf.Bits()
+		if bits == 0 {
+			continue
+		}
+		ours := addr4(pf.Addr())
+		mask := ^uint32(0) << (32 - bits)
+		if a&mask != ours&mask || a == ours {
+			continue
+		}
+		if bits < 31 && (a&^mask == 0 || a|mask == ^uint32(0)) {
+			continue
+		}
+		return true
+	}
+	return false
 }
 
 // arpSolicit is arp_solicit: a broadcast request for target from our address on its network.

@@ -23,9 +23,12 @@
 // SyncRoutes) changes in place with atomic 32-bit stores while the pollers read it without a lock; an update
 // costs what its prefix covers (under a microsecond for a /24), and each address moves from its old route to
 // its new one in one step. What an update unlinks (a tbl8 group, a route id) is reused only after every
-// queue has finished the batch it was in (an epoch per queue, set at the start of Process and Tick). The neighbour and socket tables are copy-on-write maps with
-// entries made of atomics. Stack methods are safe for concurrent use; a handler is used by its driver's
-// goroutine only; UDPConn methods are safe for concurrent use by applications.
+// queue has finished the batch it was in (an epoch per queue, set at the start of Process and Tick). The
+// neighbour table is a hash table with lock-free lookups, O(1) inserts under striped locks, and entries
+// made of atomics; its collector (the kernel's gc_thresh1/2/3 and gc_stale_time) marks what it removes, so
+// that a queue's cached pointer is looked up again. The socket tables are copy-on-write maps. Stack methods
+// are safe for concurrent use; a handler is used by its driver's goroutine only; UDPConn methods are safe
+// for concurrent use by applications.
 //
 // TCP (tcpsock.go) is package stack/tcp's engine, one per queue: local delivery verifies the checksum
 // (DropTCPMalformed) and hands the segment to the queue's engine, which answers closed ports with RST; the
@@ -42,6 +45,8 @@
 //	ipv4.go      ip_rcv (validation, martians), ip_route_input, ip_forward, ip_local_deliver, ip_output
 //	fragment.go  ip_fragment
 //	neigh.go     the neighbour state machine (neigh_output, held packets, probes) and its external API
+//	neightable.go the neighbour table (neigh_lookup, neigh_create) and its collector (neigh_forced_gc,
+//	             neigh_periodic_work)
 //	arp.go       arp_rcv, arp_solicit, announcements: the IPv4 resolver of neigh.go
 //	icmp.go      icmp_send (errors, rate limited) and icmp_rcv (echo)
 //	route.go     the FIB and its API; lpm.go its DIR-24-8 table

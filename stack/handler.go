@@ -37,7 +37,8 @@ type handler struct {
 	ifs       []hiface
 	portIface []int32 // by port index: interface id or -1
 	portMAC   []proto.MAC
-	partial   []bool // by port index: the peer is in host memory and may leave checksums partial
+	partial   []bool   // by port index: the peer is in host memory and may leave checksums partial
+	bcast     []uint32 // the connected networks' broadcast addresses, never a source (ipv4Rcv)
 
 	snap *fib       // the routing table, read in place (routeTable); set per batch by enter
 	rd   *fibReader // marks this queue inside a batch for the routing table's reclamation
@@ -83,6 +84,11 @@ func (s *Stack) NewHandler(q *pipeline.QueueInfo) pipeline.Handler {
 	h.ifs = make([]hiface, len(s.ifaces))
 	for i, ic := range s.ifaces {
 		h.ifs[i].addrs = ic.addrs
+		for _, a := range ic.addrs {
+			if a.Bits() < 31 { // RFC 3021: a /31 has no broadcast address
+				h.bcast = append(h.bcast, addr4(a.Addr())|(1<<(32-a.Bits())-1))
+			}
+		}
 		for _, p := range q.Ports {
 			if p.Name != ic.name {
 				continue
@@ -121,6 +127,11 @@ func (h *handler) Process(b *pipeline.Batch) {
 	defer h.rd.leave()
 	h.now = b.Now
 	h.lastDst, h.lastRoute = 0, nil
+	if nb := h.lastNeigh; nb != nil {
+		// transmit's fast path sends to lastNeigh without resolve's touch: once per batch is enough for
+		// the collector's idea of "used".
+		nb.touch(h.now)
+	}
 	n := b.N
 	in, fwd, out, post := h.selB[:0], h.selC[:0], h.selD[:0], h.selE[:0]
 	late := h.selA[:0]
@@ -308,6 +319,9 @@ func (h *handler) Tick(b *pipeline.Batch) int64 {
 		h.announceChanged(b)
 	}
 	out, wake := h.releaseHeld(b, h.selD[:0])
+	if at := h.s.neigh.periodicGC(h.now); at != 0 && (wake == 0 || at < wake) {
+		wake = at
+	}
 	out = h.udpOutput(b, out)
 	out, wake = h.tcpTick(b, out, wake)
 	h.emit(b, out, h.selE[:0])

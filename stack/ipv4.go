@@ -59,6 +59,16 @@ func martian(a uint32) bool {
 
 func isMulticast(a uint32) bool { return a>>28 == 0xe }
 
+// directedBroadcast reports whether a is the broadcast address of one of the connected networks.
+func (h *handler) directedBroadcast(a uint32) bool {
+	for _, bc := range h.bcast {
+		if a == bc {
+			return true
+		}
+	}
+	return false
+}
+
 // route looks up the destination of a validated packet and records the egress in meta and the packet.
 func (h *handler) route(p *pipeline.Packet, i uint16) int {
 	d := p.Data()
@@ -95,11 +105,6 @@ func (h *handler) route(p *pipeline.Packet, i uint16) int {
 	// forwarded.
 	if proto.Ethernet(d).Dst().IsMulticast() {
 		p.Drop(pipeline.DropL2Broadcast)
-		return verdictDropped
-	}
-	// RFC 1812 §5.3.7: a source of 0.0.0.0 is allowed to reach us (DHCP) but is never forwarded.
-	if ip.Src32() == 0 {
-		p.Drop(pipeline.DropMartianSource)
 		return verdictDropped
 	}
 	ifc := &h.ifs[e.iface]
@@ -284,9 +289,18 @@ func (h *handler) ipv4Rcv(p *pipeline.Packet, ipb []byte) bool {
 		return false
 	}
 	src, dst := ip.Src32(), ip.Dst32()
-	// RFC 1812 §5.3.7 martians. 0.0.0.0 as a source is let through here and refused by route for
-	// forwarding (a DHCP client uses it towards us); the limited broadcast as a destination is local.
-	if (src != 0 && martian(src)) || isMulticast(src) {
+	// RFC 1812 §5.3.7 martians; the limited broadcast as a destination is local. 0.0.0.0 as a source is
+	// taken only towards the limited broadcast (a DHCP client's DISCOVER, RFC 2131 §4.1; Linux's
+	// ip_route_input_slow likewise), where nothing answers it - so no ICMP or TCP reply ever goes to
+	// 0.0.0.0. A directed broadcast address of a connected network names no host (RFC 1812 §5.3.7: "a
+	// router SHOULD NOT forward ... a packet whose source is an IP broadcast address"; Linux's
+	// fib_validate_source refuses it as a martian source too).
+	if src == 0 {
+		if dst != limitedB {
+			p.Drop(pipeline.DropMartianSource)
+			return false
+		}
+	} else if martian(src) || isMulticast(src) || h.directedBroadcast(src) {
 		p.Drop(pipeline.DropMartianSource)
 		return false
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 
 	"github.com/xdpnet/xdpnet/pipeline"
@@ -17,8 +16,15 @@ import (
 // queues of held packets, and the API an external resolver (kernel-mirror) drives. ARP (arp.go) is its
 // resolver for IPv4.
 
-// DropNeighbourTableFull: no entry could be made for the next hop (maxNeighbours).
+// DropNeighbourTableFull: no entry could be made for the next hop: the table is at GCThresh3 and nothing
+// in it could be collected.
 var DropNeighbourTableFull = pipeline.RegisterDropReason("neighbour_table_full")
+
+// DropHeldLimit: the queue already holds HeldPacketsPerQueue packets waiting for neighbours.
+var DropHeldLimit = pipeline.RegisterDropReason("neighbour_held_limit")
+
+// DropNeighbourRemoved: the packet waited for a neighbour entry that the collector removed.
+var DropNeighbourRemoved = pipeline.RegisterDropReason("neighbour_removed")
 
 // NeighbourState is the state of a neighbour entry, after the kernel's NUD states.
 type NeighbourState uint8
@@ -33,6 +39,9 @@ const (
 var neighStateNames = [...]string{"incomplete", "reachable", "stale", "failed"}
 
 func (n NeighbourState) String() string {
+	if n == neighRemoved {
+		return "removed"
+	}
 	if int(n) < len(neighStateNames) {
 		return neighStateNames[n]
 	}
@@ -59,6 +68,33 @@ type neighbour struct {
 	probeAt   atomic.Int64 // when the last request was sent; the per-address rate limit
 	probes    atomic.Uint32
 	failedAt  atomic.Int64
+	// used is when a packet last went (or waited) for this neighbour, to within usedGrain; 0 for an entry
+	// learnt from an ARP request that nothing has sent to yet. created and used decide garbage collection.
+	used    atomic.Int64
+	created int64
+	// external: set by SetNeighbour; only its owner removes it (ForgetNeighbour clears the mark).
+	external atomic.Bool
+	next     atomic.Pointer[neighbour] // the hash chain (neightable.go)
+}
+
+// setState moves n to st unless the collector removed it (a removed entry stays removed).
+func (n *neighbour) setState(st NeighbourState) bool {
+	for {
+		old := n.state.Load()
+		if NeighbourState(old) == neighRemoved {
+			return false
+		}
+		if n.state.CompareAndSwap(old, uint32(st)) {
+			return true
+		}
+	}
+}
+
+// touch records that traffic uses n, at most once per usedGrain.
+func (n *neighbour) touch(now int64) {
+	if now-n.used.Load() >= usedGrain {
+		n.used.Store(now)
+	}
 }
 
 func (n *neighbour) macValue() proto.MAC {
@@ -83,69 +119,29 @@ func (n *neighbour) confirm(m proto.MAC, now int64) (wasResolved bool) {
 	n.mac.Store(macWord(m))
 	n.confirmed.Store(now)
 	n.probes.Store(0)
-	old := NeighbourState(n.state.Swap(uint32(NeighbourReachable)))
-	return old == NeighbourIncomplete || old == NeighbourFailed
+	for {
+		old := NeighbourState(n.state.Load())
+		if old == neighRemoved {
+			return false
+		}
+		if n.state.CompareAndSwap(uint32(old), uint32(NeighbourReachable)) {
+			return old == NeighbourIncomplete || old == NeighbourFailed
+		}
+	}
 }
 
-// neighTable maps keys to entries through an immutable map swapped on insert: lookups are a plain map read
-// of the current version, and entries are created rarely (a new next hop), under mu.
-type neighTable struct {
-	mu sync.Mutex
-	m  atomic.Pointer[map[nkey]*neighbour]
-}
-
-func (t *neighTable) init() {
-	m := map[nkey]*neighbour{}
-	t.m.Store(&m)
-}
-
-func (t *neighTable) get(k nkey) *neighbour { return (*t.m.Load())[k] }
-
-// getOrCreate returns the entry for k, making an incomplete one if there is none.
-// maxNeighbours bounds the table: entries are never removed (see neighCache), and each insert copies the
-// map, so an address sweep over a large connected network must not grow it without end.
-const maxNeighbours = 16384
-
-// getOrCreate returns the entry for k, making an incomplete one if there is none; nil when the table is full.
-func (t *neighTable) getOrCreate(k nkey) (n *neighbour, created bool) {
-	if n := t.get(k); n != nil {
-		return n, false
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	old := *t.m.Load()
-	if n := old[k]; n != nil {
-		return n, false
-	}
-	if len(old) >= maxNeighbours {
-		return nil, false
-	}
-	m := make(map[nkey]*neighbour, len(old)+1)
-	for kk, v := range old {
-		m[kk] = v
-	}
-	n = &neighbour{key: k}
-	n.state.Store(uint32(NeighbourIncomplete))
-	n.probeAt.Store(neverProbed)
-	m[k] = n
-	t.m.Store(&m)
-	return n, true
-}
-
-// neighCache is a queue's direct-mapped cache in front of the shared map, so the forwarding path finds a
-// next hop with one hash and one compare instead of a map lookup. Entries are never removed from the
-// table, so a cached pointer stays the entry for its key.
+// neighCache is a queue's direct-mapped cache in front of the shared table, so the forwarding path finds
+// a next hop with one hash and one compare instead of a chain walk. A cached entry the collector removed
+// is marked neighRemoved and is looked up again.
 type neighCache [256]*neighbour
 
-func (c *neighCache) lookup(t *neighTable, k nkey) *neighbour {
+func (c *neighCache) lookup(t *neighTable, k nkey, now int64) *neighbour {
 	h := (k.ip*0x9e3779b1 + k.iface) >> 24
-	if n := c[h]; n != nil && n.key == k {
+	if n := c[h]; n != nil && n.key == k && NeighbourState(n.state.Load()) != neighRemoved {
 		return n
 	}
-	n, _ := t.getOrCreate(k)
-	if n != nil {
-		c[h] = n
-	}
+	n, _ := t.getOrCreate(k, now, true)
+	c[h] = n
 	return n
 }
 
@@ -160,18 +156,19 @@ type holdQ struct {
 // resolve is neigh_output: send to a known MAC, or hold the packet and ask ARP.
 func (h *handler) resolve(b *pipeline.Batch, p *pipeline.Packet, m pktMeta, pend []uint16) []uint16 {
 	ifc := &h.ifs[m.iface]
-	// A run of packets to one next hop finds it without hashing; entries are never removed from the
-	// table (see neighCache), so the remembered one stays right for its key.
+	// A run of packets to one next hop finds it without hashing; one the collector removed meanwhile is
+	// marked so, and is looked up again.
 	n := h.lastNeigh
-	if k := (nkey{uint32(m.iface), m.nh}); n == nil || n.key != k {
-		n = h.ncache.lookup(&h.s.neigh, k)
+	if k := (nkey{uint32(m.iface), m.nh}); n == nil || n.key != k || NeighbourState(n.state.Load()) == neighRemoved {
+		n = h.ncache.lookup(&h.s.neigh, k, h.now)
+		h.lastNeigh = n
 		if n == nil {
 			p.Drop(DropNeighbourTableFull)
 			return pend
 		}
-		h.lastNeigh = n
 	}
 	now := h.now
+	n.touch(now)
 	switch NeighbourState(n.state.Load()) {
 	case NeighbourReachable:
 		if now-n.confirmed.Load() > h.s.reachableNs {
@@ -203,6 +200,9 @@ func (h *handler) resolve(b *pipeline.Batch, p *pipeline.Packet, m pktMeta, pend
 		h.probe(b, n, m.iface)
 		h.hold(p, n, m.iface)
 		return pend
+	case neighRemoved: // removed between the lookup and now: the next packet makes a new entry
+		p.Drop(DropNeighbourRemoved)
+		return pend
 	}
 	h.sendTo(p, n, ifc)
 	return pend
@@ -222,7 +222,7 @@ func (h *handler) expired(n *neighbour) bool {
 		return false
 	}
 	st := n.state.Load()
-	if st == uint32(NeighbourFailed) {
+	if st == uint32(NeighbourFailed) || st == uint32(neighRemoved) {
 		return true
 	}
 	if n.state.CompareAndSwap(st, uint32(NeighbourFailed)) {
@@ -244,9 +244,20 @@ func (h *handler) icmpAboutFailed(b *pipeline.Batch, p *pipeline.Packet, pend []
 	return pend
 }
 
-// hold keeps p until n resolves (DropNeighbourQueueFull when NeighbourQueueLen packets already wait).
+// hold keeps p until n resolves: DropNeighbourQueueFull when NeighbourQueueLen packets already wait for n
+// (the kernel's unres_qlen), DropHeldLimit when the queue holds HeldPacketsPerQueue in all - without that
+// bound, packets to each absent host of a large connected network would take every frame of the queue's
+// pool, and the queue could receive nothing more.
 func (h *handler) hold(p *pipeline.Packet, n *neighbour, iface int32) {
 	q := h.held[n]
+	if q != nil && len(q.pkts) >= h.s.cfg.NeighbourQueueLen {
+		p.Drop(pipeline.DropNeighbourQueueFull)
+		return
+	}
+	if h.nheld >= h.s.cfg.HeldPacketsPerQueue {
+		p.Drop(DropHeldLimit)
+		return
+	}
 	if q == nil {
 		if k := len(h.spareHold); k > 0 {
 			q = h.spareHold[k-1]
@@ -256,10 +267,6 @@ func (h *handler) hold(p *pipeline.Packet, n *neighbour, iface int32) {
 		}
 		q.n, q.iface = n, iface
 		h.held[n] = q
-	}
-	if len(q.pkts) >= h.s.cfg.NeighbourQueueLen {
-		p.Drop(pipeline.DropNeighbourQueueFull)
-		return
 	}
 	p.Steal()
 	q.pkts = append(q.pkts, *p)
@@ -316,6 +323,17 @@ func (h *handler) releaseHeld(b *pipeline.Batch, out []uint16) ([]uint16, int64)
 			add(&h.ctr.released, uint64(k))
 			if len(q.pkts) > 0 {
 				wake = h.now // batch full: come back at once
+			}
+		case neighRemoved:
+			// The collector removed the entry (it had failed, or idled): its packets go, counted.
+			k := 0
+			for ; k < len(q.pkts) && b.Room() > 0; k++ {
+				b.Append(&q.pkts[k])
+				b.Pkts[b.N-1].Drop(DropNeighbourRemoved)
+			}
+			h.shiftHold(q, k)
+			if len(q.pkts) > 0 {
+				wake = h.now
 			}
 		default:
 			if NeighbourState(n.state.Load()) == NeighbourIncomplete && !h.expired(n) {
@@ -379,9 +397,9 @@ type Neighbour struct {
 
 // Neighbours lists the ARP table.
 func (s *Stack) Neighbours() []Neighbour {
-	m := *s.neigh.m.Load()
-	out := make([]Neighbour, 0, len(m))
-	for k, n := range m {
+	out := make([]Neighbour, 0, s.neigh.count.Load())
+	s.neigh.each(func(n *neighbour) {
+		k := n.key
 		name := ""
 		if int(k.iface) < len(s.ifaces) {
 			name = s.ifaces[k.iface].name
@@ -392,7 +410,7 @@ func (s *Stack) Neighbours() []Neighbour {
 		}
 		out = append(out, Neighbour{Interface: name, Addr: addrFrom4(k.ip), MAC: n.macValue(),
 			State: st, Probes: int(n.probes.Load())})
-	}
+	})
 	return out
 }
 
@@ -435,11 +453,13 @@ func (s *Stack) SetNeighbour(iface string, addr netip.Addr, mac proto.MAC) error
 	if mac.IsMulticast() || mac == (proto.MAC{}) {
 		return fmt.Errorf("neighbour %v on %s: MAC %v is not a unicast station address", addr, iface, mac)
 	}
-	n, _ := s.neigh.getOrCreate(k)
+	now := s.now.Load()
+	n, _ := s.neigh.getOrCreate(k, now, true)
 	if n == nil {
-		return fmt.Errorf("neighbour %v on %s: table full (%d entries)", addr, iface, maxNeighbours)
+		return fmt.Errorf("neighbour %v on %s: table full (%d entries; raise Config.NeighbourGCThresh3)", addr, iface, s.neigh.thresh3)
 	}
-	n.confirm(mac, s.now.Load())
+	n.external.Store(true)
+	n.confirm(mac, now)
 	s.wakeQueues()
 	return nil
 }
@@ -459,14 +479,14 @@ func (s *Stack) FailNeighbour(iface string, addr netip.Addr) error {
 	}
 	// failedAt first: a poller that sees the state Failed must see the time too.
 	n.failedAt.Store(s.now.Load())
-	n.state.Store(uint32(NeighbourFailed))
+	n.setState(NeighbourFailed)
 	s.wakeQueues()
 	return nil
 }
 
 // ForgetNeighbour drops what the stack knows of addr on iface (the kernel deleted its entry): the next packet
-// to it starts a new resolution through the Resolver. The entry itself stays, incomplete, because queues'
-// caches point at it (see neighCache).
+// to it starts a new resolution through the Resolver. The entry stays, incomplete, so that packets held
+// for it wait for that resolution; it is now the collector's to remove when it idles.
 func (s *Stack) ForgetNeighbour(iface string, addr netip.Addr) error {
 	k, err := s.neighKey(iface, addr)
 	if err != nil {
@@ -478,6 +498,7 @@ func (s *Stack) ForgetNeighbour(iface string, addr netip.Addr) error {
 	}
 	n.probes.Store(0)
 	n.probeAt.Store(neverProbed)
-	n.state.Store(uint32(NeighbourIncomplete))
+	n.setState(NeighbourIncomplete)
+	n.external.Store(false)
 	return nil
 }

@@ -49,8 +49,20 @@ type Config struct {
 	Routes []Route
 	// Hooks run at the five hook points; nil runs none.
 	Hooks *pipeline.Hooks
-	// NeighbourQueueLen bounds the packets each queue holds per unresolved next hop (default 16).
-	NeighbourQueueLen int
+	// NeighbourQueueLen bounds the packets each queue holds per unresolved next hop (default 16; the
+	// kernel's unres_qlen). HeldPacketsPerQueue bounds the packets each queue holds for all unresolved next
+	// hops together (default 1024): their frames come from the queue's frame pool, which must keep room to
+	// receive, so keep it well below the pool (the poller's FramesPerQueue, at least 8192 by default).
+	NeighbourQueueLen   int
+	HeldPacketsPerQueue int
+	// The neighbour table's bounds, as the kernel's net.ipv4.neigh.default.gc_thresh1/2/3 and gc_stale_time
+	// (zero takes the default in parentheses): below NeighbourGCThresh1 (128) entries nothing is collected;
+	// from NeighbourGCThresh2 (512) on a new entry collects at most every 5 s; at NeighbourGCThresh3 (1024)
+	// a new entry is made only if collecting frees a place. Collection removes failed entries, entries
+	// idle for 5 s (when forced) or NeighbourGCStaleTime (60s, every 5 s), and, to make room for a next hop
+	// that traffic waits for, an entry learnt from an ARP request and never used.
+	NeighbourGCThresh1, NeighbourGCThresh2, NeighbourGCThresh3 int
+	NeighbourGCStaleTime                                       time.Duration
 	// ICMPRate is the rate of ICMP error messages in messages per second, for the whole stack (RFC 1812
 	// §4.3.2.8); 0 means 1000, a negative value means unlimited. ICMPBurst is the bucket depth (default 50).
 	ICMPRate  int
@@ -79,15 +91,20 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultNeighbourQueueLen = 16
-	DefaultICMPRate          = 1000
-	DefaultICMPBurst         = 50
-	DefaultUDPQueueLen       = 256
-	DefaultSendQueueLen      = 256
-	DefaultReachableTime     = 30 * time.Second
-	DefaultProbeInterval     = time.Second
-	DefaultFailedHold        = 3 * time.Second
-	DefaultMaxProbes         = 3
+	DefaultNeighbourQueueLen    = 16
+	DefaultHeldPacketsPerQueue  = 1024
+	DefaultNeighbourGCThresh1   = 128
+	DefaultNeighbourGCThresh2   = 512
+	DefaultNeighbourGCThresh3   = 1024
+	DefaultNeighbourGCStaleTime = 60 * time.Second
+	DefaultICMPRate             = 1000
+	DefaultICMPBurst            = 50
+	DefaultUDPQueueLen          = 256
+	DefaultSendQueueLen         = 256
+	DefaultReachableTime        = 30 * time.Second
+	DefaultProbeInterval        = time.Second
+	DefaultFailedHold           = 3 * time.Second
+	DefaultMaxProbes            = 3
 	// TTL of the packets the stack originates (RFC 1700 default).
 	defaultTTL = 64
 )
@@ -127,6 +144,28 @@ func New(cfg Config) (*Stack, error) {
 	if cfg.NeighbourQueueLen <= 0 {
 		cfg.NeighbourQueueLen = DefaultNeighbourQueueLen
 	}
+	if cfg.HeldPacketsPerQueue <= 0 {
+		cfg.HeldPacketsPerQueue = DefaultHeldPacketsPerQueue
+	}
+	if cfg.NeighbourGCThresh1 <= 0 {
+		cfg.NeighbourGCThresh1 = DefaultNeighbourGCThresh1
+	}
+	if cfg.NeighbourGCThresh2 <= 0 {
+		cfg.NeighbourGCThresh2 = max(DefaultNeighbourGCThresh2, cfg.NeighbourGCThresh1)
+	}
+	if cfg.NeighbourGCThresh3 <= 0 {
+		cfg.NeighbourGCThresh3 = max(DefaultNeighbourGCThresh3, cfg.NeighbourGCThresh2)
+	}
+	if cfg.NeighbourGCThresh1 > cfg.NeighbourGCThresh2 || cfg.NeighbourGCThresh2 > cfg.NeighbourGCThresh3 {
+		return nil, fmt.Errorf("neighbour GC thresholds %d, %d, %d: want NeighbourGCThresh1 <= NeighbourGCThresh2 <= NeighbourGCThresh3",
+			cfg.NeighbourGCThresh1, cfg.NeighbourGCThresh2, cfg.NeighbourGCThresh3)
+	}
+	if cfg.NeighbourGCThresh3 > 1<<24 {
+		return nil, fmt.Errorf("NeighbourGCThresh3 %d: at most %d entries (the table's buckets are allocated at start)", cfg.NeighbourGCThresh3, 1<<24)
+	}
+	if cfg.NeighbourGCStaleTime <= 0 {
+		cfg.NeighbourGCStaleTime = DefaultNeighbourGCStaleTime
+	}
 	if cfg.ICMPRate == 0 {
 		cfg.ICMPRate = DefaultICMPRate
 	}
@@ -161,7 +200,7 @@ func New(cfg Config) (*Stack, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.icmp.init(cfg.ICMPRate, cfg.ICMPBurst)
-	s.neigh.init()
+	s.neigh.init(cfg.NeighbourGCThresh1, cfg.NeighbourGCThresh2, cfg.NeighbourGCThresh3, cfg.NeighbourGCStaleTime)
 	s.udp.init()
 	s.handlers.Store(&[]*handler{})
 

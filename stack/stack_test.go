@@ -71,6 +71,12 @@ func newEnv(t *testing.T, mod func(*Config)) *env {
 // newEnvPorts is newEnv with the two ports given (their names and MACs must be lan's and wan's).
 func newEnvPorts(t *testing.T, mod func(*Config), ports []memlink.PortConfig) *env {
 	t.Helper()
+	return newEnvFrames(t, mod, ports, 0)
+}
+
+// newEnvFrames is newEnvPorts with a frame pool of the given size (0: memlink's default).
+func newEnvFrames(t *testing.T, mod func(*Config), ports []memlink.PortConfig, frames int) *env {
+	t.Helper()
 	cfg := testConfig()
 	if mod != nil {
 		mod(&cfg)
@@ -81,6 +87,7 @@ func newEnvPorts(t *testing.T, mod func(*Config), ports []memlink.PortConfig) *e
 	}
 	l, err := memlink.New(memlink.Config{
 		Ports:      ports,
+		Frames:     frames,
 		NewHandler: s.NewHandler,
 	})
 	if err != nil {

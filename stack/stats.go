@@ -10,6 +10,7 @@ import "sync/atomic"
 type counters struct {
 	arpReqIn, arpRepIn, arpReqOut, arpRepOut, garpOut atomic.Uint64
 	resolved, failed, released                        atomic.Uint64
+	notLearnt                                         atomic.Uint64
 	forwarded, delivered, fragmented, fragsOut        atomic.Uint64
 	icmpErrOut, icmpLimited, echoOut                  atomic.Uint64
 	udpIn, udpOut, udpNoRoute, udpNoBuf               atomic.Uint64
@@ -29,6 +30,7 @@ func (c *counters) addTo(t *Stats) {
 	t.NeighboursResolved += c.resolved.Load()
 	t.NeighboursFailed += c.failed.Load()
 	t.HeldReleased += c.released.Load()
+	t.ARPNotLearnt += c.notLearnt.Load()
 	t.Forwarded += c.forwarded.Load()
 	t.Delivered += c.delivered.Load()
 	t.Fragmented += c.fragmented.Load()
@@ -45,12 +47,19 @@ func (c *counters) addTo(t *Stats) {
 
 // Stats are the stack's counters, summed over the queues. Drops are counted by the driver per reason.
 type Stats struct {
-	ARPRequestsIn, ARPRepliesIn     uint64
-	ARPRequestsOut, ARPRepliesOut   uint64
-	ARPGratuitousOut                uint64
-	NeighboursResolved              uint64
-	NeighboursFailed                uint64
-	HeldReleased                    uint64 // packets sent after their neighbour resolved
+	ARPRequestsIn, ARPRepliesIn   uint64
+	ARPRequestsOut, ARPRepliesOut uint64
+	ARPGratuitousOut              uint64
+	NeighboursResolved            uint64
+	NeighboursFailed              uint64
+	HeldReleased                  uint64 // packets sent after their neighbour resolved
+	// The neighbour table: entries now, made, removed by the collector, and refused because the table was
+	// at NeighbourGCThresh3 with nothing to collect (those packets drop as neighbour_table_full).
+	NeighbourEntries                                        uint64
+	NeighboursCreated, NeighboursRemoved, NeighboursRefused uint64
+	// ARPNotLearnt counts ARP messages aimed at our address whose sender is not on the interface's
+	// networks (or is a network or broadcast address of one): answered, never learnt.
+	ARPNotLearnt                    uint64
 	Forwarded                       uint64
 	Delivered                       uint64 // packets delivered locally (ICMP, UDP)
 	Fragmented, FragmentsOut        uint64 // packets fragmented, fragments made
@@ -69,5 +78,9 @@ func (s *Stack) Stats() Stats {
 	for _, h := range *s.handlers.Load() {
 		h.ctr.addTo(&t)
 	}
+	t.NeighbourEntries = uint64(max(s.neigh.count.Load(), 0))
+	t.NeighboursCreated = s.neigh.made.Load()
+	t.NeighboursRemoved = s.neigh.removed.Load()
+	t.NeighboursRefused = s.neigh.refused.Load()
 	return t
 }

@@ -328,3 +328,56 @@ func TestListenTCPChecks(t *testing.T) {
 	}
 	l2.Close()
 }
+
+// TestTCPMSSFollowsMTUDown: when the MTU of the interface a connection leaves by goes down, the
+// connection's MSS goes down with it, so its data still leaves (DF segments larger than the MTU would be
+// dropped as frag_needed and the connection black-holed).
+func TestTCPMSSFollowsMTUDown(t *testing.T) {
+	p := newTCPPair(t, 0, tcp.Config{})
+	ln, err := p.s[1].ListenTCP(netip.AddrPortFrom(netip.IPv4Unspecified(), 80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := p.s[0].DialTCP(ctx, netip.AddrPortFrom(tcpIP[1], 80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	srv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+
+	p.mu.Lock()
+	info := p.l[0].Ports()[0]
+	info.MTU = 1000
+	p.l[0].Handler().(pipeline.PortObserver).PortChanged(info, true)
+	p.mu.Unlock()
+	if n := p.s[0].TCPStat(tcp.StatMSSLowered); n != 1 {
+		t.Errorf("%d connections had their MSS lowered, want 1", n)
+	}
+
+	data := make([]byte, 256<<10)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	go func() {
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		c.Write(data)
+	}()
+	srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, len(data))
+	if _, err := io.ReadFull(srv, got); err != nil {
+		t.Fatalf("after the MTU went down: %v (drops %v)", err, p.l[0].DropSummary())
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("data differs")
+	}
+	if d := p.dropped(0, pipeline.DropFragNeeded); d != 0 {
+		t.Errorf("%d segments dropped as frag_needed", d)
+	}
+}

@@ -56,15 +56,7 @@ type tcpQueue struct {
 // fragmenting on any of them.
 func (s *Stack) newTCPQueue(h *handler) *tcpQueue {
 	cfg := s.cfg.TCP
-	mtu := 0
-	for i := range h.ifs {
-		if h.ifs[i].ok && (mtu == 0 || h.ifs[i].mtu < mtu) {
-			mtu = h.ifs[i].mtu
-		}
-	}
-	if mtu > 0 && (cfg.MTU == 0 || mtu < cfg.MTU) {
-		cfg.MTU = mtu
-	}
+	cfg.MTU = h.tcpMTU()
 	t := &tcpQueue{h: h}
 	var w tcp.Waker
 	if h.q.Waker != nil {
@@ -80,6 +72,42 @@ func (s *Stack) newTCPQueue(h *handler) *tcpQueue {
 		}
 	}
 	return t
+}
+
+// tcpMTU is the IP MTU the queue's engine uses for new connections: Config.TCP.MTU lowered to the smallest
+// MTU of the queue's interfaces (0: neither is known, the engine's default).
+func (h *handler) tcpMTU() int {
+	mtu := h.s.cfg.TCP.MTU
+	for i := range h.ifs {
+		if h.ifs[i].ok && h.ifs[i].mtu > 0 && (mtu == 0 || h.ifs[i].mtu < mtu) {
+			mtu = h.ifs[i].mtu
+		}
+	}
+	return mtu
+}
+
+// tcpMTUChanged follows an interface's new MTU in the queue's engine: new connections take the MSS of
+// tcpMTU, and when the MTU went down, the connections whose route leaves through that interface lower
+// their MSS to it. Without that, every full-sized segment they send is refused before it leaves (DF:
+// DropFragNeeded) and the connection black-holes; Linux gets there through the route's PMTU.
+func (h *handler) tcpMTUChanged(iface int32, lowered bool) {
+	t := h.tcp
+	if t == nil {
+		return
+	}
+	if mtu := h.tcpMTU(); mtu > 0 {
+		t.eng.SetMTU(mtu)
+	}
+	if !lowered {
+		return
+	}
+	// PortChanged runs between batches: enter the routing table as a batch does.
+	f := h.s.rt.enter(h.rd)
+	defer h.rd.leave()
+	t.eng.LowerMTU(h.ifs[iface].mtu, func(_, remote netip.AddrPort) bool {
+		e := f.lookup(addr4(remote.Addr()))
+		return e != nil && e.iface == iface
+	})
 }
 
 // Send is the engine's Output: route the destination, build Ethernet + IPv4 + the segment in a new frame
@@ -340,6 +368,9 @@ func (s *Stack) DialTCPFrom(ctx context.Context, laddr, raddr netip.AddrPort) (*
 	ra := raddr.Addr().Unmap()
 	if !ra.Is4() || raddr.Port() == 0 {
 		return nil, fmt.Errorf("dial tcp %v: not an IPv4 address and port", raddr)
+	}
+	if d := addr4(ra); martian(d) || isMulticast(d) {
+		return nil, fmt.Errorf("dial tcp %v: not a host address (0/8, 127/8, 169.254/16 and 224/3 name no peer)", raddr)
 	}
 	raddr = netip.AddrPortFrom(ra, raddr.Port())
 	src := laddr.Addr().Unmap()

@@ -213,6 +213,9 @@ func (c *UDPConn) WriteToUDPAddrPort(p []byte, addr netip.AddrPort) (int, error)
 	if !a.Is4() || addr.Port() == 0 {
 		return 0, c.opErr("write", fmt.Errorf("destination %v is not an IPv4 address and port", addr))
 	}
+	if d := addr4(a); martian(d) || isMulticast(d) {
+		return 0, c.opErr("write", fmt.Errorf("destination %v is not a host address (0/8, 127/8, 169.254/16, 224/3 are not supported)", addr))
+	}
 	if len(p) > 0xffff-proto.IPv4MinHeaderLen-proto.UDPHeaderLen {
 		return 0, c.opErr("write", errors.New("datagram longer than 65507 bytes"))
 	}
