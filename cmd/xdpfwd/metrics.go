@@ -92,6 +92,8 @@ func stackCounters(s stack.Stats) []struct {
 		{"udp_delivered", s.UDPDelivered}, {"udp_sent", s.UDPSent},
 		{"udp_send_no_route", s.UDPSendNoRoute}, {"udp_send_no_buffer", s.UDPSendNoBuffer},
 		{"checksums_completed", s.ChecksumsCompleted},
+		{"neighbours_created", s.NeighboursCreated}, {"neighbours_removed", s.NeighboursRemoved},
+		{"neighbours_refused", s.NeighboursRefused}, {"arp_not_learnt", s.ARPNotLearnt},
 	}
 }
 

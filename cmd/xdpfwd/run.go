@@ -507,7 +507,9 @@ func writeSummary(w io.Writer, uptime time.Duration, ps poller.Stats, ss stack.S
 		{"icmp_echo_replies_out", ss.ICMPEchoRepliesOut}, {"arp_requests_out", ss.ARPRequestsOut},
 		{"arp_replies_out", ss.ARPRepliesOut}, {"neighbours_resolved", ss.NeighboursResolved},
 		{"neighbours_failed", ss.NeighboursFailed}, {"held_released", ss.HeldReleased},
-		{"checksums_completed", ss.ChecksumsCompleted},
+		{"checksums_completed", ss.ChecksumsCompleted}, {"neighbour_entries", ss.NeighbourEntries},
+		{"neighbours_created", ss.NeighboursCreated}, {"neighbours_removed", ss.NeighboursRemoved},
+		{"neighbours_refused", ss.NeighboursRefused}, {"arp_not_learnt", ss.ARPNotLearnt},
 	} {
 		fmt.Fprintf(w, "stack %-24s %d\n", kv.k, kv.v)
 	}

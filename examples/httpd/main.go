@@ -171,6 +171,12 @@ func run(ctx context.Context, cfg config, open func(func() error) error, started
 	pstop()
 	perr := <-pdone
 	slog.Info("httpd stopped", "tcp", s.TCPStats())
+	// Every frame back where it belongs: what a flood or a bug would leak shows here.
+	if err := p.CheckFrames(); err != nil {
+		slog.Error("frame accounting: FAILED", "err", err)
+		return fmt.Errorf("frame accounting: %w", err)
+	}
+	slog.Info("frame accounting: OK")
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
