@@ -432,3 +432,23 @@ func MulticastMAC(a netip.Addr) MAC {
 	s := a.As16()
 	return MAC{0x33, 0x33, s[12], s[13], s[14], s[15]}
 }
+
+// ICMPv6 Parameter Problem codes (RFC 4443 §3.4).
+const (
+	ICMPv6ErroneousHeader     uint8 = 0
+	ICMPv6UnrecognizedNext    uint8 = 1
+	ICMPv6UnrecognizedOption  uint8 = 2
+	ICMPv6FirstFragIncomplete uint8 = 3
+)
+
+// AllNodesMulticast is ff02::1, the link-local all-nodes group (RFC 4291 §2.7.1).
+var AllNodesMulticast = netip.AddrFrom16([16]byte{0xff, 0x02, 15: 1})
+
+// IsSolicitedNodeMulticast reports whether a (16 bytes) is a solicited-node multicast address,
+// ff02::1:ffXX:XXXX (RFC 4291 §2.7.1).
+func IsSolicitedNodeMulticast(a *[16]byte) bool {
+	return binary.BigEndian.Uint64(a[:8]) == 0xff02<<48 && binary.BigEndian.Uint32(a[8:12]) == 1 && a[12] == 0xff
+}
+
+// NAFlagsOffset is where the R, S and O flags of a Neighbor Advertisement lie.
+const NAFlagsOffset = icmp6NAFlags

@@ -47,7 +47,7 @@ func (h *handler) arpInput(b *pipeline.Batch, p *pipeline.Packet, inIf int32) {
 	// arp_accept=0: a reply nobody asked for (we make the entry when we ask) adds nothing.
 	learnable := sip.Is4() && !sha.IsMulticast() && ifc.onLink(addr4(sip))
 	if learnable {
-		k := nkey{uint32(inIf), addr4(sip)}
+		k := nkey{uint32(inIf), naddr4(addr4(sip))}
 		var n *neighbour
 		if ours && op == proto.ARPRequest {
 			n, _ = h.s.neigh.getOrCreate(k, h.now, false)

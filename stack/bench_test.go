@@ -32,7 +32,7 @@ func forwardSetup(tb testing.TB, n int) (*handler, *pipeline.Batch, [][]byte, []
 		ip    netip.Addr
 		mac   proto.MAC
 	}{{0, ipA, macA}, {1, ipB, macB}} {
-		nb, _ := s.neigh.getOrCreate(nkey{uint32(k.iface), addr4(k.ip)}, 0, true)
+		nb, _ := s.neigh.getOrCreate(nkey{uint32(k.iface), naddr4(addr4(k.ip))}, 0, true)
 		nb.confirm(k.mac, 0)
 	}
 	tmpl := udpFrame(macLan, macA, netip.AddrPortFrom(ipA, 1000), netip.AddrPortFrom(ipFar, 53), 64, make([]byte, 18))

@@ -19,14 +19,17 @@ type hiface struct {
 	mac   proto.MAC
 	mtu   int
 	addrs []netip.Prefix
+	v6    *iface6 // nil: the interface ignores IPv6 (DropIPv6Unsupported)
+	ll    *addr6  // the link-local address (set with v6)
 	// down and announce follow the driver's link reports (PortChanged): announce asks for gratuitous ARPs
 	// at the next Tick.
 	down, announce bool
 }
 
+// pktMeta is what routing found for a packet of the batch: the egress interface and next hop.
 type pktMeta struct {
 	iface int32
-	nh    uint32
+	nh    naddr
 }
 
 // handler is the stack on one queue.
@@ -84,6 +87,7 @@ func (s *Stack) NewHandler(q *pipeline.QueueInfo) pipeline.Handler {
 	h.ifs = make([]hiface, len(s.ifaces))
 	for i, ic := range s.ifaces {
 		h.ifs[i].addrs = ic.addrs
+		h.ifs[i].v6 = ic.v6
 		for _, a := range ic.addrs {
 			if a.Bits() < 31 { // RFC 3021: a /31 has no broadcast address
 				h.bcast = append(h.bcast, addr4(a.Addr())|(1<<(32-a.Bits())-1))
@@ -100,7 +104,10 @@ func (s *Stack) NewHandler(q *pipeline.QueueInfo) pipeline.Handler {
 			if mtu == 0 {
 				mtu = 1500
 			}
-			h.ifs[i] = hiface{ok: true, port: p.Index, mac: p.MAC, mtu: mtu, addrs: ic.addrs}
+			h.ifs[i] = hiface{ok: true, port: p.Index, mac: p.MAC, mtu: mtu, addrs: ic.addrs, v6: ic.v6}
+			if ic.v6 != nil {
+				h.ifs[i].ll = ic.v6.ensureLinkLocal(p.MAC)
+			}
 			h.portIface[p.Index] = int32(i)
 		}
 		if !h.ifs[i].ok {

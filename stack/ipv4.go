@@ -116,7 +116,7 @@ func (h *handler) route(p *pipeline.Packet, i uint16) int {
 	if nh == 0 {
 		nh = dst
 	}
-	h.meta[i] = pktMeta{iface: e.iface, nh: nh}
+	h.meta[i] = pktMeta{iface: e.iface, nh: naddr4(nh)}
 	p.OutPort = ifc.port
 	p.NextHop = addrFrom4(nh)
 	if h.direct && !forwardable(ip, ifc.mtu) {
@@ -243,7 +243,7 @@ func (h *handler) setEgress(q *pipeline.Packet, qi uint16, e *routeEntry, dst ui
 	if nh == 0 {
 		nh = dst
 	}
-	h.meta[qi] = pktMeta{iface: e.iface, nh: nh}
+	h.meta[qi] = pktMeta{iface: e.iface, nh: naddr4(nh)}
 	q.OutPort = h.ifs[e.iface].port
 	q.NextHop = addrFrom4(nh)
 	q.L3 = ethLen

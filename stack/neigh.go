@@ -51,10 +51,42 @@ func (n NeighbourState) String() string {
 // neverProbed is probeAt before the first request: far enough in the past that one is due at any clock.
 const neverProbed = -1 << 62
 
-// nkey names a neighbour: an IPv4 address on an interface.
+// naddr is a neighbour's address in 128 bits, so that one table and one state machine serve both
+// resolvers (ARP and NDP): an IPv6 address as it is, an IPv4 address IPv4-mapped (::ffff:a.b.c.d, RFC 4291
+// §2.5.5.2), which no IPv6 neighbour can have (ipv6Rcv drops such addresses).
+type naddr struct{ hi, lo uint64 }
+
+func naddr4(a uint32) naddr { return naddr{0, 0xffff<<32 | uint64(a)} }
+
+func naddr6(a *[16]byte) naddr {
+	return naddr{binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(a[8:])}
+}
+
+func naddrOf(a netip.Addr) naddr {
+	if a.Is4() {
+		return naddr4(addr4(a))
+	}
+	b := a.As16()
+	return naddr6(&b)
+}
+
+func (a naddr) is4() bool  { return a.hi == 0 && a.lo>>32 == 0xffff }
+func (a naddr) v4() uint32 { return uint32(a.lo) }
+
+func (a naddr) addr() netip.Addr {
+	if a.is4() {
+		return addrFrom4(a.v4())
+	}
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], a.hi)
+	binary.BigEndian.PutUint64(b[8:], a.lo)
+	return netip.AddrFrom16(b)
+}
+
+// nkey names a neighbour: an address on an interface.
 type nkey struct {
 	iface uint32
-	ip    uint32
+	a     naddr
 }
 
 // neighbour is one ARP entry, shared by every queue. Its fields are atomics so that pollers read and
@@ -136,7 +168,7 @@ func (n *neighbour) confirm(m proto.MAC, now int64) (wasResolved bool) {
 type neighCache [256]*neighbour
 
 func (c *neighCache) lookup(t *neighTable, k nkey, now int64) *neighbour {
-	h := (k.ip*0x9e3779b1 + k.iface) >> 24
+	h := (uint32(k.a.lo^k.a.hi^k.a.hi>>32)*0x9e3779b1 + k.iface) >> 24
 	if n := c[h]; n != nil && n.key == k && NeighbourState(n.state.Load()) != neighRemoved {
 		return n
 	}
@@ -237,7 +269,7 @@ func (h *handler) neighFailed(b *pipeline.Batch, p *pipeline.Packet, n *neighbou
 }
 
 // icmpAboutFailed drops a packet whose next hop does not answer, with a host unreachable to its source
-// (RFC 1812 §5.2.7.1).
+// (RFC 1812 §5.2.7.1), or for IPv6 an address unreachable (RFC 4443 §3.1, code 3).
 func (h *handler) icmpAboutFailed(b *pipeline.Batch, p *pipeline.Packet, pend []uint16) []uint16 {
 	pend = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4HostUnreachable, 0, pend)
 	p.Drop(pipeline.DropNeighbourFailed)
@@ -291,12 +323,14 @@ func (h *handler) probe(b *pipeline.Batch, n *neighbour, iface int32) {
 		return
 	}
 	n.probes.Add(1)
-	target := addrFrom4(n.key.ip)
+	target := n.key.a.addr()
 	if r := h.s.cfg.Resolver; r != nil {
 		r(h.s.ifaces[iface].name, target)
 		return
 	}
-	h.arpSolicit(b, &h.ifs[iface], target)
+	if n.key.a.is4() {
+		h.arpSolicit(b, &h.ifs[iface], target)
+	}
 }
 
 // releaseHeld is the held queues' part of Tick (the kernel's neigh_update sending its arp_queue, and
@@ -350,8 +384,7 @@ func (h *handler) releaseHeld(b *pipeline.Batch, out []uint16) ([]uint16, int64)
 				b.Append(&q.pkts[k])
 				p := &b.Pkts[b.N-1]
 				p.Verdict = pipeline.Accept
-				out = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4HostUnreachable, 0, out)
-				p.Drop(pipeline.DropNeighbourFailed)
+				out = h.icmpAboutFailed(b, p, out)
 			}
 			h.shiftHold(q, k)
 			if len(q.pkts) > 0 {
@@ -408,7 +441,7 @@ func (s *Stack) Neighbours() []Neighbour {
 		if st == NeighbourReachable && s.now.Load()-n.confirmed.Load() > s.reachableNs {
 			st = NeighbourStale
 		}
-		out = append(out, Neighbour{Interface: name, Addr: addrFrom4(k.ip), MAC: n.macValue(),
+		out = append(out, Neighbour{Interface: name, Addr: k.a.addr(), MAC: n.macValue(),
 			State: st, Probes: int(n.probes.Load())})
 	})
 	return out
@@ -436,10 +469,10 @@ func (s *Stack) neighKey(iface string, addr netip.Addr) (nkey, error) {
 		return nkey{}, fmt.Errorf("neighbour %v on %s: %w", addr, iface, ErrNoInterface)
 	}
 	addr = addr.Unmap()
-	if !addr.Is4() {
-		return nkey{}, fmt.Errorf("neighbour %v on %s: not IPv4", addr, iface)
+	if !addr.IsValid() {
+		return nkey{}, fmt.Errorf("neighbour on %s: no address", iface)
 	}
-	return nkey{uint32(i), addr4(addr)}, nil
+	return nkey{uint32(i), naddrOf(addr)}, nil
 }
 
 // SetNeighbour records that addr on iface has MAC mac and is usable (the kernel's REACHABLE, STALE, DELAY,

@@ -71,7 +71,8 @@ func (t *neighTable) init(thresh1, thresh2, thresh3 int, stale time.Duration) {
 
 func (t *neighTable) bucket(k nkey) uint32 {
 	// Fibonacci hashing: the multiplication spreads consecutive addresses over the top bits.
-	return uint32((uint64(k.ip)<<8|uint64(k.iface))*0x9e3779b97f4a7c15>>32) >> t.shift
+	x := k.a.lo ^ bits.RotateLeft64(k.a.hi, 29)
+	return uint32((x<<8|uint64(k.iface))*0x9e3779b97f4a7c15>>32) >> t.shift
 }
 
 // get returns the live entry for k, or nil. Lock-free.

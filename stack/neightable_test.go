@@ -200,7 +200,7 @@ func TestNeighbourRemovedWhileCached(t *testing.T) {
 	send()
 	send()
 	e.l.Sent(portWan)
-	n := e.s.neigh.get(nkey{1, addr4(ipC)})
+	n := e.s.neigh.get(nkey{1, naddr4(addr4(ipC))})
 	if n == nil || !e.s.neigh.remove(n) {
 		t.Fatal("no entry for C to remove")
 	}
@@ -211,7 +211,7 @@ func TestNeighbourRemovedWhileCached(t *testing.T) {
 	// B's entry is the queue's lastNeigh after this; remove it and send again.
 	e.inject(portLan, udpFrame(macLan, macA, netip.AddrPortFrom(ipA, 1), netip.AddrPortFrom(ipFar, 2), 64, nil))
 	e.l.Sent(portWan)
-	e.s.neigh.remove(e.s.neigh.get(nkey{1, addr4(ipB)}))
+	e.s.neigh.remove(e.s.neigh.get(nkey{1, naddr4(addr4(ipB))}))
 	e.inject(portLan, udpFrame(macLan, macA, netip.AddrPortFrom(ipA, 1), netip.AddrPortFrom(ipFar, 2), 64, nil))
 	if a := mustARP(t, e.only(portWan)); a.TargetIP() != ipB {
 		t.Fatalf("want a new request for B, got %+v", a.Fields())
@@ -255,7 +255,7 @@ func TestNeighbourTableConcurrent(t *testing.T) {
 			r := rand.New(rand.NewPCG(uint64(g), 1))
 			for i := range 20000 {
 				now := int64(i) * int64(time.Millisecond)
-				k := nkey{uint32(r.IntN(2)), uint32(r.IntN(1000))}
+				k := nkey{uint32(r.IntN(2)), naddr4(uint32(r.IntN(1000)))}
 				switch r.IntN(4) {
 				case 0:
 					if n := tb.get(k); n != nil {
@@ -289,12 +289,12 @@ func BenchmarkNeighbourInsert(b *testing.B) {
 	var tb neighTable
 	tb.init(1<<14, 1<<14, 1<<14, time.Minute)
 	for i := range 1<<14 - 1 {
-		tb.getOrCreate(nkey{0, uint32(i)}, 0, true)
+		tb.getOrCreate(nkey{0, naddr4(uint32(i))}, 0, true)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		n, _ := tb.getOrCreate(nkey{1, uint32(i)}, 0, true)
+		n, _ := tb.getOrCreate(nkey{1, naddr4(uint32(i))}, 0, true)
 		tb.remove(n)
 	}
 }

@@ -77,6 +77,7 @@ type routeEntry struct {
 	typ     RouteType
 	iface   int32  // index into Stack.ifaces, -1 for none
 	gateway uint32 // 0 = connected: next hop is the destination
+	gw6     naddr  // IPv6 routes: the gateway, zero = connected
 	depth   int
 }
 
@@ -105,12 +106,22 @@ func (s *routeStore) set(id uint32, e routeEntry) {
 	c[id&(1<<routeChunkShift-1)] = e
 }
 
-// fib is what the forwarding path reads: the DIR-24-8 table of route ids and the entries they name. A
-// queue reads it between routeTable.enter and fibReader.leave, which is what lets the writer know when an
-// unlinked tbl8 group or route id is no longer read by anyone (see routeTable).
+// fib is what the forwarding path reads: the DIR-24-8 table of IPv4 route ids, the IPv6 table (lpm6.go),
+// and the entries their ids name (one id space for both families). A queue reads it between
+// routeTable.enter and fibReader.leave, which is what lets the writer know when an unlinked tbl8 group,
+// trie or route id is no longer read by anyone (see routeTable).
 type fib struct {
 	lpm    *dir248
+	lpm6   *lpm6
 	routes *routeStore
+}
+
+func (f *fib) lookup6(dst *[16]byte) *routeEntry {
+	id := f.lpm6.lookup(dst)
+	if id == 0 {
+		return nil
+	}
+	return f.routes.get(id)
 }
 
 func (f *fib) lookup(dst uint32) *routeEntry {
@@ -160,7 +171,7 @@ type routeTable struct {
 }
 
 func newRouteTable() *routeTable {
-	t := &routeTable{fib: fib{lpm: newDir248(), routes: new(routeStore)}, byPrefix: map[netip.Prefix]uint32{}, nextID: 1}
+	t := &routeTable{fib: fib{lpm: newDir248(), lpm6: newLPM6(), routes: new(routeStore)}, byPrefix: map[netip.Prefix]uint32{}, nextID: 1}
 	t.epoch.Store(1)
 	t.readers.Store(&[]*fibReader{})
 	return t
@@ -222,10 +233,16 @@ func (t *routeTable) update(f func(w *routeWriter) error) error {
 
 // lookupLocked is Lookup for the control plane, which is no registered reader: holding mu keeps the
 // writer, and so reuse, away.
-func (t *routeTable) lookupLocked(dst uint32) *routeEntry {
+func (t *routeTable) lookupLocked(dst netip.Addr) *routeEntry {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e := t.lookup(dst)
+	var e *routeEntry
+	if dst.Is4() {
+		e = t.lookup(addr4(dst))
+	} else {
+		a := dst.As16()
+		e = t.lookup6(&a)
+	}
 	if e == nil {
 		return nil
 	}
@@ -336,8 +353,14 @@ func (w *routeWriter) commit() error {
 	if have := len(t.freeIDs) + maxRouteID + 1 - int(t.nextID); need > have {
 		return fmt.Errorf("add %d routes (room for %d, deleted routes' ids are reused after every queue's next batch): %w", need, have, ErrTooManyRoutes)
 	}
+	v6 := false
 	for i := range w.ops {
 		op := &w.ops[i]
+		if op.p.Addr().Is6() {
+			v6 = true
+			t.commit6(op, epoch)
+			continue
+		}
 		a, bits := addr4(op.p.Addr()), op.p.Bits()
 		switch op.kind {
 		case opAdd:
@@ -357,10 +380,36 @@ func (w *routeWriter) commit() error {
 			t.idLimbo = append(t.idLimbo, limboItem{old, epoch})
 		}
 	}
+	if v6 {
+		// Publishes each changed /16 with one store; the tries it unlinks wait for the same grace period.
+		t.lpm6.commit(epoch, safe)
+	}
 	// Readers that start a batch from now on see everything above; what was stamped epoch waits for the
 	// others.
 	t.epoch.Add(1)
 	return nil
+}
+
+// commit6 is commit's part for an IPv6 prefix: the lpm6 table is changed in its writer state and published
+// by lpm6.commit at the end of the update, so a replaced route's old id stays valid until readers left.
+func (t *routeTable) commit6(op *routeOp, epoch uint64) {
+	switch op.kind {
+	case opAdd:
+		id := t.allocID(op.e)
+		t.byPrefix[op.p] = id
+		t.lpm6.set(op.p, id)
+	case opRemove:
+		id := t.byPrefix[op.p]
+		delete(t.byPrefix, op.p)
+		t.lpm6.set(op.p, 0)
+		t.idLimbo = append(t.idLimbo, limboItem{id, epoch})
+	case opReplace:
+		old := t.byPrefix[op.p]
+		id := t.allocID(op.e)
+		t.byPrefix[op.p] = id
+		t.lpm6.set(op.p, id)
+		t.idLimbo = append(t.idLimbo, limboItem{old, epoch})
+	}
 }
 
 // allocID gives e an id, writing the entry before any table entry names it.
@@ -450,14 +499,18 @@ func (s *Stack) Routes() []Route {
 // Lookup returns the route the forwarding path would use for dst (Local and Broadcast included).
 func (s *Stack) Lookup(dst netip.Addr) (Route, bool) {
 	dst = dst.Unmap()
-	if !dst.Is4() {
+	if !dst.IsValid() {
 		return Route{}, false
 	}
-	e := s.rt.lookupLocked(addr4(dst))
+	e := s.rt.lookupLocked(dst)
 	if e == nil {
 		return Route{}, false
 	}
 	return e.route, true
+}
+
+func errBadRoute(r Route, why string) error {
+	return fmt.Errorf("route %v: %s: %w", r, why, ErrBadRoute)
 }
 
 // checkRoute validates a user route and resolves its interface.
@@ -465,10 +518,15 @@ func (s *Stack) checkRoute(r Route) (routeEntry, error) {
 	bad := func(why string) (routeEntry, error) {
 		return routeEntry{}, fmt.Errorf("route %v: %s: %w", r, why, ErrBadRoute)
 	}
-	if !r.Prefix.IsValid() || !r.Prefix.Addr().Unmap().Is4() {
-		return bad("prefix must be IPv4 (IPv6 routing is not supported)")
+	if !r.Prefix.IsValid() {
+		return bad("no prefix")
 	}
-	r.Prefix = netip.PrefixFrom(r.Prefix.Addr().Unmap(), r.Prefix.Bits())
+	if r.Prefix.Addr().Is4In6() && r.Prefix.Bits() >= 96 {
+		r.Prefix = netip.PrefixFrom(r.Prefix.Addr().Unmap(), r.Prefix.Bits()-96)
+	}
+	if r.Prefix.Addr().Is6() {
+		return s.checkRoute6(r)
+	}
 	if r.Prefix.Masked() != r.Prefix {
 		return bad(fmt.Sprintf("prefix has host bits set (write %v)", r.Prefix.Masked()))
 	}
@@ -527,10 +585,10 @@ func (s *Stack) SyncRoutes(set []Route, del []netip.Prefix) error {
 			if !p.IsValid() {
 				continue
 			}
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()).Masked()
-			if p.Addr().Is4In6() || !p.Addr().Is4() {
-				continue
+			if p.Addr().Is4In6() && p.Bits() >= 96 {
+				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 			}
+			p = p.Masked()
 			if err := s.removeExternal(w, p); err != nil {
 				return err
 			}
@@ -562,4 +620,61 @@ func (s *Stack) removeExternal(w *routeWriter, p netip.Prefix) error {
 	}
 	_, err := w.remove(p)
 	return err
+}
+
+// checkRoute6 validates a user IPv6 route and resolves its interface (checkRoute's IPv6 half).
+func (s *Stack) checkRoute6(r Route) (routeEntry, error) {
+	bad := func(why string) (routeEntry, error) {
+		return routeEntry{}, errBadRoute(r, why)
+	}
+	if r.Prefix.Masked() != r.Prefix {
+		return bad("prefix has host bits set (write " + r.Prefix.Masked().String() + ")")
+	}
+	if r.Prefix.Bits() >= 10 && (r.Prefix.Addr().IsLinkLocalUnicast() || r.Prefix.Addr().IsMulticast()) {
+		return bad("link-local and multicast prefixes are not routed (RFC 4291 §2.5.6)")
+	}
+	e := routeEntry{typ: r.Type, iface: -1, depth: r.Prefix.Bits()}
+	switch r.Type {
+	case Blackhole, Unreachable:
+		r.NextHop, r.Interface = netip.Addr{}, ""
+	case Unicast:
+		if r.Interface != "" {
+			i := s.ifaceByName(r.Interface)
+			if i < 0 {
+				return bad("no interface " + r.Interface + " in the configuration")
+			}
+			if s.ifaces[i].v6 == nil {
+				return bad("interface " + r.Interface + " has no IPv6 address (give it one)")
+			}
+			e.iface = int32(i)
+		}
+		if r.NextHop.IsValid() {
+			nh := r.NextHop.WithZone("")
+			if !nh.Is6() || nh.Is4In6() {
+				return bad("next hop must be IPv6")
+			}
+			if nh.IsMulticast() || nh.IsUnspecified() || nh.IsLoopback() {
+				return bad("next hop is not a unicast address")
+			}
+			r.NextHop = nh
+			e.gw6 = naddrOf(nh)
+			if e.iface < 0 {
+				if nh.IsLinkLocalUnicast() {
+					return bad("a link-local next hop needs the Interface it is on")
+				}
+				i := s.connectedIface(nh)
+				if i < 0 {
+					return bad("next hop is on no connected network (add an address of its network to an interface, or name the Interface)")
+				}
+				e.iface = int32(i)
+				r.Interface = s.ifaces[i].name
+			}
+		} else if e.iface < 0 {
+			return bad("a unicast route needs a NextHop or an Interface")
+		}
+	default:
+		return bad("type must be Unicast, Blackhole or Unreachable")
+	}
+	e.route = r
+	return e, nil
 }

@@ -14,30 +14,37 @@ import (
 	"github.com/xdpnet/xdpnet/stack/tcp"
 )
 
-// Interface configures the IPv4 side of one port, matched to the driver's ports by Name.
+// Interface configures the IP side of one port, matched to the driver's ports by Name.
 type Interface struct {
 	Name string
-	// Addrs are this host's addresses with their network (198.18.0.1/24); each adds a connected route.
+	// Addrs are this host's addresses with their network (198.18.0.1/24, 2001:2::1/64), of either family;
+	// each adds a local route and a connected route. An interface with an IPv6 address speaks IPv6: it
+	// also gets a link-local address (RFC 4291 §2.5.6, fe80::/64 with the port's MAC as modified EUI-64,
+	// RFC 4291 App. A) unless Addrs holds one, and it checks every IPv6 address with Duplicate Address
+	// Detection before using it (RFC 4862 §5.4). An interface without one ignores IPv6, as before.
 	Addrs []netip.Prefix
 	// MTU is the IP MTU; 0 takes the port's MTU (and 1500 if the port reports none).
 	MTU int
 }
 
-// ParseInterface reads an interface in the form command lines give it: NAME=ADDR/PLEN (eth0=198.18.0.1/24),
-// or NAME alone for an interface without an address. NAME is a Linux interface name (at most 15 characters,
-// no '/' or space) and ADDR/PLEN an IPv4 address with its prefix length.
+// ParseInterface reads an interface in the form command lines give it: NAME=ADDR/PLEN[,ADDR/PLEN...]
+// (eth0=198.18.0.1/24 or eth0=198.18.0.1/24,2001:2::1/64), or NAME alone for an interface without an
+// address. NAME is a Linux interface name (at most 15 characters, no '/' or space) and each ADDR/PLEN an
+// IPv4 or IPv6 address with its prefix length.
 func ParseInterface(s string) (Interface, error) {
-	name, addr, hasAddr := strings.Cut(s, "=")
+	name, addrs, hasAddr := strings.Cut(s, "=")
 	if name == "" || len(name) > 15 || strings.ContainsAny(name, "/ ") {
-		return Interface{}, fmt.Errorf("%q: want NAME=ADDR/PLEN or NAME (an interface name of at most 15 characters)", s)
+		return Interface{}, fmt.Errorf("%q: want NAME=ADDR/PLEN[,ADDR/PLEN...] or NAME (an interface name of at most 15 characters)", s)
 	}
 	i := Interface{Name: name}
 	if hasAddr {
-		p, err := netip.ParsePrefix(addr)
-		if err != nil || !p.Addr().Is4() {
-			return Interface{}, fmt.Errorf("%q: %q is not an IPv4 address with prefix length, e.g. 198.18.0.1/24", s, addr)
+		for _, addr := range strings.Split(addrs, ",") {
+			p, err := netip.ParsePrefix(addr)
+			if err != nil || p.Addr().Zone() != "" || p.Addr().Is4In6() {
+				return Interface{}, fmt.Errorf("%q: %q is not an address with prefix length, e.g. 198.18.0.1/24 or 2001:2::1/64", s, addr)
+			}
+			i.Addrs = append(i.Addrs, p)
 		}
-		i.Addrs = []netip.Prefix{p}
 	}
 	return i, nil
 }
@@ -113,7 +120,8 @@ const (
 // it from its QueueInfo.
 type ifaceConf struct {
 	name  string
-	addrs []netip.Prefix
+	addrs []netip.Prefix // IPv4
+	v6    *iface6        // nil: the interface does not speak IPv6
 	mtu   int
 }
 
@@ -217,10 +225,24 @@ func New(cfg Config) (*Stack, error) {
 		}
 		conf := ifaceConf{name: ic.Name, mtu: ic.MTU}
 		for _, a := range ic.Addrs {
-			if !a.IsValid() || !a.Addr().Unmap().Is4() || a.Bits() > 32 {
-				return nil, fmt.Errorf("interface %q: address %v is not IPv4 (write it as 198.18.0.1/24)", ic.Name, a)
+			if a.IsValid() && a.Addr().Is6() && !a.Addr().Is4In6() {
+				r, err := conf.addAddr6(a)
+				if err != nil {
+					return nil, fmt.Errorf("interface %q: %w", ic.Name, err)
+				}
+				idx := int32(len(s.ifaces))
+				for _, e := range r {
+					e.iface, e.route.Interface = idx, ic.Name
+					base = append(base, e)
+				}
+				continue
 			}
-			a = netip.PrefixFrom(a.Addr().Unmap(), a.Bits())
+			if a.IsValid() && a.Addr().Is4In6() && a.Bits() >= 96 {
+				a = netip.PrefixFrom(a.Addr().Unmap(), a.Bits()-96)
+			}
+			if !a.IsValid() || !a.Addr().Is4() || a.Bits() > 32 {
+				return nil, fmt.Errorf("interface %q: address %v is not a valid address with prefix length (write it as 198.18.0.1/24 or 2001:2::1/64)", ic.Name, a)
+			}
 			u := addr4(a.Addr())
 			if martian(u) || a.Addr().IsMulticast() {
 				return nil, fmt.Errorf("interface %q: %v is not a usable unicast address", ic.Name, a)
@@ -237,6 +259,9 @@ func New(cfg Config) (*Stack, error) {
 				bc := addrFrom4(u | (1<<(32-a.Bits()) - 1))
 				base = append(base, routeEntry{route: Route{Prefix: netip.PrefixFrom(bc, 32), Interface: ic.Name, Type: Broadcast}, typ: Broadcast, iface: idx, depth: 32})
 			}
+		}
+		if conf.v6 != nil && ic.MTU != 0 && ic.MTU < minMTU6 {
+			return nil, fmt.Errorf("interface %q: MTU %d is below IPv6's minimum of 1280 (RFC 8200 §5)", ic.Name, ic.MTU)
 		}
 		s.ifaces = append(s.ifaces, conf)
 	}
@@ -285,6 +310,13 @@ func (s *Stack) connectedIface(a netip.Addr) int {
 		for _, p := range s.ifaces[i].addrs {
 			if p.Contains(a) && p.Bits() > bits {
 				best, bits = i, p.Bits()
+			}
+		}
+		if v6 := s.ifaces[i].v6; v6 != nil {
+			for _, x := range v6.addrs {
+				if p := x.prefix; p.Contains(a) && p.Bits() > bits {
+					best, bits = i, p.Bits()
+				}
 			}
 		}
 	}

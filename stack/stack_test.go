@@ -2,6 +2,7 @@ package stack
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -478,8 +479,11 @@ func TestParseInterface(t *testing.T) {
 		{in: "r0", name: "r0"},
 		{in: "averyveryverylongname=198.18.0.1/24", err: "at most 15 characters"},
 		{in: "=198.18.0.1/24", err: "want NAME=ADDR/PLEN"},
-		{in: "eth0=198.18.0.1", err: "not an IPv4 address with prefix length"},
-		{in: "eth0=2001:db8::1/64", err: "not an IPv4 address"},
+		{in: "eth0=198.18.0.1", err: "not an address with prefix length"},
+		{in: "eth0=2001:2::1/64", name: "eth0", addr: "2001:2::1/64"},
+		{in: "eth0=198.18.0.1/24,2001:2::1/64", name: "eth0", addr: "198.18.0.1/24 2001:2::1/64"},
+		{in: "eth0=198.18.0.1/24,", err: "not an address with prefix length"},
+		{in: "eth0=fe80::1%eth0/64", err: "not an address with prefix length"},
 		{in: "eth 0=198.18.0.1/24", err: "want NAME"},
 	} {
 		i, err := ParseInterface(c.in)
@@ -488,7 +492,7 @@ func TestParseInterface(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), c.err) {
 				t.Errorf("ParseInterface(%q) = %+v, %v; want an error saying %q", c.in, i, err, c.err)
 			}
-		case err != nil || i.Name != c.name || (c.addr == "") != (len(i.Addrs) == 0) || c.addr != "" && i.Addrs[0].String() != c.addr:
+		case err != nil || i.Name != c.name || fmt.Sprint(i.Addrs) != "["+c.addr+"]":
 			t.Errorf("ParseInterface(%q) = %+v, %v; want %s %s", c.in, i, err, c.name, c.addr)
 		}
 	}

@@ -375,7 +375,7 @@ func (s *Stack) DialTCPFrom(ctx context.Context, laddr, raddr netip.AddrPort) (*
 	raddr = netip.AddrPortFrom(ra, raddr.Port())
 	src := laddr.Addr().Unmap()
 	if !src.IsValid() || src.IsUnspecified() {
-		e := s.rt.lookupLocked(addr4(ra))
+		e := s.rt.lookupLocked(ra)
 		if e == nil || e.typ == Blackhole || e.typ == Unreachable || e.typ == Broadcast {
 			return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(raddr), Err: ErrNoRoute}
 		}

@@ -1,0 +1,194 @@
+package stack
+
+import (
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/xdpnet/xdpnet/proto"
+)
+
+// addrconf: the IPv6 addresses of an interface (the kernel's addrconf.c): the configured ones, the
+// link-local one made from the MAC, and Duplicate Address Detection before any of them is used (RFC 4862
+// §5.4).
+
+// minMTU6 is IPv6's minimum link MTU (RFC 8200 §5).
+const minMTU6 = 1280
+
+// States of an IPv6 address (RFC 4862 §2).
+const (
+	addrTentative = iota // DAD running: not used as a source, packets to it not accepted
+	addrPreferred        // usable
+	addrDuplicate        // DAD found another owner: disabled
+)
+
+// addr6 is one IPv6 address of an interface, shared by every queue. DAD's progress is in atomics: the
+// queue that wins dadSent sends the solicitation, and the state moves with compare-and-swap.
+type addr6 struct {
+	prefix netip.Prefix
+	a      naddr
+	b      [16]byte
+	state  atomic.Uint32
+	dadAt  atomic.Int64 // when the DAD solicitation went out
+	// dadSent is 0 before the solicitation, 1 once a queue took it on.
+	dadSent atomic.Uint32
+	// loggedAt rate-limits the log line about a neighbour that claims this address once it is in use.
+	loggedAt atomic.Int64
+}
+
+func newAddr6(p netip.Prefix) *addr6 {
+	x := &addr6{prefix: p, a: naddrOf(p.Addr()), b: p.Addr().As16()}
+	x.state.Store(addrTentative)
+	return x
+}
+
+func (x *addr6) usable() bool { return x.state.Load() == addrPreferred }
+
+// iface6 is the IPv6 side of an interface: its configured addresses (global scope, each with a local and
+// a connected route) and its link-local address (no route: link-local destinations are never forwarded,
+// RFC 4291 §2.5.6, so ipv6 routes them by interface).
+type iface6 struct {
+	addrs []*addr6
+	// ll is configured (Interface.Addrs had a fe80::/10 address) or made from the port's MAC by the first
+	// queue that sees the port (ensureLinkLocal); the MAC of every queue's view of a port is the same.
+	ll atomic.Pointer[addr6]
+}
+
+// addAddr6 adds an IPv6 address to the interface being configured and returns the routes it makes (the
+// caller fills in the interface).
+func (c *ifaceConf) addAddr6(p netip.Prefix) ([]routeEntry, error) {
+	a := p.Addr()
+	if p.Bits() > 128 || a.Zone() != "" {
+		return nil, fmt.Errorf("address %v is not a valid IPv6 address with prefix length (write it as 2001:2::1/64)", p)
+	}
+	if a.Is4In6() || !a.IsGlobalUnicast() && !a.IsLinkLocalUnicast() {
+		return nil, fmt.Errorf("%v is not a usable unicast address (multicast, loopback, unspecified and IPv4-mapped addresses cannot be assigned)", p)
+	}
+	if c.v6 == nil {
+		c.v6 = &iface6{}
+	}
+	if a.IsLinkLocalUnicast() {
+		if c.v6.ll.Load() != nil {
+			return nil, fmt.Errorf("second link-local address %v (an interface has one)", p)
+		}
+		c.v6.ll.Store(newAddr6(p))
+		return nil, nil
+	}
+	for _, x := range c.v6.addrs {
+		if x.prefix.Addr() == a {
+			return nil, fmt.Errorf("address %v given twice", p)
+		}
+	}
+	c.v6.addrs = append(c.v6.addrs, newAddr6(p))
+	host := netip.PrefixFrom(a, 128)
+	r := []routeEntry{{route: Route{Prefix: host, Type: Local}, typ: Local, depth: 128}}
+	if p.Bits() < 128 {
+		r = append(r, routeEntry{route: Route{Prefix: p.Masked()}, typ: Unicast, depth: p.Bits()})
+	}
+	return r, nil
+}
+
+// linkLocalFromMAC is fe80::/64 with the interface identifier made from mac as modified EUI-64 (RFC 4291
+// §2.5.1 and App. A): ff:fe in the middle, the universal/local bit inverted.
+func linkLocalFromMAC(mac proto.MAC) netip.Prefix {
+	a := [16]byte{0: 0xfe, 1: 0x80, 8: mac[0] ^ 0x02, 9: mac[1], 10: mac[2], 11: 0xff, 12: 0xfe, 13: mac[3], 14: mac[4], 15: mac[5]}
+	return netip.PrefixFrom(netip.AddrFrom16(a), 64)
+}
+
+// ensureLinkLocal gives the interface its link-local address from the port's MAC, once.
+func (v *iface6) ensureLinkLocal(mac proto.MAC) *addr6 {
+	if x := v.ll.Load(); x != nil {
+		return x
+	}
+	v.ll.CompareAndSwap(nil, newAddr6(linkLocalFromMAC(mac)))
+	return v.ll.Load()
+}
+
+// ours6 returns the interface's address a (any state), or nil.
+func (ifc *hiface) ours6(a naddr) *addr6 {
+	if ifc.v6 == nil {
+		return nil
+	}
+	if ll := ifc.ll; ll != nil && ll.a == a {
+		return ll
+	}
+	for _, x := range ifc.v6.addrs {
+		if x.a == a {
+			return x
+		}
+	}
+	return nil
+}
+
+// joined reports whether the interface listens to multicast group g: all-nodes (ff02::1) and the
+// solicited-node groups of its addresses (RFC 4861 §7.2.1; RFC 4862 §5.4.2 joins them before DAD).
+func (ifc *hiface) joined(g *[16]byte) bool {
+	if ifc.v6 == nil {
+		return false
+	}
+	if *g == proto.AllNodesMulticast.As16() {
+		return true
+	}
+	if !proto.IsSolicitedNodeMulticast(g) {
+		return false
+	}
+	if ll := ifc.ll; ll != nil && ll.b[13] == g[13] && ll.b[14] == g[14] && ll.b[15] == g[15] {
+		return true
+	}
+	for _, x := range ifc.v6.addrs {
+		if x.b[13] == g[13] && x.b[14] == g[14] && x.b[15] == g[15] {
+			return true
+		}
+	}
+	return false
+}
+
+// source6For picks this interface's address to speak to dst (RFC 6724 §5, in short): for a link-local
+// destination the link-local address; else a usable global address on dst's network, else the first
+// usable global one, else the link-local address. The zero Addr when none is usable yet (DAD running).
+func (ifc *hiface) source6For(dst netip.Addr) netip.Addr {
+	if ifc.v6 == nil {
+		return netip.Addr{}
+	}
+	ll := ifc.ll
+	if dst.IsLinkLocalUnicast() || dst.IsLinkLocalMulticast() {
+		if ll != nil && ll.usable() {
+			return ll.prefix.Addr()
+		}
+		return netip.Addr{}
+	}
+	var first netip.Addr
+	for _, x := range ifc.v6.addrs {
+		if !x.usable() {
+			continue
+		}
+		if x.prefix.Contains(dst) {
+			return x.prefix.Addr()
+		}
+		if !first.IsValid() {
+			first = x.prefix.Addr()
+		}
+	}
+	if first.IsValid() {
+		return first
+	}
+	if ll != nil && ll.usable() {
+		return ll.prefix.Addr()
+	}
+	return netip.Addr{}
+}
+
+// routerID6 is the source of last resort for ICMPv6 errors leaving an interface without a usable global
+// address: the first usable global address of any interface.
+func (h *handler) routerID6() netip.Addr {
+	for i := range h.ifs {
+		if v := h.ifs[i].v6; v != nil {
+			for _, x := range v.addrs {
+				if x.usable() {
+					return x.prefix.Addr()
+				}
+			}
+		}
+	}
+	return netip.Addr{}
+}

@@ -1,0 +1,150 @@
+package stack
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/xdpnet/xdpnet/proto"
+)
+
+// dual is testConfig with IPv6 on both interfaces: lan 2001:2::1/64, wan 2001:2:0:1::1/64.
+func dual(c *Config) {
+	c.Interfaces[0].Addrs = append(c.Interfaces[0].Addrs, netip.MustParsePrefix("2001:2::1/64"))
+	c.Interfaces[1].Addrs = append(c.Interfaces[1].Addrs, netip.MustParsePrefix("2001:2:0:1::1/64"))
+}
+
+func TestInterfaceAddrs6(t *testing.T) {
+	cfg := testConfig()
+	dual(&cfg)
+	cfg.Interfaces[1].Addrs = append(cfg.Interfaces[1].Addrs, netip.MustParsePrefix("fe80::1/64"))
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ dst, want string }{
+		{"2001:2::1", "local 2001:2::1/128 dev lan"},
+		{"2001:2::77", "2001:2::/64 dev lan"},
+		{"2001:2:0:1::9", "2001:2:0:1::/64 dev wan"},
+		{"198.18.0.9", "198.18.0.0/24 dev lan"},
+	} {
+		r, ok := s.Lookup(netip.MustParseAddr(c.dst))
+		if !ok || r.String() != c.want {
+			t.Errorf("Lookup(%s) = %v, %v; want %s", c.dst, r, ok, c.want)
+		}
+	}
+	// Link-local addresses are not routed (RFC 4291 §2.5.6); the configured one is wan's.
+	if r, ok := s.Lookup(netip.MustParseAddr("fe80::1")); ok {
+		t.Errorf("link-local address routed: %v", r)
+	}
+	if ll := s.ifaces[1].v6.ll.Load(); ll == nil || ll.prefix.String() != "fe80::1/64" {
+		t.Errorf("wan link-local %v, want the configured fe80::1/64", ll)
+	}
+	for _, bad := range []struct{ addr, err string }{
+		{"ff02::1/64", "not a usable unicast"},
+		{"::1/128", "not a usable unicast"},
+		{"::/0", "not a usable unicast"},
+	} {
+		cfg := testConfig()
+		cfg.Interfaces[0].Addrs = append(cfg.Interfaces[0].Addrs, netip.MustParsePrefix(bad.addr))
+		if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), bad.err) {
+			t.Errorf("address %s: %v, want an error saying %q", bad.addr, err, bad.err)
+		}
+	}
+	cfg = testConfig()
+	dual(&cfg)
+	cfg.Interfaces[0].MTU = 1200
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "1280") {
+		t.Errorf("IPv6 interface with MTU 1200: %v, want an error about IPv6's minimum", err)
+	}
+}
+
+func TestLinkLocalFromMAC(t *testing.T) {
+	// RFC 4291 App. A: 34-56-78-9A-BC-DE becomes 3656:78ff:fe9a:bcde.
+	got := linkLocalFromMAC(proto.MAC{0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde})
+	if got.String() != "fe80::3656:78ff:fe9a:bcde/64" {
+		t.Errorf("link-local %v", got)
+	}
+	got = linkLocalFromMAC(macLan) // 02:00:00:00:00:01, locally administered: the bit is cleared
+	if got.String() != "fe80::ff:fe00:1/64" {
+		t.Errorf("link-local %v", got)
+	}
+}
+
+func TestRouteAPI6(t *testing.T) {
+	cfg := testConfig()
+	dual(&cfg)
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := netip.MustParseAddr("2001:2:0:1::2")
+	pfx := netip.MustParsePrefix("2001:2:100::/48")
+	if err := s.AddRoute(Route{Prefix: pfx, NextHop: gw}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddRoute(Route{Prefix: netip.MustParsePrefix("2001:2:200::/48"), NextHop: netip.MustParseAddr("fe80::2"), Interface: "wan"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddRoute(Route{Prefix: netip.MustParsePrefix("2001:2:300::/48"), Type: Blackhole}); err != nil {
+		t.Fatal(err)
+	}
+	r, ok := s.Lookup(netip.MustParseAddr("2001:2:100::5"))
+	if !ok || r.String() != "2001:2:100::/48 via 2001:2:0:1::2 dev wan" {
+		t.Errorf("lookup %v %v", r, ok)
+	}
+	for _, c := range []struct {
+		r   Route
+		err string
+	}{
+		{Route{Prefix: pfx, NextHop: gw}, "route exists"},
+		{Route{Prefix: netip.MustParsePrefix("2001:2:100::1/48"), NextHop: gw}, "host bits"},
+		{Route{Prefix: netip.MustParsePrefix("2001:2:400::/48"), NextHop: netip.MustParseAddr("198.19.0.2")}, "must be IPv6"},
+		{Route{Prefix: netip.MustParsePrefix("2001:2:400::/48"), NextHop: netip.MustParseAddr("2001:2:9::1")}, "no connected network"},
+		{Route{Prefix: netip.MustParsePrefix("2001:2:400::/48"), NextHop: netip.MustParseAddr("fe80::9")}, "needs the Interface"},
+		{Route{Prefix: netip.MustParsePrefix("fe80::/64"), Interface: "lan"}, "not routed"},
+		{Route{Prefix: netip.MustParsePrefix("198.18.99.0/24"), NextHop: gw}, "must be IPv4"},
+	} {
+		if err := s.AddRoute(c.r); err == nil || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("AddRoute(%v) = %v, want %q", c.r, err, c.err)
+		}
+	}
+	if got := fmt.Sprint(s.Routes()); got != "[198.18.0.0/24 dev lan blackhole 198.18.60.0/24 unreachable 198.18.70.0/24 "+
+		"198.18.80.0/24 via 198.19.0.99 dev wan 198.18.200.0/24 via 198.19.0.2 dev wan 198.19.0.0/24 dev wan "+
+		"2001:2::/64 dev lan 2001:2:0:1::/64 dev wan 2001:2:100::/48 via 2001:2:0:1::2 dev wan "+
+		"2001:2:200::/48 via fe80::2 dev wan blackhole 2001:2:300::/48]" {
+		t.Errorf("Routes() = %s", got)
+	}
+	// SyncRoutes deletes IPv6 prefixes and replaces in place.
+	gw2 := netip.MustParseAddr("2001:2::9")
+	if err := s.SyncRoutes([]Route{{Prefix: pfx, NextHop: gw2}}, []netip.Prefix{netip.MustParsePrefix("2001:2:300::/48"), netip.MustParsePrefix("2001:2:999::/48")}); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := s.Lookup(netip.MustParseAddr("2001:2:100::5")); !ok || r.NextHop != gw2 || r.Interface != "lan" {
+		t.Errorf("after replace: %v %v", r, ok)
+	}
+	if r, ok := s.Lookup(netip.MustParseAddr("2001:2:300::5")); ok {
+		t.Errorf("deleted blackhole still there: %v", r)
+	}
+	if err := s.DeleteRoute(pfx); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := s.Lookup(netip.MustParseAddr("2001:2:100::5")); ok {
+		t.Errorf("deleted route still there: %v", r)
+	}
+	if err := s.DeleteRoute(netip.MustParsePrefix("2001:2::1/128")); !errors.Is(err, ErrBadRoute) {
+		t.Errorf("deleting a local address: %v", err)
+	}
+	// A default route catches the rest; the route ids of both families come from one space.
+	if err := s.AddRoute(Route{Prefix: netip.MustParsePrefix("::/0"), NextHop: gw}); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := s.Lookup(netip.MustParseAddr("2001:db8::1")); !ok || r.Prefix.Bits() != 0 {
+		t.Errorf("default: %v %v", r, ok)
+	}
+	if r, ok := s.Lookup(netip.MustParseAddr("198.51.100.1")); ok {
+		t.Errorf("IPv6 default route answers IPv4: %v", r)
+	}
+}
