@@ -281,3 +281,117 @@ func (ip IPv6) UpperLayer() (IPv6UpperLayer, Error) {
 		off += n
 	}
 }
+
+// IPv6ExtHeader is a view of one Hop-by-Hop, Routing or Destination Options header (RFC 8200 §4.3-4.4,
+// §4.6), whose length is in its second octet. Make it with ParseIPv6ExtHeader.
+type IPv6ExtHeader []byte
+
+// Routing header fields after Next Header and Hdr Ext Len (RFC 8200 §4.4).
+const (
+	ipv6RoutingType  = 2
+	ipv6SegmentsLeft = 3
+	ipv6ExtOptions   = 2 // options start after Next Header and Hdr Ext Len
+)
+
+// ParseIPv6ExtHeader checks that b holds a whole extension header of the Hop-by-Hop/Routing/Destination
+// Options shape and returns the view cut to its length. After it returns OK no method of the view panics.
+func ParseIPv6ExtHeader(b []byte) (IPv6ExtHeader, Error) {
+	if len(b) < 8 {
+		return nil, ErrExtensionHeader
+	}
+	n := (int(b[ipv6ExtLen]) + 1) * 8
+	if n > len(b) {
+		return nil, ErrExtensionHeader
+	}
+	return IPv6ExtHeader(b[:n]), OK
+}
+
+// NextHeader returns the type of the header that follows.
+func (h IPv6ExtHeader) NextHeader() uint8 { return h[ipv6ExtNext] }
+
+// RoutingType returns the Routing Type of a Routing header (0 is the deprecated RH0, RFC 5095).
+func (h IPv6ExtHeader) RoutingType() uint8 { return h[ipv6RoutingType] }
+
+// SegmentsLeft returns the Segments Left of a Routing header.
+func (h IPv6ExtHeader) SegmentsLeft() uint8 { return h[ipv6SegmentsLeft] }
+
+// RoutingTypeOffset is where the Routing Type lies in a Routing header (for a Parameter Problem pointer).
+const RoutingTypeOffset = ipv6RoutingType
+
+// Options returns the TLV-encoded options of a Hop-by-Hop or Destination Options header; OptionsOffset is
+// where they start in the header.
+func (h IPv6ExtHeader) Options() []byte { return h[ipv6ExtOptions:] }
+
+// OptionsOffset is where the options of a Hop-by-Hop or Destination Options header start.
+const OptionsOffset = ipv6ExtOptions
+
+// IPv6 Hop-by-Hop and Destination options (RFC 8200 §4.2, RFC 2711, RFC 2675).
+const (
+	IPv6OptPad1        uint8 = 0
+	IPv6OptPadN        uint8 = 1
+	IPv6OptRouterAlert uint8 = 5
+	IPv6OptJumbo       uint8 = 0xc2
+)
+
+// Actions an IPv6 node takes on an option type it does not recognise: the type's two high-order bits
+// (RFC 8200 §4.2).
+const (
+	IPv6OptActionSkip           uint8 = 0 // skip over this option
+	IPv6OptActionDiscard        uint8 = 1 // discard the packet
+	IPv6OptActionDiscardICMP    uint8 = 2 // discard, send Parameter Problem code 2 even to multicast
+	IPv6OptActionDiscardICMPUni uint8 = 3 // discard, send Parameter Problem code 2 unless to multicast
+)
+
+// IPv6OptionAction returns the action bits of an option type.
+func IPv6OptionAction(typ uint8) uint8 { return typ >> 6 }
+
+// NextIPv6Option splits the first option off b (the options of a Hop-by-Hop or Destination Options
+// header): its type, the whole option (type, length, data; one octet for Pad1) and the rest. It returns
+// ErrOptionLength when the option runs past b.
+func NextIPv6Option(b []byte) (typ uint8, opt, rest []byte, err Error) {
+	if len(b) == 0 {
+		return 0, nil, nil, ErrOptionLength
+	}
+	if b[0] == IPv6OptPad1 {
+		return IPv6OptPad1, b[:1], b[1:], OK
+	}
+	if len(b) < 2 || 2+int(b[1]) > len(b) {
+		return 0, nil, nil, ErrOptionLength
+	}
+	n := 2 + int(b[1])
+	return b[0], b[:n], b[n:], OK
+}
+
+// IPv6Fragment is a view of the 8-octet Fragment header (RFC 8200 §4.5). Make it with ParseIPv6Fragment.
+type IPv6Fragment []byte
+
+// IPv6FragmentHeaderLen is the length of the Fragment header.
+const IPv6FragmentHeaderLen = ipv6FragHdrLen
+
+// ParseIPv6Fragment checks that b holds a Fragment header.
+func ParseIPv6Fragment(b []byte) (IPv6Fragment, Error) {
+	if len(b) < ipv6FragHdrLen {
+		return nil, ErrExtensionHeader
+	}
+	return IPv6Fragment(b[:ipv6FragHdrLen]), OK
+}
+
+// NextHeader returns the type of the header that follows.
+func (f IPv6Fragment) NextHeader() uint8 { return f[ipv6ExtNext] }
+
+// FragmentOffset returns the offset of the fragment's data in bytes.
+func (f IPv6Fragment) FragmentOffset() uint16 { return binary.BigEndian.Uint16(f[ipv6FragOffM:]) &^ 7 }
+
+// MoreFragments returns the M flag.
+func (f IPv6Fragment) MoreFragments() bool { return f[ipv6FragOffM+1]&1 != 0 }
+
+// IsAtomic reports an atomic fragment (offset 0, M clear): a whole packet that carries a Fragment header,
+// which RFC 6946 §4 says is processed as a non-fragmented packet.
+func (f IPv6Fragment) IsAtomic() bool { return f.FragmentOffset() == 0 && !f.MoreFragments() }
+
+// IPv6NextHeaderOffset is where the Next Header field lies in the fixed header (for a Parameter Problem
+// pointer).
+const IPv6NextHeaderOffset = ipv6NextHeader
+
+// IPv6ExtNextHeaderOffset is where the Next Header field lies in an extension header.
+const IPv6ExtNextHeaderOffset = ipv6ExtNext
