@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"net/netip"
 	"sync/atomic"
+	"time"
 
+	"github.com/xdpnet/xdpnet/pipeline"
 	"github.com/xdpnet/xdpnet/proto"
 )
 
@@ -14,6 +16,10 @@ import (
 
 // minMTU6 is IPv6's minimum link MTU (RFC 8200 §5).
 const minMTU6 = 1280
+
+// dadWait is how long DAD waits for an answer to its one solicitation: RetransTimer (RFC 4861 §10,
+// 1 s) times DupAddrDetectTransmits (RFC 4862 §5.1, 1).
+const dadWait = int64(time.Second)
 
 // States of an IPv6 address (RFC 4862 §2).
 const (
@@ -39,6 +45,7 @@ type addr6 struct {
 func newAddr6(p netip.Prefix) *addr6 {
 	x := &addr6{prefix: p, a: naddrOf(p.Addr()), b: p.Addr().As16()}
 	x.state.Store(addrTentative)
+	x.loggedAt.Store(neverProbed)
 	return x
 }
 
@@ -191,4 +198,67 @@ func (h *handler) routerID6() netip.Addr {
 		}
 	}
 	return netip.Addr{}
+}
+
+// dad runs Duplicate Address Detection (RFC 4862 §5.4) from Tick: for each tentative address one queue
+// sends a Neighbor Solicitation from :: to the address's solicited-node group; an address that no one
+// claimed within dadWait becomes preferred. ndpInput marks an address duplicate on a conflicting NS or
+// NA. It returns when it needs the next Tick (0: nothing pending). The random delay before the first
+// solicitation (§5.4.2) is left out: the stack does not restart on mass power-up.
+func (h *handler) dad(b *pipeline.Batch) int64 {
+	var wake int64
+	for i := range h.ifs {
+		ifc := &h.ifs[i]
+		if ifc.v6 == nil || !ifc.ok {
+			continue
+		}
+		check := func(x *addr6) {
+			if x == nil || x.state.Load() != addrTentative {
+				return
+			}
+			if x.dadSent.Load() == 0 {
+				if b.Room() == 0 || !x.dadSent.CompareAndSwap(0, 1) {
+					wake = h.now
+					return
+				}
+				x.dadAt.Store(h.now)
+				h.sendNDP(b, ifc, proto.ICMPv6NeighborSolicitation, 0, netip.IPv6Unspecified(), proto.SolicitedNodeMulticast(x.prefix.Addr()),
+					proto.MulticastMAC(proto.SolicitedNodeMulticast(x.prefix.Addr())), x.prefix.Addr(), false)
+				inc(&h.ctr.dadOut)
+			}
+			at := x.dadAt.Load() + dadWait
+			if h.now >= at && x.dadAt.Load() != 0 {
+				if x.state.CompareAndSwap(addrTentative, addrPreferred) {
+					h.s.log.Info("IPv6 address ready (duplicate address detection found no other owner)",
+						"interface", h.s.ifaces[i].name, "address", x.prefix)
+				}
+				return
+			}
+			if wake == 0 || at < wake {
+				wake = at
+			}
+		}
+		check(ifc.ll)
+		for _, x := range ifc.v6.addrs {
+			check(x)
+		}
+	}
+	return wake
+}
+
+// dadConflict disables a tentative address another node uses or is about to use (RFC 4862 §5.4.5), or
+// logs, at most every 10 s, a neighbour claiming an address in use (§5.4.4: the address stays).
+func (h *handler) dadConflict(ifc int32, x *addr6, from proto.MAC, what string) {
+	name := h.s.ifaces[ifc].name
+	if x.state.CompareAndSwap(addrTentative, addrDuplicate) {
+		inc(&h.ctr.dadConflicts)
+		h.s.log.Error("IPv6 address disabled: duplicate address detection found another owner (change the address or the other node's)",
+			"interface", name, "address", x.prefix, "other", from.String(), "message", what)
+		return
+	}
+	if last := x.loggedAt.Load(); h.now-last >= int64(10*time.Second) && x.loggedAt.CompareAndSwap(last, h.now) {
+		inc(&h.ctr.dadConflicts)
+		h.s.log.Warn("another node claims an IPv6 address of this interface", "interface", name,
+			"address", x.prefix, "other", from.String(), "message", what)
+	}
 }

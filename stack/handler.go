@@ -26,9 +26,13 @@ type hiface struct {
 	down, announce bool
 }
 
-// pktMeta is what routing found for a packet of the batch: the egress interface and next hop.
+// pktMeta is what routing found for a packet of the batch: the egress interface and next hop of one to
+// send; for an IPv6 packet for this host, what its extension headers led to (classify6).
 type pktMeta struct {
 	iface int32
+	l4    uint8  // IPv6 local: the upper-layer protocol
+	frag  bool   // IPv6 local: a fragment (not atomic)
+	nhOff uint16 // IPv6 local: where the Next Header naming l4 lies
 	nh    naddr
 }
 
@@ -199,7 +203,7 @@ func (h *handler) Process(b *pipeline.Batch) {
 			fwd = h.hooks.Run(pipeline.Forward, b, fwd)
 		}
 		for _, i := range fwd {
-			if forwardable(b.Pkts[i].Data()[ethLen:], h.ifs[h.meta[i].iface].mtu) {
+			if h.forwardable(&b.Pkts[i], i) {
 				post = append(post, i)
 			} else {
 				out = h.forwardError(b, &b.Pkts[i], i, out)
@@ -215,6 +219,9 @@ func (h *handler) Process(b *pipeline.Batch) {
 // classify routes p: it returns verdictForward or verdictRefused for a packet to forward, or sorts a local
 // one into in, or drops it (with an ICMP error generated into out where one is due).
 func (h *handler) classify(b *pipeline.Batch, p *pipeline.Packet, i uint16, in, out *[]uint16) int {
+	if isIPv6Frame(p.Data()) {
+		return h.classify6(b, p, i, in, out)
+	}
 	v := h.route(p, i)
 	switch v {
 	case verdictLocal:
@@ -269,8 +276,11 @@ func (h *handler) receive(b *pipeline.Batch, p *pipeline.Packet) bool {
 		p.Drop(pipeline.DropVLAN)
 		return false
 	case proto.EtherTypeIPv6:
-		p.Drop(pipeline.DropIPv6Unsupported)
-		return false
+		if inIf < 0 || h.ifs[inIf].v6 == nil {
+			p.Drop(pipeline.DropIPv6Unsupported)
+			return false
+		}
+		return h.ipv6Rcv(p, d[ethLen:])
 	default:
 		p.Drop(pipeline.DropUnknownEtherType)
 		return false
@@ -326,6 +336,9 @@ func (h *handler) Tick(b *pipeline.Batch) int64 {
 		h.announceChanged(b)
 	}
 	out, wake := h.releaseHeld(b, h.selD[:0])
+	if at := h.dad(b); at != 0 && (wake == 0 || at < wake) {
+		wake = at
+	}
 	if at := h.s.neigh.periodicGC(h.now); at != 0 && (wake == 0 || at < wake) {
 		wake = at
 	}

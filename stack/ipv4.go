@@ -151,6 +151,15 @@ func (h *handler) partialOK(p *pipeline.Packet, src, dst netip.Addr, protocol ui
 	return h.partialFrom(p) && proto.IsPartialChecksum(src, dst, protocol, seg)
 }
 
+// forwardable runs forwardable or forwardable6 on a packet the Forward hook let through.
+func (h *handler) forwardable(p *pipeline.Packet, i uint16) bool {
+	d, mtu := p.Data(), h.ifs[h.meta[i].iface].mtu
+	if isIPv6Frame(d) {
+		return h.forwardable6(d[ethLen:], mtu)
+	}
+	return forwardable(d[ethLen:], mtu)
+}
+
 // forwardable is ip_forward's checks on a routed packet: if the TTL allows forwarding and the packet fits
 // the egress MTU (or may be fragmented), it decrements the TTL and returns true; otherwise forwardError
 // says why.
@@ -169,6 +178,9 @@ func forwardable(ip proto.IPv4, mtu int) bool {
 // (quoting the header as received, TTL not decremented), or Destination Unreachable, Fragmentation Needed
 // carrying the next-hop MTU.
 func (h *handler) forwardError(b *pipeline.Batch, p *pipeline.Packet, i uint16, out []uint16) []uint16 {
+	if isIPv6Frame(p.Data()) {
+		return h.forwardError6(b, p, i, out)
+	}
 	if proto.IPv4(p.Data()[ethLen:]).TTL() <= 1 {
 		out = h.icmpError(b, p, proto.ICMPv4TimeExceeded, proto.ICMPv4TTLExceeded, 0, out)
 		p.Drop(pipeline.DropTTLExpired)
@@ -183,6 +195,9 @@ func (h *handler) forwardError(b *pipeline.Batch, p *pipeline.Packet, i uint16, 
 // deliver is ip_local_deliver: ICMP and UDP for this host. Fragments are not reassembled.
 func (h *handler) deliver(b *pipeline.Batch, p *pipeline.Packet, i uint16, out []uint16) []uint16 {
 	d := p.Data()
+	if isIPv6Frame(d) {
+		return h.deliver6(b, p, i, out)
+	}
 	ip := proto.IPv4(d[ethLen:])
 	if ip.IsFragment() {
 		p.Drop(pipeline.DropFragment)
@@ -214,8 +229,9 @@ func (h *handler) transmit(b *pipeline.Batch, i uint16, pend []uint16) []uint16 
 	ifc := &h.ifs[m.iface]
 	if p.Len()-ethLen > ifc.mtu {
 		// Forwarded DF packets were refused before PostRouting; this is a generated one (an echo reply
-		// keeps no DF) or a hook grew the packet.
-		if proto.IPv4(p.Data()[ethLen:]).DontFragment() {
+		// keeps no DF) or a hook grew the packet. IPv6 is never fragmented on the way (RFC 8200 §5), and
+		// what the stack builds fits.
+		if d := p.Data(); isIPv6Frame(d) || proto.IPv4(d[ethLen:]).DontFragment() {
 			p.Drop(pipeline.DropFragNeeded)
 			return pend
 		}

@@ -271,7 +271,11 @@ func (h *handler) neighFailed(b *pipeline.Batch, p *pipeline.Packet, n *neighbou
 // icmpAboutFailed drops a packet whose next hop does not answer, with a host unreachable to its source
 // (RFC 1812 §5.2.7.1), or for IPv6 an address unreachable (RFC 4443 §3.1, code 3).
 func (h *handler) icmpAboutFailed(b *pipeline.Batch, p *pipeline.Packet, pend []uint16) []uint16 {
-	pend = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4HostUnreachable, 0, pend)
+	if isIPv6Frame(p.Data()) {
+		pend = h.icmp6Error(b, p, proto.ICMPv6DestUnreachable, proto.ICMPv6AddrUnreachable, 0, pend)
+	} else {
+		pend = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4HostUnreachable, 0, pend)
+	}
 	p.Drop(pipeline.DropNeighbourFailed)
 	return pend
 }
@@ -330,7 +334,9 @@ func (h *handler) probe(b *pipeline.Batch, n *neighbour, iface int32) {
 	}
 	if n.key.a.is4() {
 		h.arpSolicit(b, &h.ifs[iface], target)
+		return
 	}
+	h.ndpSolicit(b, &h.ifs[iface], n, target)
 }
 
 // releaseHeld is the held queues' part of Tick (the kernel's neigh_update sending its arp_queue, and
@@ -428,7 +434,7 @@ type Neighbour struct {
 	Probes int
 }
 
-// Neighbours lists the ARP table.
+// Neighbours lists the neighbour table (ARP and NDP entries).
 func (s *Stack) Neighbours() []Neighbour {
 	out := make([]Neighbour, 0, s.neigh.count.Load())
 	s.neigh.each(func(n *neighbour) {

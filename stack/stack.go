@@ -125,7 +125,7 @@ type ifaceConf struct {
 	mtu   int
 }
 
-// Stack is a user-space IPv4 router and host. One Stack serves every queue: routes, neighbours and sockets
+// Stack is a user-space IPv4 and IPv6 router and host. One Stack serves every queue: routes, neighbours and sockets
 // are shared, each queue's Handler keeps its own packets.
 type Stack struct {
 	cfg    Config
@@ -134,6 +134,7 @@ type Stack struct {
 	rt     *routeTable
 	neigh  neighTable
 	icmp   rateLimiter
+	icmp6  rateLimiter
 	garp   atomic.Bool
 	now    atomic.Int64 // the latest driver clock seen, for Neighbours
 
@@ -208,6 +209,7 @@ func New(cfg Config) (*Stack, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.icmp.init(cfg.ICMPRate, cfg.ICMPBurst)
+	s.icmp6.init(cfg.ICMPRate, cfg.ICMPBurst)
 	s.neigh.init(cfg.NeighbourGCThresh1, cfg.NeighbourGCThresh2, cfg.NeighbourGCThresh3, cfg.NeighbourGCStaleTime)
 	s.udp.init()
 	s.handlers.Store(&[]*handler{})

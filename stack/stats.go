@@ -15,6 +15,8 @@ type counters struct {
 	icmpErrOut, icmpLimited, echoOut                  atomic.Uint64
 	udpIn, udpOut, udpNoRoute, udpNoBuf               atomic.Uint64
 	csumCompleted                                     atomic.Uint64
+	forwarded6, icmp6ErrOut, icmp6Limited, echo6Out   atomic.Uint64
+	nsIn, naIn, nsOut, naOut, dadOut, dadConflicts    atomic.Uint64
 }
 
 func inc(c *atomic.Uint64) { c.Store(c.Load() + 1) }
@@ -43,6 +45,16 @@ func (c *counters) addTo(t *Stats) {
 	t.UDPSendNoRoute += c.udpNoRoute.Load()
 	t.UDPSendNoBuffer += c.udpNoBuf.Load()
 	t.ChecksumsCompleted += c.csumCompleted.Load()
+	t.Forwarded6 += c.forwarded6.Load()
+	t.ICMPv6ErrorsOut += c.icmp6ErrOut.Load()
+	t.ICMPv6RateLimited += c.icmp6Limited.Load()
+	t.ICMPv6EchoRepliesOut += c.echo6Out.Load()
+	t.NDPSolicitationsIn += c.nsIn.Load()
+	t.NDPAdvertisementsIn += c.naIn.Load()
+	t.NDPSolicitationsOut += c.nsOut.Load()
+	t.NDPAdvertisementsOut += c.naOut.Load()
+	t.DADProbesOut += c.dadOut.Load()
+	t.DADConflicts += c.dadConflicts.Load()
 }
 
 // Stats are the stack's counters, summed over the queues. Drops are counted by the driver per reason.
@@ -70,6 +82,15 @@ type Stats struct {
 	// ChecksumsCompleted counts forwarded TCP and UDP packets whose checksum a sender in host memory had
 	// left partial (veth TX checksum offload) and the stack completed.
 	ChecksumsCompleted uint64
+	// IPv6: Forwarded6 is the IPv6 part of Forwarded; ICMPv6 errors have a rate limit of their own.
+	Forwarded6                                uint64
+	ICMPv6ErrorsOut, ICMPv6RateLimited        uint64
+	ICMPv6EchoRepliesOut                      uint64
+	NDPSolicitationsIn, NDPAdvertisementsIn   uint64
+	NDPSolicitationsOut, NDPAdvertisementsOut uint64
+	// DADProbesOut counts Duplicate Address Detection solicitations; DADConflicts the addresses another
+	// node claimed (disabled while tentative, logged when in use).
+	DADProbesOut, DADConflicts uint64
 }
 
 // Stats sums the counters of every handler.

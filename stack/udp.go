@@ -56,10 +56,12 @@ const ephemeralFirst = 49152
 func (t *udpTable) lookup(dst netip.Addr, port uint16) *UDPConn {
 	var wild *UDPConn
 	for _, c := range t.m.load()[port] {
-		if c.laddr.Addr() == dst {
+		la := c.laddr.Addr()
+		if la == dst {
 			return c
 		}
-		if c.laddr.Addr().IsUnspecified() {
+		// [::] takes both families (a dual-stack socket); 0.0.0.0 only IPv4, as Linux's.
+		if la.IsUnspecified() && (la.Is6() || dst.Is4()) {
 			wild = c
 		}
 	}
@@ -69,8 +71,9 @@ func (t *udpTable) lookup(dst netip.Addr, port uint16) *UDPConn {
 // ErrAddrInUse is returned by ListenUDP for a taken address and port.
 var ErrAddrInUse = errors.New("address already in use (close the other socket or pick another port)")
 
-// ListenUDP opens a UDP socket on laddr, which must be one of the stack's addresses or 0.0.0.0 (all of
-// them); port 0 picks a free ephemeral port. The socket is served by the pollers: received datagrams wait
+// ListenUDP opens a UDP socket on laddr, which must be one of the stack's addresses, 0.0.0.0 (all IPv4
+// addresses) or :: (all addresses of both families); port 0 picks a free ephemeral port. Link-local
+// addresses (which need a zone) are not supported. The socket is served by the pollers: received datagrams wait
 // in a queue of Config.UDPQueueLen (further ones drop as DropSocketQueueFull), sent ones go through a
 // queue's send queue and leave on its next Tick.
 func (s *Stack) ListenUDP(laddr netip.AddrPort) (*UDPConn, error) {
@@ -78,8 +81,8 @@ func (s *Stack) ListenUDP(laddr netip.AddrPort) (*UDPConn, error) {
 	if !a.IsValid() {
 		a = netip.IPv4Unspecified()
 	}
-	if !a.Is4() {
-		return nil, fmt.Errorf("listen udp %v: only IPv4 is supported", laddr)
+	if a.Zone() != "" || a.IsLinkLocalUnicast() {
+		return nil, fmt.Errorf("listen udp %v: link-local addresses are not supported (listen on :: or a global address)", laddr)
 	}
 	if !a.IsUnspecified() {
 		if r, ok := s.Lookup(a); !ok || r.Type != Local {
@@ -210,14 +213,26 @@ func (c *UDPConn) ReadFrom(p []byte) (int, net.Addr, error) {
 // order) and wakes that queue. It blocks while the send queue is full, until the write deadline.
 func (c *UDPConn) WriteToUDPAddrPort(p []byte, addr netip.AddrPort) (int, error) {
 	a := addr.Addr().Unmap()
-	if !a.Is4() || addr.Port() == 0 {
-		return 0, c.opErr("write", fmt.Errorf("destination %v is not an IPv4 address and port", addr))
+	if !a.IsValid() || addr.Port() == 0 {
+		return 0, c.opErr("write", fmt.Errorf("destination %v is not an address and port", addr))
 	}
-	if d := addr4(a); martian(d) || isMulticast(d) {
-		return 0, c.opErr("write", fmt.Errorf("destination %v is not a host address (0/8, 127/8, 169.254/16, 224/3 are not supported)", addr))
+	if a.Is4() {
+		if d := addr4(a); martian(d) || isMulticast(d) {
+			return 0, c.opErr("write", fmt.Errorf("destination %v is not a host address (0/8, 127/8, 169.254/16, 224/3 are not supported)", addr))
+		}
+		if len(p) > 0xffff-proto.IPv4MinHeaderLen-proto.UDPHeaderLen {
+			return 0, c.opErr("write", errors.New("datagram longer than 65507 bytes"))
+		}
+	} else {
+		if !a.IsGlobalUnicast() || a.Zone() != "" {
+			return 0, c.opErr("write", fmt.Errorf("destination %v is not a global unicast address (link-local, multicast and loopback are not supported)", addr))
+		}
+		if len(p) > 0xffff-proto.UDPHeaderLen {
+			return 0, c.opErr("write", errors.New("datagram longer than 65527 bytes"))
+		}
 	}
-	if len(p) > 0xffff-proto.IPv4MinHeaderLen-proto.UDPHeaderLen {
-		return 0, c.opErr("write", errors.New("datagram longer than 65507 bytes"))
+	if la := c.laddr.Addr(); la.Is4() && !a.Is4() || la.Is6() && !la.IsUnspecified() && !a.Is6() {
+		return 0, c.opErr("write", fmt.Errorf("destination %v is not of the socket's address family (%v)", addr, la))
 	}
 	select {
 	case <-c.closed:
@@ -228,8 +243,11 @@ func (c *UDPConn) WriteToUDPAddrPort(p []byte, addr netip.AddrPort) (int, error)
 	if len(hs) == 0 {
 		return 0, c.opErr("write", ErrNoQueue)
 	}
-	b := a.As4()
-	h := hs[int(uint(b[0])+uint(b[1])+uint(b[2])+uint(b[3])+uint(addr.Port()))%len(hs)]
+	sum := uint(addr.Port())
+	for _, x := range a.As16() {
+		sum += uint(x)
+	}
+	h := hs[int(sum)%len(hs)]
 	dg := getDatagram(len(p))
 	copy(dg.buf, p)
 	dg.remote, dg.local = netip.AddrPortFrom(a, addr.Port()), c.laddr
@@ -308,6 +326,9 @@ func (h *handler) udpOutput(b *pipeline.Batch, out []uint16) []uint16 {
 }
 
 func (h *handler) udpBuild(b *pipeline.Batch, dg *datagram, out []uint16) []uint16 {
+	if dg.remote.Addr().Is6() {
+		return h.udpBuild6(b, dg, out)
+	}
 	dst := addr4(dg.remote.Addr())
 	e := h.snap.lookup(dst)
 	if e == nil || e.typ != Unicast || !h.ifs[e.iface].ok {
@@ -315,7 +336,7 @@ func (h *handler) udpBuild(b *pipeline.Batch, dg *datagram, out []uint16) []uint
 		return out
 	}
 	ifc := &h.ifs[e.iface]
-	src := dg.local.Addr()
+	src := dg.local.Addr().Unmap()
 	if src.IsUnspecified() {
 		src = ifc.sourceFor(dg.remote.Addr())
 		if !src.IsValid() {
@@ -361,6 +382,81 @@ func (h *handler) udpInput(b *pipeline.Batch, p *pipeline.Packet, out []uint16) 
 	c := h.s.udp.lookup(dst, u.DstPort())
 	if c == nil {
 		out = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4PortUnreachable, 0, out)
+		p.Drop(pipeline.DropUDPNoSocket)
+		return out
+	}
+	if !c.deliver(u.Payload(), netip.AddrPortFrom(src, u.SrcPort()), netip.AddrPortFrom(dst, u.DstPort())) {
+		p.Drop(pipeline.DropSocketQueueFull)
+		return out
+	}
+	inc(&h.ctr.udpIn)
+	inc(&h.ctr.delivered)
+	p.Consume()
+	return out
+}
+
+// udpBuild6 is udpBuild for an IPv6 destination: the checksum is mandatory (RFC 8200 §8.1), and a
+// datagram that does not fit the egress MTU is dropped (frag_needed; the stack does not fragment).
+func (h *handler) udpBuild6(b *pipeline.Batch, dg *datagram, out []uint16) []uint16 {
+	dstA := dg.remote.Addr()
+	d16 := dstA.As16()
+	e := h.snap.lookup6(&d16)
+	if e == nil || e.typ != Unicast || !h.ifs[e.iface].ok {
+		inc(&h.ctr.udpNoRoute)
+		return out
+	}
+	ifc := &h.ifs[e.iface]
+	src := dg.local.Addr()
+	if src.IsUnspecified() {
+		if src = ifc.source6For(dstA); !src.IsValid() {
+			src = h.routerID6()
+		}
+	}
+	if !src.Is6() {
+		inc(&h.ctr.udpNoRoute) // no usable address yet (DAD running)
+		return out
+	}
+	q, ok := b.Alloc()
+	if !ok {
+		inc(&h.ctr.udpNoBuf)
+		return out
+	}
+	qi := uint16(b.N - 1)
+	if !q.SetLen(ethLen + proto.IPv6HeaderLen + proto.UDPHeaderLen + dg.n) {
+		inc(&h.ctr.udpNoBuf)
+		q.Drop(pipeline.DropNoBuffer)
+		return out
+	}
+	d := q.Data()
+	proto.EthernetFields{EtherType: proto.EtherTypeIPv6}.Encode(d)
+	proto.IPv6Fields{NextHeader: proto.ProtoUDP, HopLimit: defaultTTL, Src: src, Dst: dstA,
+		PayloadLen: proto.UDPHeaderLen + dg.n}.Encode(d[ethLen:])
+	udp := d[ethLen+proto.IPv6HeaderLen:]
+	copy(udp[proto.UDPHeaderLen:], dg.buf[:dg.n])
+	proto.UDPFields{SrcPort: dg.local.Port(), DstPort: dg.remote.Port(), PayloadLen: dg.n}.EncodeChecksum(udp, src, dstA)
+	h.setEgress6(q, qi, e.iface, e.gw6, dstA)
+	inc(&h.ctr.udpOut)
+	return append(out, qi)
+}
+
+// udp6Input is udpv6_rcv: a zero checksum is an error over IPv6 (RFC 8200 §8.1: "IPv6 receivers MUST
+// discard UDP packets containing a zero checksum"); port unreachable as for IPv4 (RFC 4443 §3.1 code 4).
+func (h *handler) udp6Input(b *pipeline.Batch, p *pipeline.Packet, out []uint16) []uint16 {
+	d := p.Data()
+	ip := proto.IPv6(d[ethLen:])
+	u, err := proto.ParseUDP(d[p.L4:])
+	src, dst := ip.Src(), ip.Dst()
+	if err != proto.OK || !u.ChecksumValid(src, dst) && !h.partialOK(p, src, dst, proto.ProtoUDP, u) {
+		p.Drop(pipeline.DropUDPMalformed)
+		return out
+	}
+	if dst.IsMulticast() {
+		p.Drop(DropMulticast)
+		return out
+	}
+	c := h.s.udp.lookup(dst, u.DstPort())
+	if c == nil {
+		out = h.icmp6Error(b, p, proto.ICMPv6DestUnreachable, proto.ICMPv6PortUnreachable, 0, out)
 		p.Drop(pipeline.DropUDPNoSocket)
 		return out
 	}

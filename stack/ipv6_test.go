@@ -1,0 +1,448 @@
+package stack
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/xdpnet/xdpnet/pipeline"
+	"github.com/xdpnet/xdpnet/pipeline/memlink"
+	"github.com/xdpnet/xdpnet/proto"
+)
+
+// The IPv6 side of the test network (RFC 5180 benchmarking addresses), beside the IPv4 one of stack_test.go:
+//
+//	host A 2001:2::2 (macA) --- lan 2001:2::1/64 [stack] 2001:2:0:1::1/64 wan --- router B 2001:2:0:1::2 (macB)
+//
+// Routes: 2001:2:100::/48 via B, 2001:2:60::/48 blackhole, 2001:2:70::/48 unreachable, 2001:2:80::/48 via
+// 2001:2:0:1::99 (never answers).
+var (
+	ip6Lan  = netip.MustParseAddr("2001:2::1")
+	ip6Wan  = netip.MustParseAddr("2001:2:0:1::1")
+	ip6A    = netip.MustParseAddr("2001:2::2")
+	ip6B    = netip.MustParseAddr("2001:2:0:1::2")
+	ip6Far  = netip.MustParseAddr("2001:2:100::7")
+	ip6None = netip.MustParseAddr("2001:2:50::1")
+	ip6BH   = netip.MustParseAddr("2001:2:60::1")
+	ip6Unr  = netip.MustParseAddr("2001:2:70::1")
+	ip6Dead = netip.MustParseAddr("2001:2:80::1")
+	llA     = netip.MustParseAddr("fe80::aa:1")
+	llLan   = linkLocalFromMAC(macLan).Addr()
+)
+
+func dualRoutes(c *Config) {
+	dual(c)
+	c.Routes = append(c.Routes,
+		Route{Prefix: netip.MustParsePrefix("2001:2:100::/48"), NextHop: ip6B},
+		Route{Prefix: netip.MustParsePrefix("2001:2:60::/48"), Type: Blackhole},
+		Route{Prefix: netip.MustParsePrefix("2001:2:70::/48"), Type: Unreachable},
+		Route{Prefix: netip.MustParsePrefix("2001:2:80::/48"), NextHop: netip.MustParseAddr("2001:2:0:1::99")})
+}
+
+// newEnv6 builds the dual-stack network: it checks the start-up messages (a gratuitous ARP and a DAD
+// solicitation for the link-local and the global address on each port), lets DAD finish, and teaches the
+// stack A's and B's MACs over IPv4 (ARP) and IPv6 (a solicitation answered, then a solicited
+// advertisement that makes the entry reachable).
+func newEnv6(t *testing.T, mod func(*Config)) *env {
+	t.Helper()
+	cfg := testConfig()
+	dualRoutes(&cfg)
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := memlink.New(memlink.Config{
+		Ports:      []memlink.PortConfig{{Name: "lan", MAC: macLan}, {Name: "wan", MAC: macWan}},
+		NewHandler: s.NewHandler,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, s: s, l: l}
+	l.Poll()
+	for port, ours := range map[int][]netip.Addr{portLan: {llLan, ip6Lan}, portWan: {linkLocalFromMAC(macWan).Addr(), ip6Wan}} {
+		var dad []netip.Addr
+		for _, f := range l.Sent(port) {
+			if proto.Ethernet(f).EtherType() != proto.EtherTypeIPv6 {
+				continue
+			}
+			p := parseOut6(t, f)
+			if p.icmp == nil || p.icmp.Type() != proto.ICMPv6NeighborSolicitation || p.ip.Src() != netip.IPv6Unspecified() ||
+				p.ip.HopLimit() != 255 || p.ip.Dst() != proto.SolicitedNodeMulticast(p.icmp.TargetAddress()) ||
+				p.eth.Dst() != proto.MulticastMAC(p.ip.Dst()) || len(p.icmp.NDPOptionBytes()) != 0 {
+				t.Fatalf("port %d: start-up frame is not a DAD solicitation: % x", port, f)
+			}
+			dad = append(dad, p.icmp.TargetAddress())
+		}
+		if len(dad) != 2 || dad[0] != ours[0] || dad[1] != ours[1] {
+			t.Fatalf("port %d: DAD for %v, want %v", port, dad, ours)
+		}
+	}
+	// Nothing is used before DAD ends: a solicitation for a tentative address goes unanswered.
+	e.inject(portLan, nsFrame(macA, ip6A, ip6Lan, true))
+	e.none()
+	l.Advance(time.Second)
+	e.none()
+	e.learn(portLan, macA, ipA, ipLan)
+	e.learn(portWan, macB, ipB, ipWan)
+	e.learn6(portLan, macA, ip6A, ip6Lan)
+	e.learn6(portWan, macB, ip6B, ip6Wan)
+	return e
+}
+
+// learn6 sends a solicitation from (mac, ip) for our address, checks the advertisement, and confirms ip
+// with a solicited advertisement.
+func (e *env) learn6(port int, mac proto.MAC, ip, ours netip.Addr) {
+	e.t.Helper()
+	e.inject(port, nsFrame(mac, ip, ours, true))
+	ourMAC := macLan
+	if port == portWan {
+		ourMAC = macWan
+	}
+	p := parseOut6(e.t, e.only(port))
+	if p.eth.Dst() != mac || p.eth.Src() != ourMAC || p.icmp == nil || p.icmp.Type() != proto.ICMPv6NeighborAdvertisement ||
+		p.ip.Src() != ours || p.ip.Dst() != ip || p.ip.HopLimit() != 255 || p.icmp.TargetAddress() != ours ||
+		p.icmp.NAFlags() != proto.NAFlagRouter|proto.NAFlagSolicited|proto.NAFlagOverride {
+		e.t.Fatalf("advertisement wrong: % x", p.eth)
+	}
+	if o, err := p.icmp.NDPOptions(); err != proto.OK || !o.HasTargetLinkAddr || o.TargetLinkAddr != ourMAC {
+		e.t.Fatalf("advertisement options %+v %v", o, err)
+	}
+	if n, ok := e.neighbour(ip); !ok || n.State != NeighbourStale || n.MAC != mac {
+		e.t.Fatalf("after a solicitation: %+v %v, want a stale entry (RFC 4861 §7.2.3)", n, ok)
+	}
+	e.inject(port, naFrame(mac, ip, ours, ip, proto.NAFlagSolicited|proto.NAFlagOverride, mac))
+	e.none()
+	if n, ok := e.neighbour(ip); !ok || n.State != NeighbourReachable {
+		e.t.Fatalf("after a solicited advertisement: %+v %v", n, ok)
+	}
+}
+
+// ip6Frame builds Ethernet + IPv6 + payload; next is the Next Header.
+func ip6Frame(dstMAC, srcMAC proto.MAC, src, dst netip.Addr, next, hop uint8, payload []byte) []byte {
+	b := make([]byte, 14+40+len(payload))
+	proto.EthernetFields{Dst: dstMAC, Src: srcMAC, EtherType: proto.EtherTypeIPv6}.Encode(b)
+	proto.IPv6Fields{NextHeader: next, HopLimit: hop, Src: src, Dst: dst, PayloadLen: len(payload)}.Encode(b[14:])
+	copy(b[54:], payload)
+	return b
+}
+
+func icmp6Msg(f proto.ICMPv6Fields, src, dst netip.Addr, data []byte) []byte {
+	m := make([]byte, 8+len(data))
+	f.Encode(m, data, src, dst)
+	return m
+}
+
+func echo6Frame(dstMAC, srcMAC proto.MAC, src, dst netip.Addr, hop uint8, data []byte) []byte {
+	return ip6Frame(dstMAC, srcMAC, src, dst, proto.ProtoICMPv6, hop,
+		icmp6Msg(proto.ICMPv6Fields{Type: proto.ICMPv6EchoRequest, ID: 7, Seq: 1}, src, dst, data))
+}
+
+func udp6Frame(dstMAC, srcMAC proto.MAC, src, dst netip.AddrPort, hop uint8, data []byte) []byte {
+	return ip6Frame(dstMAC, srcMAC, src.Addr(), dst.Addr(), proto.ProtoUDP, hop, udpPayload(src, dst, data))
+}
+
+// nsFrame is a solicitation from (mac, src) for target, to its solicited-node group, with the source
+// link-layer option when sll.
+func nsFrame(mac proto.MAC, src, target netip.Addr, sll bool) []byte {
+	dst := proto.SolicitedNodeMulticast(target)
+	m := make([]byte, 32)
+	n := proto.NDPNeighborFields{Type: proto.ICMPv6NeighborSolicitation, Target: target, LinkAddr: mac, HasLinkAddr: sll}.Encode(m, src, dst)
+	return ip6Frame(proto.MulticastMAC(dst), mac, src, dst, proto.ProtoICMPv6, 255, m[:n])
+}
+
+func naFrame(mac proto.MAC, src, dst, target netip.Addr, flags uint8, tll proto.MAC) []byte {
+	m := make([]byte, 32)
+	n := proto.NDPNeighborFields{Type: proto.ICMPv6NeighborAdvertisement, Flags: flags, Target: target, LinkAddr: tll, HasLinkAddr: true}.Encode(m, src, dst)
+	dmac := macLan
+	if netip.MustParsePrefix("2001:2:0:1::/64").Contains(dst) {
+		dmac = macWan
+	}
+	if dst.IsMulticast() {
+		dmac = proto.MulticastMAC(dst)
+	}
+	return ip6Frame(dmac, mac, src, dst, proto.ProtoICMPv6, 255, m[:n])
+}
+
+// parsed6 is a transmitted IPv6 frame, checked on the way: Ethernet, payload length, the ICMPv6 or UDP
+// checksum.
+type parsed6 struct {
+	eth  proto.Ethernet
+	ip   proto.IPv6
+	icmp proto.ICMPv6
+	udp  proto.UDP
+}
+
+func parseOut6(t *testing.T, f []byte) parsed6 {
+	t.Helper()
+	eth, err := proto.ParseEthernet(f)
+	if err != proto.OK || eth.EtherType() != proto.EtherTypeIPv6 {
+		t.Fatalf("transmitted frame is not IPv6: % x", f)
+	}
+	ip, err := proto.ParseIPv6(eth.Payload())
+	if err != proto.OK || len(ip) != len(eth.Payload()) {
+		t.Fatalf("transmitted IPv6 does not parse or has trailing bytes: %v", err)
+	}
+	p := parsed6{eth: eth, ip: ip}
+	u, err := ip.UpperLayer()
+	if err != proto.OK || u.IsFragment() {
+		return p
+	}
+	switch u.Protocol {
+	case proto.ProtoICMPv6:
+		m, err := proto.ParseICMPv6(ip[u.Offset:])
+		if err != proto.OK || !m.ChecksumValid(ip.Src(), ip.Dst()) {
+			t.Fatalf("transmitted ICMPv6 malformed or bad checksum")
+		}
+		p.icmp = m
+	case proto.ProtoUDP:
+		d, err := proto.ParseUDP(ip[u.Offset:])
+		if err != proto.OK || !d.ChecksumValid(ip.Src(), ip.Dst()) {
+			t.Fatalf("transmitted UDP malformed or bad checksum")
+		}
+		p.udp = d
+	}
+	return p
+}
+
+// checkICMP6Error checks an ICMPv6 error to A on lan: type, code, the MTU/pointer word, the source, and
+// that it quotes want (the invoking packet from its IPv6 header on, cut to fit 1280 bytes).
+func checkICMP6Error(t *testing.T, f []byte, typ, code uint8, param uint32, want []byte, src netip.Addr) {
+	t.Helper()
+	p := parseOut6(t, f)
+	if p.icmp == nil || p.icmp.Type() != typ || p.icmp.Code() != code || binary.BigEndian.Uint32(p.icmp[4:]) != param {
+		t.Fatalf("want ICMPv6 %d/%d param %d, got % x", typ, code, param, p.ip)
+	}
+	if p.ip.Src() != src || p.eth.Dst() != macA || p.eth.Src() != macLan || len(p.ip) > 1280 {
+		t.Errorf("error from %v (%v -> %v), %d bytes; want from %v to A", p.ip.Src(), p.eth.Src(), p.eth.Dst(), len(p.ip), src)
+	}
+	q := want[14:]
+	if len(q) > 1280-48 {
+		q = q[:1280-48]
+	}
+	if !bytes.Equal(p.icmp.Payload(), q) {
+		t.Errorf("quote differs:\n got % x\nwant % x", p.icmp.Payload(), q)
+	}
+}
+
+func TestDAD6(t *testing.T) {
+	e := newEnv6(t, nil)
+	st := e.s.Stats()
+	if st.DADProbesOut != 4 || st.DADConflicts != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	for _, i := range e.s.ifaces {
+		if !i.v6.ll.Load().usable() || !i.v6.addrs[0].usable() {
+			t.Errorf("%s: addresses not preferred after DAD", i.name)
+		}
+	}
+	// A node claiming our address in use is logged, and the address stays (RFC 4862 §5.4.4).
+	e.inject(portLan, naFrame(macA, ip6Lan, proto.AllNodesMulticast, ip6Lan, proto.NAFlagOverride, macA))
+	e.none()
+	if !e.s.ifaces[0].v6.addrs[0].usable() || e.s.Stats().DADConflicts != 1 {
+		t.Errorf("address in use disabled by an advertisement, or conflict not counted")
+	}
+	// A DAD probe for our address in use is answered to all-nodes, Solicited clear (RFC 4861 §7.2.4).
+	e.inject(portLan, nsFrame(macA, netip.IPv6Unspecified(), ip6Lan, false))
+	p := parseOut6(t, e.only(portLan))
+	if p.ip.Dst() != proto.AllNodesMulticast || p.eth.Dst() != proto.MulticastMAC(proto.AllNodesMulticast) ||
+		p.icmp.NAFlags() != proto.NAFlagRouter|proto.NAFlagOverride {
+		t.Errorf("answer to a DAD probe: % x", p.ip)
+	}
+	// A DAD probe from :: must come without a source link-layer option (RFC 4861 §7.1.1).
+	e.inject(portLan, nsFrame(macA, netip.IPv6Unspecified(), ip6Lan, true))
+	e.none()
+	if e.l.Dropped(DropNDPInvalid) != 1 {
+		t.Errorf("drops %v", e.l.DropSummary())
+	}
+	e.checkHeld()
+}
+
+func TestDAD6Conflict(t *testing.T) {
+	cfg := testConfig()
+	dual(&cfg)
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := memlink.New(memlink.Config{Ports: []memlink.PortConfig{{Name: "lan", MAC: macLan}, {Name: "wan", MAC: macWan}}, NewHandler: s.NewHandler})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, s: s, l: l}
+	l.Poll()
+	l.Sent(portLan)
+	l.Sent(portWan)
+	// Another node runs DAD for 2001:2::1 at the same time: both must give it up (RFC 4862 §5.4.3).
+	e.inject(portLan, nsFrame(macA, netip.IPv6Unspecified(), ip6Lan, false))
+	// Another node already owns wan's address: its advertisement ends our DAD (§5.4.4).
+	e.inject(portWan, naFrame(macB, ip6Wan, proto.AllNodesMulticast, ip6Wan, proto.NAFlagOverride, macB))
+	l.Advance(2 * time.Second)
+	if x := s.ifaces[0].v6.addrs[0]; x.state.Load() != addrDuplicate {
+		t.Errorf("lan address state %d, want duplicate", x.state.Load())
+	}
+	if x := s.ifaces[1].v6.addrs[0]; x.state.Load() != addrDuplicate {
+		t.Errorf("wan address state %d, want duplicate", x.state.Load())
+	}
+	if !s.ifaces[0].v6.ll.Load().usable() {
+		t.Errorf("link-local address disabled too")
+	}
+	// A disabled address is neither answered for nor accepted.
+	e.inject(portLan, nsFrame(macA, llA, ip6Lan, true))
+	e.inject(portLan, echo6Frame(macLan, macA, ip6A, ip6Lan, 64, nil))
+	e.none()
+	if e.l.Dropped(DropIPv6Tentative) != 1 || s.Stats().DADConflicts != 2 {
+		t.Errorf("drops %v, stats %+v", e.l.DropSummary(), s.Stats())
+	}
+	e.checkHeld()
+}
+
+func TestForward6(t *testing.T) {
+	e := newEnv6(t, nil)
+	in := udp6Frame(macLan, macA, netip.AddrPortFrom(ip6A, 1000), netip.AddrPortFrom(ip6Far, 53), 64, []byte("hello"))
+	e.inject(portLan, in)
+	p := parseOut6(t, e.only(portWan))
+	if p.eth.Dst() != macB || p.eth.Src() != macWan || p.ip.HopLimit() != 63 || p.udp == nil || string(p.udp.Payload()) != "hello" {
+		t.Errorf("forwarded %v -> %v hop %d: % x", p.eth.Src(), p.eth.Dst(), p.ip.HopLimit(), p.ip)
+	}
+	want := append([]byte(nil), in[14:]...)
+	want[7] = 63
+	if !bytes.Equal(p.ip, want) {
+		t.Errorf("forwarded packet changed beyond the hop limit")
+	}
+	if st := e.s.Stats(); st.Forwarded6 != 1 || st.Forwarded != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	// Ethernet padding is not part of the packet.
+	padded := append(append([]byte(nil), in...), 0, 0, 0, 0)
+	e.inject(portLan, padded)
+	if p := parseOut6(t, e.only(portWan)); len(p.ip) != len(in)-14 {
+		t.Errorf("padding forwarded")
+	}
+	e.checkHeld()
+}
+
+func TestNeighbourResolution6(t *testing.T) {
+	e := newEnv6(t, nil)
+	ip6C := netip.MustParseAddr("2001:2:0:1::3")
+	macC := proto.MAC{0x02, 0xcc, 0, 0, 0, 0x0c}
+	for i := range 3 {
+		e.inject(portLan, udp6Frame(macLan, macA, netip.AddrPortFrom(ip6A, 1), netip.AddrPortFrom(ip6C, 2), 64, []byte{byte(i)}))
+	}
+	p := parseOut6(t, e.only(portWan))
+	sn := proto.SolicitedNodeMulticast(ip6C)
+	if p.icmp == nil || p.icmp.Type() != proto.ICMPv6NeighborSolicitation || p.icmp.TargetAddress() != ip6C ||
+		p.ip.Dst() != sn || p.eth.Dst() != proto.MulticastMAC(sn) || p.ip.Src() != ip6Wan || p.ip.HopLimit() != 255 {
+		t.Fatalf("solicitation % x", p.ip)
+	}
+	if o, _ := p.icmp.NDPOptions(); !o.HasSourceLinkAddr || o.SourceLinkAddr != macWan {
+		t.Errorf("solicitation without our link-layer address")
+	}
+	// An advertisement without the Solicited flag for an incomplete entry makes it stale (RFC 4861
+	// §7.2.5) and releases the held packets.
+	e.inject(portWan, naFrame(macC, ip6C, ip6Wan, ip6C, proto.NAFlagOverride, macC))
+	out := e.l.Sent(portWan)
+	if len(out) != 3 {
+		t.Fatalf("%d released, want 3", len(out))
+	}
+	for i, f := range out {
+		p := parseOut6(t, f)
+		if p.eth.Dst() != macC || p.ip.HopLimit() != 63 || p.udp.Payload()[0] != byte(i) {
+			t.Errorf("released %d wrong", i)
+		}
+	}
+	// Stale and used: probed with a unicast solicitation to the cached MAC (RFC 4861 §7.3.3), used meanwhile.
+	e.l.Advance(time.Second)
+	e.inject(portLan, udp6Frame(macLan, macA, netip.AddrPortFrom(ip6A, 1), netip.AddrPortFrom(ip6C, 2), 64, nil))
+	out = e.l.Sent(portWan)
+	if len(out) != 2 {
+		t.Fatalf("%d frames, want the probe and the packet", len(out))
+	}
+	probe := parseOut6(t, out[1]) // the packet keeps its place in the batch; the probe comes after
+	if probe.icmp == nil || probe.icmp.Type() != proto.ICMPv6NeighborSolicitation || probe.ip.Dst() != ip6C || probe.eth.Dst() != macC {
+		t.Errorf("probe % x", probe.ip)
+	}
+	// An advertisement for an address nobody asked for makes no entry.
+	e.inject(portWan, naFrame(macC, netip.MustParseAddr("2001:2:0:1::44"), ip6Wan, netip.MustParseAddr("2001:2:0:1::44"), proto.NAFlagOverride, macC))
+	if _, ok := e.neighbour(netip.MustParseAddr("2001:2:0:1::44")); ok {
+		t.Errorf("unsolicited advertisement created an entry")
+	}
+	e.checkHeld()
+}
+
+func TestNeighbourFailure6(t *testing.T) {
+	e := newEnv6(t, nil)
+	in := udp6Frame(macLan, macA, netip.AddrPortFrom(ip6A, 1), netip.AddrPortFrom(ip6Dead, 2), 64, []byte{1})
+	e.inject(portLan, in)
+	requests := len(e.l.Sent(portWan))
+	for range 10 {
+		if w := e.l.WakeAt(); w == 0 {
+			break
+		}
+		e.l.AdvanceTo(e.l.WakeAt())
+		requests += len(e.l.Sent(portWan))
+	}
+	if requests != DefaultMaxProbes {
+		t.Errorf("%d solicitations, want %d", requests, DefaultMaxProbes)
+	}
+	want := append([]byte(nil), in...)
+	want[14+7]-- // quoted after the forwarding step
+	checkICMP6Error(t, e.only(portLan), proto.ICMPv6DestUnreachable, proto.ICMPv6AddrUnreachable, 0, want, ip6Lan)
+	e.checkHeld()
+}
+
+func TestForward6Errors(t *testing.T) {
+	e := newEnv6(t, func(c *Config) { c.Interfaces[1].MTU = 1280 })
+	e.learn6(portLan, macA, llA, llLan)
+	udp := func(dst netip.Addr, hop uint8, n int) []byte {
+		return udp6Frame(macLan, macA, netip.AddrPortFrom(ip6A, 1), netip.AddrPortFrom(dst, 2), hop, make([]byte, n))
+	}
+	for _, c := range []struct {
+		name       string
+		in         []byte
+		typ, code  uint8
+		param      uint32
+		drop       pipeline.DropReason
+		fromLocal  netip.Addr
+		noResponse bool
+	}{
+		{name: "hop limit 1", in: udp(ip6Far, 1, 10), typ: proto.ICMPv6TimeExceeded, drop: pipeline.DropTTLExpired},
+		{name: "hop limit 0", in: udp(ip6Far, 0, 10), typ: proto.ICMPv6TimeExceeded, drop: pipeline.DropTTLExpired},
+		{name: "too big", in: udp(ip6Far, 64, 1400), typ: proto.ICMPv6PacketTooBig, param: 1280, drop: pipeline.DropFragNeeded},
+		{name: "no route", in: udp(ip6None, 64, 10), typ: proto.ICMPv6DestUnreachable, code: proto.ICMPv6NoRoute, drop: pipeline.DropNoRoute},
+		{name: "blackhole", in: udp(ip6BH, 64, 10), typ: proto.ICMPv6DestUnreachable, code: proto.ICMPv6AdminProhibited, drop: DropIPv6AdminProhibited},
+		{name: "unreachable", in: udp(ip6Unr, 64, 10), typ: proto.ICMPv6DestUnreachable, code: proto.ICMPv6NoRoute, drop: pipeline.DropUnreachableRoute},
+		{name: "link-local source", in: udp6Frame(macLan, macA, netip.AddrPortFrom(llA, 1), netip.AddrPortFrom(ip6Far, 2), 64, nil),
+			typ: proto.ICMPv6DestUnreachable, code: proto.ICMPv6BeyondScope, drop: DropIPv6LinkLocal, fromLocal: llLan},
+		{name: "closed port", in: udp(ip6Lan, 64, 10), typ: proto.ICMPv6DestUnreachable, code: proto.ICMPv6PortUnreachable, drop: pipeline.DropUDPNoSocket},
+	} {
+		before := e.l.Dropped(c.drop)
+		e.inject(portLan, c.in)
+		if len(e.l.Sent(portWan)) != 0 {
+			t.Errorf("%s: forwarded", c.name)
+		}
+		from := ip6Lan
+		if c.fromLocal.IsValid() {
+			from = c.fromLocal
+		}
+		out := e.l.Sent(portLan)
+		if len(out) != 1 {
+			t.Errorf("%s: %d frames back, want the error", c.name, len(out))
+			continue
+		}
+		p := parseOut6(t, out[0])
+		if p.ip.Dst() != netip.AddrFrom16(proto.IPv6(c.in[14:]).Src16()) {
+			t.Errorf("%s: error to %v", c.name, p.ip.Dst())
+		}
+		checkICMP6Error(t, out[0], c.typ, c.code, c.param, c.in, from)
+		if e.l.Dropped(c.drop) != before+1 {
+			t.Errorf("%s: drops %v, want one more %v", c.name, e.l.DropSummary(), c.drop)
+		}
+	}
+	e.checkHeld()
+}
