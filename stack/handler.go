@@ -52,8 +52,10 @@ type handler struct {
 
 	lastDst   uint32      // route's one-entry cache, reset per batch
 	lastRoute *routeEntry // the route of lastDst (nil: none cached)
-	lastNeigh *neighbour  // resolve's one-entry cache
-	announce  bool        // an interface asks for gratuitous ARPs (PortChanged)
+	lastDst6  [16]byte    // the same one-entry cache for IPv6 (classify6)
+	lastRt6   *routeEntry
+	lastNeigh *neighbour // resolve's one-entry cache
+	announce  bool       // an interface asks for gratuitous ARPs (PortChanged)
 	now       int64
 
 	meta                         [pipeline.MaxBatch]pktMeta
@@ -137,7 +139,7 @@ func (h *handler) Process(b *pipeline.Batch) {
 	h.snap = h.s.rt.enter(h.rd)
 	defer h.rd.leave()
 	h.now = b.Now
-	h.lastDst, h.lastRoute = 0, nil
+	h.lastDst, h.lastRoute, h.lastRt6 = 0, nil, nil
 	if nb := h.lastNeigh; nb != nil {
 		// transmit's fast path sends to lastNeigh without resolve's touch: once per batch is enough for
 		// the collector's idea of "used".

@@ -267,12 +267,21 @@ func (h *handler) classify6(b *pipeline.Batch, p *pipeline.Packet, i uint16, in,
 		}
 		local = true
 	default:
-		e = h.snap.lookup6(&dst)
-		if e != nil && e.typ == Local {
-			local = true
+		// A run of packets to one destination finds its route once per batch, as route does for IPv4.
+		if e = h.lastRt6; e == nil || dst != h.lastDst6 {
+			if e = h.snap.lookup6(&dst); e != nil {
+				h.lastDst6, h.lastRt6 = dst, e
+			}
 		}
+		local = e != nil && e.typ == Local
 	}
-	x := walkExt(ip, local)
+	var x ext6
+	switch nh := ip.NextHeader(); nh {
+	case proto.ProtoIPv6HopByHop, proto.ProtoIPv6Routing, proto.ProtoIPv6DestOpts, proto.ProtoIPv6Fragment:
+		x = walkExt(ip, local)
+	default: // no extension headers, the common case
+		x.proto, x.off, x.nhOff = nh, proto.IPv6HeaderLen, proto.IPv6NextHeaderOffset
+	}
 	if x.drop != 0 {
 		if x.hasErr {
 			*out = h.icmp6ErrorMc(b, p, proto.ICMPv6ParamProblem, x.pcode, x.ptr, x.anyMc, *out)
@@ -323,13 +332,13 @@ func (h *handler) classify6(b *pipeline.Batch, p *pipeline.Packet, i uint16, in,
 		p.Drop(pipeline.DropBadPort)
 		return verdictDropped
 	}
-	nh := e.gw6
+	nh, nhA := e.gw6, e.route.NextHop
 	if nh == (naddr{}) {
-		nh = naddr6(&dst)
+		nh, nhA = naddr6(&dst), netip.AddrFrom16(dst)
 	}
 	h.meta[i] = pktMeta{iface: e.iface, nh: nh}
 	p.OutPort = ifc.port
-	p.NextHop = nh.addr()
+	p.NextHop = nhA
 	if h.direct && !h.forwardable6(ip, ifc.mtu) {
 		return verdictRefused
 	}

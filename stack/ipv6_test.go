@@ -446,3 +446,82 @@ func TestForward6Errors(t *testing.T) {
 	}
 	e.checkHeld()
 }
+
+// TestHooks6: IPv6 packets pass the hooks at the same places as IPv4's, and with a Forward hook the hop
+// limit and MTU checks run after it (forwardable6 on the hook's survivors).
+func TestHooks6(t *testing.T) {
+	var seen [pipeline.NumHooks]int
+	hooks := &pipeline.Hooks{}
+	for h := range pipeline.NumHooks {
+		hooks.Register(h, 0, h.String(), pipeline.PacketFunc(func(p *pipeline.Packet) { seen[h]++ }))
+	}
+	e := newEnv6(t, func(c *Config) { c.Hooks = hooks })
+	seen = [pipeline.NumHooks]int{}
+	e.inject(portLan, udp6Frame(macLan, macA, netip.AddrPortFrom(ip6A, 1), netip.AddrPortFrom(ip6Far, 2), 64, nil)) // forward
+	e.inject(portLan, echo6Frame(macLan, macA, ip6A, ip6Lan, 64, nil))                                              // input + output
+	in := udp6Frame(macLan, macA, netip.AddrPortFrom(ip6A, 1), netip.AddrPortFrom(ip6Far, 2), 1, nil)               // forward, refused
+	e.inject(portLan, in)
+	want := [pipeline.NumHooks]int{pipeline.PreRouting: 3, pipeline.Input: 1, pipeline.Forward: 2, pipeline.Output: 2, pipeline.PostRouting: 3}
+	if seen != want {
+		t.Errorf("hook counts %v, want %v", seen, want)
+	}
+	wan, lan := e.l.Sent(portWan), e.l.Sent(portLan)
+	if len(wan) != 1 || len(lan) != 2 {
+		t.Fatalf("%d forwarded, %d back; want 1 and 2 (drops %v)", len(wan), len(lan), e.l.DropSummary())
+	}
+	if p := parseOut6(t, wan[0]); p.ip.HopLimit() != 63 {
+		t.Errorf("hop limit %d after the Forward hook, want 63", p.ip.HopLimit())
+	}
+	checkICMP6Error(t, lan[1], proto.ICMPv6TimeExceeded, 0, 0, in, ip6Lan)
+}
+
+func TestICMPv6RateLimit(t *testing.T) {
+	e := newEnv6(t, func(c *Config) { c.ICMPRate, c.ICMPBurst = 10, 3 })
+	for range 10 {
+		e.inject(portLan, udp6Frame(macLan, macA, netip.AddrPortFrom(ip6A, 1), netip.AddrPortFrom(ip6None, 2), 64, nil))
+	}
+	if n := len(e.l.Sent(portLan)); n != 3 {
+		t.Errorf("%d ICMPv6 errors in a burst, want 3 (the bucket depth)", n)
+	}
+	// ICMPv4 has its own bucket (RFC 4443 §2.4 (f) limits ICMPv6 on its own).
+	e.inject(portLan, udpFrame(macLan, macA, netip.AddrPortFrom(ipA, 1), netip.AddrPortFrom(ipNone, 2), 64, nil))
+	if n := len(e.l.Sent(portLan)); n != 1 {
+		t.Errorf("%d ICMPv4 errors after the ICMPv6 burst, want 1", n)
+	}
+	e.l.Advance(100 * time.Millisecond)
+	e.inject(portLan, udp6Frame(macLan, macA, netip.AddrPortFrom(ip6A, 1), netip.AddrPortFrom(ip6None, 2), 64, nil))
+	e.inject(portLan, udp6Frame(macLan, macA, netip.AddrPortFrom(ip6A, 1), netip.AddrPortFrom(ip6None, 2), 64, nil))
+	if n := len(e.l.Sent(portLan)); n != 1 {
+		t.Errorf("%d ICMPv6 errors after 100ms, want 1", n)
+	}
+	if st := e.s.Stats(); st.ICMPv6RateLimited != 8 || st.ICMPv6ErrorsOut != 4 {
+		t.Errorf("ICMPv6RateLimited = %d, ICMPv6ErrorsOut = %d; want 8 and 4", st.ICMPv6RateLimited, st.ICMPv6ErrorsOut)
+	}
+}
+
+// TestHeldPacketsBounded6: packets for unresolved IPv6 next hops are held within the same bounds as IPv4's
+// (NeighbourQueueLen per next hop, HeldPacketsPerQueue in all), and each new next hop costs one
+// solicitation.
+func TestHeldPacketsBounded6(t *testing.T) {
+	e := newEnv6(t, func(c *Config) { c.HeldPacketsPerQueue, c.NeighbourQueueLen = 8, 2 })
+	var frames [][]byte
+	for i := range 20 {
+		dst := netip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 0, 0, 0, 1, 15: byte(0x10 + i)})
+		for range 2 {
+			frames = append(frames, udp6Frame(macLan, macA, netip.AddrPortFrom(ip6A, 1), netip.AddrPortFrom(dst, 2), 64, nil))
+		}
+	}
+	frames = append(frames, frames[0]) // a third for the first next hop
+	if err := e.l.InjectBatch(portLan, frames...); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.l.Sent(portWan)); n != 20 {
+		t.Errorf("%d solicitations, want one per next hop (20)", n)
+	}
+	if e.l.Dropped(DropHeldLimit) != 32 || e.l.Dropped(pipeline.DropNeighbourQueueFull) != 1 || e.l.Outstanding() != 8 {
+		t.Errorf("drops %v, %d held; want 32 neighbour_held_limit, 1 neighbour_queue_full, 8 held", e.l.DropSummary(), e.l.Outstanding())
+	}
+	e.checkHeld()
+	e.l.Drain()
+	e.checkHeld()
+}

@@ -638,6 +638,10 @@ func (s *Stack) checkRoute6(r Route) (routeEntry, error) {
 	case Blackhole, Unreachable:
 		r.NextHop, r.Interface = netip.Addr{}, ""
 	case Unicast:
+		// A link-local next hop may carry its interface as a zone (fe80::1%eth1), as ip(8) writes it.
+		if z := r.NextHop.Zone(); z != "" && r.Interface == "" {
+			r.Interface = z
+		}
 		if r.Interface != "" {
 			i := s.ifaceByName(r.Interface)
 			if i < 0 {

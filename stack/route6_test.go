@@ -88,6 +88,15 @@ func TestRouteAPI6(t *testing.T) {
 	if err := s.AddRoute(Route{Prefix: netip.MustParsePrefix("2001:2:200::/48"), NextHop: netip.MustParseAddr("fe80::2"), Interface: "wan"}); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.AddRoute(Route{Prefix: netip.MustParsePrefix("2001:2:210::/48"), NextHop: netip.MustParseAddr("fe80::3%lan")}); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := s.Lookup(netip.MustParseAddr("2001:2:210::1")); !ok || r.String() != "2001:2:210::/48 via fe80::3 dev lan" {
+		t.Errorf("route with a zoned next hop: %v", r)
+	}
+	if err := s.DeleteRoute(netip.MustParsePrefix("2001:2:210::/48")); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.AddRoute(Route{Prefix: netip.MustParsePrefix("2001:2:300::/48"), Type: Blackhole}); err != nil {
 		t.Fatal(err)
 	}
