@@ -273,8 +273,8 @@ func (p *configParser) interfaces(v *yaml.Node) {
 				}
 				for _, a := range addrs {
 					pf, err := netip.ParsePrefix(a.Value)
-					if a.Kind != yaml.ScalarNode || err != nil || !pf.Addr().Is4() {
-						p.errf(a, "interface address %q is not an IPv4 address with prefix length, e.g. 198.18.0.1/24", a.Value)
+					if a.Kind != yaml.ScalarNode || err != nil || pf.Addr().Is4In6() {
+						p.errf(a, "interface address %q is not an IPv4 address with prefix length, e.g. 198.18.0.1/24, nor an IPv6 one, e.g. 2001:2::1/64", a.Value)
 						continue
 					}
 					spec.Addrs = append(spec.Addrs, pf)
@@ -334,8 +334,8 @@ func (p *configParser) routes(v *yaml.Node) {
 		case pfxText == "":
 			p.errf(it, "route without a prefix: (want e.g. prefix: 198.20.0.0/16, or default)")
 			continue
-		case err != nil || !pfx.Addr().Is4():
-			p.errf(it, "route %s: %q is not an IPv4 prefix such as 198.19.0.0/16 or default", name, name)
+		case err != nil || pfx.Addr().Is4In6():
+			p.errf(it, "route %s: %q is not a prefix such as 198.19.0.0/16, 2001:2:100::/48, default or ::/0", name, name)
 			continue
 		case pfx != pfx.Masked():
 			p.errf(it, "route %s: prefix has host bits set; did you mean %s?", name, pfx.Masked())
@@ -356,9 +356,21 @@ func (p *configParser) routes(v *yaml.Node) {
 			}
 			if via != "" {
 				nh, err := netip.ParseAddr(via)
-				if err != nil || !nh.Is4() {
-					p.errf(viaNode, "route %s: next hop %q is not an IPv4 address", name, via)
+				if err != nil || nh.Is4() != pfx.Addr().Is4() || nh.Is4In6() {
+					fam := "IPv4"
+					if pfx.Addr().Is6() {
+						fam = "IPv6"
+					}
+					p.errf(viaNode, "route %s: next hop %q is not an %s address", name, via, fam)
 					continue
+				}
+				// A link-local next hop may name its interface as a zone: fe80::1%r1.
+				if z := nh.Zone(); z != "" {
+					if !nh.IsLinkLocalUnicast() || r.Interface != "" && r.Interface != z {
+						p.errf(viaNode, "route %s: next hop %q: a zone names the interface of a link-local next hop (or use interface:)", name, via)
+						continue
+					}
+					r.Interface, nh = z, nh.WithZone("")
 				}
 				r.NextHop = nh
 			}

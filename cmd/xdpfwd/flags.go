@@ -8,13 +8,16 @@ import (
 	"github.com/xdpnet/xdpnet/stack"
 )
 
-// ifaceSpec is one --iface value: NAME=ADDR/PLEN, or NAME alone to take the addresses from the kernel.
+// ifaceSpec is one --iface value: NAME=ADDR/PLEN[,ADDR/PLEN...] (IPv4 or IPv6), or NAME alone to take the
+// IPv4 addresses from the kernel.
 type ifaceSpec struct {
 	Name  string
 	Addrs []netip.Prefix // empty: ask the kernel
 }
 
-// routeSpec is one --route value: PREFIX=NEXTHOP, PREFIX=blackhole or PREFIX=unreachable.
+// routeSpec is one --route value: PREFIX=NEXTHOP, PREFIX=blackhole or PREFIX=unreachable, IPv4 or IPv6;
+// a link-local IPv6 next hop names its interface as a zone (fe80::1%r1), which the stack takes as the
+// route's interface.
 type routeSpec struct {
 	Prefix  netip.Prefix
 	NextHop netip.Addr
@@ -56,15 +59,15 @@ func (f *routeFlags) String() string { return fmt.Sprint(len(*f), " routes") }
 func (f *routeFlags) Set(v string) error {
 	pfx, target, ok := strings.Cut(v, "=")
 	if !ok {
-		return fmt.Errorf("%q: want PREFIX=NEXTHOP, PREFIX=blackhole or PREFIX=unreachable, e.g. 198.19.0.0/16=198.18.0.2", v)
+		return fmt.Errorf("%q: want PREFIX=NEXTHOP, PREFIX=blackhole or PREFIX=unreachable, e.g. 198.19.0.0/16=198.18.0.2 or 2001:2:100::/48=2001:2::2", v)
 	}
 	var r routeSpec
 	if pfx == "default" {
 		pfx = "0.0.0.0/0"
 	}
 	p, err := netip.ParsePrefix(pfx)
-	if err != nil || !p.Addr().Is4() {
-		return fmt.Errorf("%q: %q is not an IPv4 prefix such as 198.19.0.0/16 or default", v, pfx)
+	if err != nil || p.Addr().Is4In6() {
+		return fmt.Errorf("%q: %q is not a prefix such as 198.19.0.0/16, 2001:2:100::/48, default or ::/0", v, pfx)
 	}
 	if p != p.Masked() {
 		return fmt.Errorf("%q: prefix %s has host bits set; did you mean %s?", v, p, p.Masked())
@@ -75,8 +78,11 @@ func (f *routeFlags) Set(v string) error {
 		r.Kind = target
 	default:
 		nh, err := netip.ParseAddr(target)
-		if err != nil || !nh.Is4() {
-			return fmt.Errorf("%q: next hop %q is not an IPv4 address (or blackhole/unreachable)", v, target)
+		if err != nil || nh.Is4() != p.Addr().Is4() || nh.Is4In6() {
+			return fmt.Errorf("%q: next hop %q is not an address of the prefix's family (or blackhole/unreachable)", v, target)
+		}
+		if nh.Zone() != "" && !nh.IsLinkLocalUnicast() {
+			return fmt.Errorf("%q: next hop %q: only a link-local next hop takes an interface as zone (fe80::1%%r1)", v, target)
 		}
 		r.Kind, r.NextHop = "via", nh
 	}

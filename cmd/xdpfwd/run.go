@@ -54,9 +54,11 @@ func newRunFlags(out io.Writer) (*flag.FlagSet, *runOptions) {
 	o := &runOptions{pcapSize: defaultPcapSize, pcapFiles: defaultPcapFiles}
 	fs := flag.NewFlagSet("xdpfwd run", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.Var(&o.ifaces, "iface", "a port: `NAME=ADDR/PLEN` (e.g. r0=198.18.0.1/24), or NAME alone to take its IPv4\n"+
-		"addresses from the kernel; repeat for each interface (the same NAME twice adds an address)")
-	fs.Var(&o.routes, "route", "a static route: `PREFIX=NEXTHOP` (198.20.0.0/16=198.19.0.2, PREFIX may be default),\n"+
+	fs.Var(&o.ifaces, "iface", "a port: `NAME=ADDR/PLEN[,ADDR/PLEN]` (e.g. r0=198.18.0.1/24,2001:2::1/64; an IPv6 address\n"+
+		"turns IPv6 on for the port), or NAME alone to take its IPv4 addresses from the kernel; repeat for each\n"+
+		"interface (the same NAME twice adds addresses)")
+	fs.Var(&o.routes, "route", "a static route: `PREFIX=NEXTHOP` (198.20.0.0/16=198.19.0.2, 2001:2:100::/48=fe80::2%r1;\n"+
+		"PREFIX may be default for 0.0.0.0/0, or ::/0),\n"+
 		"PREFIX=blackhole (drop silently) or PREFIX=unreachable (drop, answer ICMP unreachable); repeatable.\n"+
 		"Connected routes of the --iface addresses are added by themselves")
 	fs.StringVar(&o.mode, "mode", "adaptive", "poll mode: adaptive (spin under load, sleep in poll(2) when idle) or busy (always spin, a full core per queue)")
