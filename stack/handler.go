@@ -169,21 +169,32 @@ func (h *handler) Process(b *pipeline.Batch) {
 		// packet order either way; validation generates none.
 		for i := 0; i < n; i++ {
 			p := &b.Pkts[i]
-			if p.Verdict == pipeline.Accept && h.receive(b, p) {
+			if p.Verdict != pipeline.Accept {
+				continue
+			}
+			switch h.receive(b, p) {
+			case 4:
 				sort(uint16(i), h.classify(b, p, uint16(i), &in, &out))
+			case 6:
+				sort(uint16(i), h.classify6(b, p, uint16(i), &in, &out))
 			}
 		}
 	} else {
 		pre := h.selF[:0]
 		for i := 0; i < n; i++ {
 			p := &b.Pkts[i]
-			if p.Verdict == pipeline.Accept && h.receive(b, p) {
+			if p.Verdict == pipeline.Accept && h.receive(b, p) != 0 {
 				pre = append(pre, uint16(i))
 			}
 		}
 		pre = h.hooks.Run(pipeline.PreRouting, b, pre)
 		for _, i := range pre {
-			sort(i, h.classify(b, &b.Pkts[i], i, &in, &out))
+			// A hook may have changed the frame: the family is read again.
+			if p := &b.Pkts[i]; isIPv6Frame(p.Data()) {
+				sort(i, h.classify6(b, p, i, &in, &out))
+			} else {
+				sort(i, h.classify(b, p, i, &in, &out))
+			}
 		}
 	}
 
@@ -221,9 +232,6 @@ func (h *handler) Process(b *pipeline.Batch) {
 // classify routes p: it returns verdictForward or verdictRefused for a packet to forward, or sorts a local
 // one into in, or drops it (with an ICMP error generated into out where one is due).
 func (h *handler) classify(b *pipeline.Batch, p *pipeline.Packet, i uint16, in, out *[]uint16) int {
-	if isIPv6Frame(p.Data()) {
-		return h.classify6(b, p, i, in, out)
-	}
 	v := h.route(p, i)
 	switch v {
 	case verdictLocal:
@@ -250,14 +258,14 @@ const (
 	verdictRefused // to forward, but forwardable's checks failed (direct only)
 )
 
-// receive is netif_receive_skb's part: L2 checks and the dispatch by EtherType to ARP or ip_rcv. It returns
-// true for a valid IPv4 packet (with the frame trimmed to Total Length and L3/L4 set), having given every
-// other packet its verdict.
-func (h *handler) receive(b *pipeline.Batch, p *pipeline.Packet) bool {
+// receive is netif_receive_skb's part: L2 checks and the dispatch by EtherType to ARP, ip_rcv or ipv6_rcv.
+// It returns the family (4 or 6) of a valid IP packet (with the frame trimmed to its IP length and L3/L4
+// set), having given every other packet its verdict (0).
+func (h *handler) receive(b *pipeline.Batch, p *pipeline.Packet) uint8 {
 	d := p.Data()
 	if len(d) < ethLen {
 		p.Drop(pipeline.DropTruncated)
-		return false
+		return 0
 	}
 	inIf := int32(-1)
 	if int(p.InPort) < len(h.portIface) {
@@ -265,27 +273,33 @@ func (h *handler) receive(b *pipeline.Batch, p *pipeline.Packet) bool {
 		// Unicast for another station (a switch flooding, promiscuous mode) is not ours to route.
 		if dst := proto.Ethernet(d).Dst(); !dst.IsMulticast() && dst != h.portMAC[p.InPort] {
 			p.Drop(pipeline.DropL2NotForUs)
-			return false
+			return 0
 		}
 	}
 	switch proto.Ethernet(d).EtherType() {
 	case proto.EtherTypeIPv4:
-		return h.ipv4Rcv(p, d[ethLen:])
+		if h.ipv4Rcv(p, d[ethLen:]) {
+			return 4
+		}
+		return 0
 	case proto.EtherTypeARP:
 		h.arpInput(b, p, inIf)
-		return false
+		return 0
 	case proto.EtherTypeVLAN, proto.EtherTypeQinQ:
 		p.Drop(pipeline.DropVLAN)
-		return false
+		return 0
 	case proto.EtherTypeIPv6:
 		if inIf < 0 || h.ifs[inIf].v6 == nil {
 			p.Drop(pipeline.DropIPv6Unsupported)
-			return false
+			return 0
 		}
-		return h.ipv6Rcv(p, d[ethLen:])
+		if h.ipv6Rcv(p, d[ethLen:]) {
+			return 6
+		}
+		return 0
 	default:
 		p.Drop(pipeline.DropUnknownEtherType)
-		return false
+		return 0
 	}
 }
 
