@@ -28,8 +28,12 @@ import (
 // size of the /16's trie (BenchmarkRouteUpdate6: about 0.1 ms in a full table); prefixes of /16 or shorter
 // repaint the direct entries they cover. One writer at a time.
 type lpm6 struct {
-	direct []uint32 // by the first 16 bits: a route id, or trie6Flag | index into tries
-	tries  []atomic.Pointer[trie6]
+	direct []uint32 // by the first 16 bits: a route id, or trie6Flag | a trie slot
+	// tries holds the trie of each slot in chunks that are allocated on demand and never move, so that
+	// the writer adds slots while readers index them without a lock (a growing slice's header would be
+	// read torn, and its old array would miss the new slots).
+	tries  *[trie6Chunks]atomic.Pointer[trie6Chunk]
+	ntries uint32 // the writer's next never used slot
 
 	// The writer's state.
 	rib   map[netip.Prefix]uint32   // every prefix and its route id: what the table is built from
@@ -40,6 +44,20 @@ type lpm6 struct {
 }
 
 const trie6Flag = 1 << 31
+
+// Trie slots: 1024 chunks of 1024, a million in all - 16 times the /16s there are, which leaves room for
+// the slots waiting out a grace period.
+const (
+	trie6ChunkShift = 10
+	trie6Chunks     = 1 << 10
+)
+
+type trie6Chunk [1 << trie6ChunkShift]atomic.Pointer[trie6]
+
+// trie returns the trie of slot i, which a direct entry named.
+func (t *lpm6) trie(i uint32) *trie6 {
+	return t.tries[(i>>trie6ChunkShift)&(trie6Chunks-1)].Load()[i&(1<<trie6ChunkShift-1)].Load()
+}
 
 // trie6 holds the nodes of one /16 (nodes[0] is the root, for the address's third byte) and the route
 // ids of its leaf runs.
@@ -59,7 +77,7 @@ type node6 struct {
 }
 
 func newLPM6() *lpm6 {
-	return &lpm6{direct: make([]uint32, 1<<16), rib: map[netip.Prefix]uint32{},
+	return &lpm6{direct: make([]uint32, 1<<16), tries: new([trie6Chunks]atomic.Pointer[trie6Chunk]), rib: map[netip.Prefix]uint32{},
 		byTop: map[uint32][]netip.Prefix{}, dirty: map[uint32]bool{}}
 }
 
@@ -90,7 +108,7 @@ func (t *lpm6) lookup(a *[16]byte) uint32 {
 	if e&trie6Flag == 0 {
 		return e
 	}
-	tr := t.tries[e&^trie6Flag].Load()
+	tr := t.trie(e &^ trie6Flag)
 	n := &tr.nodes[0]
 	for i := 2; i < 16; i++ {
 		s := a[i]
@@ -118,7 +136,7 @@ func (t *lpm6) lookupBatch(addrs [][16]byte, out []uint32) {
 			out[i], at[i] = e, -1
 			continue
 		}
-		trs[i], at[i] = t.tries[e&^trie6Flag].Load(), 0
+		trs[i], at[i] = t.trie(e&^trie6Flag), 0
 		walking++
 	}
 	for level := 2; walking > 0 && level < 16; level++ {
@@ -189,13 +207,17 @@ func (t *lpm6) commit(epoch, safe uint64) {
 			if k := len(t.free); k > 0 {
 				slot, t.free = t.free[k-1], t.free[:k-1]
 			} else {
-				slot = uint32(len(t.tries))
-				if slot&trie6Flag != 0 {
-					panic("lpm6: 2^31 tries") // far beyond 2^16 /16s: a reader stuck in one epoch
+				slot = t.ntries
+				if slot>>trie6ChunkShift >= trie6Chunks {
+					panic("lpm6: a million trie slots") // 16 per /16: a reader stuck in one epoch
 				}
-				t.tries = append(t.tries, atomic.Pointer[trie6]{})
+				t.ntries++
+				if t.tries[slot>>trie6ChunkShift].Load() == nil {
+					// Published before any direct entry names a slot in it.
+					t.tries[slot>>trie6ChunkShift].Store(new(trie6Chunk))
+				}
 			}
-			t.tries[slot].Store(tr)
+			t.tries[slot>>trie6ChunkShift].Load()[slot&(1<<trie6ChunkShift-1)].Store(tr)
 			e = trie6Flag | slot
 		}
 		atomic.StoreUint32(&t.direct[top], e)
@@ -291,9 +313,9 @@ func comparePrefix(a, b netip.Prefix) int {
 
 // memory is the bytes the direct table and the tries hold.
 func (t *lpm6) memory() int {
-	total := len(t.direct)*4 + cap(t.tries)*8
-	for i := range t.tries {
-		if tr := t.tries[i].Load(); tr != nil {
+	total := len(t.direct)*4 + trie6Chunks*8 + int(t.ntries+1<<trie6ChunkShift-1)>>trie6ChunkShift*(1<<trie6ChunkShift)*8
+	for i := range t.ntries {
+		if tr := t.trie(i); tr != nil {
 			total += 48 + cap(tr.nodes)*72 + cap(tr.values)*4
 		}
 	}

@@ -3,9 +3,13 @@ package stack
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/xdpnet/xdpnet/proto"
 )
@@ -156,4 +160,137 @@ func TestRouteAPI6(t *testing.T) {
 	if r, ok := s.Lookup(netip.MustParseAddr("198.51.100.1")); ok {
 		t.Errorf("IPv6 default route answers IPv4: %v", r)
 	}
+}
+
+// testEntry6 is testEntry for an IPv6 prefix: gw6 carries a tag derived from the prefix, so that a reader
+// sees an entry overwritten (an id reused) while it still held it.
+func testEntry6(p netip.Prefix) routeEntry {
+	a := p.Addr().As16()
+	return routeEntry{route: Route{Prefix: p, Type: Blackhole}, typ: Blackhole, iface: -1, gw6: naddr{naddr6(&a).hi ^ 0x5a, uint64(p.Bits())}, depth: p.Bits()}
+}
+
+// TestRouteTableConcurrentReaders6 is TestRouteTableConcurrentReaders for IPv6: queues look addresses up
+// in lpm6 while updates add, remove and replace prefixes; every answer is a consistent entry whose prefix
+// covers the address, so that neither a trie slot nor a route id was reused under a reader (the grace
+// period lpm6.commit shares with DIR-24-8).
+func TestRouteTableConcurrentReaders6(t *testing.T) {
+	tbl := newRouteTable()
+	def := netip.MustParsePrefix("::/0")
+	if err := tbl.update(func(w *routeWriter) error { return w.add(testEntry6(def)) }); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(9, 10))
+	var universe []netip.Prefix
+	for range 200 {
+		var a [16]byte
+		a[0], a[1], a[2], a[3] = 0x20, 0x01, 0, byte(r.IntN(4))
+		a[4], a[5], a[6] = byte(r.IntN(3)), byte(r.IntN(256)), byte(r.IntN(256))
+		p, _ := netip.AddrFrom16(a).Prefix(16 + r.IntN(49))
+		universe = append(universe, p)
+	}
+	var addrs [][16]byte
+	for _, p := range universe {
+		addrs = append(addrs, p.Addr().As16(), inside(r, p).As16())
+	}
+	check := func(e *routeEntry, a *[16]byte) string {
+		p := e.route.Prefix
+		pa := p.Addr().As16()
+		switch {
+		case !p.IsValid():
+			return "an empty entry"
+		case e.gw6 != (naddr{naddr6(&pa).hi ^ 0x5a, uint64(p.Bits())}) || e.depth != p.Bits():
+			return "an entry whose fields disagree (torn or reused while read): " + p.String()
+		case !p.Contains(netip.AddrFrom16(*a)):
+			return "a route that does not cover the address: " + p.String()
+		}
+		return ""
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var lookups atomic.Int64
+	errs := make(chan string, 4)
+	for g := range 2 {
+		rd := tbl.register()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := 0
+			for !stop.Load() {
+				f := tbl.enter(rd)
+				for k := range 64 {
+					a := &addrs[(n+k*7+g)%len(addrs)]
+					e := f.lookup6(a)
+					if e == nil {
+						errs <- "lookup " + netip.AddrFrom16(*a).String() + ": no route, but the default route is always there"
+						rd.leave()
+						return
+					}
+					if msg := check(e, a); msg != "" {
+						errs <- "lookup " + netip.AddrFrom16(*a).String() + ": " + msg
+						rd.leave()
+						return
+					}
+				}
+				rd.leave()
+				n += 64
+				lookups.Add(64)
+			}
+		}()
+	}
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	updates := 0
+	for time.Now().Before(deadline) && len(errs) == 0 {
+		err := tbl.update(func(w *routeWriter) error {
+			for range 1 + r.IntN(3) {
+				p := universe[r.IntN(len(universe))]
+				if _, ok := w.get(p); !ok {
+					if err := w.add(testEntry6(p)); err != nil {
+						return err
+					}
+					continue
+				}
+				if _, err := w.remove(p); err != nil {
+					return err
+				}
+				if r.IntN(2) == 0 {
+					if err := w.add(testEntry6(p)); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		updates++
+	}
+	stop.Store(true)
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if lookups.Load() == 0 || updates < 100 {
+		t.Fatalf("only %d lookups and %d updates ran: the test proves nothing", lookups.Load(), updates)
+	}
+	// With every reader between batches, what updates unlink is reusable at once: more updates take no
+	// new trie slot.
+	n := tbl.lpm6.ntries
+	for i := range 20 {
+		p := universe[i]
+		if err := tbl.update(func(w *routeWriter) error {
+			if _, ok := w.get(p); ok {
+				_, err := w.remove(p)
+				return err
+			}
+			return w.add(testEntry6(p))
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tbl.lpm6.ntries > n+1 {
+		t.Errorf("trie slots grew from %d to %d with no reader in a batch: unlinked tries are not reused", n, tbl.lpm6.ntries)
+	}
+	t.Logf("%d updates, %d lookups, %d trie slots, %d route ids", updates, lookups.Load(), tbl.lpm6.ntries, tbl.nextID)
 }
