@@ -1,12 +1,15 @@
 // Command bench measures xdpnet against other packet-processing implementations on veth pairs in network
 // namespaces (gen -> dut -> sink), on this machine:
 //
-//	go run ./bench [-runs 3] [-duration 3s] [-scenarios rxdrop,txonly,l2fwd,l3fwd,l2fwd-2q,tcp] [-json FILE] [-out DIR]
+//	go run ./bench [-runs 3] [-duration 3s] [-scenarios rxdrop,txonly,l2fwd,l3fwd,l2fwd-2q,tcp,tcpfwd,rtt] [-sizes 64,...,imix] [-json FILE] [-out DIR]
 //	go run ./bench -scenario soak -duration 10m [-every 10s]
 //
 // Scenarios: rxdrop (the DUT receives and drops; counted at the DUT), txonly (the generator alone; counted at
 // its peer), l2fwd (MAC-rewrite forwarding in0 -> out0), l3fwd (IPv4 routing in0 -> out0), l2fwd-2q (l2fwd on two
-// queues), tcp (one Linux TCP flow into xdpnet's stack and into Linux over a veth, in Gbit/s; see tcp.go).
+// queues), tcp (one Linux TCP flow into xdpnet's stack and into Linux over a veth, in Gbit/s; see tcp.go),
+// tcpfwd (iperf3 through the DUT, 1 and 8 flows, offloads on and off) and rtt (ping through the DUT; both in
+// tcpfwd.go). l2fwd and l3fwd run every -sizes frame size (RFC 2544's and the IMIX), and after the full-rate
+// window a fixed-rate phase measures the whole-system CPU per forwarded packet from /proc/stat (syscpu.go).
 // Implementations: xdpnet (the poller with pktgen's sink, an l2fwd handler or the stack), asavie
 // (github.com/asavie/xdp: its own l2fwd example, and an rxdrop on its API), kernel (ip_forward=1; Linux TCP in
 // tcp) and dpdk (dpdk-testpmd with the AF_XDP PMD in mac forwarding mode, when installed: in l2fwd, and in
