@@ -73,8 +73,8 @@ func smoke(t *testing.T, o *options, sc, impl, param string) {
 		}
 		return
 	case "tcpfwd":
-		if r.bps <= 0 || r.sysCPU <= 0 || r.delivered <= 0 {
-			t.Fatalf("iperf3 through %s: %.0f bit/s, fixed-rate CPU %.0f ns/segment, delivered %.2f", impl, r.bps, r.sysCPU, r.delivered)
+		if r.bps <= 0 || r.sysCPURaw <= 0 || r.delivered <= 0 {
+			t.Fatalf("iperf3 through %s: %.0f bit/s, fixed-rate CPU %.0f ns/segment, delivered %.2f", impl, r.bps, r.sysCPURaw, r.delivered)
 		}
 		return
 	}
@@ -90,8 +90,9 @@ func smoke(t *testing.T, o *options, sc, impl, param string) {
 		if got := r.bps / r.pps / 8; got < want-tol || got > want+tol {
 			t.Fatalf("%.0f bit/s at %.0f pps: %.1f bytes per frame at the sink, want %.1f", r.bps, r.pps, got, want)
 		}
-		if r.sysCPU <= 0 || r.delivered <= 0 || r.busyPct <= 0 {
-			t.Fatalf("fixed-rate phase: whole-system CPU %.0f ns/packet, delivered %.2f, busy %.1f%%", r.sysCPU, r.delivered, r.busyPct)
+		// sysCPU itself is -1 when other processes' time swamped the window (a busy machine): not asserted.
+		if r.sysCPURaw <= 0 || r.delivered <= 0 || r.busyPct <= 0 {
+			t.Fatalf("fixed-rate phase: whole-system CPU %.0f ns/packet, delivered %.2f, busy %.1f%%", r.sysCPURaw, r.delivered, r.busyPct)
 		}
 	}
 	if impl == "xdpnet" && sc != "txonly" && (r.cpuPerPkt <= 0 || r.cpuPct <= 0) {

@@ -544,7 +544,7 @@ func (tr trialResult) progress(sc string) string {
 		}
 		s += ")"
 	}
-	if tr.sysCPU >= 0 {
+	if tr.sysCPURaw > 0 {
 		s += fmt.Sprintf("; fixed rate: whole-system CPU %.0f ns/packet (%.0f with other processes), %.1f%% delivered, busy %.0f%% (others %.0f%%), steal %.1f%%", tr.sysCPU, tr.sysCPURaw, 100*tr.delivered, tr.busyPct, tr.othersPct, tr.stealPct)
 	}
 	return s + tr.detail

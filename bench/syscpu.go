@@ -75,9 +75,14 @@ func sysCPUDelta(a, b cpuTimes) sysCPU {
 		busyPct: 100 * busy / tot, othersPct: 100 * others / tot, stealPct: 100 * float64(b.steal-a.steal) / tot}
 }
 
-// set stores the window's figures per unit (packets, or segments in tcpfwd).
+// set stores the window's figures per unit (packets, or segments in tcpfwd). A window in which other
+// processes' time was all of the busy time measured nothing (the two are sampled by different ticks, and a
+// busy machine swamps a cheap DUT): sysCPU stays -1 and the run is left out of the medians.
 func (c sysCPU) set(res *trialResult, units float64) {
-	res.sysCPURaw, res.sysCPU = c.busyNs/units, (c.busyNs-c.othersNs)/units
+	res.sysCPURaw = c.busyNs / units
+	if c.busyNs > c.othersNs {
+		res.sysCPU = (c.busyNs - c.othersNs) / units
+	}
 	res.busyPct, res.othersPct, res.stealPct = c.busyPct, c.othersPct, c.stealPct
 }
 

@@ -210,7 +210,9 @@ func tcpfwdTrial(o *options, impl, param string) (trialResult, error) {
 	if o.tcpRate > 0 {
 		var s0, s1 cpuTimes
 		lim, err := iperf(t, o, flows, o.tcpRate, func() {
-			time.Sleep(o.warmup + 100*time.Millisecond) // connection setup, then the omitted warmup
+			// Connection setup, then iperf3's omitted warmup (whole seconds, as -O got it): the CPU window
+			// is the window whose bytes iperf3 reports.
+			time.Sleep(time.Duration(math.Ceil(o.warmup.Seconds()))*time.Second + 100*time.Millisecond)
 			s0 = mustCPUTimes()
 			time.Sleep(time.Duration(math.Ceil(o.duration.Seconds())) * time.Second)
 			s1 = mustCPUTimes()
