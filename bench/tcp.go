@@ -257,7 +257,7 @@ func (s *tcpSender) stop() {
 
 // tcpTrial runs one flow for the warmup and the window and returns the receiver's rate in bit/s.
 func tcpTrial(o *options, impl string) (trialResult, error) {
-	res := trialResult{allocs: -1, cpuPerPkt: -1, cpuPct: -1}
+	res := trialResult{allocs: -1, cpuPerPkt: -1, cpuPct: -1, sysCPU: -1}
 	t, err := newTCPTopo()
 	if err != nil {
 		return res, err
