@@ -278,6 +278,18 @@ type Listener struct {
 	// lastOverflow is when the SYN queue last overflowed and a SYN cookie was sent (0: never); cookies are
 	// accepted only for cookieValid after it. Owner only.
 	lastOverflow int64
+	cc           CongestionControl // of the connections it accepts; guarded by e.mu
+}
+
+// SetCongestionControl sets the congestion control of the connections the listener accepts from now on.
+func (l *Listener) SetCongestionControl(cc CongestionControl) error {
+	if cc >= numCC {
+		return errUnknownCC
+	}
+	l.e.mu.Lock()
+	l.cc = cc
+	l.e.mu.Unlock()
+	return nil
 }
 
 var _ net.Listener = (*Listener)(nil)

@@ -109,6 +109,7 @@ type Conn struct {
 	prrDelivered, prrOut uint32
 	recoverFS            uint32
 	bytesAcked           uint32 // RFC 3465 §2.1: acknowledged bytes not yet turned into congestion avoidance growth
+	cc                   ccState
 
 	// Application side.
 	rdCh, wrCh chan struct{} // capacity 1: "something changed", re-checked under mu
@@ -187,13 +188,6 @@ func (c *Conn) releaseBuffers() {
 func (c *Conn) uncharge(n int) {
 	c.memCharged -= n
 	c.e.memUsed -= int64(n)
-}
-
-// initCC sets the initial window, RFC 5681 §3.1 as updated by RFC 6928 (IW = min(10*MSS, max(2*MSS, 14600))).
-func (c *Conn) initCC() {
-	m := c.smss()
-	c.cwnd = min(10*m, max(2*m, 14600))
-	c.ssthresh = 1 << 30
 }
 
 // negotiate applies the options of the peer's SYN (RFC 7323 §2.2, §3.2; RFC 2018 §2; RFC 9293 §3.7.1).
@@ -817,8 +811,12 @@ func (c *Conn) rtoFire(now int64) {
 		return
 	}
 	smss := c.smss()
-	flight := uint32(c.sndMax - c.sndUna)
-	c.ssthresh = max(flight/2, 2*smss)
+	if c.retries == 1 {
+		// RFC 5681 §3.1: ssthresh is set at the first RTO only; "the value of ssthresh is held constant"
+		// while the same data times out again.
+		c.ccCongestion(now)
+	}
+	c.ccTimeout()
 	c.cwnd, c.bytesAcked = smss, 0
 	c.sndNxt = c.sndUna
 	c.recover = c.sndMax // RFC 6582 §3.2 step 4

@@ -22,8 +22,10 @@
 // RFC 6675 conservative SACK loss recovery (IsLost, pipe, NextSeg rules 1, 2 and 4) with RFC 6937
 // proportional rate reduction and RFC 8985 RACK-style time-based loss marking of holes and of lost
 // retransmissions, and tail loss probes (recovery.go); RFC 6298 RTO (SRTT/RTTVAR, Karn, exponential
-// backoff, configurable minimum); RFC 5681 slow start and congestion avoidance (Reno) with RFC 3465 byte
-// counting and RFC 6928's initial window, fast retransmit and RFC 6582 NewReno for peers without SACK;
+// backoff, configurable minimum); congestion control CUBIC (RFC 9438, the default, with fast
+// convergence and the Reno-friendly region) or Reno (RFC 5681 with RFC 3465 byte counting), chosen per
+// engine, listener or connection (cc.go), RFC 6928's initial window and HyStart++ (RFC 9406) for the first
+// slow start, fast retransmit and RFC 6582 NewReno for peers without SACK;
 // zero-window probing, given up after MaxRetries unanswered probes (tcp_retries2); sender and receiver SWS
 // avoidance; delayed ACKs (every second full segment - or one per connection per received batch, between
 // BeginBatch and Flush - and Config.DelayedAck at most 200 ms); Nagle with SetNoDelay; a bounded
@@ -38,7 +40,8 @@
 //
 // Not implemented: IPv6 specifics (addresses are netip, but MSS assumes a 20-byte IP header), urgent data
 // (URG is ignored), keep-alives, ECN, RFC 6191 TIME-WAIT reuse, data carried on SYNs (ignored; the peer
-// retransmits it), path MTU discovery, CUBIC (RFC 9438) or any congestion control but Reno, full
+// retransmits it), path MTU discovery, pacing, CUBIC's undo of spurious reductions (RFC 9438 §4.9) and
+// its app-limited rule (cwnd grows on every ACK of new data), full
 // per-segment RACK (send times are kept for retransmissions only; original transmissions are judged by
 // sequence order), RFC 6675 NextSeg rule 3, D-SACK undo, loss probes during recovery, send-buffer
 // autotuning, shrinking a grown receive buffer. SYN-cookie connections have no window scaling, SACK or

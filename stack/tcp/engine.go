@@ -77,12 +77,26 @@ type Config struct {
 	// accept - challenge ACKs, ACKs to out-of-window or PAWS-failed segments (Linux's
 	// tcp_invalid_ratelimit, which is also 500 ms by default). Default 500 ms.
 	InvalidRateLimit time.Duration
+	// CongestionControl is the algorithm of new connections: CUBIC (RFC 9438, the zero value) or Reno;
+	// Listener.SetCongestionControl and Conn.SetCongestionControl choose per listener and connection.
+	CongestionControl CongestionControl
+	// DisableHyStart turns HyStart++ (RFC 9406) off: the first slow start then runs until a loss, as
+	// RFC 5681 has it.
+	DisableHyStart bool
 	// NoDelay disables Nagle's algorithm on new connections (Conn.SetNoDelay changes it per connection).
 	NoDelay bool
 	// Key is the secret of the ISN and SYN cookie hashes; all zero means a random key.
 	Key [16]byte
 	// Disable* turn options off: RFC 7323 timestamps and window scaling, RFC 2018 SACK.
 	DisableTimestamps, DisableWindowScale, DisableSACK bool
+}
+
+// Validate reports a field NewEngine cannot take as given (it uses the default instead).
+func (c *Config) Validate() error {
+	if c.CongestionControl >= numCC {
+		return fmt.Errorf("tcp config: congestion control %d unknown (use tcp.CUBIC or tcp.Reno)", c.CongestionControl)
+	}
+	return nil
 }
 
 func (c *Config) setDefaults() {
@@ -97,6 +111,9 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.MTU, 1500)
+	if c.CongestionControl >= numCC {
+		c.CongestionControl = CUBIC
+	}
 	c.MTU = max(c.MTU, 128)
 	def(&c.SendBuffer, 256<<10)
 	if c.RecvBuffer <= 0 {
@@ -553,6 +570,7 @@ func (e *Engine) listenSYN(now int64, l *Listener, id connID, seg proto.TCP, o *
 		return
 	}
 	c := e.newConn(id)
+	c.cc.algo = l.cc
 	c.l = l
 	l.synq++
 	c.state = StateSynReceived
@@ -588,6 +606,7 @@ func (e *Engine) cookieAccept(now int64, l *Listener, id connID, seg proto.TCP, 
 	}
 	e.inc(StatCookiesAccepted)
 	c := e.newConn(id)
+	c.cc.algo = l.cc
 	c.iss, c.irs = iss, irs
 	c.sndUna, c.sndNxt, c.sndMax = iss+1, iss+1, iss+1
 	c.recover = iss
@@ -620,6 +639,7 @@ func (e *Engine) newConn(id connID) *Conn {
 		doneCh: make(chan struct{}), closedCh: make(chan struct{}),
 		ooo: make([]seqRange, 0, e.cfg.MaxOutOfOrder)}
 	c.mss = 536
+	c.cc.algo = e.cfg.CongestionControl
 	c.rdl.Init()
 	c.wdl.Init()
 	return c
@@ -666,6 +686,7 @@ var (
 	ErrAddrInUse   = errors.New("address already in use (close the other listener or connection, or pick another port)")
 	ErrMemoryLimit = errors.New("tcp memory limit reached (raise Config.MemoryLimit or close connections)")
 	ErrNoPort      = errors.New("no free ephemeral port for this destination (close some connections)")
+	errUnknownCC   = errors.New("unknown congestion control (use tcp.CUBIC or tcp.Reno)")
 )
 
 // Listen opens a listener on laddr (address may be unspecified for all local addresses).
@@ -683,7 +704,8 @@ func (e *Engine) Listen(laddr netip.AddrPort) (*Listener, error) {
 	if e.listeners[laddr] != nil {
 		return nil, fmt.Errorf("listen tcp %v: %w", laddr, ErrAddrInUse)
 	}
-	l := &Listener{e: e, addr: laddr, acceptCh: make(chan *Conn, e.cfg.AcceptBacklog), closed: make(chan struct{})}
+	l := &Listener{e: e, addr: laddr, acceptCh: make(chan *Conn, e.cfg.AcceptBacklog), closed: make(chan struct{}),
+		cc: e.cfg.CongestionControl}
 	e.listeners[laddr] = l
 	return l, nil
 }

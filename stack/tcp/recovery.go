@@ -127,8 +127,7 @@ func (c *Conn) nextLost(lost Seq) (Seq, int) {
 func (c *Conn) enterSACKRecovery(now int64, delivered uint32) {
 	smss := c.smss()
 	flight := uint32(c.sndMax - c.sndUna)
-	c.ssthresh = max(flight/2, 2*smss)
-	c.bytesAcked = 0
+	c.ccCongestion(now)
 	// RFC 6937 §3: "prr_delivered = 0 ... prr_out = 0 ... RecoverFS = snd.nxt - snd.una".
 	c.prrDelivered, c.prrOut, c.recoverFS = delivered, 0, flight
 	c.cwnd = c.ssthresh
