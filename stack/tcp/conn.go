@@ -217,7 +217,11 @@ func (c *Conn) negotiate(now int64, o *proto.TCPOptions, wnd uint16) {
 	c.initCC()
 }
 
-func (c *Conn) tsNow(now int64) uint32 { return uint32(now/1e6) + uint32(c.iss)*0x9e37 }
+func (c *Conn) tsNow(now int64) uint32 { return tsClock(now, c.iss) }
+
+// tsClock is the TSval clock of a connection: milliseconds, offset by its ISS so that the timestamps of
+// different connections say nothing about each other or the host's uptime.
+func tsClock(now int64, iss Seq) uint32 { return uint32(now/1e6) + uint32(iss)*0x9e37 }
 
 // window computes the window field to send and records the advertised right edge (RCV.ADV).
 // RFC 9293 §3.8.6.2.2 (receiver SWS avoidance): the right edge moves only by min(RcvBuffer/2, MSS) or more;

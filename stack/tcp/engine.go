@@ -558,6 +558,15 @@ func (e *Engine) listenSYN(now int64, l *Listener, id connID, seg proto.TCP, o *
 			Ack: seg.Seq() + 1, Flags: proto.TCPFlagSYN | proto.TCPFlagACK,
 			Window: uint16(min(e.cfg.RecvBuffer, 0xffff))}
 		s.Fields.Options.MSS, s.Fields.Options.HasMSS = e.ourMSS, true
+		if o.HasTimestamps && !e.cfg.DisableTimestamps {
+			// The options the cookie cannot carry ride in the low bits of our timestamp, which the
+			// client echoes in every segment (cookieOptions).
+			opts := cookieOptions(o, &e.cfg)
+			ts := &s.Fields.Options
+			ts.HasTimestamps, ts.TSval, ts.TSecr = true, cookieTSval(now, iss, opts), o.TSval
+			ts.HasWindowScale, ts.WindowScale = opts&cookieNoWS != cookieNoWS, e.rcvScale
+			ts.SACKPermitted = opts&cookieSACK != 0
+		}
 		if e.out.Send(s) {
 			e.inc(StatSegsOut)
 		} else {
@@ -611,12 +620,23 @@ func (e *Engine) cookieAccept(now int64, l *Listener, id connID, seg proto.TCP, 
 	c.sndUna, c.sndNxt, c.sndMax = iss+1, iss+1, iss+1
 	c.recover = iss
 	c.rcvNxt = irs + 1
-	c.mss = min(mss, e.ourMSS)
 	c.rcvScale = 0
+	if o.HasTimestamps && o.TSecr != 0 && !e.cfg.DisableTimestamps {
+		// RFC 4987 §3.6 as Linux does it: the options of the client's SYN come back in the TSecr.
+		c.tsOK, c.tsRecent, c.tsRecentAt = true, o.TSval, now
+		opts := o.TSecr & cookieOptMask
+		if ws := uint8(opts & cookieNoWS); ws != cookieNoWS && !e.cfg.DisableWindowScale {
+			c.wsOK, c.sndScale, c.rcvScale = true, min(ws, 14), e.rcvScale
+		}
+		c.sackOK = opts&cookieSACK != 0 && !e.cfg.DisableSACK
+		e.inc(StatCookieOptions)
+	}
+	c.mss = min(mss, e.ourMSS)
+	c.lastAckSent = c.rcvNxt
 	c.rcvAdv = c.rcvNxt + Seq(min(e.cfg.RecvBuffer, 0xffff))
 	c.allocBuffers()
 	c.state = StateEstablished
-	c.sndWnd = uint32(seg.Window())
+	c.sndWnd = uint32(seg.Window()) << c.sndScale
 	c.maxSndWnd = c.sndWnd
 	c.sndWl1, c.sndWl2 = Seq(seg.Seq()), Seq(seg.Ack())
 	c.initCC()

@@ -34,6 +34,7 @@ const (
 	StatACKSkippedSeq       // ACK to an out-of-window segment (or an ACK of unsent data) not sent, the same limit
 	StatACKSkippedPAWS      // ACK to a PAWS-failed segment not sent, the same limit
 	StatMSSLowered          // connections whose MSS Engine.LowerMTU lowered
+	StatCookieOptions       // connections accepted through a SYN cookie that kept their options (timestamp-encoded)
 	StatHyStartCSS          // HyStart++ saw the RTT rise in slow start and entered Conservative Slow Start (RFC 9406)
 	StatHyStartExits        // HyStart++ ended slow start after its CSS rounds, before any loss
 
@@ -64,7 +65,7 @@ var statNames = [numStats]string{
 	"lost_retransmits", "rescue_retransmits", "tail_loss_probes", "rcvbuf_grown",
 	"time_wait_overflow", "persist_timeouts", "orphan_overflow",
 	"ack_skipped_challenge", "ack_skipped_seq", "ack_skipped_paws",
-	"mss_lowered", "hystart_css", "hystart_exits",
+	"mss_lowered", "cookie_options", "hystart_css", "hystart_exits",
 	"drop_bad_options", "drop_no_connection", "drop_out_of_window", "drop_paws", "drop_ack_too_new",
 	"drop_ack_too_old", "drop_no_ack", "drop_rcvbuf_full", "drop_out_of_order_full", "drop_accept_queue_full",
 	"drop_memory_limit", "drop_bad_cookie", "drop_cookie_no_overflow", "drop_rst_not_exact", "drop_syn_in_window",
