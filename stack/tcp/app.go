@@ -144,7 +144,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 			c.mu.Unlock()
 			return total, c.opErr("write", syscall.EPIPE)
 		}
-		n := c.snd.write(p[total:])
+		q := p[total:]
+		q = q[:min(len(q), c.sndRoom())]
+		n := c.snd.write(q)
 		c.mu.Unlock()
 		if n > 0 {
 			total += n
@@ -186,12 +188,16 @@ func (c *Conn) Close() error {
 	}
 	c.appClosed = true
 	c.shutWrReq = true
-	if c.rcv.n > 0 && c.state != StateClosed {
-		c.abortReq = true
+	if (c.rcv.n > 0 || c.linger == 0) && c.state != StateClosed {
+		c.abortReq = true // SetLinger(0): discard what is unsent, RST
 	}
+	linger := c.linger
 	close(c.closedCh)
 	c.mu.Unlock()
 	c.e.markPending(c)
+	if linger > 0 {
+		c.lingerWait(linger)
+	}
 	return nil
 }
 
@@ -256,7 +262,7 @@ func (c *Conn) tryWrite(p []byte) int {
 	c.mu.Lock()
 	n := 0
 	if c.state == StateEstablished || c.state == StateCloseWait {
-		n = c.snd.write(p)
+		n = c.snd.write(p[:min(len(p), c.sndRoom())])
 	}
 	c.mu.Unlock()
 	if n > 0 {

@@ -79,6 +79,16 @@ type Conn struct {
 	inTimeWait         bool  // counted in the engine's TIME-WAIT entries
 	orphan             bool  // counted in the engine's orphans
 	lastInvalidAck     int64 // when the last reply to an unacceptable segment left (Config.InvalidRateLimit)
+	lastRcvAt          int64 // when the last acceptable segment arrived (keep-alive idle time)
+
+	// Socket options (sockopt.go): keep-alive and its timer and unanswered probes, SO_LINGER, and the
+	// buffer sizes the application set (which turn autotuning off; 0: not set).
+	ka                   keepAlive
+	kaAt                 int64
+	kaProbes             int
+	linger               int
+	rcvLocked, sndLocked bool
+	rcvLimit, sndLimit   int
 
 	// RTT estimation and retransmission timer, RFC 6298.
 	srtt, rttvar, rto int64
@@ -236,6 +246,9 @@ func (c *Conn) window() uint16 {
 		// not a multiple of 2^scale, the edge already advertised can only be kept by rounding the field
 		// up (below), by as much, and the peer may then fill the window to the rounded edge.
 		avail, capacity = max(c.rcv.free()-(1<<c.rcvScale-1), 0), c.rcv.cap()
+		if c.rcvLimit > 0 { // SetReadBuffer made it smaller than the buffer
+			avail = min(avail, max(c.rcvLimit-c.rcv.n-(1<<c.rcvScale-1), 0))
+		}
 	default:
 		avail, capacity = c.e.cfg.RecvBuffer, c.e.cfg.RecvBuffer
 	}
@@ -273,7 +286,7 @@ const rcvSpaceMinInterval = int64(1e6)
 func (c *Conn) rcvSpaceAdjust(now int64) {
 	cfg := &c.e.cfg
 	limit := min(cfg.RecvBufferMax, 0xffff<<c.rcvScale)
-	if c.rcv.buf == nil || c.rcv.cap() >= limit {
+	if c.rcv.buf == nil || c.rcv.cap() >= limit || c.rcvLocked {
 		return
 	}
 	copied := c.rcvNxt - Seq(c.rcv.n) // the application's read position (copied_seq)
@@ -481,7 +494,7 @@ func (c *Conn) terminate(err error) {
 	if c.err == nil {
 		c.err = err
 	}
-	c.rexmitAt, c.delackAt, c.waitAt, c.persist, c.rackAt, c.tlpAt = 0, 0, 0, false, 0, 0
+	c.rexmitAt, c.delackAt, c.waitAt, c.persist, c.rackAt, c.tlpAt, c.kaAt = 0, 0, 0, false, 0, 0, 0
 	c.signalEstablished()
 	if !c.doneDone {
 		c.doneDone = true
@@ -510,7 +523,7 @@ func (c *Conn) retryLimit() int {
 
 func (c *Conn) nextTimer() int64 {
 	t := int64(0)
-	for _, x := range [5]int64{c.rexmitAt, c.delackAt, c.waitAt, c.rackAt, c.tlpAt} {
+	for _, x := range [6]int64{c.rexmitAt, c.delackAt, c.waitAt, c.rackAt, c.tlpAt, c.kaAt} {
 		if x != 0 && (t == 0 || x < t) {
 			t = x
 		}
@@ -783,6 +796,10 @@ func (c *Conn) timers(now int64) {
 	if c.delackAt != 0 && now >= c.delackAt {
 		c.delackAt = 0
 		c.sendAck(now)
+	}
+	if c.kaAt != 0 && now >= c.kaAt {
+		c.kaAt = 0
+		c.keepAliveFire(now)
 	}
 }
 

@@ -35,17 +35,19 @@
 // them any more (at the latest on entering TIME-WAIT); bounds on TIME-WAIT entries (Config.MaxTimeWait,
 // tcp_max_tw_buckets) and on connections closed by their application (Config.MaxOrphans and
 // OrphanRetries, tcp_max_orphans and tcp_orphan_retries); listeners with a SYN queue bound, an accept
-// backlog and RFC 4987 SYN cookies beyond it, accepted only shortly after an overflow. Every dropped
+// backlog and RFC 4987 SYN cookies beyond it, accepted only shortly after an overflow, which keep window
+// scaling and SACK in the timestamp as Linux does; keep-alive (RFC 1122 §4.2.3.6), SetLinger,
+// SetReadBuffer and SetWriteBuffer with *net.TCPConn's signatures (sockopt.go). Every dropped
 // segment and every refusal is counted (Stat).
 //
 // Not implemented: IPv6 specifics (addresses are netip, but MSS assumes a 20-byte IP header), urgent data
-// (URG is ignored), keep-alives, ECN, RFC 6191 TIME-WAIT reuse, data carried on SYNs (ignored; the peer
+// (URG is ignored), ECN, RFC 6191 TIME-WAIT reuse, data carried on SYNs (ignored; the peer
 // retransmits it), path MTU discovery, pacing, CUBIC's undo of spurious reductions (RFC 9438 §4.9) and
 // its app-limited rule (cwnd grows on every ACK of new data), full
 // per-segment RACK (send times are kept for retransmissions only; original transmissions are judged by
 // sequence order), RFC 6675 NextSeg rule 3, D-SACK undo, loss probes during recovery, send-buffer
-// autotuning, shrinking a grown receive buffer. SYN-cookie connections have no window scaling, SACK or
-// timestamps.
+// autotuning, shrinking a grown receive buffer. SYN-cookie connections from clients without timestamps
+// have no window scaling or SACK.
 //
 // Plugging it into a poller: one Engine per queue, created in the queue's handler with an Output that
 // builds the frame in the current pipeline.Batch (route the destination, Ethernet + IPv4 header with

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -83,6 +84,10 @@ type Config struct {
 	// DisableHyStart turns HyStart++ (RFC 9406) off: the first slow start then runs until a loss, as
 	// RFC 5681 has it.
 	DisableHyStart bool
+	// KeepAlive is the keep-alive setting of new connections (off unless Enable; zero durations and count
+	// take net.KeepAliveConfig's defaults, 15 s, 15 s and 9). Conn.SetKeepAlive, SetKeepAlivePeriod and
+	// SetKeepAliveConfig change it per connection.
+	KeepAlive net.KeepAliveConfig
 	// NoDelay disables Nagle's algorithm on new connections (Conn.SetNoDelay changes it per connection).
 	NoDelay bool
 	// Key is the secret of the ISN and SYN cookie hashes; all zero means a random key.
@@ -383,6 +388,9 @@ func (e *Engine) afterConn(c *Conn) {
 	if c.memCharged > 0 {
 		c.releaseBuffers()
 	}
+	if c.ka.on && c.kaAt == 0 {
+		c.armKeepAlive(e.now)
+	}
 	e.noteTimer(c.nextTimer())
 }
 
@@ -660,6 +668,8 @@ func (e *Engine) newConn(id connID) *Conn {
 		ooo: make([]seqRange, 0, e.cfg.MaxOutOfOrder)}
 	c.mss = 536
 	c.cc.algo = e.cfg.CongestionControl
+	c.ka.set(e.cfg.KeepAlive)
+	c.linger = -1
 	c.rdl.Init()
 	c.wdl.Init()
 	return c

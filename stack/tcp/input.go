@@ -90,6 +90,7 @@ func (c *Conn) segment(now int64, h proto.TCP, o *proto.TCPOptions, payload []by
 		}
 		return
 	}
+	c.lastRcvAt, c.kaProbes = now, 0 // the peer is there (keep-alive)
 
 	// Second, the RST bit, RFC 5961 §3.2: "If the RST bit is set and the sequence number exactly matches the
 	// next expected sequence number (RCV.NXT), then TCP MUST reset the connection ... Otherwise (in the
@@ -412,7 +413,7 @@ func (c *Conn) enterTimeWait(now int64) {
 	c.inTimeWait = true
 	c.unorphan() // a TIME-WAIT entry is not an orphan, as in Linux
 	c.state = StateTimeWait
-	c.rexmitAt, c.persist, c.delackAt = 0, false, 0
+	c.rexmitAt, c.persist, c.delackAt, c.kaAt = 0, false, 0, 0
 	c.waitAt = now + 2*int64(c.e.cfg.MSL) // RFC 9293 §3.4.2: "wait ... 2 MSL"
 	signal(c.rdCh)
 	signal(c.wrCh)

@@ -35,6 +35,8 @@ const (
 	StatACKSkippedPAWS      // ACK to a PAWS-failed segment not sent, the same limit
 	StatMSSLowered          // connections whose MSS Engine.LowerMTU lowered
 	StatCookieOptions       // connections accepted through a SYN cookie that kept their options (timestamp-encoded)
+	StatKeepAliveProbes     // keep-alive probes sent (RFC 1122 §4.2.3.6)
+	StatKeepAliveTimeouts   // connections ended by unanswered keep-alive probes (also counted in StatConnTimeouts)
 	StatHyStartCSS          // HyStart++ saw the RTT rise in slow start and entered Conservative Slow Start (RFC 9406)
 	StatHyStartExits        // HyStart++ ended slow start after its CSS rounds, before any loss
 
@@ -65,7 +67,7 @@ var statNames = [numStats]string{
 	"lost_retransmits", "rescue_retransmits", "tail_loss_probes", "rcvbuf_grown",
 	"time_wait_overflow", "persist_timeouts", "orphan_overflow",
 	"ack_skipped_challenge", "ack_skipped_seq", "ack_skipped_paws",
-	"mss_lowered", "cookie_options", "hystart_css", "hystart_exits",
+	"mss_lowered", "cookie_options", "keepalive_probes", "keepalive_timeouts", "hystart_css", "hystart_exits",
 	"drop_bad_options", "drop_no_connection", "drop_out_of_window", "drop_paws", "drop_ack_too_new",
 	"drop_ack_too_old", "drop_no_ack", "drop_rcvbuf_full", "drop_out_of_order_full", "drop_accept_queue_full",
 	"drop_memory_limit", "drop_bad_cookie", "drop_cookie_no_overflow", "drop_rst_not_exact", "drop_syn_in_window",
