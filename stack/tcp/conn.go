@@ -56,30 +56,33 @@ type Conn struct {
 	spaceAt  int64
 	space    int
 
-	// Options (RFC 7323, RFC 2018). mss is the largest payload the peer accepts without options.
-	mss                uint16
-	wsOK, tsOK, sackOK bool
-	tsRecent           uint32
-	tsRecentAt         int64 // when TS.Recent was last set (RFC 7323 §5.5)
-	lastAckSent        Seq
-	sacked             [maxSACKScoreboard]seqRange
-	nsacked            int
-	rexmitHole         Seq // next sequence number the SACK-based loss recovery may retransmit (NewReno path)
-	rexmits            [maxRexmits]rexmit
-	nrexmits           int
-	rescueRxt          Seq   // RFC 6675 RescueRxt: recovery point of the last rescue retransmission
-	rescueSet          bool  // rescueRxt is defined
-	rackAt             int64 // next RACK deadline: a pending lost edge, or a retransmission without news (0 = off)
-	rackEdge           Seq   // RACK: unSACKed bytes below it are lost
-	rackPend           Seq   // RACK: becomes rackEdge at rackPendAt unless SACKed by then
-	rackPendAt         int64
-	tlpAt              int64 // RFC 8985 §7 tail loss probe timer (0 = off)
-	tlpOut             bool  // a probe was sent and no ACK advanced SND.UNA since
-	memCharged         int
-	inTimeWait         bool  // counted in the engine's TIME-WAIT entries
-	orphan             bool  // counted in the engine's orphans
-	lastInvalidAck     int64 // when the last reply to an unacceptable segment left (Config.InvalidRateLimit)
-	lastRcvAt          int64 // when the last acceptable segment arrived (keep-alive idle time)
+	// Options (RFC 7323, RFC 2018). mss is the largest payload the peer accepts without options, what the
+	// path lets through (pmtu.go): synMSS the handshake's, pathMSS the least an ICMP message or the
+	// interface MTU set (0: none).
+	mss, synMSS, pathMSS uint16
+	plpmtud              plpmtud
+	wsOK, tsOK, sackOK   bool
+	tsRecent             uint32
+	tsRecentAt           int64 // when TS.Recent was last set (RFC 7323 §5.5)
+	lastAckSent          Seq
+	sacked               [maxSACKScoreboard]seqRange
+	nsacked              int
+	rexmitHole           Seq // next sequence number the SACK-based loss recovery may retransmit (NewReno path)
+	rexmits              [maxRexmits]rexmit
+	nrexmits             int
+	rescueRxt            Seq   // RFC 6675 RescueRxt: recovery point of the last rescue retransmission
+	rescueSet            bool  // rescueRxt is defined
+	rackAt               int64 // next RACK deadline: a pending lost edge, or a retransmission without news (0 = off)
+	rackEdge             Seq   // RACK: unSACKed bytes below it are lost
+	rackPend             Seq   // RACK: becomes rackEdge at rackPendAt unless SACKed by then
+	rackPendAt           int64
+	tlpAt                int64 // RFC 8985 §7 tail loss probe timer (0 = off)
+	tlpOut               bool  // a probe was sent and no ACK advanced SND.UNA since
+	memCharged           int
+	inTimeWait           bool  // counted in the engine's TIME-WAIT entries
+	orphan               bool  // counted in the engine's orphans
+	lastInvalidAck       int64 // when the last reply to an unacceptable segment left (Config.InvalidRateLimit)
+	lastRcvAt            int64 // when the last acceptable segment arrived (keep-alive idle time)
 
 	// Socket options (sockopt.go): keep-alive and its timer and unanswered probes, SO_LINGER, and the
 	// buffer sizes the application set (which turn autotuning off; 0: not set).
@@ -210,6 +213,10 @@ func (c *Conn) negotiate(now int64, o *proto.TCPOptions, wnd uint16) {
 		peerMSS = o.MSS
 	}
 	c.mss = min(peerMSS, c.e.ourMSS)
+	c.synMSS = c.mss
+	if c.pathMSS != 0 {
+		c.mss = min(c.mss, c.pathMSS)
+	}
 	c.wsOK = o.HasWindowScale && !cfg.DisableWindowScale
 	if c.wsOK {
 		c.sndScale = min(o.WindowScale, 14) // RFC 7323 §2.3: larger values are taken as 14
@@ -633,6 +640,9 @@ func (c *Conn) output(now int64) {
 			if n == 0 {
 				break
 			}
+			if c.plpmtud.on && c.sendMTUProbe(now, avail, usable) {
+				continue
+			}
 			// Retransmissions (below SND.MAX) go as they are: holding them back for SWS or Nagle could
 			// leave a connection whose window update was lost with nothing ever sent again.
 			if n < smss && !c.sndNxt.LessThan(c.sndMax) {
@@ -831,6 +841,10 @@ func (c *Conn) rtoFire(now int64) {
 	if c.sndUna == c.sndMax {
 		return
 	}
+	if c.plpmtud.probing {
+		c.mtuProbeLost(now)
+	}
+	c.blackHole()
 	smss := c.smss()
 	if c.retries == 1 {
 		// RFC 5681 §3.1: ssthresh is set at the first RTO only; "the value of ssthresh is held constant"

@@ -17,7 +17,9 @@
 // SYNs in the window and for old ACKs, limited per connection and by a random engine-wide budget as Linux
 // does since CVE-2016-5696, and the ACKs to out-of-window and PAWS-failed segments limited per connection
 // (Config.InvalidRateLimit, tcp_invalid_ratelimit); MSS (clamped to Config.MTU, lowered on live
-// connections by Engine.LowerMTU), RFC 7323 window scaling, timestamps (RTT, PAWS, TS.Recent expiry after
+// connections by Engine.LowerMTU), path MTU discovery from ICMP (Engine.PacketTooBig, RFC 1191 and
+// RFC 8201, validated as RFC 5927 §4.1 advises) and, for black holes, packetization-layer PMTUD (RFC 4821,
+// as Linux's tcp_mtu_probing=1: down after RTOs of full-sized segments, then upward probes; pmtu.go), RFC 7323 window scaling, timestamps (RTT, PAWS, TS.Recent expiry after
 // 24 days), RFC 2018 SACK (blocks sent from the out-of-order queue, received ones kept in a scoreboard);
 // RFC 6675 conservative SACK loss recovery (IsLost, pipe, NextSeg rules 1, 2 and 4) with RFC 6937
 // proportional rate reduction and RFC 8985 RACK-style time-based loss marking of holes and of lost
@@ -42,7 +44,7 @@
 //
 // Not implemented: IPv6 specifics (addresses are netip, but MSS assumes a 20-byte IP header), urgent data
 // (URG is ignored), ECN, RFC 6191 TIME-WAIT reuse, data carried on SYNs (ignored; the peer
-// retransmits it), path MTU discovery, pacing, CUBIC's undo of spurious reductions (RFC 9438 §4.9) and
+// retransmits it), pacing, CUBIC's undo of spurious reductions (RFC 9438 §4.9) and
 // its app-limited rule (cwnd grows on every ACK of new data), full
 // per-segment RACK (send times are kept for retransmissions only; original transmissions are judged by
 // sequence order), RFC 6675 NextSeg rule 3, D-SACK undo, loss probes during recovery, send-buffer

@@ -84,6 +84,14 @@ type Config struct {
 	// DisableHyStart turns HyStart++ (RFC 9406) off: the first slow start then runs until a loss, as
 	// RFC 5681 has it.
 	DisableHyStart bool
+	// DisableMTUProbing turns packetization-layer PMTUD (RFC 4821, pmtu.go) off; it is on as with Linux's
+	// tcp_mtu_probing=1: only after RTOs of full-sized segments suggest an ICMP black hole.
+	DisableMTUProbing bool
+	// BaseMSS is the MSS a suspected black hole drops to first (Linux's tcp_base_mss). Default 1024.
+	BaseMSS int
+	// MTUProbeInterval is how long a connection whose MTU search has converged waits before probing
+	// upward again (Linux's tcp_probe_interval). Default 10 minutes.
+	MTUProbeInterval time.Duration
 	// KeepAlive is the keep-alive setting of new connections (off unless Enable; zero durations and count
 	// take net.KeepAliveConfig's defaults, 15 s, 15 s and 9). Conn.SetKeepAlive, SetKeepAlivePeriod and
 	// SetKeepAliveConfig change it per connection.
@@ -132,6 +140,9 @@ func (c *Config) setDefaults() {
 		c.MemoryLimit = 256 << 20
 	}
 	def(&c.MaxOutOfOrder, 32)
+	def(&c.BaseMSS, 1024)
+	c.BaseMSS = max(c.BaseMSS, minProbeMSS)
+	defD(&c.MTUProbeInterval, 10*time.Minute)
 	def(&c.MaxTimeWait, 8192)
 	def(&c.SynQueueLen, 128)
 	def(&c.AcceptBacklog, 128)
@@ -640,6 +651,7 @@ func (e *Engine) cookieAccept(now int64, l *Listener, id connID, seg proto.TCP, 
 		e.inc(StatCookieOptions)
 	}
 	c.mss = min(mss, e.ourMSS)
+	c.synMSS = c.mss
 	c.lastAckSent = c.rcvNxt
 	c.rcvAdv = c.rcvNxt + Seq(min(e.cfg.RecvBuffer, 0xffff))
 	c.allocBuffers()
@@ -702,6 +714,7 @@ func (e *Engine) LowerMTU(mtu int, match func(local, remote netip.AddrPort) bool
 		c.mu.Lock()
 		if c.state != StateClosed && c.state != StateTimeWait && c.mss > mss && (match == nil || match(c.id.local, c.id.remote)) {
 			c.mss = mss
+			c.pathMSS = mss
 			n++
 			e.inc(StatMSSLowered)
 		}

@@ -447,6 +447,9 @@ func (c *Conn) ackNew(now int64, ack Seq, o *proto.TCPOptions) {
 		c.sndMax = ack // the probe byte
 	}
 	c.retries = 0
+	if c.plpmtud.probing && ack.GreaterEq(c.plpmtud.probeEnd) {
+		c.mtuProbeAcked()
+	}
 	// Prune the SACK scoreboard below SND.UNA.
 	k := 0
 	for i := 0; i < c.nsacked; i++ {
@@ -532,6 +535,9 @@ func (c *Conn) dupAck(now int64) {
 		// (avoids repeated fast retransmits of one window after an RTO). recover here is one past the
 		// highest sequence number sent, so "covers more" is SND.UNA >= recover.
 		if c.dupAcks == 3 && c.sndUna.GreaterEq(c.recover) {
+			if c.plpmtud.probing {
+				c.mtuProbeLost(now)
+			}
 			c.ccCongestion(now)
 			c.recover = c.sndMax
 			c.inRecovery = true

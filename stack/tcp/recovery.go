@@ -127,6 +127,9 @@ func (c *Conn) nextLost(lost Seq) (Seq, int) {
 func (c *Conn) enterSACKRecovery(now int64, delivered uint32) {
 	smss := c.smss()
 	flight := uint32(c.sndMax - c.sndUna)
+	if c.plpmtud.probing {
+		c.mtuProbeLost(now) // the probe may be the loss: search lower (RFC 4821 §7.6.2)
+	}
 	c.ccCongestion(now)
 	// RFC 6937 §3: "prr_delivered = 0 ... prr_out = 0 ... RecoverFS = snd.nxt - snd.una".
 	c.prrDelivered, c.prrOut, c.recoverFS = delivered, 0, flight

@@ -37,6 +37,11 @@ const (
 	StatCookieOptions       // connections accepted through a SYN cookie that kept their options (timestamp-encoded)
 	StatKeepAliveProbes     // keep-alive probes sent (RFC 1122 §4.2.3.6)
 	StatKeepAliveTimeouts   // connections ended by unanswered keep-alive probes (also counted in StatConnTimeouts)
+	StatPMTUUpdates         // ICMP fragmentation needed / packet too big lowered a connection's MSS (Engine.PacketTooBig)
+	StatMTUProbeLowered     // RTOs of full-sized segments lowered a connection's MSS (RFC 4821 black hole)
+	StatMTUProbes           // RFC 4821 upward probes sent
+	StatMTUProbeRaised      // acknowledged probes that raised a connection's MSS
+	StatMTUProbeFailed      // probes lost
 	StatHyStartCSS          // HyStart++ saw the RTT rise in slow start and entered Conservative Slow Start (RFC 9406)
 	StatHyStartExits        // HyStart++ ended slow start after its CSS rounds, before any loss
 
@@ -57,6 +62,9 @@ const (
 	DropSYNInWindow      // SYN on a synchronized connection (challenge ACK sent, RFC 5961 §4.2)
 	DropDataAfterClose   // data for an application that closed (connection reset, RFC 1122 §4.2.2.13)
 	DropBadState         // segment not acceptable in the connection's state
+	DropICMPNoConnection // Engine.PacketTooBig for a connection that does not exist
+	DropICMPOutOfWindow  // Engine.PacketTooBig quoting a sequence number not in flight (RFC 5927 §4.1)
+	DropICMPMTUNotLower  // Engine.PacketTooBig with an MTU not below the connection's
 	numStats
 )
 
@@ -67,11 +75,12 @@ var statNames = [numStats]string{
 	"lost_retransmits", "rescue_retransmits", "tail_loss_probes", "rcvbuf_grown",
 	"time_wait_overflow", "persist_timeouts", "orphan_overflow",
 	"ack_skipped_challenge", "ack_skipped_seq", "ack_skipped_paws",
-	"mss_lowered", "cookie_options", "keepalive_probes", "keepalive_timeouts", "hystart_css", "hystart_exits",
+	"mss_lowered", "cookie_options", "keepalive_probes", "keepalive_timeouts", "pmtu_updates", "mtu_probe_lowered", "mtu_probes", "mtu_probe_raised", "mtu_probe_failed", "hystart_css", "hystart_exits",
 	"drop_bad_options", "drop_no_connection", "drop_out_of_window", "drop_paws", "drop_ack_too_new",
 	"drop_ack_too_old", "drop_no_ack", "drop_rcvbuf_full", "drop_out_of_order_full", "drop_accept_queue_full",
 	"drop_memory_limit", "drop_bad_cookie", "drop_cookie_no_overflow", "drop_rst_not_exact", "drop_syn_in_window",
 	"drop_data_after_close", "drop_bad_state",
+	"drop_icmp_no_connection", "drop_icmp_out_of_window", "drop_icmp_mtu_not_lower",
 }
 
 func (s Stat) String() string {
