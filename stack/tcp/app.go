@@ -147,6 +147,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		q := p[total:]
 		q = q[:min(len(q), c.sndRoom())]
 		n := c.snd.write(q)
+		c.sndFull = n < len(p)-total // the owner may grow the buffer (sndBufExpand)
 		c.mu.Unlock()
 		if n > 0 {
 			total += n
@@ -263,6 +264,7 @@ func (c *Conn) tryWrite(p []byte) int {
 	n := 0
 	if c.state == StateEstablished || c.state == StateCloseWait {
 		n = c.snd.write(p[:min(len(p), c.sndRoom())])
+		c.sndFull = n < len(p)
 	}
 	c.mu.Unlock()
 	if n > 0 {

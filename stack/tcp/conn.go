@@ -91,6 +91,7 @@ type Conn struct {
 	kaProbes             int
 	linger               int
 	rcvLocked, sndLocked bool
+	sndFull              bool // Write found the send buffer full and waits (sndBufExpand)
 	rcvLimit, sndLimit   int
 
 	// RTT estimation and retransmission timer, RFC 6298.
@@ -322,6 +323,33 @@ func (c *Conn) rcvSpaceAdjust(now int64) {
 	c.memCharged += grow
 	c.e.memUsed += int64(grow)
 	c.e.inc(StatRcvBufGrown)
+}
+
+// sndBufExpand is send-buffer autotuning after Linux's tcp_sndbuf_expand: when the application waits on
+// a full send buffer and the windows would let more than half of it be in flight, the buffer grows to
+// twice min(cwnd, SND.WND) (at least doubling), up to Config.SendBufferMax and within MemoryLimit. The
+// buffer then covers a round trip of data in flight plus as much queued behind it, as Linux's sndmem of
+// 2 * cwnd segments does. It copies the buffer, a few times in a connection's life. Owner only, e.mu and
+// c.mu held.
+func (c *Conn) sndBufExpand() {
+	if !c.sndFull || c.sndLocked || c.snd.buf == nil || c.finQueued {
+		return
+	}
+	cfg := &c.e.cfg
+	capNow := c.snd.cap()
+	wnd := int(min(c.cwnd, c.sndWnd))
+	if capNow >= cfg.SendBufferMax || 2*wnd <= capNow {
+		return
+	}
+	grow := min(max(2*wnd, 2*capNow), cfg.SendBufferMax) - capNow
+	if c.e.memUsed+int64(grow) > cfg.MemoryLimit {
+		return
+	}
+	c.snd.grow(capNow + grow)
+	c.memCharged += grow
+	c.e.memUsed += int64(grow)
+	c.sndFull = false
+	c.e.inc(StatSndBufGrown)
 }
 
 // xmit sends one segment: n bytes of the send buffer from seq (n may be 0), with flags. It returns false

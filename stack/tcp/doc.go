@@ -33,7 +33,9 @@
 // BeginBatch and Flush - and Config.DelayedAck at most 200 ms); Nagle with SetNoDelay; a bounded
 // out-of-order queue stored in the receive buffer itself; per-connection buffers with receive-buffer
 // autotuning after Linux's (a buffer grows while the application reads more per round trip than it holds,
-// up to Config.RecvBufferMax), a global memory cap, buffers given back as soon as no data can pass through
+// up to Config.RecvBufferMax) and send-buffer autotuning after Linux's tcp_sndbuf_expand (a blocked
+// writer's buffer grows to twice what the windows let be in flight, up to Config.SendBufferMax), a global
+// memory cap, buffers given back as soon as no data can pass through
 // them any more (at the latest on entering TIME-WAIT); bounds on TIME-WAIT entries (Config.MaxTimeWait,
 // tcp_max_tw_buckets) and on connections closed by their application (Config.MaxOrphans and
 // OrphanRetries, tcp_max_orphans and tcp_orphan_retries); listeners with a SYN queue bound, an accept
@@ -47,8 +49,8 @@
 // retransmits it), pacing, CUBIC's undo of spurious reductions (RFC 9438 §4.9) and
 // its app-limited rule (cwnd grows on every ACK of new data), full
 // per-segment RACK (send times are kept for retransmissions only; original transmissions are judged by
-// sequence order), RFC 6675 NextSeg rule 3, D-SACK undo, loss probes during recovery, send-buffer
-// autotuning, shrinking a grown receive buffer. SYN-cookie connections from clients without timestamps
+// sequence order), RFC 6675 NextSeg rule 3, D-SACK undo, loss probes during recovery, shrinking a grown
+// buffer. SYN-cookie connections from clients without timestamps
 // have no window scaling or SACK.
 //
 // Plugging it into a poller: one Engine per queue, created in the queue's handler with an Output that

@@ -24,6 +24,12 @@ type Config struct {
 	// SendBuffer and RecvBuffer are the per-connection buffer sizes in bytes a connection starts with.
 	// Default 256 KiB each.
 	SendBuffer, RecvBuffer int
+	// SendBufferMax caps send-buffer autotuning (as Linux's tcp_wmem[2]): while the application is
+	// blocked on a full send buffer, the buffer grows to twice what the windows let be in flight
+	// (min(cwnd, SND.WND)), so that a fast path is not capped at SendBuffer in flight (sndBufExpand).
+	// Default 4 MiB when SendBuffer is left at its default; when SendBuffer is set and SendBufferMax is
+	// not, autotuning is off (as setting SO_SNDBUF turns it off on Linux).
+	SendBufferMax int
 	// RecvBufferMax caps receive-buffer autotuning: a connection whose application reads more per
 	// round trip than its buffer can cover gets a larger buffer (and window), up to this size and within
 	// MemoryLimit (see rcvSpaceAdjust). The window scale we offer is chosen for this size. Default 4 MiB
@@ -128,13 +134,17 @@ func (c *Config) setDefaults() {
 		c.CongestionControl = CUBIC
 	}
 	c.MTU = max(c.MTU, 128)
-	def(&c.SendBuffer, 256<<10)
+	if c.SendBuffer <= 0 {
+		c.SendBuffer = 256 << 10
+		def(&c.SendBufferMax, 4<<20)
+	}
 	if c.RecvBuffer <= 0 {
 		c.RecvBuffer = 256 << 10
 		def(&c.RecvBufferMax, 4<<20)
 	}
 	c.RecvBuffer = min(c.RecvBuffer, 1<<30) // RFC 7323 §2.3: the window is below 2^30
 	c.SendBuffer = min(c.SendBuffer, 1<<30)
+	c.SendBufferMax = min(max(c.SendBufferMax, c.SendBuffer), 1<<30)
 	c.RecvBufferMax = min(max(c.RecvBufferMax, c.RecvBuffer), 1<<30)
 	if c.MemoryLimit <= 0 {
 		c.MemoryLimit = 256 << 20

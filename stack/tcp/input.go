@@ -503,6 +503,7 @@ func (c *Conn) ackNew(now int64, ack Seq, o *proto.TCPOptions) {
 		// receiver that ACKs every second segment or once per batch (Engine.BeginBatch) does not slow it.
 		c.ccAck(now, acked, rtt)
 	}
+	c.sndBufExpand()
 	if c.sndUna == c.sndMax {
 		if !c.persist {
 			c.rexmitAt = 0

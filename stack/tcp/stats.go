@@ -27,6 +27,7 @@ const (
 	StatRescueRetransmits   // RFC 6675 §4 NextSeg rule 4 retransmissions
 	StatTailLossProbes      // RFC 8985 §7 loss probes
 	StatRcvBufGrown         // receive buffer autotuning grew a connection's buffer (Config.RecvBufferMax)
+	StatSndBufGrown         // send buffer autotuning grew a connection's buffer (Config.SendBufferMax)
 	StatTimeWaitOverflow    // Config.MaxTimeWait reached: the connection closed instead of TIME-WAIT (Linux TCPTimeWaitOverflow)
 	StatPersistTimeouts     // connections ended by unanswered zero-window probes (also counted in StatConnTimeouts)
 	StatOrphanOverflow      // Config.MaxOrphans reached: a connection closed by its application was reset (Linux TCPAbortOnMemory)
@@ -72,7 +73,7 @@ var statNames = [numStats]string{
 	"segs_in", "segs_out", "retransmits", "fast_retransmits", "sack_retransmits", "timeouts",
 	"zero_window_probes", "challenge_acks", "challenge_acks_limited", "resets_in", "resets_out",
 	"active_opens", "passive_opens", "cookies_sent", "cookies_accepted", "time_wait_expired", "conn_timeouts", "output_full",
-	"lost_retransmits", "rescue_retransmits", "tail_loss_probes", "rcvbuf_grown",
+	"lost_retransmits", "rescue_retransmits", "tail_loss_probes", "rcvbuf_grown", "sndbuf_grown",
 	"time_wait_overflow", "persist_timeouts", "orphan_overflow",
 	"ack_skipped_challenge", "ack_skipped_seq", "ack_skipped_paws",
 	"mss_lowered", "cookie_options", "keepalive_probes", "keepalive_timeouts", "pmtu_updates", "mtu_probe_lowered", "mtu_probes", "mtu_probe_raised", "mtu_probe_failed", "hystart_css", "hystart_exits",
