@@ -213,7 +213,7 @@ func (c *Conn) negotiate(now int64, o *proto.TCPOptions, wnd uint16) {
 	if o.HasMSS && o.MSS > 0 {
 		peerMSS = o.MSS
 	}
-	c.mss = min(peerMSS, c.e.ourMSS)
+	c.mss = min(peerMSS, c.e.ourMSS(c.id.remote.Addr()))
 	c.synMSS = c.mss
 	if c.pathMSS != 0 {
 		c.mss = min(c.mss, c.pathMSS)
@@ -424,7 +424,7 @@ func (c *Conn) sendSyn(now int64) {
 	*f = proto.TCPFields{SrcPort: c.id.local.Port(), DstPort: c.id.remote.Port(), Seq: uint32(c.iss),
 		Flags: proto.TCPFlagSYN, Window: uint16(min(c.e.cfg.RecvBuffer, 0xffff))}
 	cfg := &c.e.cfg
-	f.Options.MSS, f.Options.HasMSS = c.e.ourMSS, true
+	f.Options.MSS, f.Options.HasMSS = c.e.ourMSS(c.id.remote.Addr()), true
 	if c.state == StateSynReceived {
 		f.Flags |= proto.TCPFlagACK
 		f.Ack = uint32(c.rcvNxt)

@@ -11,7 +11,8 @@
 // puts the connection on a pending list and calls the owner's Waker. The owner never blocks on an
 // application.
 //
-// Implemented: all RFC 9293 states including simultaneous open and close and TIME-WAIT (2*MSL, configurable);
+// Implemented: IPv4 and IPv6 connections (the checksum over either pseudo-header, MSS = MTU - 40 or - 60,
+// listeners on an address, on 0.0.0.0, or on [::] for both families); all RFC 9293 states including simultaneous open and close and TIME-WAIT (2*MSL, configurable);
 // sequence arithmetic modulo 2^32 (Seq); RFC 6528 ISNs (SipHash-2-4 of the 4-tuple under a secret key, plus
 // a 4 µs clock); RFC 6056 ephemeral ports (Algorithm 4, double hash); RFC 5961 challenge ACKs for RSTs and
 // SYNs in the window and for old ACKs, limited per connection and by a random engine-wide budget as Linux
@@ -44,7 +45,7 @@
 // SetReadBuffer and SetWriteBuffer with *net.TCPConn's signatures (sockopt.go). Every dropped
 // segment and every refusal is counted (Stat).
 //
-// Not implemented: IPv6 specifics (addresses are netip, but MSS assumes a 20-byte IP header), urgent data
+// Not implemented: urgent data
 // (URG is ignored), ECN, RFC 6191 TIME-WAIT reuse, data carried on SYNs (ignored; the peer
 // retransmits it), pacing, CUBIC's undo of spurious reductions (RFC 9438 §4.9) and
 // its app-limited rule (cwnd grows on every ACK of new data), full

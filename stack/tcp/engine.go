@@ -199,7 +199,6 @@ type Engine struct {
 	chLeft    int
 	scratch   Segment
 	rcvScale  uint8
-	ourMSS    uint16
 
 	pendMu    sync.Mutex
 	pending   []*Conn
@@ -230,8 +229,13 @@ func NewEngine(cfg Config, out Output, waker Waker) *Engine {
 	for e.rcvScale < 14 && cfg.RecvBufferMax>>e.rcvScale > 0xffff {
 		e.rcvScale++
 	}
-	e.ourMSS = uint16(min(cfg.MTU-proto.IPv4MinHeaderLen-proto.TCPMinHeaderLen, 0xffff))
 	return e
+}
+
+// ourMSS is the MSS we announce and use on connections with addresses of a's family: the MTU less the IP
+// and TCP headers (RFC 9293 §3.7.1; 60 bytes for IPv6, RFC 8200 §5). Called with e.mu held.
+func (e *Engine) ourMSS(a netip.Addr) uint16 {
+	return uint16(min(e.cfg.MTU-ipOverhead(a), 0xffff))
 }
 
 // Config returns the configuration with defaults filled in.
@@ -530,12 +534,25 @@ func (e *Engine) sendReset(id connID, seg proto.TCP) {
 	}
 }
 
+// listener finds the listener for a local address: bound to that address, else to the unspecified
+// address of its family, else - for IPv4 - to [::], which listens on both families as a Linux socket
+// without IPV6_V6ONLY does.
+func (e *Engine) listener(local netip.AddrPort) *Listener {
+	if l := e.listeners[local]; l != nil {
+		return l
+	}
+	port := local.Port()
+	if local.Addr().Is4() {
+		if l := e.listeners[netip.AddrPortFrom(netip.IPv4Unspecified(), port)]; l != nil {
+			return l
+		}
+	}
+	return e.listeners[netip.AddrPortFrom(netip.IPv6Unspecified(), port)]
+}
+
 // noConn handles a segment with no connection: LISTEN processing (RFC 9293 §3.10.7.2) or CLOSED.
 func (e *Engine) noConn(now int64, id connID, seg proto.TCP, o *proto.TCPOptions) {
-	l := e.listeners[id.local]
-	if l == nil {
-		l = e.listeners[netip.AddrPortFrom(netip.IPv4Unspecified(), id.local.Port())]
-	}
+	l := e.listener(id.local)
 	f := seg.Flags()
 	if l == nil {
 		e.inc(DropNoConnection)
@@ -580,13 +597,13 @@ func (e *Engine) listenSYN(now int64, l *Listener, id connID, seg proto.TCP, o *
 		if o.HasMSS {
 			mss = o.MSS
 		}
-		iss := e.cookie(id, Seq(seg.Seq()), min(mss, e.ourMSS), now)
+		iss := e.cookie(id, Seq(seg.Seq()), min(mss, e.ourMSS(id.remote.Addr())), now)
 		s := &e.scratch
 		*s = Segment{Src: id.local, Dst: id.remote}
 		s.Fields = proto.TCPFields{SrcPort: id.local.Port(), DstPort: id.remote.Port(), Seq: uint32(iss),
 			Ack: seg.Seq() + 1, Flags: proto.TCPFlagSYN | proto.TCPFlagACK,
 			Window: uint16(min(e.cfg.RecvBuffer, 0xffff))}
-		s.Fields.Options.MSS, s.Fields.Options.HasMSS = e.ourMSS, true
+		s.Fields.Options.MSS, s.Fields.Options.HasMSS = e.ourMSS(id.remote.Addr()), true
 		if o.HasTimestamps && !e.cfg.DisableTimestamps {
 			// The options the cookie cannot carry ride in the low bits of our timestamp, which the
 			// client echoes in every segment (cookieOptions).
@@ -660,7 +677,7 @@ func (e *Engine) cookieAccept(now int64, l *Listener, id connID, seg proto.TCP, 
 		c.sackOK = opts&cookieSACK != 0 && !e.cfg.DisableSACK
 		e.inc(StatCookieOptions)
 	}
-	c.mss = min(mss, e.ourMSS)
+	c.mss = min(mss, e.ourMSS(id.remote.Addr()))
 	c.synMSS = c.mss
 	c.lastAckSent = c.rcvNxt
 	c.rcvAdv = c.rcvNxt + Seq(min(e.cfg.RecvBuffer, 0xffff))
@@ -698,18 +715,18 @@ func (e *Engine) newConn(id connID) *Conn {
 }
 
 // SetMTU sets the IP MTU of the paths that connections opened from now on announce and use, as
-// Config.MTU does at the start (MSS = MTU - 40); it may go up or down. Existing connections keep their
+// Config.MTU does at the start (MSS = MTU - 40, or - 60 for IPv6); it may go up or down. Existing connections keep their
 // MSS: LowerMTU changes theirs. The stack calls it with the smallest MTU of the queue's interfaces when
 // one of them changes. Safe from any goroutine.
 func (e *Engine) SetMTU(mtu int) {
 	mtu = max(mtu, 128)
 	e.mu.Lock()
 	e.cfg.MTU = mtu
-	e.ourMSS = uint16(min(mtu-proto.IPv4MinHeaderLen-proto.TCPMinHeaderLen, 0xffff))
 	e.mu.Unlock()
 }
 
-// LowerMTU lowers the MSS of existing connections to what an IP MTU of mtu allows (mtu - 40), for the
+// LowerMTU lowers the MSS of existing connections to what an IP MTU of mtu allows (mtu - 40, IPv6 mtu
+// - 60), for the
 // connections for which match (nil: all) reports true - those whose route leaves through the interface
 // whose MTU went down - and returns how many it changed (StatMSSLowered). A connection's MSS never
 // goes up here. Segments are cut from the send buffer as they leave, so new data and retransmissions of
@@ -717,11 +734,11 @@ func (e *Engine) SetMTU(mtu int) {
 // Output are not touched. match is called with the engine's lock held and must not call the engine.
 // Safe from any goroutine.
 func (e *Engine) LowerMTU(mtu int, match func(local, remote netip.AddrPort) bool) int {
-	mss := uint16(min(max(mtu, 128)-proto.IPv4MinHeaderLen-proto.TCPMinHeaderLen, 0xffff))
 	n := 0
 	e.mu.Lock()
 	for _, c := range e.conns {
 		c.mu.Lock()
+		mss := uint16(min(max(mtu, 128)-ipOverhead(c.id.remote.Addr()), 0xffff))
 		if c.state != StateClosed && c.state != StateTimeWait && c.mss > mss && (match == nil || match(c.id.local, c.id.remote)) {
 			c.mss = mss
 			c.pathMSS = mss
@@ -742,7 +759,9 @@ var (
 	errUnknownCC   = errors.New("unknown congestion control (use tcp.CUBIC or tcp.Reno)")
 )
 
-// Listen opens a listener on laddr (address may be unspecified for all local addresses).
+// Listen opens a listener on laddr. An unspecified address listens on all local addresses: 0.0.0.0 (or
+// the zero Addr) on those of IPv4, [::] on those of both families (a Linux socket without IPV6_V6ONLY);
+// a listener bound to an address, then one on its family's unspecified address, come first.
 func (e *Engine) Listen(laddr netip.AddrPort) (*Listener, error) {
 	if laddr.Port() == 0 {
 		return nil, fmt.Errorf("listen tcp %v: a listening port must be given", laddr)
