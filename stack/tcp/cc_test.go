@@ -173,3 +173,18 @@ func TestCongestionControlSelection(t *testing.T) {
 	}
 	transfer(t, w, a, b, 1<<20, 1<<20)
 }
+
+// TestCCNoAllocs: the per-ACK congestion control of both algorithms, in slow start (HyStart++) and
+// congestion avoidance, allocates nothing.
+func TestCCNoAllocs(t *testing.T) {
+	for _, cc := range []CongestionControl{CUBIC, Reno} {
+		a, now := cubicConn(t, cc, 10*time.Millisecond)
+		if n := testing.AllocsPerRun(100, func() { now = ackRounds(a, now, 10*time.Millisecond, 10*time.Millisecond) }); n != 0 {
+			t.Errorf("%v congestion avoidance: %v allocations per round", cc, n)
+		}
+		_, b, _ := newDirect(t, Config{CongestionControl: cc})
+		if n := testing.AllocsPerRun(20, func() { now = ackRounds(b, now, 10*time.Millisecond, 10*time.Millisecond) }); n != 0 {
+			t.Errorf("%v slow start: %v allocations per round", cc, n)
+		}
+	}
+}
