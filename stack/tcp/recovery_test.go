@@ -511,3 +511,43 @@ func TestCookieKeepsOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestLossProbeResendsLast: a receiver that holds its ACKs (as Linux does while its application has not
+// read) gets, after the probe timeout, the last segment again rather than new data - a duplicate it
+// answers at once - and the sender carries on without an RTO.
+func TestLossProbeResendsLast(t *testing.T) {
+	w := newWire(t, Config{NoDelay: true}, 24)
+	a, b := w.pair()
+	transfer0 := newStream(5, 1<<20)
+	k := newSink()
+	w.run(200*time.Millisecond, func() { pumpWrite(a, transfer0); k.drain(b) }, func() bool { return k.n > 200<<10 })
+	// From now on b's ACKs of in-order data are lost (held); its answers to duplicates get through. The
+	// window is small, so data waits behind it.
+	a.mu.Lock()
+	a.cwnd, a.ssthresh = 10*a.smss(), 10*a.smss()
+	a.mu.Unlock()
+	var probe proto.TCP
+	var probeMax Seq
+	newData := false
+	held := true
+	w.drop = func(from int, tc proto.TCP) bool {
+		if from == 0 && a.tlpOut && probe == nil {
+			probe, probeMax = append(proto.TCP(nil), tc...), a.sndMax
+			newData = a.snd.n > int(a.sndMax-a.sndUna)
+		}
+		return from == 1 && held && !(probe != nil && len(tc.Payload()) == 0)
+	}
+	w.run(time.Second, func() { k.drain(b) }, func() bool { return probe != nil })
+	if probe == nil {
+		t.Fatalf("no loss probe (probes %d, RTOs %d)", w.eng[0].Stat(StatTailLossProbes), w.eng[0].Stat(StatTimeouts))
+	}
+	if end := Seq(probe.Seq()) + Seq(len(probe.Payload())); end != probeMax || !newData {
+		t.Fatalf("probe [%d, %d), SND.MAX %d, new data waiting %v: want the last segment though new data waits",
+			probe.Seq(), end, probeMax, newData)
+	}
+	held = false
+	w.sendAll(a, b, transfer0, a.CloseWrite, k, time.Minute)
+	if !k.eof || w.eng[0].Stat(StatTimeouts) != 0 {
+		t.Fatalf("eof %v, %d RTOs", k.eof, w.eng[0].Stat(StatTimeouts))
+	}
+}
