@@ -109,8 +109,9 @@ func (c *Conn) lowerMSS(now int64, mss uint16) {
 // Packetization-layer PMTUD (RFC 4821) as Linux's tcp_mtu_probing=1: a path that drops big packets
 // without telling (an ICMP black hole) shows as RTOs of full-sized segments. After mtuProbeRTOs of them in
 // a row the MSS drops to Config.BaseMSS (Linux's tcp_base_mss), and halves on every further one down to
-// minProbeMSS; from then on the connection probes upward now and then (mtuProbe), one segment of the size
-// halfway between what is known to pass and what failed, and takes the size when it is acknowledged.
+// minProbeMSS; from then on the connection probes upward (sendMTUProbe), one segment of the size halfway
+// between what is known to pass and what failed, and takes the size when it is acknowledged - at once
+// until the search converges, then every Config.MTUProbeInterval.
 const (
 	mtuProbeRTOs = 3  // Linux: tcp_retries1
 	minProbeMSS  = 48 // Linux: tcp_mtu_probe_floor, tcp_min_snd_mss
@@ -140,7 +141,9 @@ func (c *Conn) blackHole() {
 	p.high = c.mss - 1 // the size that timed out does not pass
 	p.low = mss
 	p.probeEnd, p.probing = 0, false
-	p.nextAt = c.e.now + int64(cfg.MTUProbeInterval)
+	// Search upward at once, as Linux's tcp_mtu_probe does while the search range is wide: three RTOs in a
+	// row may as well have been bad luck on a lossy path, which must not cost its MSS for long.
+	p.nextAt = c.e.now
 	c.mss = mss
 	c.e.inc(StatMTUProbeLowered)
 }

@@ -148,3 +148,25 @@ func TestBlackHolePLPMTUD(t *testing.T) {
 		t.Fatalf("black hole without probing: eof %v, state %v", k.eof, a.State())
 	}
 }
+
+// TestMTUProbeAfterOutage: three RTOs in a row on a path whose MTU is fine (an outage of a few seconds)
+// also drop the MSS to BaseMSS - the engine cannot tell - but the upward search starts at once and, the
+// path letting everything through, brings the MSS back within 8 bytes (the search's end, Linux's
+// tcp_probe_threshold) of the handshake's within the transfer, not after MTUProbeInterval (10 minutes).
+func TestMTUProbeAfterOutage(t *testing.T) {
+	w := newWire(t, Config{}, 74)
+	a, b := w.pair()
+	s, k := newStream(3, 16<<20), newSink()
+	w.run(30*time.Millisecond, func() { pumpWrite(a, s); k.drain(b) }, nil)
+	w.drop = func(int, proto.TCP) bool { return true }
+	w.run(3*time.Second, func() { pumpWrite(a, s) }, func() bool { return a.mss < 1460 })
+	if a.mss != 1024 || w.eng[0].Stat(StatMTUProbeLowered) != 1 {
+		t.Fatalf("after %d RTOs: mss %d, want 1024", w.eng[0].Stat(StatTimeouts), a.mss)
+	}
+	w.drop = nil
+	w.sendAll(a, b, s, a.CloseWrite, k, time.Minute)
+	if !k.eof || a.mss < 1460-8 || a.mss > 1460 || w.eng[0].Stat(StatMTUProbeFailed) != 0 {
+		t.Fatalf("eof %v, mss %d after the outage (probes %d, raised %d, failed %d); want 1452-1460 again", k.eof, a.mss,
+			w.eng[0].Stat(StatMTUProbes), w.eng[0].Stat(StatMTUProbeRaised), w.eng[0].Stat(StatMTUProbeFailed))
+	}
+}
