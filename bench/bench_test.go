@@ -11,7 +11,10 @@ import (
 )
 
 // TestScenariosSmoke runs every scenario with every implementation available here for a very short window and
-// checks that traffic flowed (pps > 0). It asserts nothing about speed. Implementations that cannot run on this
+// checks that traffic flowed (pps > 0), that the sink's byte count matches the frame size, that the fixed-rate
+// phase measured the whole-system CPU, that iperf3 through the DUT moved data and that pings crossed it. It
+// asserts nothing about speed. l2fwd and l3fwd run with 64-byte frames and the IMIX, tcpfwd with 1 flow at
+// default offloads and 8 flows with offloads off (every DUT takes part in one of them). Implementations that cannot run on this
 // machine (errNA: dpdk-testpmd not installed or no huge pages, the asavie example not building) are logged and skipped.
 func TestScenariosSmoke(t *testing.T) {
 	netlab.RequirePrivileges(t)
@@ -19,7 +22,8 @@ func TestScenariosSmoke(t *testing.T) {
 		t.Skip("runs every scenario for about a second each")
 	}
 	o := &options{runs: 1, warmup: 300 * time.Millisecond, duration: 500 * time.Millisecond, flows: 4,
-		genCPU: 0, dutCPU: 1, gen: "live", genMode: "busy", dutMode: "adaptive", dutBudget: 32, quiet: true}
+		genCPU: 0, dutCPU: 1, gen: "live", genMode: "busy", dutMode: "adaptive", dutBudget: 32, quiet: true,
+		cpuRate: 20000, tcpRate: 2e8, pings: 50}
 	if n := len(os.Getenv("XDPNET_BENCH_NOPIN")); n > 0 {
 		o.genCPU = -1
 	}
@@ -28,34 +32,74 @@ func TestScenariosSmoke(t *testing.T) {
 		t.Logf("asavie l2fwd example does not build (%v); its scenario will be n/a", err)
 	}
 	o.asavieBin = bin
+	if o.xdpfwdBin, err = buildXdpfwd(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(releaseHugepages)
+	smokeParams := map[string][]string{"l2fwd": {"64", "imix"}, "l3fwd": {"64", "imix"}, "tcpfwd": {tcpfwdParams[0], tcpfwdParams[3]}, "": {""}}
 	for _, sc := range allScenarios {
-		for _, impl := range implsOf[sc] {
-			if sc == "tcp" {
-				t.Run(sc+"/"+impl, func(t *testing.T) { tcpSmoke(t, o, impl) })
-				continue
-			}
-			t.Run(sc+"/"+impl, func(t *testing.T) {
-				r, err := trial(o, sc, impl)
-				if errors.Is(err, errNA) {
-					netlab.MissingTool(t, err.Error()) // e.g. dpdk-testpmd missing: make test installs it
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Logf("%.3f Mpps (generator %.3f Mpps)", r.pps/1e6, r.genPPS/1e6)
-				if r.pps <= 0 {
-					t.Fatalf("no traffic measured (generator %.0f pps)", r.genPPS)
-				}
-				t.Logf("DUT CPU %.0f ns/packet, %.0f%% of a core", r.cpuPerPkt, r.cpuPct)
-				if impl == "xdpnet" && sc != "txonly" && (r.cpuPerPkt <= 0 || r.cpuPct <= 0) {
-					t.Fatalf("xdpnet DUT CPU not measured: %v ns/packet, %v%% of a core", r.cpuPerPkt, r.cpuPct)
-				}
-				if (impl == "kernel" || sc == "txonly") && r.cpuPerPkt != -1 {
-					t.Fatalf("%s %s has no DUT thread, yet DUT CPU %v ns/packet", sc, impl, r.cpuPerPkt)
-				}
-			})
+		ps := smokeParams[sc]
+		if ps == nil {
+			ps = smokeParams[""]
 		}
+		for _, param := range ps {
+			for _, impl := range implsOf[sc] {
+				if !runsIn(sc, param, impl) {
+					continue
+				}
+				t.Run(strings.TrimSpace(sc+" "+param)+"/"+impl, func(t *testing.T) { smoke(t, o, sc, impl, param) })
+			}
+		}
+	}
+}
+
+func smoke(t *testing.T, o *options, sc, impl, param string) {
+	if sc == "tcp" {
+		tcpSmoke(t, o, impl)
+		return
+	}
+	r, err := trial(o, sc, impl, param)
+	if errors.Is(err, errNA) {
+		netlab.MissingTool(t, err.Error()) // e.g. dpdk-testpmd missing: make test installs it
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(r.progress(sc))
+	switch sc {
+	case "rtt":
+		if r.rtt == nil || r.rtt.Min <= 0 || r.rtt.Avg < r.rtt.Min || r.rtt.P99 < r.rtt.P50 || r.lost > o.pings/2 {
+			t.Fatalf("RTT %+v, %d of %d lost", r.rtt, r.lost, o.pings)
+		}
+		return
+	case "tcpfwd":
+		if r.bps <= 0 || r.sysCPURaw <= 0 || r.delivered <= 0 {
+			t.Fatalf("iperf3 through %s: %.0f bit/s, fixed-rate CPU %.0f ns/segment, delivered %.2f", impl, r.bps, r.sysCPURaw, r.delivered)
+		}
+		return
+	}
+	if r.pps <= 0 {
+		t.Fatalf("no traffic measured (generator %.0f pps)", r.genPPS)
+	}
+	if sc == "l2fwd" || sc == "l3fwd" {
+		// The sink counts bytes: bits per frame are the frame's size (FCS included) times 8, or the IMIX mean.
+		want, tol := 64.0, 0.5
+		if param == "imix" {
+			want, tol = 354.3, 0.15*354.3 // what the DUT dropped skews the mix a little
+		}
+		if got := r.bps / r.pps / 8; got < want-tol || got > want+tol {
+			t.Fatalf("%.0f bit/s at %.0f pps: %.1f bytes per frame at the sink, want %.1f", r.bps, r.pps, got, want)
+		}
+		// sysCPU itself is -1 when other processes' time swamped the window (a busy machine): not asserted.
+		if r.sysCPURaw <= 0 || r.delivered <= 0 || r.busyPct <= 0 {
+			t.Fatalf("fixed-rate phase: whole-system CPU %.0f ns/packet, delivered %.2f, busy %.1f%%", r.sysCPURaw, r.delivered, r.busyPct)
+		}
+	}
+	if impl == "xdpnet" && sc != "txonly" && (r.cpuPerPkt <= 0 || r.cpuPct <= 0) {
+		t.Fatalf("xdpnet DUT CPU not measured: %v ns/packet, %v%% of a core", r.cpuPerPkt, r.cpuPct)
+	}
+	if (impl == "kernel" || sc == "txonly") && r.cpuPerPkt != -1 {
+		t.Fatalf("%s %s has no DUT thread, yet DUT CPU %v ns/packet", sc, impl, r.cpuPerPkt)
 	}
 }
 
@@ -73,7 +117,7 @@ func tcpSmoke(t *testing.T, o *options, impl string) {
 	if sentCRC != gotCRC {
 		t.Fatalf("%d bytes arrived but CRC-32C %08x != sent %08x: the stream was reordered or corrupted", got, gotCRC, sentCRC)
 	}
-	r, err := trial(o, "tcp", impl)
+	r, err := trial(o, "tcp", impl, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,10 +145,21 @@ func TestMedianAndTable(t *testing.T) {
 		{Scenario: "l3fwd", Impl: "dpdk", Runs: []float64{3e6}, MedianPPS: 3e6},
 		{Scenario: "tcp", Impl: "xdpnet", RunsBitsPerSec: []float64{3e9, 4e9}, MedianBitsPerSec: 3.5e9, Ratio: 0.5},
 		{Scenario: "tcp", Impl: "kernel", RunsBitsPerSec: []float64{7e9, 7e9}, MedianBitsPerSec: 7e9, Ratio: 1},
-	}}
+		{Scenario: "l3fwd", Param: "imix", Impl: "xdpnet", Runs: []float64{0.5e6}, MedianPPS: 0.5e6, RunsBitsPerSec: []float64{1.42e9}, MedianBitsPerSec: 1.42e9,
+			SysCPURuns: []float64{3000}, SysCPU: 3000, SysCPURaw: 4000, Delivered: 0.99, BusyPct: 30, OthersPct: 10},
+		{Scenario: "l3fwd", Param: "imix", Impl: "kernel", Runs: []float64{0.25e6}, MedianPPS: 0.25e6, SysCPURuns: []float64{1500}, SysCPU: 1500, SysCPURaw: 1600,
+			SysCPURatio: 0.5, Delivered: 1, BusyPct: 15, OthersPct: 1},
+		{Scenario: "tcpfwd", Param: tcpfwdParams[2], Impl: "xdpnet", RunsBitsPerSec: []float64{2e9}, MedianBitsPerSec: 2e9, Ratio: 0.5, Retransmits: &a,
+			SysCPURuns: []float64{900}, SysCPU: 900, Delivered: 1, BusyPct: 40},
+		{Scenario: "tcpfwd", Param: tcpfwdParams[2], Impl: "dpdk", Error: "not available: no testpmd"},
+		{Scenario: "rtt", Impl: "xdpnet-busy", RTTRuns: []rttStats{{Min: 10, Avg: 20, P50: 15, P99: 90, Max: 100}}, RTT: &rttStats{Min: 10, Avg: 20, P50: 15, P99: 90, Max: 100}, Ratio: 2},
+	}, CPURate: 100000, TCPRate: 1e9}
 	md := table(rep)
-	for _, want := range []string{"| l2fwd | xdpnet | 2.000 | 2.000 |", "2.00x asavie", "| l2fwd | dpdk | n/a |", "no testpmd",
-		"| 0.000 | 400 | 80 |  |", "| 1000 | 100 | 2.50x xdpnet |", "| l3fwd | kernel | 1.000 | 1.000 | 0.000 |  |  | n/a | n/a |  |", "DUT CPU n/a: kernel forwarding",
+	for _, want := range []string{"| l2fwd | 64 | xdpnet | 2.000 | 2.000 |  |", "2.00x asavie", "| l2fwd | 64 | dpdk | n/a |", "no testpmd",
+		"| 0.000 | 400 | 80 |  |", "| 1000 | 100 | 2.50x xdpnet |", "| l3fwd | 64 | kernel | 1.000 | 1.000 |  | 0.000 |  |  | n/a | n/a |  |", "DUT CPU n/a: kernel forwarding",
+		"| l3fwd | imix | xdpnet | 0.500 | 0.500 | 1.42 |", "at a fixed 100 kpps", "| l3fwd | imix | xdpnet | 3000 | 3000 |  | 4000 | 99.0% (lossy) | 30 | 10 | 0.0 |",
+		"| l3fwd | imix | kernel | 1500 | 1500 | 0.50x | 1600 | 100.0% |", "at 1.0 Gbit/s offered", "| 1 flow, offloads off | xdpfwd (adaptive) | 2.00 | 2.00 | 0.50x | 0 | 900 |  | 100.0% | 40 |",
+		"| 1 flow, offloads off | testpmd mac forward | n/a |", "| xdpfwd (busy) | 10 | 20 | 15 | 90 | 100 | 2.0x | 0 |",
 		"testpmd does not route: mac-forward reference", "in Gbit/s (not Mpps)", "| xdpnet (poller + stack, ListenTCP) | 3.50 | 3.00, 4.00 | 0.50x |",
 		"| Linux (kernel TCP) | 7.00 | 7.00, 7.00 |  |"} {
 		if !contains(md, want) {

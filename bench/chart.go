@@ -8,8 +8,8 @@ import (
 
 var implColors = map[string]string{"xdpnet": "#1f77b4", "asavie": "#ff7f0e", "kernel": "#2ca02c", "dpdk": "#9467bd"}
 
-// chart draws a grouped bar chart (one group per scenario, one bar per implementation, median Mpps) as SVG.
-// The tcp scenario (Gbit/s) is left out: one axis, one unit.
+// chart draws a grouped bar chart (one group per scenario and frame size, one bar per implementation, median
+// Mpps) as SVG. tcp and tcpfwd (Gbit/s) and rtt (microseconds) are left out: one axis, one unit.
 func chart(rep *Report) string {
 	type group struct {
 		name string
@@ -18,11 +18,15 @@ func chart(rep *Report) string {
 	var groups []group
 	maxv := 0.0
 	for _, r := range rep.Results {
-		if r.Scenario == "tcp" {
-			continue // Gbit/s, not Mpps: in the table only
+		if !ppsScenario(r.Scenario) {
+			continue // Gbit/s or microseconds, not Mpps: in the tables only
 		}
-		if len(groups) == 0 || groups[len(groups)-1].name != r.Scenario {
-			groups = append(groups, group{name: r.Scenario})
+		name := r.Scenario
+		if r.Param != "" {
+			name += " " + r.Param
+		}
+		if len(groups) == 0 || groups[len(groups)-1].name != name {
+			groups = append(groups, group{name: name})
 		}
 		g := &groups[len(groups)-1]
 		g.rs = append(g.rs, r)

@@ -424,3 +424,15 @@ func buildAsavie(dir string) (string, error) {
 	}
 	return bin, nil
 }
+
+// buildXdpfwd builds the router command of this module (cmd/xdpfwd) into dir: tcpfwd and rtt run it as the
+// xdpnet DUT, as a user would.
+func buildXdpfwd(dir string) (string, error) {
+	bin := dir + "/xdpfwd"
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/xdpnet/xdpnet/cmd/xdpfwd")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go build github.com/xdpnet/xdpnet/cmd/xdpfwd (run the bench inside the module): %w", err)
+	}
+	return bin, nil
+}

@@ -113,7 +113,7 @@ func soak(o *options, m Machine, every time.Duration, progress func(soakSample))
 	}
 	defer c.Close()
 	count := func() uint64 { n, _ := c.Count(); return n }
-	g, gp, stopGen, err := startGen(t, o, 1)
+	g, gp, stopGen, err := startGen(t, o, 1, "")
 	if err != nil {
 		return nil, err
 	}

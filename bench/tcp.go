@@ -26,8 +26,9 @@ import (
 //	snd (eth0 198.18.2.1) --veth, MTU 1500, 1 queue-- (eth0 198.18.2.2) rcv
 //
 // with GSO, GRO, TSO and TX checksum offloads off on both ends (netlab DisableOffloads, as
-// examples/httpd's BenchmarkTCPOneFlowVeth does): AF_XDP needs complete checksums, and without segmentation
-// offloads the frames on the veth are the 1500-byte segments a wire would carry, for both receivers alike.
+// examples/httpd's BenchmarkTCPOneFlowVeth does), for like-for-like numbers only: at the defaults the Linux
+// receiver would get 64 KiB TSO segments straight from the sender, while veth turns its peer's TSO off for
+// xdpnet's XDP program; with the offloads off both receivers get the 1500-byte segments a wire would carry.
 // Implementations: xdpnet (a poller and stack.Stack in rcv, ListenTCP, the reader discards) and kernel (Linux
 // TCP in rcv, a Go reader that discards). The sender is the same in both: a Go net.Dial writer in snd, its thread
 // pinned to -gen-cpu; the xdpnet poller is pinned to -dut-cpu like the other xdpnet DUTs. Throughput is counted
@@ -257,7 +258,7 @@ func (s *tcpSender) stop() {
 
 // tcpTrial runs one flow for the warmup and the window and returns the receiver's rate in bit/s.
 func tcpTrial(o *options, impl string) (trialResult, error) {
-	res := trialResult{allocs: -1, cpuPerPkt: -1, cpuPct: -1}
+	res := trialResult{allocs: -1, cpuPerPkt: -1, cpuPct: -1, sysCPU: -1}
 	t, err := newTCPTopo()
 	if err != nil {
 		return res, err

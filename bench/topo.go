@@ -127,11 +127,11 @@ type source struct {
 // cores the device under test, not the generator, limits what is measured. txonly measures xdpnet's own
 // transmit path, and the live generator sends on one queue only (veth picks the peer's queue by the sending
 // CPU), so txonly and the two-queue scenario always use pktgen on the poller.
-func startSource(t *topo, o *options, sc string, queues int) (source, error) {
+func startSource(t *topo, o *options, sc, param string, queues int) (source, error) {
 	if o.gen == "live" && sc != "txonly" && queues == 1 {
-		return startLive(t, o)
+		return startLive(t, o, param)
 	}
-	g, _, stop, err := startGen(t, o, queues)
+	g, _, stop, err := startGen(t, o, queues, param)
 	if err != nil {
 		return source{}, err
 	}
@@ -139,14 +139,14 @@ func startSource(t *topo, o *options, sc string, queues int) (source, error) {
 }
 
 // startLive runs pktgen.Live in the gen host on -gen-cpu, sending out of eth0 towards the DUT's in0.
-func startLive(t *topo, o *options) (source, error) {
+func startLive(t *topo, o *options, param string) (source, error) {
 	var live *pktgen.Live
 	if err := t.gen.Do(func() error {
 		l, err := t.gen.Link("eth0")
 		if err != nil {
 			return err
 		}
-		live, err = pktgen.NewLive(genConfig(t, o, 1), l.Attrs().Index)
+		live, err = pktgen.NewLive(genConfig(t, o, 1, param), l.Attrs().Index)
 		return err
 	}); err != nil {
 		return source{}, fmt.Errorf("live generator: %w", err)
@@ -162,23 +162,32 @@ func startLive(t *topo, o *options) (source, error) {
 	}}, nil
 }
 
-func genConfig(t *topo, o *options, queues int) pktgen.Config {
-	return pktgen.Config{SrcMAC: proto.MAC(t.genDut.A.HWAddr()), DstMAC: proto.MAC(t.genDut.B.HWAddr()),
-		Src: genAddr, Dst: sinkAddr, Flows: o.flows, FrameSize: 64, Queues: queues}
+// genConfig is the generator's traffic: o.flows UDP flows to the sink's address through the DUT's in0 MAC, in
+// frames of the size param names ("64".."1518", "imix"; "" is 64).
+func genConfig(t *topo, o *options, queues int, param string) pktgen.Config {
+	c := pktgen.Config{SrcMAC: proto.MAC(t.genDut.A.HWAddr()), DstMAC: proto.MAC(t.genDut.B.HWAddr()),
+		Src: genAddr, Dst: sinkAddr, Flows: o.flows, Queues: queues}
+	frameConfig(&c, param)
+	return c
 }
 
-// startGen runs the generator in the gen host: busy polling on its own CPU, flows UDP flows to the sink's
-// address through the DUT's in0 MAC.
-func startGen(t *topo, o *options, queues int) (*pktgen.Generator, *poller.Poller, func() error, error) {
-	g, err := pktgen.NewGenerator(genConfig(t, o, queues))
-	if err != nil {
-		return nil, nil, nil, err
-	}
+// startGen runs the generator in the gen host, polling (-gen-mode) on its own CPU.
+func startGen(t *topo, o *options, queues int, param string) (*pktgen.Generator, *poller.Poller, func() error, error) {
 	mode, err := poller.ParsePollMode(o.genMode)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	cfg := poller.Config{Interfaces: []string{"eth0"}, Queues: queues, Mode: mode, NewHandler: g.NewHandler}
+	return startGenWith(t, o, genConfig(t, o, queues, param), mode, 0)
+}
+
+// startGenWith runs a generator of gc in the gen host; idleSpins is the poller's (0: its default).
+func startGenWith(t *topo, o *options, gc pktgen.Config, mode poller.PollMode, idleSpins int) (*pktgen.Generator, *poller.Poller, func() error, error) {
+	g, err := pktgen.NewGenerator(gc)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	queues := gc.Queues
+	cfg := poller.Config{Interfaces: []string{"eth0"}, Queues: queues, Mode: mode, IdleSpins: idleSpins, NewHandler: g.NewHandler}
 	if o.genCPU >= 0 {
 		cfg.CPUs = []int{o.genCPU}
 	}
@@ -187,7 +196,7 @@ func startGen(t *topo, o *options, queues int) (*pktgen.Generator, *poller.Polle
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("generator: %w", err)
 	}
-	return g, p, func() error { g.Stop(); return stop() }, nil
+	return g, p, once(func() error { g.Stop(); return stop() }), nil
 }
 
 // attachCounter puts the counting XDP program on ifname in h (txonly counts at the DUT's in0 this way).

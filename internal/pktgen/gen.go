@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,13 @@ const hdrLen = proto.EthernetHeaderLen + proto.IPv4MinHeaderLen + proto.UDPHeade
 // DefaultBurst is how many frames a Tick emits at most by default: one poller batch.
 const DefaultBurst = 64
 
+// MaxMix is the longest Config.Mix (the live generator picks a frame's size with a 64-bit mask per size).
+const MaxMix = 64
+
+// IMIX is the simple IMIX: 64-, 576- and 1500-byte frames (on the wire, FCS included) in the ratio 7:4:1,
+// spread over the cycle so that the large frames do not come in runs. The mean frame is 354.3 bytes.
+var IMIX = []int{64, 576, 64, 64, 576, 64, 1500, 64, 576, 64, 576, 64}
+
 // Config describes the traffic of a Generator.
 type Config struct {
 	// SrcMAC and DstMAC are the Ethernet addresses; DstMAC is the next hop (the device under test).
@@ -42,6 +50,9 @@ type Config struct {
 	// Rate limits the generator to about this many packets per second over all queues; 0 is as fast as
 	// possible.
 	Rate int
+	// Mix, when set, replaces FrameSize: the on-wire sizes of consecutive frames, cycled through (each
+	// MinFrameSize..MaxFrameSize, at most MaxMix entries; IMIX is one). Each queue cycles on its own.
+	Mix []int
 	// Count stops the generator after this many packets over all queues; 0 is unlimited.
 	Count uint64
 	// Port is the egress port index (the poller's Config.Interfaces index).
@@ -57,9 +68,13 @@ var ErrConfig = errors.New("pktgen: bad configuration")
 
 // Generator emits frames from the Tick of each queue's handler and counts (and drops) what it receives.
 type Generator struct {
-	cfg    Config
-	tmpl   []byte // Flows templates of frameLen bytes, back to back
-	flen   int
+	cfg Config
+	// sizes are the distinct frame lengths (without FCS) in the order Mix first names them; tmpls[d] holds
+	// Flows templates of sizes[d] bytes back to back; mix is the cycle of indexes into sizes (one entry, 0,
+	// without a Mix).
+	sizes  []int
+	tmpls  [][]byte
+	mix    []uint8
 	mu     sync.Mutex
 	queues []*genQueue
 	start  atomic.Int64 // wall clock ns of the first Tick, 0 before
@@ -79,6 +94,7 @@ type genQueue struct {
 	g        *Generator
 	port     uint16
 	flow     int
+	pos      int    // position in the generator's mix
 	share    uint64 // this queue's part of Count (0: unlimited)
 	rate     float64
 	t0       int64 // batch clock of the first Tick
@@ -103,13 +119,17 @@ func NewGenerator(cfg Config) (*Generator, error) {
 	if c.Queues == 0 {
 		c.Queues = 1
 	}
+	mix := []int{c.FrameSize}
+	if len(c.Mix) > 0 {
+		mix = c.Mix
+	}
 	switch {
 	case !c.Src.Addr().Is4() || !c.Dst.Addr().Is4():
 		return nil, fmt.Errorf("%w: Src %v and Dst %v must be IPv4 address:port pairs", ErrConfig, c.Src, c.Dst)
 	case c.Flows < 1 || c.Flows > 65536:
 		return nil, fmt.Errorf("%w: Flows %d out of range 1..65536", ErrConfig, c.Flows)
-	case c.FrameSize < MinFrameSize || c.FrameSize > MaxFrameSize:
-		return nil, fmt.Errorf("%w: FrameSize %d out of range %d..%d (on-wire bytes, FCS included)", ErrConfig, c.FrameSize, MinFrameSize, MaxFrameSize)
+	case len(mix) > MaxMix:
+		return nil, fmt.Errorf("%w: Mix has %d sizes, at most %d", ErrConfig, len(mix), MaxMix)
 	case c.Rate < 0:
 		return nil, fmt.Errorf("%w: Rate %d is negative (0 means unlimited)", ErrConfig, c.Rate)
 	case c.Burst < 1 || c.Burst > pipeline.MaxBatch:
@@ -117,10 +137,23 @@ func NewGenerator(cfg Config) (*Generator, error) {
 	case c.Queues < 1:
 		return nil, fmt.Errorf("%w: Queues %d must be positive", ErrConfig, c.Queues)
 	}
-	g := &Generator{cfg: c, flen: c.FrameSize - FCSLen}
-	g.tmpl = make([]byte, c.Flows*g.flen)
-	for i := 0; i < c.Flows; i++ {
-		BuildFrame(g.tmpl[i*g.flen:(i+1)*g.flen], c, i)
+	g := &Generator{cfg: c}
+	for _, size := range mix {
+		if size < MinFrameSize || size > MaxFrameSize {
+			return nil, fmt.Errorf("%w: frame size %d out of range %d..%d (on-wire bytes, FCS included)", ErrConfig, size, MinFrameSize, MaxFrameSize)
+		}
+		d := slices.Index(g.sizes, size-FCSLen)
+		if d < 0 {
+			d = len(g.sizes)
+			flen := size - FCSLen
+			g.sizes = append(g.sizes, flen)
+			t := make([]byte, c.Flows*flen)
+			for i := 0; i < c.Flows; i++ {
+				BuildFrame(t[i*flen:(i+1)*flen], c, i)
+			}
+			g.tmpls = append(g.tmpls, t)
+		}
+		g.mix = append(g.mix, uint8(d))
 	}
 	return g, nil
 }
@@ -144,12 +177,22 @@ func BuildFrame(b []byte, cfg Config, i int) {
 // FlowPort is the UDP source port of flow i.
 func FlowPort(cfg Config, i int) uint16 { return uint16(int(cfg.Src.Port()) + i) }
 
-// FrameLen is the length of the frames handed to AF_XDP (FrameSize without the FCS).
-func (g *Generator) FrameLen() int { return g.flen }
+// FrameLen is the length of the frames handed to AF_XDP (FrameSize without the FCS; with a Mix, its first
+// size's).
+func (g *Generator) FrameLen() int { return g.sizes[g.mix[0]] }
 
-// Template returns a copy of flow i's frame.
-func (g *Generator) Template(i int) []byte {
-	return append([]byte(nil), g.tmpl[i*g.flen:(i+1)*g.flen]...)
+// Template returns a copy of flow i's frame (with a Mix, of its first size).
+func (g *Generator) Template(i int) []byte { return g.TemplateOf(i, g.FrameLen()+FCSLen) }
+
+// TemplateOf returns a copy of flow i's frame of on-wire size size, nil if the generator makes no frames of
+// that size.
+func (g *Generator) TemplateOf(i, size int) []byte {
+	d := slices.Index(g.sizes, size-FCSLen)
+	if d < 0 {
+		return nil
+	}
+	flen := g.sizes[d]
+	return append([]byte(nil), g.tmpls[d][i*flen:(i+1)*flen]...)
 }
 
 // NewHandler is a pipeline.NewHandler: pass it as poller.Config.NewHandler.
@@ -214,8 +257,8 @@ func (q *genQueue) Tick(b *pipeline.Batch) int64 {
 		n = min(n, allowed-q.sent)
 		wake = q.t0 + int64(float64(q.sent+n)*1e9/q.rate)
 	}
-	flen, flows := g.flen, g.cfg.Flows
-	f := q.flow
+	flows := g.cfg.Flows
+	f, pos := q.flow, q.pos
 	var k uint64
 	for ; k < n; k++ {
 		p, ok := b.Alloc()
@@ -224,14 +267,19 @@ func (q *genQueue) Tick(b *pipeline.Batch) int64 {
 			q.pub.noBuffer.Store(q.noBuffer)
 			break
 		}
+		d := g.mix[pos]
+		flen := g.sizes[d]
 		p.SetLen(flen)
-		copy(p.Data(), g.tmpl[f*flen:(f+1)*flen])
+		copy(p.Data(), g.tmpls[d][f*flen:(f+1)*flen])
 		p.Send(q.port)
 		if f++; f == flows {
 			f = 0
 		}
+		if pos++; pos == len(g.mix) {
+			pos = 0
+		}
 	}
-	q.flow = f
+	q.flow, q.pos = f, pos
 	q.sent += k
 	q.pub.sent.Store(q.sent)
 	if k < n {

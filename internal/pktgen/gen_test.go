@@ -274,3 +274,50 @@ func (s *slab) Get() (uint64, []byte, bool) {
 }
 func (s *slab) Put(a uint64)  { s.free = append(s.free, a) }
 func (s *slab) Headroom() int { return 256 }
+
+// TestMix: a generator with the IMIX cycle emits frames whose sizes follow the cycle (per queue, across
+// Ticks) and each frame is its flow's template of that size, which gopacket decodes with valid lengths.
+func TestMix(t *testing.T) {
+	cfg := testConfig()
+	cfg.Flows, cfg.Mix, cfg.Count, cfg.Burst = 5, IMIX, 100, 7
+	g, err := NewGenerator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLink(t, g.NewHandler)
+	var got [][]byte
+	for range 20 {
+		l.Advance(time.Millisecond)
+		got = append(got, l.Sent(0)...)
+	}
+	if len(got) != 100 {
+		t.Fatalf("sent %d frames, want 100", len(got))
+	}
+	bySize := map[int]int{}
+	for i, f := range got {
+		size := IMIX[i%len(IMIX)]
+		if len(f) != size-FCSLen || !bytes.Equal(f, g.TemplateOf(i%5, size)) {
+			t.Fatalf("frame %d: %d bytes, want flow %d's %d-byte template", i, len(f), i%5, size)
+		}
+		pkt := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
+		ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		if ip == nil || int(ip.Length) != len(f)-proto.EthernetHeaderLen {
+			t.Fatalf("frame %d: IPv4 layer %v, want total length %d", i, ip, len(f)-proto.EthernetHeaderLen)
+		}
+		bySize[size]++
+	}
+	// 100 frames = 8 cycles of 12 (56, 32, 8) plus 64, 576, 64, 64.
+	if bySize[64] != 59 || bySize[576] != 33 || bySize[1500] != 8 {
+		t.Fatalf("sizes %v, want 59 x 64, 33 x 576, 8 x 1500", bySize)
+	}
+	if g.TemplateOf(0, 128) != nil {
+		t.Fatal("TemplateOf a size the mix lacks is not nil")
+	}
+	for _, bad := range [][]int{{64, 63}, {2000}, make([]int, MaxMix+1)} {
+		c := testConfig()
+		c.Mix = bad
+		if _, err := NewGenerator(c); !errors.Is(err, ErrConfig) {
+			t.Errorf("Mix %v: err %v, want ErrConfig", bad, err)
+		}
+	}
+}

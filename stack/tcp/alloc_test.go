@@ -159,7 +159,7 @@ func TestBatchAck(t *testing.T) {
 func TestCongestionAvoidanceCountsBytes(t *testing.T) {
 	var smss uint32
 	grow := func(segsPerAck int) uint32 {
-		d, a, _ := newDirect(t, Config{NoDelay: true})
+		d, a, _ := newDirect(t, Config{NoDelay: true, CongestionControl: Reno})
 		smss = a.smss()
 		a.mu.Lock()
 		a.cwnd, a.ssthresh = 10*smss, 10*smss

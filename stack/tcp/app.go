@@ -144,7 +144,10 @@ func (c *Conn) Write(p []byte) (int, error) {
 			c.mu.Unlock()
 			return total, c.opErr("write", syscall.EPIPE)
 		}
-		n := c.snd.write(p[total:])
+		q := p[total:]
+		q = q[:min(len(q), c.sndRoom())]
+		n := c.snd.write(q)
+		c.sndFull = n < len(p)-total // the owner may grow the buffer (sndBufExpand)
 		c.mu.Unlock()
 		if n > 0 {
 			total += n
@@ -186,12 +189,16 @@ func (c *Conn) Close() error {
 	}
 	c.appClosed = true
 	c.shutWrReq = true
-	if c.rcv.n > 0 && c.state != StateClosed {
-		c.abortReq = true
+	if (c.rcv.n > 0 || c.linger == 0) && c.state != StateClosed {
+		c.abortReq = true // SetLinger(0): discard what is unsent, RST
 	}
+	linger := c.linger
 	close(c.closedCh)
 	c.mu.Unlock()
 	c.e.markPending(c)
+	if linger > 0 {
+		c.lingerWait(linger)
+	}
 	return nil
 }
 
@@ -256,7 +263,8 @@ func (c *Conn) tryWrite(p []byte) int {
 	c.mu.Lock()
 	n := 0
 	if c.state == StateEstablished || c.state == StateCloseWait {
-		n = c.snd.write(p)
+		n = c.snd.write(p[:min(len(p), c.sndRoom())])
+		c.sndFull = n < len(p)
 	}
 	c.mu.Unlock()
 	if n > 0 {
@@ -278,6 +286,18 @@ type Listener struct {
 	// lastOverflow is when the SYN queue last overflowed and a SYN cookie was sent (0: never); cookies are
 	// accepted only for cookieValid after it. Owner only.
 	lastOverflow int64
+	cc           CongestionControl // of the connections it accepts; guarded by e.mu
+}
+
+// SetCongestionControl sets the congestion control of the connections the listener accepts from now on.
+func (l *Listener) SetCongestionControl(cc CongestionControl) error {
+	if cc >= numCC {
+		return errUnknownCC
+	}
+	l.e.mu.Lock()
+	l.cc = cc
+	l.e.mu.Unlock()
+	return nil
 }
 
 var _ net.Listener = (*Listener)(nil)

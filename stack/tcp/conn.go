@@ -56,29 +56,43 @@ type Conn struct {
 	spaceAt  int64
 	space    int
 
-	// Options (RFC 7323, RFC 2018). mss is the largest payload the peer accepts without options.
-	mss                uint16
-	wsOK, tsOK, sackOK bool
-	tsRecent           uint32
-	tsRecentAt         int64 // when TS.Recent was last set (RFC 7323 §5.5)
-	lastAckSent        Seq
-	sacked             [maxSACKScoreboard]seqRange
-	nsacked            int
-	rexmitHole         Seq // next sequence number the SACK-based loss recovery may retransmit (NewReno path)
-	rexmits            [maxRexmits]rexmit
-	nrexmits           int
-	rescueRxt          Seq   // RFC 6675 RescueRxt: recovery point of the last rescue retransmission
-	rescueSet          bool  // rescueRxt is defined
-	rackAt             int64 // next RACK deadline: a pending lost edge, or a retransmission without news (0 = off)
-	rackEdge           Seq   // RACK: unSACKed bytes below it are lost
-	rackPend           Seq   // RACK: becomes rackEdge at rackPendAt unless SACKed by then
-	rackPendAt         int64
-	tlpAt              int64 // RFC 8985 §7 tail loss probe timer (0 = off)
-	tlpOut             bool  // a probe was sent and no ACK advanced SND.UNA since
-	memCharged         int
-	inTimeWait         bool  // counted in the engine's TIME-WAIT entries
-	orphan             bool  // counted in the engine's orphans
-	lastInvalidAck     int64 // when the last reply to an unacceptable segment left (Config.InvalidRateLimit)
+	// Options (RFC 7323, RFC 2018). mss is the largest payload the peer accepts without options, what the
+	// path lets through (pmtu.go): synMSS the handshake's, pathMSS the least an ICMP message or the
+	// interface MTU set (0: none).
+	mss, synMSS, pathMSS uint16
+	plpmtud              plpmtud
+	wsOK, tsOK, sackOK   bool
+	tsRecent             uint32
+	tsRecentAt           int64 // when TS.Recent was last set (RFC 7323 §5.5)
+	lastAckSent          Seq
+	sacked               [maxSACKScoreboard]seqRange
+	nsacked              int
+	rexmitHole           Seq // next sequence number the SACK-based loss recovery may retransmit (NewReno path)
+	rexmits              [maxRexmits]rexmit
+	nrexmits             int
+	rescueRxt            Seq   // RFC 6675 RescueRxt: recovery point of the last rescue retransmission
+	rescueSet            bool  // rescueRxt is defined
+	rackAt               int64 // next RACK deadline: a pending lost edge, or a retransmission without news (0 = off)
+	rackEdge             Seq   // RACK: unSACKed bytes below it are lost
+	rackPend             Seq   // RACK: becomes rackEdge at rackPendAt unless SACKed by then
+	rackPendAt           int64
+	tlpAt                int64 // RFC 8985 §7 tail loss probe timer (0 = off)
+	tlpOut               bool  // a probe was sent and no ACK advanced SND.UNA since
+	memCharged           int
+	inTimeWait           bool  // counted in the engine's TIME-WAIT entries
+	orphan               bool  // counted in the engine's orphans
+	lastInvalidAck       int64 // when the last reply to an unacceptable segment left (Config.InvalidRateLimit)
+	lastRcvAt            int64 // when the last acceptable segment arrived (keep-alive idle time)
+
+	// Socket options (sockopt.go): keep-alive and its timer and unanswered probes, SO_LINGER, and the
+	// buffer sizes the application set (which turn autotuning off; 0: not set).
+	ka                   keepAlive
+	kaAt                 int64
+	kaProbes             int
+	linger               int
+	rcvLocked, sndLocked bool
+	sndFull              bool // Write found the send buffer full and waits (sndBufExpand)
+	rcvLimit, sndLimit   int
 
 	// RTT estimation and retransmission timer, RFC 6298.
 	srtt, rttvar, rto int64
@@ -109,6 +123,7 @@ type Conn struct {
 	prrDelivered, prrOut uint32
 	recoverFS            uint32
 	bytesAcked           uint32 // RFC 3465 §2.1: acknowledged bytes not yet turned into congestion avoidance growth
+	cc                   ccState
 
 	// Application side.
 	rdCh, wrCh chan struct{} // capacity 1: "something changed", re-checked under mu
@@ -189,13 +204,6 @@ func (c *Conn) uncharge(n int) {
 	c.e.memUsed -= int64(n)
 }
 
-// initCC sets the initial window, RFC 5681 §3.1 as updated by RFC 6928 (IW = min(10*MSS, max(2*MSS, 14600))).
-func (c *Conn) initCC() {
-	m := c.smss()
-	c.cwnd = min(10*m, max(2*m, 14600))
-	c.ssthresh = 1 << 30
-}
-
 // negotiate applies the options of the peer's SYN (RFC 7323 §2.2, §3.2; RFC 2018 §2; RFC 9293 §3.7.1).
 // "If a Window Scale option is received ... but no Window Scale option was sent, ... or vice versa" the
 // scaling is off; the same holds for timestamps and SACK. A passive opener only offers what it received.
@@ -205,7 +213,11 @@ func (c *Conn) negotiate(now int64, o *proto.TCPOptions, wnd uint16) {
 	if o.HasMSS && o.MSS > 0 {
 		peerMSS = o.MSS
 	}
-	c.mss = min(peerMSS, c.e.ourMSS)
+	c.mss = min(peerMSS, c.e.ourMSS(c.id.remote.Addr()))
+	c.synMSS = c.mss
+	if c.pathMSS != 0 {
+		c.mss = min(c.mss, c.pathMSS)
+	}
 	c.wsOK = o.HasWindowScale && !cfg.DisableWindowScale
 	if c.wsOK {
 		c.sndScale = min(o.WindowScale, 14) // RFC 7323 §2.3: larger values are taken as 14
@@ -223,7 +235,11 @@ func (c *Conn) negotiate(now int64, o *proto.TCPOptions, wnd uint16) {
 	c.initCC()
 }
 
-func (c *Conn) tsNow(now int64) uint32 { return uint32(now/1e6) + uint32(c.iss)*0x9e37 }
+func (c *Conn) tsNow(now int64) uint32 { return tsClock(now, c.iss) }
+
+// tsClock is the TSval clock of a connection: milliseconds, offset by its ISS so that the timestamps of
+// different connections say nothing about each other or the host's uptime.
+func tsClock(now int64, iss Seq) uint32 { return uint32(now/1e6) + uint32(iss)*0x9e37 }
 
 // window computes the window field to send and records the advertised right edge (RCV.ADV).
 // RFC 9293 §3.8.6.2.2 (receiver SWS avoidance): the right edge moves only by min(RcvBuffer/2, MSS) or more;
@@ -238,6 +254,9 @@ func (c *Conn) window() uint16 {
 		// not a multiple of 2^scale, the edge already advertised can only be kept by rounding the field
 		// up (below), by as much, and the peer may then fill the window to the rounded edge.
 		avail, capacity = max(c.rcv.free()-(1<<c.rcvScale-1), 0), c.rcv.cap()
+		if c.rcvLimit > 0 { // SetReadBuffer made it smaller than the buffer
+			avail = min(avail, max(c.rcvLimit-c.rcv.n-(1<<c.rcvScale-1), 0))
+		}
 	default:
 		avail, capacity = c.e.cfg.RecvBuffer, c.e.cfg.RecvBuffer
 	}
@@ -275,7 +294,7 @@ const rcvSpaceMinInterval = int64(1e6)
 func (c *Conn) rcvSpaceAdjust(now int64) {
 	cfg := &c.e.cfg
 	limit := min(cfg.RecvBufferMax, 0xffff<<c.rcvScale)
-	if c.rcv.buf == nil || c.rcv.cap() >= limit {
+	if c.rcv.buf == nil || c.rcv.cap() >= limit || c.rcvLocked {
 		return
 	}
 	copied := c.rcvNxt - Seq(c.rcv.n) // the application's read position (copied_seq)
@@ -304,6 +323,33 @@ func (c *Conn) rcvSpaceAdjust(now int64) {
 	c.memCharged += grow
 	c.e.memUsed += int64(grow)
 	c.e.inc(StatRcvBufGrown)
+}
+
+// sndBufExpand is send-buffer autotuning after Linux's tcp_sndbuf_expand: when the application waits on
+// a full send buffer and the windows would let more than half of it be in flight, the buffer grows to
+// twice min(cwnd, SND.WND) (at least doubling), up to Config.SendBufferMax and within MemoryLimit. The
+// buffer then covers a round trip of data in flight plus as much queued behind it, as Linux's sndmem of
+// 2 * cwnd segments does. It copies the buffer, a few times in a connection's life. Owner only, e.mu and
+// c.mu held.
+func (c *Conn) sndBufExpand() {
+	if !c.sndFull || c.sndLocked || c.snd.buf == nil || c.finQueued {
+		return
+	}
+	cfg := &c.e.cfg
+	capNow := c.snd.cap()
+	wnd := int(min(c.cwnd, c.sndWnd))
+	if capNow >= cfg.SendBufferMax || 2*wnd <= capNow {
+		return
+	}
+	grow := min(max(2*wnd, 2*capNow), cfg.SendBufferMax) - capNow
+	if c.e.memUsed+int64(grow) > cfg.MemoryLimit {
+		return
+	}
+	c.snd.grow(capNow + grow)
+	c.memCharged += grow
+	c.e.memUsed += int64(grow)
+	c.sndFull = false
+	c.e.inc(StatSndBufGrown)
 }
 
 // xmit sends one segment: n bytes of the send buffer from seq (n may be 0), with flags. It returns false
@@ -378,7 +424,7 @@ func (c *Conn) sendSyn(now int64) {
 	*f = proto.TCPFields{SrcPort: c.id.local.Port(), DstPort: c.id.remote.Port(), Seq: uint32(c.iss),
 		Flags: proto.TCPFlagSYN, Window: uint16(min(c.e.cfg.RecvBuffer, 0xffff))}
 	cfg := &c.e.cfg
-	f.Options.MSS, f.Options.HasMSS = c.e.ourMSS, true
+	f.Options.MSS, f.Options.HasMSS = c.e.ourMSS(c.id.remote.Addr()), true
 	if c.state == StateSynReceived {
 		f.Flags |= proto.TCPFlagACK
 		f.Ack = uint32(c.rcvNxt)
@@ -483,7 +529,7 @@ func (c *Conn) terminate(err error) {
 	if c.err == nil {
 		c.err = err
 	}
-	c.rexmitAt, c.delackAt, c.waitAt, c.persist, c.rackAt, c.tlpAt = 0, 0, 0, false, 0, 0
+	c.rexmitAt, c.delackAt, c.waitAt, c.persist, c.rackAt, c.tlpAt, c.kaAt = 0, 0, 0, false, 0, 0, 0
 	c.signalEstablished()
 	if !c.doneDone {
 		c.doneDone = true
@@ -512,7 +558,7 @@ func (c *Conn) retryLimit() int {
 
 func (c *Conn) nextTimer() int64 {
 	t := int64(0)
-	for _, x := range [5]int64{c.rexmitAt, c.delackAt, c.waitAt, c.rackAt, c.tlpAt} {
+	for _, x := range [6]int64{c.rexmitAt, c.delackAt, c.waitAt, c.rackAt, c.tlpAt, c.kaAt} {
 		if x != 0 && (t == 0 || x < t) {
 			t = x
 		}
@@ -621,6 +667,9 @@ func (c *Conn) output(now int64) {
 			n = min(avail, usable, smss)
 			if n == 0 {
 				break
+			}
+			if c.plpmtud.on && c.sendMTUProbe(now, avail, usable) {
+				continue
 			}
 			// Retransmissions (below SND.MAX) go as they are: holding them back for SWS or Nagle could
 			// leave a connection whose window update was lost with nothing ever sent again.
@@ -786,6 +835,10 @@ func (c *Conn) timers(now int64) {
 		c.delackAt = 0
 		c.sendAck(now)
 	}
+	if c.kaAt != 0 && now >= c.kaAt {
+		c.kaAt = 0
+		c.keepAliveFire(now)
+	}
 }
 
 // rtoFire is RFC 6298 §5.4-5.6 (retransmit the earliest unacknowledged segment, back off the timer) and
@@ -816,9 +869,17 @@ func (c *Conn) rtoFire(now int64) {
 	if c.sndUna == c.sndMax {
 		return
 	}
+	if c.plpmtud.probing {
+		c.mtuProbeLost(now)
+	}
+	c.blackHole()
 	smss := c.smss()
-	flight := uint32(c.sndMax - c.sndUna)
-	c.ssthresh = max(flight/2, 2*smss)
+	if c.retries == 1 {
+		// RFC 5681 §3.1: ssthresh is set at the first RTO only; "the value of ssthresh is held constant"
+		// while the same data times out again.
+		c.ccCongestion(now)
+	}
+	c.ccTimeout()
 	c.cwnd, c.bytesAcked = smss, 0
 	c.sndNxt = c.sndUna
 	c.recover = c.sndMax // RFC 6582 §3.2 step 4

@@ -382,3 +382,44 @@ func TestLowerMTU(t *testing.T) {
 		t.Errorf("after SetMTU(1000) on the server a new connection has mss %d, want 960", c.mss)
 	}
 }
+
+// TestSendBufferAutotune: over a 40 ms RTT path with a reader that keeps up, a sender whose application
+// keeps its send buffer full gets a larger buffer (Config.SendBufferMax, sndBufExpand) and so more than the
+// initial 256 KiB in flight; one whose SendBuffer was set explicitly, or that called SetWriteBuffer, keeps
+// its buffer and the cap.
+func TestSendBufferAutotune(t *testing.T) {
+	run := func(cfg Config, lock bool) (flight int, a *Conn, e *Engine) {
+		w := newWire(t, cfg, 80)
+		w.delay = int64(20 * time.Millisecond)
+		a, b := w.pair()
+		if lock {
+			a.SetWriteBuffer(256 << 10)
+		}
+		e = w.eng[0]
+		w.onSend = func(from int, tc proto.TCP) {
+			if from == 0 {
+				flight = max(flight, int(a.sndMax-a.sndUna))
+				if a.memCharged != a.snd.cap()+a.rcv.cap() || e.memUsed != int64(a.memCharged) {
+					t.Fatalf("memory accounting: charged %d, buffers %d + %d, engine %d", a.memCharged, a.snd.cap(), a.rcv.cap(), e.memUsed)
+				}
+			}
+		}
+		transfer(t, w, a, b, 32<<20, 0)
+		return flight, a, e
+	}
+	flight, a, e := run(Config{}, false)
+	if flight <= 256<<10 || e.Stat(StatSndBufGrown) == 0 {
+		t.Fatalf("at most %d bytes in flight, send buffer grown %d times; want beyond 256 KiB", flight, e.Stat(StatSndBufGrown))
+	}
+	t.Logf("autotuned: %d bytes in flight at most, buffer grown %d times", flight, e.Stat(StatSndBufGrown))
+	for _, tc := range []struct {
+		cfg  Config
+		lock bool
+	}{{Config{SendBuffer: 256 << 10}, false}, {Config{}, true}} {
+		flight, a, e = run(tc.cfg, tc.lock)
+		if flight > 256<<10 || e.Stat(StatSndBufGrown) != 0 {
+			t.Errorf("%+v locked %v: %d bytes in flight, grown %d times; want the buffer kept", tc.cfg, tc.lock, flight, e.Stat(StatSndBufGrown))
+		}
+	}
+	_ = a
+}

@@ -11,49 +11,59 @@
 // puts the connection on a pending list and calls the owner's Waker. The owner never blocks on an
 // application.
 //
-// Implemented: all RFC 9293 states including simultaneous open and close and TIME-WAIT (2*MSL, configurable);
-// sequence arithmetic modulo 2^32 (Seq); RFC 6528 ISNs (SipHash-2-4 of the 4-tuple under a secret key, plus
-// a 4 µs clock); RFC 6056 ephemeral ports (Algorithm 4, double hash); RFC 5961 challenge ACKs for RSTs and
-// SYNs in the window and for old ACKs, limited per connection and by a random engine-wide budget as Linux
-// does since CVE-2016-5696, and the ACKs to out-of-window and PAWS-failed segments limited per connection
-// (Config.InvalidRateLimit, tcp_invalid_ratelimit); MSS (clamped to Config.MTU, lowered on live
-// connections by Engine.LowerMTU), RFC 7323 window scaling, timestamps (RTT, PAWS, TS.Recent expiry after
-// 24 days), RFC 2018 SACK (blocks sent from the out-of-order queue, received ones kept in a scoreboard);
-// RFC 6675 conservative SACK loss recovery (IsLost, pipe, NextSeg rules 1, 2 and 4) with RFC 6937
-// proportional rate reduction and RFC 8985 RACK-style time-based loss marking of holes and of lost
-// retransmissions, and tail loss probes (recovery.go); RFC 6298 RTO (SRTT/RTTVAR, Karn, exponential
-// backoff, configurable minimum); RFC 5681 slow start and congestion avoidance (Reno) with RFC 3465 byte
-// counting and RFC 6928's initial window, fast retransmit and RFC 6582 NewReno for peers without SACK;
+// Implemented: IPv4 and IPv6 connections (the checksum over either pseudo-header, MSS = MTU - 40 or - 60,
+// listeners on an address, on 0.0.0.0, or on [::] for both families); all RFC 9293 states including
+// simultaneous open and close and TIME-WAIT (2*MSL, configurable); sequence arithmetic modulo 2^32 (Seq);
+// RFC 6528 ISNs (SipHash-2-4 of the 4-tuple under a secret key, plus a 4 µs clock); RFC 6056 ephemeral ports
+// (Algorithm 4, double hash); RFC 5961 challenge ACKs for RSTs and SYNs in the window and for old ACKs,
+// limited per connection and by a random engine-wide budget as Linux does since CVE-2016-5696, and the ACKs
+// to out-of-window and PAWS-failed segments limited per connection (Config.InvalidRateLimit,
+// tcp_invalid_ratelimit); MSS (clamped to Config.MTU, lowered on live connections by Engine.LowerMTU), path
+// MTU discovery from ICMP (Engine.PacketTooBig, RFC 1191 and RFC 8201, validated as RFC 5927 §4.1 advises)
+// and, for black holes, packetization-layer PMTUD (RFC 4821, as Linux's tcp_mtu_probing=1: down after RTOs of
+// full-sized segments, then upward probes; pmtu.go), RFC 7323 window scaling, timestamps (RTT, PAWS,
+// TS.Recent expiry after 24 days), RFC 2018 SACK (blocks sent from the out-of-order queue, received ones kept
+// in a scoreboard); RFC 6675 conservative SACK loss recovery (IsLost, pipe, NextSeg rules 1, 2 and 4) with
+// RFC 6937 proportional rate reduction and RFC 8985 RACK-style time-based loss marking of holes and of lost
+// retransmissions, and tail loss probes that resend the last segment (recovery.go says why); RFC 6298 RTO
+// (SRTT/RTTVAR, Karn, exponential backoff, configurable minimum); congestion control CUBIC (RFC 9438, the
+// default, with fast convergence and the Reno-friendly region) or Reno (RFC 5681 with RFC 3465 byte
+// counting), chosen per engine, listener or connection (cc.go), RFC 6928's initial window and HyStart++
+// (RFC 9406) for the first slow start, fast retransmit and RFC 6582 NewReno for peers without SACK;
 // zero-window probing, given up after MaxRetries unanswered probes (tcp_retries2); sender and receiver SWS
 // avoidance; delayed ACKs (every second full segment - or one per connection per received batch, between
-// BeginBatch and Flush - and Config.DelayedAck at most 200 ms); Nagle with SetNoDelay; a bounded
-// out-of-order queue stored in the receive buffer itself; per-connection buffers with receive-buffer
-// autotuning after Linux's (a buffer grows while the application reads more per round trip than it holds,
-// up to Config.RecvBufferMax), a global memory cap, buffers given back as soon as no data can pass through
-// them any more (at the latest on entering TIME-WAIT); bounds on TIME-WAIT entries (Config.MaxTimeWait,
-// tcp_max_tw_buckets) and on connections closed by their application (Config.MaxOrphans and
-// OrphanRetries, tcp_max_orphans and tcp_orphan_retries); listeners with a SYN queue bound, an accept
-// backlog and RFC 4987 SYN cookies beyond it, accepted only shortly after an overflow. Every dropped
-// segment and every refusal is counted (Stat).
+// BeginBatch and Flush - and Config.DelayedAck at most 200 ms); Nagle with SetNoDelay; a bounded out-of-order
+// queue stored in the receive buffer itself; per-connection buffers with receive-buffer autotuning after
+// Linux's (a buffer grows while the application reads more per round trip than it holds, up to
+// Config.RecvBufferMax) and send-buffer autotuning after Linux's tcp_sndbuf_expand (a blocked writer's buffer
+// grows to twice what the windows let be in flight, up to Config.SendBufferMax), a global memory cap, buffers
+// given back as soon as no data can pass through them any more (at the latest on entering TIME-WAIT); bounds
+// on TIME-WAIT entries (Config.MaxTimeWait, tcp_max_tw_buckets) and on connections closed by their
+// application (Config.MaxOrphans and OrphanRetries, tcp_max_orphans and tcp_orphan_retries); listeners with a
+// SYN queue bound, an accept backlog and RFC 4987 SYN cookies beyond it, accepted only shortly after an
+// overflow, which keep window scaling and SACK in the timestamp as Linux does; keep-alive (RFC 1122
+// §4.2.3.6), SetLinger, SetReadBuffer and SetWriteBuffer with *net.TCPConn's signatures (sockopt.go). Every
+// dropped segment and every refusal is counted (Stat).
 //
-// Not implemented: IPv6 specifics (addresses are netip, but MSS assumes a 20-byte IP header), urgent data
-// (URG is ignored), keep-alives, ECN, RFC 6191 TIME-WAIT reuse, data carried on SYNs (ignored; the peer
-// retransmits it), path MTU discovery, CUBIC (RFC 9438) or any congestion control but Reno, full
-// per-segment RACK (send times are kept for retransmissions only; original transmissions are judged by
-// sequence order), RFC 6675 NextSeg rule 3, D-SACK undo, loss probes during recovery, send-buffer
-// autotuning, shrinking a grown receive buffer. SYN-cookie connections have no window scaling, SACK or
-// timestamps.
+// Not implemented: urgent data (URG is ignored), ECN, RFC 6191 TIME-WAIT reuse, data carried on SYNs
+// (ignored; the peer retransmits it), pacing, CUBIC's undo of spurious reductions (RFC 9438 §4.9) and its
+// app-limited rule (cwnd grows on every ACK of new data), full per-segment RACK (send times are kept for
+// retransmissions only; original transmissions are judged by sequence order), RFC 6675 NextSeg rule 3, D-SACK
+// undo, loss probes during recovery, shrinking a grown buffer. SYN-cookie connections from clients without
+// timestamps have no window scaling or SACK.
 //
-// Plugging it into a poller: one Engine per queue, created in the queue's handler with an Output that
-// builds the frame in the current pipeline.Batch (route the destination, Ethernet + IPv4 header with
-// protocol 6, then Segment.Encode for the rest; when no frame is free Send returns false and the engine
-// keeps the data or ACK for a later Tick) and with the queue's pipeline.Waker. Local delivery hands every checksum-verified TCP
-// segment for a local address to Input (the engine answers unknown ports with RST itself), between a
-// BeginBatch before the first segment of a received batch and a Flush after the last (the batch's ACKs
-// leave in Flush), and the handler's Tick calls Engine.Tick and merges its wake-up time. Listeners must exist on every queue's
+// Plugging it into a poller: one Engine per queue, created in the queue's handler with an Output that builds
+// the frame in the current pipeline.Batch (route the destination, Ethernet + IPv4 header with protocol 6 (or
+// IPv6 with next header 6), then Segment.Encode for the rest; when no frame is free Send returns false and
+// the engine keeps the data or ACK for a later Tick) and with the queue's pipeline.Waker. Local delivery
+// hands every checksum-verified TCP segment for a local address to Input (the engine answers unknown ports
+// with RST itself), between a BeginBatch before the first segment of a received batch and a Flush after the
+// last (the batch's ACKs leave in Flush), and the handler's Tick calls Engine.Tick and merges its wake-up
+// time; an ICMP fragmentation-needed or ICMPv6 Packet Too Big that quotes a TCP segment goes to
+// Engine.PacketTooBig, an interface MTU change to SetMTU and LowerMTU. Listeners must exist on every queue's
 // engine (or flows be steered to one queue), since RSS picks the queue by the 4-tuple.
 //
-// Nothing panics on segment contents. The established-state data path (Input of an in-order segment, the
-// ACK it causes, Flush, Tick) does not allocate (TestNoAllocs); autotuning allocates when it grows a
-// receive buffer, a few times in a connection's life.
+// Nothing panics on segment contents. The established-state data path (Input of an in-order segment, the ACK
+// it causes, Flush, Tick) does not allocate (TestNoAllocs); autotuning allocates when it grows a receive or
+// send buffer, a few times in a connection's life.
 package tcp

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,12 @@ type Config struct {
 	// SendBuffer and RecvBuffer are the per-connection buffer sizes in bytes a connection starts with.
 	// Default 256 KiB each.
 	SendBuffer, RecvBuffer int
+	// SendBufferMax caps send-buffer autotuning (as Linux's tcp_wmem[2]): while the application is
+	// blocked on a full send buffer, the buffer grows to twice what the windows let be in flight
+	// (min(cwnd, SND.WND)), so that a fast path is not capped at SendBuffer in flight (sndBufExpand).
+	// Default 4 MiB when SendBuffer is left at its default; when SendBuffer is set and SendBufferMax is
+	// not, autotuning is off (as setting SO_SNDBUF turns it off on Linux).
+	SendBufferMax int
 	// RecvBufferMax caps receive-buffer autotuning: a connection whose application reads more per
 	// round trip than its buffer can cover gets a larger buffer (and window), up to this size and within
 	// MemoryLimit (see rcvSpaceAdjust). The window scale we offer is chosen for this size. Default 4 MiB
@@ -77,12 +84,38 @@ type Config struct {
 	// accept - challenge ACKs, ACKs to out-of-window or PAWS-failed segments (Linux's
 	// tcp_invalid_ratelimit, which is also 500 ms by default). Default 500 ms.
 	InvalidRateLimit time.Duration
+	// CongestionControl is the algorithm of new connections: CUBIC (RFC 9438, the zero value) or Reno;
+	// Listener.SetCongestionControl and Conn.SetCongestionControl choose per listener and connection.
+	CongestionControl CongestionControl
+	// DisableHyStart turns HyStart++ (RFC 9406) off: the first slow start then runs until a loss, as
+	// RFC 5681 has it.
+	DisableHyStart bool
+	// DisableMTUProbing turns packetization-layer PMTUD (RFC 4821, pmtu.go) off; it is on as with Linux's
+	// tcp_mtu_probing=1: only after RTOs of full-sized segments suggest an ICMP black hole.
+	DisableMTUProbing bool
+	// BaseMSS is the MSS a suspected black hole drops to first (Linux's tcp_base_mss). Default 1024.
+	BaseMSS int
+	// MTUProbeInterval is how long a connection whose MTU search has converged waits before probing
+	// upward again (Linux's tcp_probe_interval). Default 10 minutes.
+	MTUProbeInterval time.Duration
+	// KeepAlive is the keep-alive setting of new connections (off unless Enable; zero durations and count
+	// take net.KeepAliveConfig's defaults, 15 s, 15 s and 9). Conn.SetKeepAlive, SetKeepAlivePeriod and
+	// SetKeepAliveConfig change it per connection.
+	KeepAlive net.KeepAliveConfig
 	// NoDelay disables Nagle's algorithm on new connections (Conn.SetNoDelay changes it per connection).
 	NoDelay bool
 	// Key is the secret of the ISN and SYN cookie hashes; all zero means a random key.
 	Key [16]byte
 	// Disable* turn options off: RFC 7323 timestamps and window scaling, RFC 2018 SACK.
 	DisableTimestamps, DisableWindowScale, DisableSACK bool
+}
+
+// Validate reports a field NewEngine cannot take as given (it uses the default instead).
+func (c *Config) Validate() error {
+	if c.CongestionControl >= numCC {
+		return fmt.Errorf("tcp config: congestion control %d unknown (use tcp.CUBIC or tcp.Reno)", c.CongestionControl)
+	}
+	return nil
 }
 
 func (c *Config) setDefaults() {
@@ -97,19 +130,29 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.MTU, 1500)
+	if c.CongestionControl >= numCC {
+		c.CongestionControl = CUBIC
+	}
 	c.MTU = max(c.MTU, 128)
-	def(&c.SendBuffer, 256<<10)
+	if c.SendBuffer <= 0 {
+		c.SendBuffer = 256 << 10
+		def(&c.SendBufferMax, 4<<20)
+	}
 	if c.RecvBuffer <= 0 {
 		c.RecvBuffer = 256 << 10
 		def(&c.RecvBufferMax, 4<<20)
 	}
 	c.RecvBuffer = min(c.RecvBuffer, 1<<30) // RFC 7323 §2.3: the window is below 2^30
 	c.SendBuffer = min(c.SendBuffer, 1<<30)
+	c.SendBufferMax = min(max(c.SendBufferMax, c.SendBuffer), 1<<30)
 	c.RecvBufferMax = min(max(c.RecvBufferMax, c.RecvBuffer), 1<<30)
 	if c.MemoryLimit <= 0 {
 		c.MemoryLimit = 256 << 20
 	}
 	def(&c.MaxOutOfOrder, 32)
+	def(&c.BaseMSS, 1024)
+	c.BaseMSS = max(c.BaseMSS, minProbeMSS)
+	defD(&c.MTUProbeInterval, 10*time.Minute)
 	def(&c.MaxTimeWait, 8192)
 	def(&c.SynQueueLen, 128)
 	def(&c.AcceptBacklog, 128)
@@ -156,7 +199,6 @@ type Engine struct {
 	chLeft    int
 	scratch   Segment
 	rcvScale  uint8
-	ourMSS    uint16
 
 	pendMu    sync.Mutex
 	pending   []*Conn
@@ -187,8 +229,13 @@ func NewEngine(cfg Config, out Output, waker Waker) *Engine {
 	for e.rcvScale < 14 && cfg.RecvBufferMax>>e.rcvScale > 0xffff {
 		e.rcvScale++
 	}
-	e.ourMSS = uint16(min(cfg.MTU-proto.IPv4MinHeaderLen-proto.TCPMinHeaderLen, 0xffff))
 	return e
+}
+
+// ourMSS is the MSS we announce and use on connections with addresses of a's family: the MTU less the IP
+// and TCP headers (RFC 9293 §3.7.1; 60 bytes for IPv6, RFC 8200 §5). Called with e.mu held.
+func (e *Engine) ourMSS(a netip.Addr) uint16 {
+	return uint16(min(e.cfg.MTU-ipOverhead(a), 0xffff))
 }
 
 // Config returns the configuration with defaults filled in.
@@ -366,6 +413,9 @@ func (e *Engine) afterConn(c *Conn) {
 	if c.memCharged > 0 {
 		c.releaseBuffers()
 	}
+	if c.ka.on && c.kaAt == 0 {
+		c.armKeepAlive(e.now)
+	}
 	e.noteTimer(c.nextTimer())
 }
 
@@ -484,12 +534,25 @@ func (e *Engine) sendReset(id connID, seg proto.TCP) {
 	}
 }
 
+// listener finds the listener for a local address: bound to that address, else to the unspecified
+// address of its family, else - for IPv4 - to [::], which listens on both families as a Linux socket
+// without IPV6_V6ONLY does.
+func (e *Engine) listener(local netip.AddrPort) *Listener {
+	if l := e.listeners[local]; l != nil {
+		return l
+	}
+	port := local.Port()
+	if local.Addr().Is4() {
+		if l := e.listeners[netip.AddrPortFrom(netip.IPv4Unspecified(), port)]; l != nil {
+			return l
+		}
+	}
+	return e.listeners[netip.AddrPortFrom(netip.IPv6Unspecified(), port)]
+}
+
 // noConn handles a segment with no connection: LISTEN processing (RFC 9293 §3.10.7.2) or CLOSED.
 func (e *Engine) noConn(now int64, id connID, seg proto.TCP, o *proto.TCPOptions) {
-	l := e.listeners[id.local]
-	if l == nil {
-		l = e.listeners[netip.AddrPortFrom(netip.IPv4Unspecified(), id.local.Port())]
-	}
+	l := e.listener(id.local)
 	f := seg.Flags()
 	if l == nil {
 		e.inc(DropNoConnection)
@@ -534,13 +597,22 @@ func (e *Engine) listenSYN(now int64, l *Listener, id connID, seg proto.TCP, o *
 		if o.HasMSS {
 			mss = o.MSS
 		}
-		iss := e.cookie(id, Seq(seg.Seq()), min(mss, e.ourMSS), now)
+		iss := e.cookie(id, Seq(seg.Seq()), min(mss, e.ourMSS(id.remote.Addr())), now)
 		s := &e.scratch
 		*s = Segment{Src: id.local, Dst: id.remote}
 		s.Fields = proto.TCPFields{SrcPort: id.local.Port(), DstPort: id.remote.Port(), Seq: uint32(iss),
 			Ack: seg.Seq() + 1, Flags: proto.TCPFlagSYN | proto.TCPFlagACK,
 			Window: uint16(min(e.cfg.RecvBuffer, 0xffff))}
-		s.Fields.Options.MSS, s.Fields.Options.HasMSS = e.ourMSS, true
+		s.Fields.Options.MSS, s.Fields.Options.HasMSS = e.ourMSS(id.remote.Addr()), true
+		if o.HasTimestamps && !e.cfg.DisableTimestamps {
+			// The options the cookie cannot carry ride in the low bits of our timestamp, which the
+			// client echoes in every segment (cookieOptions).
+			opts := cookieOptions(o, &e.cfg)
+			ts := &s.Fields.Options
+			ts.HasTimestamps, ts.TSval, ts.TSecr = true, cookieTSval(now, iss, opts), o.TSval
+			ts.HasWindowScale, ts.WindowScale = opts&cookieNoWS != cookieNoWS, e.rcvScale
+			ts.SACKPermitted = opts&cookieSACK != 0
+		}
 		if e.out.Send(s) {
 			e.inc(StatSegsOut)
 		} else {
@@ -553,6 +625,7 @@ func (e *Engine) listenSYN(now int64, l *Listener, id connID, seg proto.TCP, o *
 		return
 	}
 	c := e.newConn(id)
+	c.cc.algo = l.cc
 	c.l = l
 	l.synq++
 	c.state = StateSynReceived
@@ -588,16 +661,29 @@ func (e *Engine) cookieAccept(now int64, l *Listener, id connID, seg proto.TCP, 
 	}
 	e.inc(StatCookiesAccepted)
 	c := e.newConn(id)
+	c.cc.algo = l.cc
 	c.iss, c.irs = iss, irs
 	c.sndUna, c.sndNxt, c.sndMax = iss+1, iss+1, iss+1
 	c.recover = iss
 	c.rcvNxt = irs + 1
-	c.mss = min(mss, e.ourMSS)
 	c.rcvScale = 0
+	if o.HasTimestamps && o.TSecr != 0 && !e.cfg.DisableTimestamps {
+		// RFC 4987 §3.6 as Linux does it: the options of the client's SYN come back in the TSecr.
+		c.tsOK, c.tsRecent, c.tsRecentAt = true, o.TSval, now
+		opts := o.TSecr & cookieOptMask
+		if ws := uint8(opts & cookieNoWS); ws != cookieNoWS && !e.cfg.DisableWindowScale {
+			c.wsOK, c.sndScale, c.rcvScale = true, min(ws, 14), e.rcvScale
+		}
+		c.sackOK = opts&cookieSACK != 0 && !e.cfg.DisableSACK
+		e.inc(StatCookieOptions)
+	}
+	c.mss = min(mss, e.ourMSS(id.remote.Addr()))
+	c.synMSS = c.mss
+	c.lastAckSent = c.rcvNxt
 	c.rcvAdv = c.rcvNxt + Seq(min(e.cfg.RecvBuffer, 0xffff))
 	c.allocBuffers()
 	c.state = StateEstablished
-	c.sndWnd = uint32(seg.Window())
+	c.sndWnd = uint32(seg.Window()) << c.sndScale
 	c.maxSndWnd = c.sndWnd
 	c.sndWl1, c.sndWl2 = Seq(seg.Seq()), Seq(seg.Ack())
 	c.initCC()
@@ -620,24 +706,27 @@ func (e *Engine) newConn(id connID) *Conn {
 		doneCh: make(chan struct{}), closedCh: make(chan struct{}),
 		ooo: make([]seqRange, 0, e.cfg.MaxOutOfOrder)}
 	c.mss = 536
+	c.cc.algo = e.cfg.CongestionControl
+	c.ka.set(e.cfg.KeepAlive)
+	c.linger = -1
 	c.rdl.Init()
 	c.wdl.Init()
 	return c
 }
 
 // SetMTU sets the IP MTU of the paths that connections opened from now on announce and use, as
-// Config.MTU does at the start (MSS = MTU - 40); it may go up or down. Existing connections keep their
+// Config.MTU does at the start (MSS = MTU - 40, or - 60 for IPv6); it may go up or down. Existing connections keep their
 // MSS: LowerMTU changes theirs. The stack calls it with the smallest MTU of the queue's interfaces when
 // one of them changes. Safe from any goroutine.
 func (e *Engine) SetMTU(mtu int) {
 	mtu = max(mtu, 128)
 	e.mu.Lock()
 	e.cfg.MTU = mtu
-	e.ourMSS = uint16(min(mtu-proto.IPv4MinHeaderLen-proto.TCPMinHeaderLen, 0xffff))
 	e.mu.Unlock()
 }
 
-// LowerMTU lowers the MSS of existing connections to what an IP MTU of mtu allows (mtu - 40), for the
+// LowerMTU lowers the MSS of existing connections to what an IP MTU of mtu allows (mtu - 40, IPv6 mtu
+// - 60), for the
 // connections for which match (nil: all) reports true - those whose route leaves through the interface
 // whose MTU went down - and returns how many it changed (StatMSSLowered). A connection's MSS never
 // goes up here. Segments are cut from the send buffer as they leave, so new data and retransmissions of
@@ -645,13 +734,14 @@ func (e *Engine) SetMTU(mtu int) {
 // Output are not touched. match is called with the engine's lock held and must not call the engine.
 // Safe from any goroutine.
 func (e *Engine) LowerMTU(mtu int, match func(local, remote netip.AddrPort) bool) int {
-	mss := uint16(min(max(mtu, 128)-proto.IPv4MinHeaderLen-proto.TCPMinHeaderLen, 0xffff))
 	n := 0
 	e.mu.Lock()
 	for _, c := range e.conns {
 		c.mu.Lock()
+		mss := uint16(min(max(mtu, 128)-ipOverhead(c.id.remote.Addr()), 0xffff))
 		if c.state != StateClosed && c.state != StateTimeWait && c.mss > mss && (match == nil || match(c.id.local, c.id.remote)) {
 			c.mss = mss
+			c.pathMSS = mss
 			n++
 			e.inc(StatMSSLowered)
 		}
@@ -666,9 +756,12 @@ var (
 	ErrAddrInUse   = errors.New("address already in use (close the other listener or connection, or pick another port)")
 	ErrMemoryLimit = errors.New("tcp memory limit reached (raise Config.MemoryLimit or close connections)")
 	ErrNoPort      = errors.New("no free ephemeral port for this destination (close some connections)")
+	errUnknownCC   = errors.New("unknown congestion control (use tcp.CUBIC or tcp.Reno)")
 )
 
-// Listen opens a listener on laddr (address may be unspecified for all local addresses).
+// Listen opens a listener on laddr. An unspecified address listens on all local addresses: 0.0.0.0 (or
+// the zero Addr) on those of IPv4, [::] on those of both families (a Linux socket without IPV6_V6ONLY);
+// a listener bound to an address, then one on its family's unspecified address, come first.
 func (e *Engine) Listen(laddr netip.AddrPort) (*Listener, error) {
 	if laddr.Port() == 0 {
 		return nil, fmt.Errorf("listen tcp %v: a listening port must be given", laddr)
@@ -683,7 +776,8 @@ func (e *Engine) Listen(laddr netip.AddrPort) (*Listener, error) {
 	if e.listeners[laddr] != nil {
 		return nil, fmt.Errorf("listen tcp %v: %w", laddr, ErrAddrInUse)
 	}
-	l := &Listener{e: e, addr: laddr, acceptCh: make(chan *Conn, e.cfg.AcceptBacklog), closed: make(chan struct{})}
+	l := &Listener{e: e, addr: laddr, acceptCh: make(chan *Conn, e.cfg.AcceptBacklog), closed: make(chan struct{}),
+		cc: e.cfg.CongestionControl}
 	e.listeners[laddr] = l
 	return l, nil
 }

@@ -13,7 +13,7 @@ import (
 func checkLimits(t testing.TB, e *Engine, c *Conn) {
 	t.Helper()
 	cfg := e.Config()
-	if c.rcv.n > c.rcv.cap() || c.snd.n > c.snd.cap() || c.rcv.cap() > cfg.RecvBufferMax || c.snd.cap() > cfg.SendBuffer {
+	if c.rcv.n > c.rcv.cap() || c.snd.n > c.snd.cap() || c.rcv.cap() > cfg.RecvBufferMax || c.snd.cap() > cfg.SendBufferMax {
 		t.Fatalf("buffers over their limits: rcv %d/%d snd %d/%d", c.rcv.n, c.rcv.cap(), c.snd.n, c.snd.cap())
 	}
 	if len(c.ooo) > cfg.MaxOutOfOrder || cap(c.ooo) != cfg.MaxOutOfOrder {
@@ -30,6 +30,9 @@ func checkLimits(t testing.TB, e *Engine, c *Conn) {
 	if c.nsacked > maxSACKScoreboard {
 		t.Fatalf("scoreboard %d", c.nsacked)
 	}
+	if c.state.synchronized() && (c.mss < minProbeMSS || c.sndScale > 14 || c.rcvScale > 14) {
+		t.Fatalf("mss %d, scales %d/%d", c.mss, c.sndScale, c.rcvScale)
+	}
 	if e.memUsed < 0 || e.memUsed > cfg.MemoryLimit {
 		t.Fatalf("memory accounting %d", e.memUsed)
 	}
@@ -39,7 +42,9 @@ func checkLimits(t testing.TB, e *Engine, c *Conn) {
 // ways): the header is taken from the input, with the ports forced to the connection's so that it reaches
 // it, and the sequence and acknowledgment numbers optionally made relative to RCV.NXT and SND.UNA so
 // that the fuzzer reaches the in-window paths; mode&4 delivers it twice in one received batch
-// (BeginBatch, Flush). Nothing may panic and no buffer may exceed its limit.
+// (BeginBatch, Flush); mode&8 also hands the engine a Packet Too Big quoting the segment's
+// acknowledgment number as our sequence number and its window as the MTU. Nothing may panic and no buffer
+// may exceed its limit.
 func FuzzEstablishedSegment(f *testing.F) {
 	hdr := func(flags proto.TCPFlags, seqOff, ackOff uint32, opts proto.TCPOptions, payload int) []byte {
 		fl := proto.TCPFields{Seq: seqOff, Ack: ackOff, Flags: flags, Window: 1000, Options: opts}
@@ -60,6 +65,9 @@ func FuzzEstablishedSegment(f *testing.F) {
 	batch := hdr(proto.TCPFlagACK, 0, 0, proto.TCPOptions{}, 1448)
 	batch[0] |= 4
 	f.Add(batch)
+	ptb := hdr(proto.TCPFlagACK, 0, 100, proto.TCPOptions{}, 0)
+	ptb[0] |= 8
+	f.Add(ptb)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) < 1+proto.TCPMinHeaderLen {
 			return
@@ -94,6 +102,9 @@ func FuzzEstablishedSegment(f *testing.F) {
 		} else {
 			w.eng[1].Input(w.now, addrA, addrB, tc)
 		}
+		if mode&8 != 0 {
+			w.eng[1].PacketTooBig(w.now, b.id.local, b.id.remote, tc.Ack(), int(tc.Window()))
+		}
 		checkLimits(t, w.eng[1], b)
 		w.run(2*time.Second, func() { b.tryRead(make([]byte, 4096)); a.tryRead(make([]byte, 4096)) }, nil)
 		checkLimits(t, w.eng[1], b)
@@ -117,6 +128,45 @@ func FuzzListenerSegment(f *testing.F) {
 		w.run(time.Minute, nil, nil)
 		for _, c := range w.eng[1].conns {
 			checkLimits(t, w.eng[1], c)
+		}
+	})
+}
+
+// FuzzCookieACK completes SYN-cookie handshakes with arbitrary segments: the header and options come from
+// the input (the TSecr that carries the cookie's options included), the ports and the acknowledgment
+// number are forced to a valid cookie for the tuple and the segment's sequence number. The connection
+// built must respect every bound, whatever options it claims.
+func FuzzCookieACK(f *testing.F) {
+	ack := func(opts proto.TCPOptions, payload int) []byte {
+		fl := proto.TCPFields{Seq: 1001, Flags: proto.TCPFlagACK, Window: 1000, Options: opts}
+		b := make([]byte, fl.HeaderLen()+payload)
+		fl.Encode(b)
+		return b
+	}
+	f.Add(ack(proto.TCPOptions{HasTimestamps: true, TSval: 5, TSecr: 0x17}, 0))
+	f.Add(ack(proto.TCPOptions{HasTimestamps: true, TSval: 5, TSecr: 0x3f}, 100))
+	f.Add(ack(proto.TCPOptions{}, 10))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		w := newWire(t, Config{SynQueueLen: 1, RecvBuffer: 8192, SendBuffer: 8192}, 1)
+		e := w.eng[1]
+		l, _ := e.Listen(netip.AddrPortFrom(addrB, 80))
+		l.lastOverflow = w.now
+		seg := append([]byte(nil), data...)
+		tc, perr := proto.ParseTCP(seg)
+		if perr != proto.OK {
+			return
+		}
+		binary.BigEndian.PutUint16(seg[0:], 40000)
+		binary.BigEndian.PutUint16(seg[2:], 80)
+		id := connID{local: netip.AddrPortFrom(addrB, 80), remote: netip.AddrPortFrom(addrA, 40000)}
+		binary.BigEndian.PutUint32(seg[8:], uint32(e.cookie(id, Seq(tc.Seq()-1), 1460, w.now))+1)
+		e.Input(w.now, addrA, addrB, tc)
+		if _, oerr := proto.ParseTCPOptions(tc.Options()); oerr == proto.OK && tc.Flags() == proto.TCPFlagACK && e.Stat(StatCookiesAccepted) != 1 {
+			t.Fatalf("valid cookie ACK not accepted: bad cookies %d", e.Stat(DropBadCookie))
+		}
+		w.run(time.Minute, nil, nil)
+		for _, c := range e.conns {
+			checkLimits(t, e, c)
 		}
 	})
 }

@@ -3,6 +3,8 @@ package tcp
 import (
 	"encoding/binary"
 	"math/bits"
+
+	"github.com/xdpnet/xdpnet/proto"
 )
 
 // sipHash24 is SipHash-2-4 (Aumasson and Bernstein, 2012), the keyed PRF RFC 6528 §3 suggests for F():
@@ -91,8 +93,13 @@ func (e *Engine) isn(id connID, now int64) Seq {
 // The hash covers the whole counter and the MSS index, as Linux's cookie_v4_init_sequence covers its count
 // and MSS index: hashing only the 5 bits of t that the cookie carries made a cookie valid again every 32
 // periods (34 minutes), and leaving the index out let an attacker pick any MSS for a valid cookie.
-// What a cookie cannot carry is lost, as in Linux without timestamps: window scaling, SACK and timestamps
-// are off on such a connection.
+// The options of the client's SYN that the ISN has no room for travel in our timestamp, as Linux's
+// cookie_init_timestamp does (RFC 4987 §3.6: "the timestamp option could be used to store ... window
+// scaling and SACK"): when the SYN carries timestamps, the TSval of the SYN-ACK has the client's window
+// scale (15: none) in bits 0-3 and SACK-permitted in bit 4, and the client echoes it in the TSecr of its
+// ACK. Bit 5 is ECN in Linux; this engine does not do ECN and leaves it 0. The options are not covered by
+// the hash - a client can only claim options for the connection it completes itself. Without
+// timestamps, window scaling and SACK are off on a cookie connection, as in Linux.
 var cookieMSS = [8]uint16{216, 536, 1024, 1220, 1360, 1440, 1452, 1460}
 
 const cookiePeriod = 64e9 // ns
@@ -125,4 +132,36 @@ func (e *Engine) checkCookie(id connID, clientISN, c Seq, now int64) (uint16, bo
 		return 0, false
 	}
 	return cookieMSS[idx], true
+}
+
+// Bits of a SYN cookie's TSval (cookieTSval).
+const (
+	cookieNoWS    = 0xf  // bits 0-3: the client's window scale, this value when it sent none
+	cookieSACK    = 0x10 // bit 4: SACK permitted
+	cookieOptMask = 0x3f // bits 0-5 (bit 5, ECN in Linux, stays 0)
+)
+
+// cookieOptions encodes the options of the client's SYN that a cookie connection keeps, as far as
+// this engine's configuration allows them.
+func cookieOptions(o *proto.TCPOptions, cfg *Config) uint32 {
+	opts := uint32(cookieNoWS)
+	if o.HasWindowScale && !cfg.DisableWindowScale {
+		opts = uint32(min(o.WindowScale, 14))
+	}
+	if o.SACKPermitted && !cfg.DisableSACK {
+		opts |= cookieSACK
+	}
+	return opts
+}
+
+// cookieTSval is the TSval of a cookie SYN-ACK: the connection's timestamp clock (tsClock, offset by the
+// cookie ISS, as the connection will have it) with opts in the low bits, moved back by 64 ms if that put
+// it ahead of the clock, so that the connection's timestamps never go backwards (Linux does the same).
+func cookieTSval(now int64, iss Seq, opts uint32) uint32 {
+	base := tsClock(now, iss)
+	ts := base&^cookieOptMask | opts
+	if int32(ts-base) > 0 {
+		ts -= cookieOptMask + 1
+	}
+	return ts
 }

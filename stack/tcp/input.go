@@ -90,6 +90,7 @@ func (c *Conn) segment(now int64, h proto.TCP, o *proto.TCPOptions, payload []by
 		}
 		return
 	}
+	c.lastRcvAt, c.kaProbes = now, 0 // the peer is there (keep-alive)
 
 	// Second, the RST bit, RFC 5961 §3.2: "If the RST bit is set and the sequence number exactly matches the
 	// next expected sequence number (RCV.NXT), then TCP MUST reset the connection ... Otherwise (in the
@@ -412,7 +413,7 @@ func (c *Conn) enterTimeWait(now int64) {
 	c.inTimeWait = true
 	c.unorphan() // a TIME-WAIT entry is not an orphan, as in Linux
 	c.state = StateTimeWait
-	c.rexmitAt, c.persist, c.delackAt = 0, false, 0
+	c.rexmitAt, c.persist, c.delackAt, c.kaAt = 0, false, 0, 0
 	c.waitAt = now + 2*int64(c.e.cfg.MSL) // RFC 9293 §3.4.2: "wait ... 2 MSL"
 	signal(c.rdCh)
 	signal(c.wrCh)
@@ -422,12 +423,15 @@ func (c *Conn) enterTimeWait(now int64) {
 // window (RFC 5681 §3.1, RFC 6582 §3.2) and restart the retransmission timer (RFC 6298 §5.2-5.3).
 func (c *Conn) ackNew(now int64, ack Seq, o *proto.TCPOptions) {
 	acked := uint32(ack - c.sndUna)
+	rtt := int64(0)
 	if c.tsOK && o.HasTimestamps && o.TSecr != 0 {
 		// RFC 7323 §4.1: the RTT from the echoed timestamp; valid for retransmissions too.
-		c.rttSample(int64(c.tsNow(now)-o.TSecr) * 1e6)
+		rtt = max(int64(c.tsNow(now)-o.TSecr)*1e6, 1000) // 1 µs: below the clock's granularity
+		c.rttSample(rtt)
 		c.rttTiming = false
 	} else if c.rttTiming && ack.GreaterEq(c.rttSeq) {
-		c.rttSample(now - c.rttStart)
+		rtt = max(now-c.rttStart, 1000)
+		c.rttSample(rtt)
 		c.rttTiming = false
 	}
 	data := min(int(acked), c.snd.n)
@@ -443,6 +447,9 @@ func (c *Conn) ackNew(now int64, ack Seq, o *proto.TCPOptions) {
 		c.sndMax = ack // the probe byte
 	}
 	c.retries = 0
+	if c.plpmtud.probing && ack.GreaterEq(c.plpmtud.probeEnd) {
+		c.mtuProbeAcked()
+	}
 	// Prune the SACK scoreboard below SND.UNA.
 	k := 0
 	for i := 0; i < c.nsacked; i++ {
@@ -494,19 +501,9 @@ func (c *Conn) ackNew(now int64, ack Seq, o *proto.TCPOptions) {
 		c.dupAcks = 0
 		// RFC 3465 byte counting: the window grows by what the ACKs cover, not by how many there are, so a
 		// receiver that ACKs every second segment or once per batch (Engine.BeginBatch) does not slow it.
-		if c.cwnd < c.ssthresh {
-			c.cwnd += min(acked, 2*smss) // slow start, RFC 3465 §2.2 with L = 2*SMSS
-		} else {
-			// Congestion avoidance, RFC 3465 §2.1: one SMSS per cwnd of acknowledged data (RFC 5681 §3.1
-			// prefers this to eq. 3's per-ACK approximation).
-			c.bytesAcked += acked
-			if c.bytesAcked >= c.cwnd {
-				c.bytesAcked -= c.cwnd
-				c.cwnd += smss
-			}
-		}
-		c.cwnd = min(c.cwnd, 1<<30)
+		c.ccAck(now, acked, rtt)
 	}
+	c.sndBufExpand()
 	if c.sndUna == c.sndMax {
 		if !c.persist {
 			c.rexmitAt = 0
@@ -539,9 +536,10 @@ func (c *Conn) dupAck(now int64) {
 		// (avoids repeated fast retransmits of one window after an RTO). recover here is one past the
 		// highest sequence number sent, so "covers more" is SND.UNA >= recover.
 		if c.dupAcks == 3 && c.sndUna.GreaterEq(c.recover) {
-			flight := uint32(c.sndMax - c.sndUna)
-			c.ssthresh = max(flight/2, 2*smss)
-			c.bytesAcked = 0
+			if c.plpmtud.probing {
+				c.mtuProbeLost(now)
+			}
+			c.ccCongestion(now)
 			c.recover = c.sndMax
 			c.inRecovery = true
 			c.e.inc(StatFastRetransmits)

@@ -75,8 +75,11 @@ func TestSynFloodThenCookie(t *testing.T) {
 	if b == nil || e.Stat(StatCookiesAccepted) != 1 {
 		t.Fatalf("cookie connection: accepted %v, cookies accepted %d, client %v", b != nil, e.Stat(StatCookiesAccepted), a.State())
 	}
-	if b.wsOK || b.tsOK || b.sackOK || b.mss != 1460 || a.wsOK || a.tsOK {
-		t.Errorf("cookie connection options: ws %v ts %v sack %v mss %d", b.wsOK, b.tsOK, b.sackOK, b.mss)
+	// The client's options came back in the timestamp it echoed (RFC 4987 §3.6, cookieTSval).
+	if !b.wsOK || !b.tsOK || !b.sackOK || b.mss != 1460 || !a.wsOK || !a.tsOK || !a.sackOK ||
+		b.sndScale != a.rcvScale || b.rcvScale != a.sndScale || e.Stat(StatCookieOptions) != 1 {
+		t.Errorf("cookie connection options: ws %v (scales %d/%d, client %d/%d) ts %v sack %v mss %d",
+			b.wsOK, b.sndScale, b.rcvScale, a.sndScale, a.rcvScale, b.tsOK, b.sackOK, b.mss)
 	}
 	// A forged ACK with a wrong cookie is refused with a RST.
 	var rsts int
@@ -445,5 +448,106 @@ func TestOrphanLimit(t *testing.T) {
 	w.run(time.Hour, nil, func() bool { return e.Conns() == 0 })
 	if e.orphans != 0 || e.Conns() != 0 {
 		t.Fatalf("after the retries: %d orphans, %d connections", e.orphans, e.Conns())
+	}
+}
+
+// TestCookieKeepsOptions: what a SYN-cookie SYN-ACK offers and what the connection built from the ACK
+// keeps, for SYNs with and without each option: the window scale and SACK-permitted travel in the low
+// bits of our TSval and come back in the client's TSecr; without timestamps they are lost, as in Linux.
+func TestCookieKeepsOptions(t *testing.T) {
+	client := netip.MustParseAddr("198.18.0.9")
+	for i, tc := range []struct {
+		ts, ws, sack bool
+		scale        uint8
+	}{
+		{true, true, true, 7}, {true, true, false, 3}, {true, false, true, 0}, {true, true, true, 14},
+		{false, true, true, 7},
+	} {
+		w := newWire(t, Config{SynQueueLen: 1}, int64(50+i))
+		e := w.eng[1]
+		l, _ := e.Listen(netip.AddrPortFrom(addrB, 80))
+		l.synq = 1 // the queue is full: SYNs get cookies
+		var synack proto.TCP
+		w.drop = func(from int, seg proto.TCP) bool {
+			if from == 1 && seg.Flags().Has(proto.TCPFlagSYN) {
+				synack = append(proto.TCP(nil), seg...)
+			}
+			return true
+		}
+		src := netip.AddrPortFrom(client, uint16(40000+i))
+		dst := netip.AddrPortFrom(addrB, 80)
+		syn := proto.TCPFields{Seq: 1000, Flags: proto.TCPFlagSYN, Window: 65535,
+			Options: proto.TCPOptions{MSS: 1460, HasMSS: true, HasWindowScale: tc.ws, WindowScale: tc.scale,
+				SACKPermitted: tc.sack, HasTimestamps: tc.ts, TSval: 777}}
+		w.inject(1, src, dst, syn, nil)
+		if synack == nil || e.Stat(StatCookiesSent) != 1 {
+			t.Fatalf("case %d: no cookie SYN-ACK", i)
+		}
+		so, _ := proto.ParseTCPOptions(synack.Options())
+		if so.HasTimestamps != tc.ts || so.HasWindowScale != (tc.ts && tc.ws) || so.SACKPermitted != (tc.ts && tc.sack) ||
+			tc.ts && (so.TSecr != 777 || int32(so.TSval-tsClock(w.now, Seq(synack.Seq()))) > 0) {
+			t.Fatalf("case %d: SYN-ACK options %+v", i, so)
+		}
+		ack := proto.TCPFields{Seq: 1001, Ack: synack.Seq() + 1, Flags: proto.TCPFlagACK, Window: 1000}
+		if tc.ts {
+			ack.Options = proto.TCPOptions{HasTimestamps: true, TSval: 778, TSecr: so.TSval}
+		}
+		w.inject(1, src, dst, ack, nil)
+		b := accepted(l)
+		if b == nil {
+			t.Fatalf("case %d: cookie ACK not accepted (bad cookies %d)", i, e.Stat(DropBadCookie))
+		}
+		wantScale := uint8(0)
+		if tc.ts && tc.ws {
+			wantScale = tc.scale
+		}
+		if b.tsOK != tc.ts || b.wsOK != (tc.ts && tc.ws) || b.sackOK != (tc.ts && tc.sack) || b.sndScale != wantScale ||
+			b.sndWnd != 1000<<wantScale || b.wsOK && b.rcvScale != e.rcvScale || !b.wsOK && b.rcvScale != 0 {
+			t.Errorf("case %d %+v: connection ts %v ws %v (snd %d rcv %d, wnd %d) sack %v", i, tc, b.tsOK, b.wsOK,
+				b.sndScale, b.rcvScale, b.sndWnd, b.sackOK)
+		}
+		if tc.ts && (b.tsRecent != 778 || b.tsNow(w.now) != tsClock(w.now, Seq(synack.Seq()))) {
+			t.Errorf("case %d: TS.Recent %d, clock not the one the SYN-ACK used", i, b.tsRecent)
+		}
+	}
+}
+
+// TestLossProbeResendsLast: a receiver that holds its ACKs (as Linux does while its application has not
+// read) gets, after the probe timeout, the last segment again rather than new data - a duplicate it
+// answers at once - and the sender carries on without an RTO.
+func TestLossProbeResendsLast(t *testing.T) {
+	w := newWire(t, Config{NoDelay: true}, 24)
+	a, b := w.pair()
+	transfer0 := newStream(5, 1<<20)
+	k := newSink()
+	w.run(200*time.Millisecond, func() { pumpWrite(a, transfer0); k.drain(b) }, func() bool { return k.n > 200<<10 })
+	// From now on b's ACKs of in-order data are lost (held); its answers to duplicates get through. The
+	// window is small, so data waits behind it.
+	a.mu.Lock()
+	a.cwnd, a.ssthresh = 10*a.smss(), 10*a.smss()
+	a.mu.Unlock()
+	var probe proto.TCP
+	var probeMax Seq
+	newData := false
+	held := true
+	w.drop = func(from int, tc proto.TCP) bool {
+		if from == 0 && a.tlpOut && probe == nil {
+			probe, probeMax = append(proto.TCP(nil), tc...), a.sndMax
+			newData = a.snd.n > int(a.sndMax-a.sndUna)
+		}
+		return from == 1 && held && !(probe != nil && len(tc.Payload()) == 0)
+	}
+	w.run(time.Second, func() { k.drain(b) }, func() bool { return probe != nil })
+	if probe == nil {
+		t.Fatalf("no loss probe (probes %d, RTOs %d)", w.eng[0].Stat(StatTailLossProbes), w.eng[0].Stat(StatTimeouts))
+	}
+	if end := Seq(probe.Seq()) + Seq(len(probe.Payload())); end != probeMax || !newData {
+		t.Fatalf("probe [%d, %d), SND.MAX %d, new data waiting %v: want the last segment though new data waits",
+			probe.Seq(), end, probeMax, newData)
+	}
+	held = false
+	w.sendAll(a, b, transfer0, a.CloseWrite, k, time.Minute)
+	if !k.eof || w.eng[0].Stat(StatTimeouts) != 0 {
+		t.Fatalf("eof %v, %d RTOs", k.eof, w.eng[0].Stat(StatTimeouts))
 	}
 }

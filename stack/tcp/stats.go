@@ -27,6 +27,7 @@ const (
 	StatRescueRetransmits   // RFC 6675 §4 NextSeg rule 4 retransmissions
 	StatTailLossProbes      // RFC 8985 §7 loss probes
 	StatRcvBufGrown         // receive buffer autotuning grew a connection's buffer (Config.RecvBufferMax)
+	StatSndBufGrown         // send buffer autotuning grew a connection's buffer (Config.SendBufferMax)
 	StatTimeWaitOverflow    // Config.MaxTimeWait reached: the connection closed instead of TIME-WAIT (Linux TCPTimeWaitOverflow)
 	StatPersistTimeouts     // connections ended by unanswered zero-window probes (also counted in StatConnTimeouts)
 	StatOrphanOverflow      // Config.MaxOrphans reached: a connection closed by its application was reset (Linux TCPAbortOnMemory)
@@ -34,6 +35,16 @@ const (
 	StatACKSkippedSeq       // ACK to an out-of-window segment (or an ACK of unsent data) not sent, the same limit
 	StatACKSkippedPAWS      // ACK to a PAWS-failed segment not sent, the same limit
 	StatMSSLowered          // connections whose MSS Engine.LowerMTU lowered
+	StatCookieOptions       // connections accepted through a SYN cookie that kept their options (timestamp-encoded)
+	StatKeepAliveProbes     // keep-alive probes sent (RFC 1122 §4.2.3.6)
+	StatKeepAliveTimeouts   // connections ended by unanswered keep-alive probes (also counted in StatConnTimeouts)
+	StatPMTUUpdates         // ICMP fragmentation needed / packet too big lowered a connection's MSS (Engine.PacketTooBig)
+	StatMTUProbeLowered     // RTOs of full-sized segments lowered a connection's MSS (RFC 4821 black hole)
+	StatMTUProbes           // RFC 4821 upward probes sent
+	StatMTUProbeRaised      // acknowledged probes that raised a connection's MSS
+	StatMTUProbeFailed      // probes lost
+	StatHyStartCSS          // HyStart++ saw the RTT rise in slow start and entered Conservative Slow Start (RFC 9406)
+	StatHyStartExits        // HyStart++ ended slow start after its CSS rounds, before any loss
 
 	DropBadOptions       // option bytes that do not parse
 	DropNoConnection     // no connection or listener (answered with RST unless it was one)
@@ -52,6 +63,9 @@ const (
 	DropSYNInWindow      // SYN on a synchronized connection (challenge ACK sent, RFC 5961 §4.2)
 	DropDataAfterClose   // data for an application that closed (connection reset, RFC 1122 §4.2.2.13)
 	DropBadState         // segment not acceptable in the connection's state
+	DropICMPNoConnection // Engine.PacketTooBig for a connection that does not exist
+	DropICMPOutOfWindow  // Engine.PacketTooBig quoting a sequence number not in flight (RFC 5927 §4.1)
+	DropICMPMTUNotLower  // Engine.PacketTooBig with an MTU not below the connection's
 	numStats
 )
 
@@ -59,14 +73,15 @@ var statNames = [numStats]string{
 	"segs_in", "segs_out", "retransmits", "fast_retransmits", "sack_retransmits", "timeouts",
 	"zero_window_probes", "challenge_acks", "challenge_acks_limited", "resets_in", "resets_out",
 	"active_opens", "passive_opens", "cookies_sent", "cookies_accepted", "time_wait_expired", "conn_timeouts", "output_full",
-	"lost_retransmits", "rescue_retransmits", "tail_loss_probes", "rcvbuf_grown",
+	"lost_retransmits", "rescue_retransmits", "tail_loss_probes", "rcvbuf_grown", "sndbuf_grown",
 	"time_wait_overflow", "persist_timeouts", "orphan_overflow",
 	"ack_skipped_challenge", "ack_skipped_seq", "ack_skipped_paws",
-	"mss_lowered",
+	"mss_lowered", "cookie_options", "keepalive_probes", "keepalive_timeouts", "pmtu_updates", "mtu_probe_lowered", "mtu_probes", "mtu_probe_raised", "mtu_probe_failed", "hystart_css", "hystart_exits",
 	"drop_bad_options", "drop_no_connection", "drop_out_of_window", "drop_paws", "drop_ack_too_new",
 	"drop_ack_too_old", "drop_no_ack", "drop_rcvbuf_full", "drop_out_of_order_full", "drop_accept_queue_full",
 	"drop_memory_limit", "drop_bad_cookie", "drop_cookie_no_overflow", "drop_rst_not_exact", "drop_syn_in_window",
 	"drop_data_after_close", "drop_bad_state",
+	"drop_icmp_no_connection", "drop_icmp_out_of_window", "drop_icmp_mtu_not_lower",
 }
 
 func (s Stat) String() string {

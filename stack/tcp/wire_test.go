@@ -28,6 +28,7 @@ type wire struct {
 	jitter  int64 // reorder: extra random delay up to this
 	drop    func(from int, t proto.TCP) bool
 	onSend  func(from int, t proto.TCP)
+	onStep  func() // runs before every step, outside the engines (deliver what Output queued for them)
 	wake    [2]int64
 	sent    [2]int
 	wrapped int     // segments whose payload wrapped around the send buffer
@@ -136,6 +137,9 @@ func (w *wire) step() bool { return w.stepUntil(1 << 62) }
 
 // stepUntil is step that does not go past the time limit.
 func (w *wire) stepUntil(limit int64) bool {
+	if w.onStep != nil {
+		w.onStep()
+	}
 	w.tick()
 	next := int64(0)
 	for _, p := range w.q {
