@@ -42,9 +42,14 @@ type addr6 struct {
 	loggedAt atomic.Int64
 }
 
-func newAddr6(p netip.Prefix) *addr6 {
+// newAddr6 makes an address, tentative until DAD ends, or preferred at once without DAD.
+func newAddr6(p netip.Prefix, noDAD bool) *addr6 {
 	x := &addr6{prefix: p, a: naddrOf(p.Addr()), b: p.Addr().As16()}
 	x.state.Store(addrTentative)
+	if noDAD {
+		x.state.Store(addrPreferred)
+		x.dadSent.Store(1)
+	}
 	x.loggedAt.Store(neverProbed)
 	return x
 }
@@ -58,7 +63,8 @@ type iface6 struct {
 	addrs []*addr6
 	// ll is configured (Interface.Addrs had a fe80::/10 address) or made from the port's MAC by the first
 	// queue that sees the port (ensureLinkLocal); the MAC of every queue's view of a port is the same.
-	ll atomic.Pointer[addr6]
+	ll    atomic.Pointer[addr6]
+	noDAD bool
 }
 
 // addAddr6 adds an IPv6 address to the interface being configured and returns the routes it makes (the
@@ -72,13 +78,13 @@ func (c *ifaceConf) addAddr6(p netip.Prefix) ([]routeEntry, error) {
 		return nil, fmt.Errorf("%v is not a usable unicast address (multicast, loopback, unspecified and IPv4-mapped addresses cannot be assigned)", p)
 	}
 	if c.v6 == nil {
-		c.v6 = &iface6{}
+		c.v6 = &iface6{noDAD: c.noDAD}
 	}
 	if a.IsLinkLocalUnicast() {
 		if c.v6.ll.Load() != nil {
 			return nil, fmt.Errorf("second link-local address %v (an interface has one)", p)
 		}
-		c.v6.ll.Store(newAddr6(p))
+		c.v6.ll.Store(newAddr6(p, c.noDAD))
 		return nil, nil
 	}
 	for _, x := range c.v6.addrs {
@@ -86,7 +92,7 @@ func (c *ifaceConf) addAddr6(p netip.Prefix) ([]routeEntry, error) {
 			return nil, fmt.Errorf("address %v given twice", p)
 		}
 	}
-	c.v6.addrs = append(c.v6.addrs, newAddr6(p))
+	c.v6.addrs = append(c.v6.addrs, newAddr6(p, c.noDAD))
 	host := netip.PrefixFrom(a, 128)
 	r := []routeEntry{{route: Route{Prefix: host, Type: Local}, typ: Local, depth: 128}}
 	if p.Bits() < 128 {
@@ -107,7 +113,7 @@ func (v *iface6) ensureLinkLocal(mac proto.MAC) *addr6 {
 	if x := v.ll.Load(); x != nil {
 		return x
 	}
-	v.ll.CompareAndSwap(nil, newAddr6(linkLocalFromMAC(mac)))
+	v.ll.CompareAndSwap(nil, newAddr6(linkLocalFromMAC(mac), v.noDAD))
 	return v.ll.Load()
 }
 

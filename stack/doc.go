@@ -10,7 +10,7 @@
 //
 // Per batch, Process validates each frame (RFC 1812 §5.2.2; for IPv6 the fixed header, RFC 8200 §3), runs
 // the PreRouting hook, walks IPv6 extension headers and looks the destination up, runs Input and delivers
-// (ICMP echo, UDP, TCP; ICMPv6 echo and NDP, UDP over IPv6) or runs Forward and forwards (TTL, MTU, RFC
+// (ICMP echo, UDP, TCP; ICMPv6 echo and NDP, UDP and TCP over IPv6) or runs Forward and forwards (TTL, MTU, RFC
 // 1812 §5.3; hop limit and packet too big, RFC 8200 and RFC 4443 - IPv6 is never fragmented), runs
 // Output over the packets the stack generates (ICMP errors, echo replies), PostRouting over everything about
 // to leave, and finally resolves the next hop (ARP or NDP), rewrites the MACs and sets verdict Tx. Every packet not
@@ -37,7 +37,8 @@
 // TCP (tcpsock.go) is package stack/tcp's engine, one per queue: local delivery verifies the checksum
 // (DropTCPMalformed) and hands the segment to the queue's engine, which answers closed ports with RST; the
 // engine's segments are built in the batch like UDP's and its timers run from Tick. ListenTCP opens a
-// listener on every queue's engine and merges their accept queues; DialTCP routes the destination, picks the
+// listener on every queue's engine ([::] takes both families) and merges their accept queues; an ICMPv6
+// Packet Too Big quoting a segment goes to the engine's path MTU. DialTCP routes the destination, picks the
 // source address and a queue. The MSS follows the smallest MTU of the queue's interfaces. TCPStats sums the
 // engines' counters.
 //
@@ -73,7 +74,7 @@
 //
 // Not supported: VLANs, reassembly (fragments for this host are dropped, IPv4 and IPv6), IP options
 // processing (they are forwarded untouched; source routes and IPv6 type 0 routing headers are dropped),
-// ICMP redirects (sent or taken), multicast routing, TCP over IPv6 (dropped as tcp6_unsupported until
-// stack/tcp speaks it), link-local UDP sockets; for TCP see stack/tcp's doc.go (and DialTCPFrom: with
-// several queues the answers must reach the dialling queue).
+// ICMP redirects (sent or taken), multicast routing, link-local UDP and TCP sockets, ICMP fragmentation
+// needed (IPv4) for the TCP engine's path MTU (ICMPv6 Packet Too Big reaches it); for TCP see stack/tcp's
+// doc.go (and DialTCPFrom: with several queues the answers must reach the dialling queue).
 package stack

@@ -118,6 +118,11 @@ func (h *handler) icmp6Input(b *pipeline.Batch, p *pipeline.Packet, i uint16, ou
 	case proto.ICMPv6Redirect:
 		p.Drop(DropNDPRedirect)
 		return out
+	case proto.ICMPv6PacketTooBig:
+		h.tcpPacketTooBig(m.Payload(), m.MTU())
+		inc(&h.ctr.delivered)
+		p.Consume()
+		return out
 	default:
 		inc(&h.ctr.delivered)
 		p.Consume()

@@ -39,8 +39,6 @@ var (
 	DropIPv6Tentative = pipeline.RegisterDropReason("ipv6_address_tentative")
 	// DropIPv6AdminProhibited: a blackhole route (answered with administratively prohibited).
 	DropIPv6AdminProhibited = pipeline.RegisterDropReason("ipv6_admin_prohibited")
-	// DropTCP6Unsupported: TCP over IPv6 for this host; the TCP engine speaks IPv4 only so far.
-	DropTCP6Unsupported = pipeline.RegisterDropReason("tcp6_unsupported")
 )
 
 // Bounds on the extension header chain walked per packet: RFC 8200 §4.1 orders at most one header of each
@@ -399,8 +397,7 @@ func (h *handler) deliver6(b *pipeline.Batch, p *pipeline.Packet, i uint16, out 
 	case proto.ProtoUDP:
 		return h.udp6Input(b, p, out)
 	case proto.ProtoTCP:
-		p.Drop(DropTCP6Unsupported)
-		return out
+		return h.tcpInput(b, p, out)
 	case proto.ProtoIPv6NoNext:
 		// RFC 8200 §4.7: nothing follows; the packet is consumed.
 		inc(&h.ctr.delivered)

@@ -131,7 +131,7 @@ func TestBadFrames6(t *testing.T) {
 			icmp: pp(proto.ICMPv6UnrecognizedNext, 6)},
 		{name: "UDP zero checksum", frame: local(udp, func() []byte { u := udpTo(ip6Lan); u[6], u[7] = 0, 0; return u }()), drop: pipeline.DropUDPMalformed},
 		{name: "UDP bad checksum", frame: local(udp, func() []byte { u := udpTo(ip6Lan); u[7]++; return u }()), drop: pipeline.DropUDPMalformed},
-		{name: "TCP for us", frame: local(proto.ProtoTCP, make([]byte, 20)), drop: DropTCP6Unsupported},
+		{name: "TCP bad checksum", frame: local(proto.ProtoTCP, make([]byte, 20)), drop: pipeline.DropTCPMalformed},
 		{name: "ICMPv6 bad checksum", frame: local(icmp, func() []byte { m := echoTo(ip6Lan); m[2]++; return m }()), drop: pipeline.DropICMPMalformed},
 		{name: "ICMPv6 truncated", frame: local(icmp, []byte{128, 0, 0}), drop: pipeline.DropICMPMalformed},
 		{name: "echo to all-nodes", frame: ip6Frame(proto.MulticastMAC(proto.AllNodesMulticast), macA, ip6A, proto.AllNodesMulticast, icmp, 64,

@@ -2,7 +2,12 @@ package stack
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -10,6 +15,7 @@ import (
 	"github.com/xdpnet/xdpnet/pipeline"
 	"github.com/xdpnet/xdpnet/pipeline/memlink"
 	"github.com/xdpnet/xdpnet/proto"
+	"github.com/xdpnet/xdpnet/stack/tcp"
 )
 
 // The IPv6 side of the test network (RFC 5180 benchmarking addresses), beside the IPv4 one of stack_test.go:
@@ -524,4 +530,96 @@ func TestHeldPacketsBounded6(t *testing.T) {
 	e.checkHeld()
 	e.l.Drain()
 	e.checkHeld()
+}
+
+// TestTCPOverIPv6Memlink runs TCP between two stacks over IPv6 (DAD off, static neighbours): a listener on
+// [::] accepts a connection dialled to 2001:2::2, and 256 KiB go each way intact.
+func TestTCPOverIPv6Memlink(t *testing.T) {
+	ip6 := [2]netip.Addr{netip.MustParseAddr("2001:2::1"), netip.MustParseAddr("2001:2::2")}
+	p := &tcpPair{t: t, stop: make(chan struct{}), done: make(chan struct{}), rng: rand.New(rand.NewPCG(1, 2))}
+	for i := range 2 {
+		s, err := New(Config{Interfaces: []Interface{{Name: "eth0", Addrs: []netip.Prefix{netip.PrefixFrom(ip6[i], 64)}}},
+			ICMPRate: -1, NoDAD: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := memlink.New(memlink.Config{Ports: []memlink.PortConfig{{Name: "eth0", MAC: tcpMAC[i]}}, Frames: 4096,
+			NewHandler: s.NewHandler})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.s[i], p.l[i] = s, l
+	}
+	for i := range 2 {
+		if err := p.s[i].SetNeighbour("eth0", ip6[1-i], tcpMAC[1-i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go p.pump()
+	t.Cleanup(p.close)
+	for _, bad := range []string{"[2001:2::9]:81", "[fe80::1]:81"} {
+		if l, err := p.s[1].ListenTCP(netip.MustParseAddrPort(bad)); err == nil {
+			l.Close()
+			t.Errorf("listened on %s", bad)
+		}
+	}
+	ln, err := p.s[1].ListenTCP(netip.MustParseAddrPort("[::]:80"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if _, err := p.s[1].ListenTCP(netip.MustParseAddrPort("0.0.0.0:80")); err == nil {
+		t.Errorf("0.0.0.0:80 and [::]:80 both listening")
+	}
+	data := make([]byte, 256<<10)
+	for i := range data {
+		data[i] = byte(i*7 + i>>9)
+	}
+	srv := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			srv <- err
+			return
+		}
+		defer c.Close()
+		if ra := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr(); ra != ip6[0] {
+			srv <- errors.New("accepted from " + ra.String())
+			return
+		}
+		got, err := io.ReadAll(c)
+		if err == nil && !bytes.Equal(got, data) {
+			err = errors.New("server received different bytes")
+		}
+		if err == nil {
+			_, err = c.Write(data)
+		}
+		srv <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := p.s[0].DialTCP(ctx, netip.AddrPortFrom(ip6[1], 80))
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer c.Close()
+	tc := c.(*tcp.Conn)
+	if la := tc.LocalAddrPort().Addr(); la != ip6[0] {
+		t.Errorf("local address %v, want %v", la, ip6[0])
+	}
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	go func() {
+		c.Write(data)
+		tc.CloseWrite()
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("client read %d bytes (%v), want the %d sent back", len(got), err, len(data))
+	}
+	if err := <-srv; err != nil {
+		t.Fatalf("server: %v", err)
+	}
+	if n := p.s[0].TCPStat(tcp.StatActiveOpens); n != 1 {
+		t.Errorf("active opens %d", n)
+	}
 }

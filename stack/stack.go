@@ -89,6 +89,9 @@ type Config struct {
 	// ProbeInterval per neighbour, from the poller goroutine: it must not block), and takes MACs only from
 	// SetNeighbour (external.go). Entries then never age by themselves: the resolver's owner reports changes.
 	Resolver NeighbourResolver
+	// NoDAD uses IPv6 addresses at once, without Duplicate Address Detection (RFC 4862 §5.1:
+	// DupAddrDetectTransmits 0; Linux's accept_dad=0), for links where no other node can hold them.
+	NoDAD bool
 	// Logger receives configuration warnings (a configured interface the driver lacks, ...); nil discards.
 	Logger *slog.Logger
 	// TCP configures the TCP engine of every queue (buffers, timers, backlog); its MTU is further
@@ -123,6 +126,7 @@ type ifaceConf struct {
 	addrs []netip.Prefix // IPv4
 	v6    *iface6        // nil: the interface does not speak IPv6
 	mtu   int
+	noDAD bool // Config.NoDAD, for addAddr6
 }
 
 // Stack is a user-space IPv4 and IPv6 router and host. One Stack serves every queue: routes, neighbours and sockets
@@ -225,7 +229,7 @@ func New(cfg Config) (*Stack, error) {
 		if ic.MTU != 0 && (ic.MTU < 68 || ic.MTU > 65535) {
 			return nil, fmt.Errorf("interface %q: MTU %d out of range (RFC 791: at least 68; at most 65535)", ic.Name, ic.MTU)
 		}
-		conf := ifaceConf{name: ic.Name, mtu: ic.MTU}
+		conf := ifaceConf{name: ic.Name, mtu: ic.MTU, noDAD: cfg.NoDAD}
 		for _, a := range ic.Addrs {
 			if a.IsValid() && a.Addr().Is6() && !a.Addr().Is4In6() {
 				r, err := conf.addAddr6(a)

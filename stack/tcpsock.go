@@ -17,7 +17,7 @@ import (
 // This file plugs the TCP engine (package tcp) into the stack, following tcp's doc.go: one Engine per
 // queue, created with the handler; local delivery verifies the checksum and hands each segment to the
 // queue's engine (which answers closed ports with RST itself); the handler's Tick runs the engine's Tick;
-// the engine's Output builds the IPv4 frame in the batch being processed, the way udpBuild does.
+// the engine's Output builds the IPv4 or IPv6 frame in the batch being processed, the way udpBuild does.
 
 // DropTCPBroadcast counts TCP segments sent to a broadcast address: TCP is unicast only (RFC 1122
 // §4.2.3.10: "A TCP implementation MUST silently discard an incoming SYN segment that is addressed to a
@@ -105,7 +105,16 @@ func (h *handler) tcpMTUChanged(iface int32, lowered bool) {
 	f := h.s.rt.enter(h.rd)
 	defer h.rd.leave()
 	t.eng.LowerMTU(h.ifs[iface].mtu, func(_, remote netip.AddrPort) bool {
-		e := f.lookup(addr4(remote.Addr()))
+		var e *routeEntry
+		if a := remote.Addr(); a.Is4() {
+			e = f.lookup(addr4(a))
+		} else {
+			a16 := a.As16()
+			if isLinkLocal6(&a16) {
+				return false // no link-local connections (DialTCP and ListenTCP refuse them)
+			}
+			e = f.lookup6(&a16)
+		}
 		return e != nil && e.iface == iface
 	})
 }
@@ -118,6 +127,9 @@ func (t *tcpQueue) Send(seg *tcp.Segment) bool {
 		return false
 	}
 	dst := seg.Dst.Addr()
+	if dst.Is6() {
+		return t.send6(seg)
+	}
 	d4 := addr4(dst)
 	e := h.snap.lookup(d4)
 	if e == nil || e.typ != Unicast || !h.ifs[e.iface].ok {
@@ -151,18 +163,30 @@ func (t *tcpQueue) Send(seg *tcp.Segment) bool {
 	return true
 }
 
-// tcpInput is the protocol 6 branch of local delivery: checksum check, then the engine.
+// tcpInput is the protocol 6 branch of local delivery (IPv4 and IPv6): checksum check, then the engine.
 func (h *handler) tcpInput(b *pipeline.Batch, p *pipeline.Packet, out []uint16) []uint16 {
-	ip := proto.IPv4(p.Data()[ethLen:])
-	src, dst := ip.Src(), ip.Dst()
-	if d := addr4(dst); d == limitedB {
-		p.Drop(DropTCPBroadcast)
-		return out
-	} else if e := h.snap.lookup(d); e != nil && e.typ == Broadcast {
-		p.Drop(DropTCPBroadcast)
-		return out
+	var src, dst netip.Addr
+	var segb []byte
+	if d := p.Data(); isIPv6Frame(d) {
+		ip := proto.IPv6(d[ethLen:])
+		if ip.Dst().IsMulticast() {
+			p.Drop(DropTCPBroadcast)
+			return out
+		}
+		src, dst, segb = ip.Src(), ip.Dst(), d[p.L4:]
+	} else {
+		ip := proto.IPv4(d[ethLen:])
+		src, dst = ip.Src(), ip.Dst()
+		if d := addr4(dst); d == limitedB {
+			p.Drop(DropTCPBroadcast)
+			return out
+		} else if e := h.snap.lookup(d); e != nil && e.typ == Broadcast {
+			p.Drop(DropTCPBroadcast)
+			return out
+		}
+		segb = ip[ip.HeaderLen():]
 	}
-	seg, err := proto.ParseTCP(ip[ip.HeaderLen():])
+	seg, err := proto.ParseTCP(segb)
 	if err != proto.OK || !seg.ChecksumValid(src, dst) && !h.partialOK(p, src, dst, proto.ProtoTCP, seg) {
 		p.Drop(pipeline.DropTCPMalformed)
 		return out
@@ -253,16 +277,17 @@ func (l *TCPListener) attach(e *tcp.Engine) error {
 	return nil
 }
 
-// ListenTCP opens a TCP listener on laddr, which must be one of the stack's addresses or 0.0.0.0 (all of
-// them), with a port. Connections are served by the pollers; Config.TCP sets buffers, backlog and SYN
+// ListenTCP opens a TCP listener on laddr, which must be one of the stack's addresses, 0.0.0.0 (all IPv4
+// addresses) or :: (all addresses of both families, as a Linux socket without IPV6_V6ONLY), with a port;
+// link-local addresses are not supported. Connections are served by the pollers; Config.TCP sets buffers, backlog and SYN
 // queue (beyond which SYN cookies answer).
 func (s *Stack) ListenTCP(laddr netip.AddrPort) (*TCPListener, error) {
 	a := laddr.Addr().Unmap()
 	if !a.IsValid() {
 		a = netip.IPv4Unspecified()
 	}
-	if !a.Is4() {
-		return nil, fmt.Errorf("listen tcp %v: only IPv4 is supported", laddr)
+	if a.Zone() != "" || a.IsLinkLocalUnicast() {
+		return nil, fmt.Errorf("listen tcp %v: link-local addresses are not supported (listen on :: or a global address)", laddr)
 	}
 	if laddr.Port() == 0 {
 		return nil, fmt.Errorf("listen tcp %v: give a port to listen on", laddr)
@@ -366,11 +391,15 @@ func (s *Stack) DialTCP(ctx context.Context, raddr netip.AddrPort) (net.Conn, er
 // back on that queue, which RSS decides by the 4-tuple. Use one queue (or steer the flows) for clients.
 func (s *Stack) DialTCPFrom(ctx context.Context, laddr, raddr netip.AddrPort) (*tcp.Conn, error) {
 	ra := raddr.Addr().Unmap()
-	if !ra.Is4() || raddr.Port() == 0 {
-		return nil, fmt.Errorf("dial tcp %v: not an IPv4 address and port", raddr)
+	if !ra.IsValid() || raddr.Port() == 0 {
+		return nil, fmt.Errorf("dial tcp %v: not an address and port", raddr)
 	}
-	if d := addr4(ra); martian(d) || isMulticast(d) {
-		return nil, fmt.Errorf("dial tcp %v: not a host address (0/8, 127/8, 169.254/16 and 224/3 name no peer)", raddr)
+	if ra.Is4() {
+		if d := addr4(ra); martian(d) || isMulticast(d) {
+			return nil, fmt.Errorf("dial tcp %v: not a host address (0/8, 127/8, 169.254/16 and 224/3 name no peer)", raddr)
+		}
+	} else if !ra.IsGlobalUnicast() || ra.Zone() != "" {
+		return nil, fmt.Errorf("dial tcp %v: not a global unicast address (link-local, multicast and loopback are not supported)", raddr)
 	}
 	raddr = netip.AddrPortFrom(ra, raddr.Port())
 	src := laddr.Addr().Unmap()
@@ -386,8 +415,8 @@ func (s *Stack) DialTCPFrom(ctx context.Context, laddr, raddr netip.AddrPort) (*
 		if !src.IsValid() {
 			return nil, fmt.Errorf("dial tcp %v: interface %s has no address to send from", raddr, s.ifaces[e.iface].name)
 		}
-	} else if r, ok := s.Lookup(src); !ok || r.Type != Local {
-		return nil, fmt.Errorf("dial tcp %v: %v is not an address of this stack", raddr, src)
+	} else if r, ok := s.Lookup(src); !ok || r.Type != Local || src.Is4() != ra.Is4() {
+		return nil, fmt.Errorf("dial tcp %v: %v is not an address of this stack of the destination's family", raddr, src)
 	}
 	s.tcp.mu.Lock()
 	qs := s.tcp.queues
@@ -395,15 +424,26 @@ func (s *Stack) DialTCPFrom(ctx context.Context, laddr, raddr netip.AddrPort) (*
 	if len(qs) == 0 {
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(raddr), Err: ErrNoQueue}
 	}
-	b := ra.As4()
-	t := qs[int(uint(b[0])+uint(b[1])+uint(b[2])+uint(b[3])+uint(raddr.Port()))%len(qs)]
+	sum := uint(raddr.Port())
+	for _, x := range ra.As16() {
+		sum += uint(x)
+	}
+	t := qs[int(sum)%len(qs)]
 	return t.eng.Dial(ctx, netip.AddrPortFrom(src, laddr.Port()), raddr)
 }
 
-// sourceFor picks interface iface's address for dst: one on dst's network, else the first.
+// sourceFor picks interface iface's address for dst: one on dst's network, else the first (for IPv6 only
+// addresses whose DAD is done).
 func (s *Stack) sourceFor(iface int32, dst netip.Addr) netip.Addr {
 	if iface < 0 || int(iface) >= len(s.ifaces) {
 		return netip.Addr{}
+	}
+	if dst.Is6() {
+		v6 := s.ifaces[iface].v6
+		if v6 == nil {
+			return netip.Addr{}
+		}
+		return (&hiface{v6: v6}).source6For(dst)
 	}
 	addrs := s.ifaces[iface].addrs
 	for _, a := range addrs {
@@ -455,4 +495,57 @@ func (s *Stack) TCPConns() int {
 		n += t.eng.Conns()
 	}
 	return n
+}
+
+// send6 is Send for an IPv6 destination: no DF to set (IPv6 routers never fragment, RFC 8200 §5), and the
+// engine's MSS already leaves room for the 40-byte header.
+func (t *tcpQueue) send6(seg *tcp.Segment) bool {
+	b, h := t.b, t.h
+	dst := seg.Dst.Addr()
+	d16 := dst.As16()
+	e := h.snap.lookup6(&d16)
+	if e == nil || e.typ != Unicast || !h.ifs[e.iface].ok {
+		inc(&t.noRoute)
+		return true
+	}
+	q, ok := b.Alloc()
+	if !ok {
+		inc(&t.noBuffer)
+		return false
+	}
+	qi := uint16(b.N - 1)
+	n := seg.Len()
+	if !q.SetLen(ethLen + proto.IPv6HeaderLen + n) {
+		q.Drop(pipeline.DropNoBuffer)
+		inc(&t.noBuffer)
+		return true
+	}
+	d := q.Data()
+	proto.EthernetFields{EtherType: proto.EtherTypeIPv6}.Encode(d)
+	proto.IPv6Fields{NextHeader: proto.ProtoTCP, HopLimit: defaultTTL, Src: seg.Src.Addr(), Dst: dst, PayloadLen: n}.Encode(d[ethLen:])
+	seg.Encode(d[ethLen+proto.IPv6HeaderLen:])
+	h.setEgress6(q, qi, e.iface, e.gw6, dst)
+	t.out = append(t.out, qi)
+	return true
+}
+
+// tcpPacketTooBig hands an ICMPv6 Packet Too Big that quotes a TCP segment of ours to the queue's engine
+// (RFC 8201 §4; the engine believes it only for a connection and a sequence number in flight, RFC 5927
+// §4.1). quote is the invoking packet from its IPv6 header on.
+func (h *handler) tcpPacketTooBig(quote []byte, mtu uint32) {
+	ip, err := proto.ParseIPv6(quote)
+	if err == proto.ErrTruncated && len(quote) >= proto.IPv6HeaderLen {
+		ip, err = proto.IPv6(quote), proto.OK // the quote is cut to fit 1280 bytes: Payload Length overstates it
+	}
+	if err != proto.OK {
+		return
+	}
+	u, uerr := ip.UpperLayer()
+	// The source port, destination port and sequence number are the segment's first 8 bytes.
+	if uerr != proto.OK || u.Protocol != proto.ProtoTCP || u.FragmentOffset != 0 || len(ip)-u.Offset < 8 {
+		return
+	}
+	seg := proto.TCP(ip[u.Offset:])
+	h.tcp.eng.PacketTooBig(h.now, netip.AddrPortFrom(ip.Src(), seg.SrcPort()), netip.AddrPortFrom(ip.Dst(), seg.DstPort()),
+		seg.Seq(), int(min(mtu, 1<<16-1)))
 }
