@@ -622,4 +622,23 @@ func TestTCPOverIPv6Memlink(t *testing.T) {
 	if n := p.s[0].TCPStat(tcp.StatActiveOpens); n != 1 {
 		t.Errorf("active opens %d", n)
 	}
+	// An ICMPv6 Packet Too Big quoting a segment reaches the engine: for this connection (nothing in
+	// flight, so out of window) and for a port with none.
+	ptb := func(lport uint16) []byte {
+		quote := make([]byte, 40+20)
+		proto.IPv6Fields{NextHeader: proto.ProtoTCP, HopLimit: 64, Src: ip6[0], Dst: ip6[1], PayloadLen: 1400}.Encode(quote)
+		proto.TCPFields{SrcPort: lport, DstPort: 80, Seq: 12345, Flags: proto.TCPFlagACK}.Encode(quote[40:])
+		router := netip.MustParseAddr("2001:2::99")
+		m := icmp6Msg(proto.ICMPv6Fields{Type: proto.ICMPv6PacketTooBig, MTU: 1280}, router, ip6[0], quote)
+		return ip6Frame(tcpMAC[0], tcpMAC[1], router, ip6[0], proto.ProtoICMPv6, 64, m)
+	}
+	p.mu.Lock()
+	err = p.l[0].InjectBatch(0, ptb(tc.LocalAddrPort().Port()), ptb(tc.LocalAddrPort().Port()+1))
+	p.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := p.s[0].TCPStat(tcp.DropICMPOutOfWindow), p.s[0].TCPStat(tcp.DropICMPNoConnection); a != 1 || b != 1 {
+		t.Errorf("packet too big: %d out of window, %d without a connection; want 1 and 1", a, b)
+	}
 }
