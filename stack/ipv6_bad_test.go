@@ -147,6 +147,8 @@ func TestBadFrames6(t *testing.T) {
 		}(), drop: DropNDPInvalid},
 		{name: "solicitation for another address", frame: nsFrame(macA, ip6A, netip.MustParseAddr("2001:2::1:1"), true), drop: DropIPv6NotJoined},
 		{name: "solicitation for another address, our group", frame: nsFrame(macA, ip6A, netip.MustParseAddr("2001:2:5::1"), true), drop: DropNDPNotForUs},
+		{name: "advertisement from ::", frame: naFrame(macA, netip.IPv6Unspecified(), proto.AllNodesMulticast, ip6Lan, proto.NAFlagOverride, macA), drop: DropNDPInvalid},
+		{name: "solicited advertisement to all-nodes", frame: naFrame(macA, ip6A, proto.AllNodesMulticast, ip6A, proto.NAFlagSolicited, macA), drop: DropNDPInvalid},
 		{name: "redirect", frame: local(icmp, func() []byte {
 			m := make([]byte, 40)
 			m[0] = proto.ICMPv6Redirect

@@ -48,8 +48,9 @@ func (h *handler) ndpInput(b *pipeline.Batch, p *pipeline.Packet, i uint16, ip p
 	ta := naddrOf(target)
 	ethSrc := proto.Ethernet(p.Data()).Src()
 	if m.Type() == proto.ICMPv6NeighborAdvertisement {
-		// §7.1.2: "If the IP Destination Address is a multicast address the Solicited flag is zero."
-		if isMulticast6(&dst) && m.NAFlags()&proto.NAFlagSolicited != 0 {
+		// §7.1.2: "If the IP Destination Address is a multicast address the Solicited flag is zero." An
+		// advertisement comes from an address of its sender (§4.4), never ::.
+		if isMulticast6(&dst) && m.NAFlags()&proto.NAFlagSolicited != 0 || isUnspecified6(&src) {
 			p.Drop(DropNDPInvalid)
 			return out
 		}
