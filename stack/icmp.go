@@ -108,6 +108,9 @@ func (h *handler) icmpInput(b *pipeline.Batch, p *pipeline.Packet, i uint16, out
 	}
 	inc(&h.ctr.delivered)
 	if m.Type() != proto.ICMPv4EchoRequest {
+		if m.Type() == proto.ICMPv4DestUnreachable && m.Code() == proto.ICMPv4FragNeeded {
+			h.tcpFragNeeded(m.Payload(), m.NextHopMTU()) // RFC 1191 path MTU discovery
+		}
 		p.Consume()
 		return out
 	}

@@ -381,3 +381,43 @@ func TestTCPMSSFollowsMTUDown(t *testing.T) {
 		t.Errorf("%d segments dropped as frag_needed", d)
 	}
 }
+
+// TestTCPFragNeededReachesEngine: an ICMP Fragmentation Needed (RFC 1191) quoting a TCP segment is handed to
+// the engine, which checks it against the connection (RFC 5927): here one quotes a sequence number nothing
+// is in flight for, the other a port with no connection, and both are refused by name.
+func TestTCPFragNeededReachesEngine(t *testing.T) {
+	p := newTCPPair(t, 0, tcp.Config{})
+	ln, err := p.s[1].ListenTCP(netip.AddrPortFrom(tcpIP[1], 80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := p.s[0].DialTCP(ctx, netip.AddrPortFrom(tcpIP[1], 80))
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer c.Close()
+	lport := c.(*tcp.Conn).LocalAddrPort().Port()
+	router := netip.MustParseAddr("198.18.0.99")
+	fragNeeded := func(lport uint16) []byte {
+		quote := make([]byte, proto.IPv4MinHeaderLen+8) // RFC 792: the header and 64 bits of the datagram
+		proto.IPv4Fields{TTL: 64, Protocol: proto.ProtoTCP, Src: tcpIP[0], Dst: tcpIP[1], PayloadLen: 1480, DontFragment: true}.Encode(quote)
+		binary.BigEndian.PutUint16(quote[20:], lport)
+		binary.BigEndian.PutUint16(quote[22:], 80)
+		binary.BigEndian.PutUint32(quote[24:], 12345)
+		m := make([]byte, proto.ICMPv4HeaderLen+len(quote))
+		proto.ICMPv4Fields{Type: proto.ICMPv4DestUnreachable, Code: proto.ICMPv4FragNeeded, MTU: 1280}.Encode(m, quote)
+		return ipFrame(tcpMAC[0], tcpMAC[1], proto.IPv4Fields{TTL: 64, Protocol: proto.ProtoICMP, Src: router, Dst: tcpIP[0]}, m)
+	}
+	p.mu.Lock()
+	err = p.l[0].InjectBatch(0, fragNeeded(lport), fragNeeded(lport+1))
+	p.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := p.s[0].TCPStat(tcp.DropICMPOutOfWindow), p.s[0].TCPStat(tcp.DropICMPNoConnection); a != 1 || b != 1 {
+		t.Errorf("fragmentation needed: %d out of window, %d without a connection; want 1 and 1", a, b)
+	}
+}

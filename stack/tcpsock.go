@@ -529,6 +529,23 @@ func (t *tcpQueue) send6(seg *tcp.Segment) bool {
 	return true
 }
 
+// tcpFragNeeded hands an ICMP Fragmentation Needed that quotes a TCP segment of ours (RFC 1191: its IPv4
+// header and at least the segment's first 8 bytes) to the queue's engine, which checks it against the
+// connection (RFC 5927) and lowers the path MTU. mtu is 0 from routers older than RFC 1191.
+func (h *handler) tcpFragNeeded(quote []byte, mtu uint16) {
+	if len(quote) < proto.IPv4MinHeaderLen {
+		return
+	}
+	ip := proto.IPv4(quote) // cut after 8 bytes of the segment: Total Length overstates it, as ParseIPv4 would say
+	hl := ip.HeaderLen()
+	if ip.Version() != 4 || hl < proto.IPv4MinHeaderLen || len(quote) < hl+8 || ip.Protocol() != proto.ProtoTCP || ip.FragmentOffset() != 0 {
+		return
+	}
+	seg := proto.TCP(quote[hl:]) // the source port, destination port and sequence number are its first 8 bytes
+	h.tcp.eng.PacketTooBig(h.now, netip.AddrPortFrom(ip.Src(), seg.SrcPort()), netip.AddrPortFrom(ip.Dst(), seg.DstPort()),
+		seg.Seq(), int(mtu))
+}
+
 // tcpPacketTooBig hands an ICMPv6 Packet Too Big that quotes a TCP segment of ours to the queue's engine
 // (RFC 8201 §4; the engine believes it only for a connection and a sequence number in flight, RFC 5927
 // §4.1). quote is the invoking packet from its IPv6 header on.
