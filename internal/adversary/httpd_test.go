@@ -153,6 +153,9 @@ func TestZeroWindowVanish(t *testing.T) {
 	l := newHTTPLab(t)
 	p := startProc(t, l.cli, "ready ", python, "-c", zeroWindow, strconv.Itoa(n), srvAddr, atkAddr)
 	m := regexp.MustCompile(`ready (\d+) refused (\d+)`).FindSubmatch(p.Output())
+	if m == nil {
+		t.Fatalf("zero-window clients: no count in\n%s", p.Output())
+	}
 	made, _ := strconv.Atoi(string(m[1]))
 	t.Logf("zero-window clients: %s", m[0])
 	if made < n {
@@ -165,7 +168,7 @@ func TestZeroWindowVanish(t *testing.T) {
 	stop := legitHTTP(l.cli, srvAddr+":80", "/small", 512)
 	time.Sleep(5 * time.Second) // windows close, probing starts
 	tries, fails := stop()
-	checkLegit(t, "the zero-window hold", tries, fails, 10, 0)
+	checkLegit(t, "the zero-window hold", tries, fails, 3, 0) // a failing try takes up to 3 s
 	// The clients vanish: their address goes away, the kernel drops what comes to it without an answer.
 	run(t, l.cli, 10*time.Second, "ip", "addr", "del", atkAddr+"/24", "dev", "eth0")
 	t.Cleanup(func() { p.Stop(time.Second) })
