@@ -3,6 +3,7 @@
 package adversary
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -65,7 +66,11 @@ func (l *httpLab) after(t *testing.T) map[string]uint64 {
 	connectWithin(t, l.cli, srvAddr+":80", time.Second)
 	settleRSS(t, l.httpd, httpdRSSLimit)
 	connectWithin(t, l.cli, srvAddr+":80", time.Second)
-	run(t, l.cli, 20*time.Second, "curl", "-sS", "--max-time", "10", "-o", "/dev/null", "http://"+srvAddr+"/small")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	if out, err := l.cli.Command(ctx, "curl", "-sS", "--max-time", "10", "-o", "/dev/null", "http://"+srvAddr+"/small").CombinedOutput(); err != nil {
+		t.Errorf("after the attack a request failed: %v %s", err, out)
+	}
+	cancel()
 	out := stopChecked(t, l.httpd, "httpd")
 	st := map[string]uint64{}
 	// slog's text handler quotes the map: tcp="map[active_opens:0 ...]".

@@ -136,7 +136,8 @@ func run(t *testing.T, h *netlab.Host, timeout time.Duration, name string, args 
 	return string(out)
 }
 
-// connectWithin opens a TCP connection from h to addr and fails unless the handshake completes within d.
+// connectWithin opens a TCP connection from h to addr and fails the test unless the handshake completes
+// within d.
 func connectWithin(t *testing.T, h *netlab.Host, addr string, d time.Duration) {
 	t.Helper()
 	var c net.Conn
@@ -145,7 +146,9 @@ func connectWithin(t *testing.T, h *netlab.Host, addr string, d time.Duration) {
 		return err
 	})
 	if err != nil {
-		t.Fatalf("new connection to %s not accepted within %v: %v", addr, d, err)
+		// Not fatal: the checks after an attack go on, so that the exit counters say why.
+		t.Errorf("new connection to %s not accepted within %v: %v", addr, d, err)
+		return
 	}
 	c.Close()
 }
