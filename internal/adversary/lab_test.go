@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -135,7 +136,8 @@ func run(t *testing.T, h *netlab.Host, timeout time.Duration, name string, args 
 	return string(out)
 }
 
-// connectWithin opens a TCP connection from h to addr and fails unless the handshake completes within d.
+// connectWithin opens a TCP connection from h to addr and fails the test unless the handshake completes
+// within d.
 func connectWithin(t *testing.T, h *netlab.Host, addr string, d time.Duration) {
 	t.Helper()
 	var c net.Conn
@@ -144,7 +146,9 @@ func connectWithin(t *testing.T, h *netlab.Host, addr string, d time.Duration) {
 		return err
 	})
 	if err != nil {
-		t.Fatalf("new connection to %s not accepted within %v: %v", addr, d, err)
+		// Not fatal: the checks after an attack go on, so that the exit counters say why.
+		t.Errorf("new connection to %s not accepted within %v: %v", addr, d, err)
+		return
 	}
 	c.Close()
 }
@@ -185,10 +189,17 @@ func counter(out, kind, name string) uint64 {
 	return n
 }
 
-// metric sums the samples of a Prometheus metric (all label sets) in a text exposition.
-func metric(text, name string) float64 {
+// metric sums the samples of a Prometheus metric in a text exposition: all label sets, or those that contain
+// every one of labels (`reason="neighbour_held_limit"`).
+func metric(text, name string, labels ...string) float64 {
 	var sum float64
+next:
 	for _, m := range regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(name)+`(\{[^}]*\})? ([0-9.e+-]+)$`).FindAllStringSubmatch(text, -1) {
+		for _, l := range labels {
+			if !strings.Contains(m[1], l) {
+				continue next
+			}
+		}
 		v, _ := strconv.ParseFloat(m[2], 64)
 		sum += v
 	}
@@ -236,5 +247,75 @@ func pinger(t *testing.T, h *netlab.Host, addr string) (stop func() float64) {
 			return 100
 		}
 		return 100 * float64(tx-rx) / float64(tx)
+	}
+}
+
+// legitHTTP is the legitimate client of the server attacks: from h, every 200 ms until stop is called, it
+// opens a new connection to addr (the handshake within a second), asks for path with Connection: close and
+// reads the whole answer (within two seconds more), which must be a 200 of want bytes. stop returns the
+// number of tries and a description of each failure.
+func legitHTTP(h *netlab.Host, addr, path string, want int) (stop func() (tries int, fails []string)) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	var fails []string
+	tries := 0
+	req := []byte("GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nConnection: close\r\n\r\n")
+	once := func() error {
+		return h.Do(func() error {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				return fmt.Errorf("connect: %w", err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			if _, err := c.Write(req); err != nil {
+				return fmt.Errorf("request: %w", err)
+			}
+			resp, err := io.ReadAll(c)
+			if err != nil {
+				return fmt.Errorf("answer after %d bytes: %w", len(resp), err)
+			}
+			head, body, _ := bytes.Cut(resp, []byte("\r\n\r\n"))
+			if !bytes.HasPrefix(head, []byte("HTTP/1.1 200 ")) || len(body) != want {
+				return fmt.Errorf("answer %q with %d bytes of body, want 200 and %d", bytes.SplitN(head, []byte("\r\n"), 2)[0], len(body), want)
+			}
+			return nil
+		})
+	}
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+			tries++
+			if err := once(); err != nil {
+				fails = append(fails, time.Now().Format("15:04:05.000 ")+err.Error())
+			}
+		}
+	}()
+	return func() (int, []string) {
+		close(quit)
+		<-done
+		return tries, fails
+	}
+}
+
+// checkLegit fails the test if the legitimate client failed more than maxFails of its tries or made fewer
+// than minTries.
+func checkLegit(t *testing.T, what string, tries int, fails []string, minTries, maxFails int) {
+	t.Helper()
+	t.Logf("legitimate client during %s: %d tries, %d failed", what, tries, len(fails))
+	if tries < minTries {
+		t.Errorf("the legitimate client made only %d tries during %s, want at least %d", tries, what, minTries)
+	}
+	if len(fails) > maxFails {
+		if len(fails) > 10 {
+			fails = append(fails[:5:5], append([]string{"..."}, fails[len(fails)-5:]...)...)
+		}
+		t.Errorf("the legitimate client failed %d of %d tries during %s (at most %d allowed):\n%s", len(fails), tries, what, maxFails, strings.Join(fails, "\n"))
 	}
 }
