@@ -94,6 +94,11 @@ func stackCounters(s stack.Stats) []struct {
 		{"checksums_completed", s.ChecksumsCompleted},
 		{"neighbours_created", s.NeighboursCreated}, {"neighbours_removed", s.NeighboursRemoved},
 		{"neighbours_refused", s.NeighboursRefused}, {"arp_not_learnt", s.ARPNotLearnt},
+		{"forwarded6", s.Forwarded6}, {"icmpv6_errors_out", s.ICMPv6ErrorsOut},
+		{"icmpv6_rate_limited", s.ICMPv6RateLimited}, {"icmpv6_echo_replies_out", s.ICMPv6EchoRepliesOut},
+		{"ndp_solicitations_in", s.NDPSolicitationsIn}, {"ndp_advertisements_in", s.NDPAdvertisementsIn},
+		{"ndp_solicitations_out", s.NDPSolicitationsOut}, {"ndp_advertisements_out", s.NDPAdvertisementsOut},
+		{"dad_probes_out", s.DADProbesOut}, {"dad_conflicts", s.DADConflicts},
 	}
 }
 

@@ -500,21 +500,11 @@ func writeSummary(w io.Writer, uptime time.Duration, ps poller.Stats, ss stack.S
 	for _, k := range keys {
 		fmt.Fprintf(w, "drop %-24s %d\n", k, names[k])
 	}
-	for _, kv := range []struct {
-		k string
-		v uint64
-	}{
-		{"forwarded", ss.Forwarded}, {"delivered", ss.Delivered}, {"fragmented", ss.Fragmented},
-		{"fragments_out", ss.FragmentsOut}, {"icmp_errors_out", ss.ICMPErrorsOut}, {"icmp_rate_limited", ss.ICMPRateLimited},
-		{"icmp_echo_replies_out", ss.ICMPEchoRepliesOut}, {"arp_requests_out", ss.ARPRequestsOut},
-		{"arp_replies_out", ss.ARPRepliesOut}, {"neighbours_resolved", ss.NeighboursResolved},
-		{"neighbours_failed", ss.NeighboursFailed}, {"held_released", ss.HeldReleased},
-		{"checksums_completed", ss.ChecksumsCompleted}, {"neighbour_entries", ss.NeighbourEntries},
-		{"neighbours_created", ss.NeighboursCreated}, {"neighbours_removed", ss.NeighboursRemoved},
-		{"neighbours_refused", ss.NeighboursRefused}, {"arp_not_learnt", ss.ARPNotLearnt},
-	} {
-		fmt.Fprintf(w, "stack %-24s %d\n", kv.k, kv.v)
+	// The same counters as the metrics (stackCounters), and the table's size now.
+	for _, c := range stackCounters(ss) {
+		fmt.Fprintf(w, "stack %-24s %d\n", c.name, c.v)
 	}
+	fmt.Fprintf(w, "stack %-24s %d\n", "neighbour_entries", ss.NeighbourEntries)
 	if check == nil {
 		fmt.Fprintln(w, "frame accounting: OK")
 	} else {
