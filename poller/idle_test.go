@@ -1,8 +1,11 @@
 package poller
 
 import (
+	"fmt"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const us = int64(time.Microsecond)
@@ -70,5 +73,25 @@ func TestIdlePolicyIrregular(t *testing.T) {
 	feed(&ip, 10, 20, 30, 40, 10, 20)
 	if ip.samples != 0 {
 		t.Errorf("learned %d gaps shorter than IdleSpin", ip.samples)
+	}
+}
+
+// TestCopyTxBudgetVeth: a copy-mode socket gets the TX budget the poller asks for where the kernel has
+// XDP_MAX_TX_SKB_BUDGET (Linux 6.17+), so that one sendto sends a whole batch; older kernels keep 32.
+func TestCopyTxBudgetVeth(t *testing.T) {
+	dut, _, _ := twoHosts(t)
+	nh, _ := newRecorder(-1)
+	p, stop := startPoller(t, dut, Config{Interfaces: []string{"eth0"}, NewHandler: nh, RingSize: 1024, FramesPerQueue: 4096, Bind: BindCopy})
+	defer stop()
+	var u unix.Utsname
+	unix.Uname(&u)
+	var major, minor int
+	fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor)
+	want := copyTxBudget
+	if major < 6 || major == 6 && minor < 17 {
+		want = 32
+	}
+	if got := p.qs[0].ports[0].sock.TxBudget(); got != want {
+		t.Errorf("TX budget %d on Linux %d.%d, want %d", got, major, minor, want)
 	}
 }
