@@ -380,7 +380,7 @@ func (ip *idlePolicy) predict(t int64) time.Duration {
 		return 0
 	}
 	due := ip.since + ip.gap
-	if t+margin >= due+margin {
+	if t >= due {
 		return 0 // late already: this gap is not like the others
 	}
 	ip.spinUntil = due + margin
