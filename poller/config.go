@@ -88,8 +88,11 @@ type Config struct {
 	RingSize int
 	// Budget is the most RX descriptors taken from one port per batch (default 64, at most pipeline.MaxBatch).
 	Budget int
-	// IdleSpins is how many empty loops Adaptive mode makes before sleeping (default 512).
-	IdleSpins int
+	// IdleSpin is how long Adaptive mode keeps polling after the last packet before it sleeps in poll(2)
+	// (default 50us): long enough to catch the reply of a request it just forwarded (each round trip
+	// crosses the router twice) and the next packet of a burst without paying a wake-up; short enough that
+	// under partial load the CPU goes back to others. Like interrupt coalescing, it trades CPU for latency.
+	IdleSpin time.Duration
 	// IdleTimeout is the longest Adaptive mode sleeps when Tick asks for no wakeup (default 100ms).
 	IdleTimeout time.Duration
 
@@ -157,8 +160,11 @@ func (c *Config) withDefaults() (Config, error) {
 	if d.Budget < 1 || d.Budget > pipeline.MaxBatch {
 		return d, fmt.Errorf("poller: Budget %d out of range 1..%d (pipeline.MaxBatch)", d.Budget, pipeline.MaxBatch)
 	}
-	if d.IdleSpins == 0 {
-		d.IdleSpins = 512
+	if d.IdleSpin == 0 {
+		d.IdleSpin = 50 * time.Microsecond
+	}
+	if d.IdleSpin < 0 || d.IdleSpin > time.Second {
+		return d, fmt.Errorf("poller: IdleSpin %v out of range 0..1s", d.IdleSpin)
 	}
 	if d.IdleTimeout == 0 {
 		d.IdleTimeout = 100 * time.Millisecond

@@ -8,9 +8,11 @@
 // egress port's TX ring; Drop: back to the pool and counted by reason; Accept left over: dropped as
 // DropUnhandled; Stolen: now the handler's), submit TX and kick the kernel only when it asks (need_wakeup, or
 // copy mode), then call Handler.Tick with an empty batch and place what it emits. In Busy mode the loop spins;
-// in Adaptive mode (the default) it spins while there is traffic and, after IdleSpins empty loops, sleeps in
-// poll(2) on the RX sockets and an eventfd that pipeline.Waker writes, until traffic, a wake, or the time
-// Tick asked for.
+// in Adaptive mode (the default) it spins while there is traffic and for IdleSpin after the last packet, then
+// sleeps in ppoll(2) on the RX sockets and an eventfd that pipeline.Waker writes, until traffic, a wake, or the
+// time Tick asked for. Like a NIC's interrupt coalescing it learns the idle gaps: when they are regular (a
+// periodic flow) the sleep ends shortly before the next packet is due and the loop polls for it, so that
+// packet does not pay the wake-up (idlePolicy).
 //
 // Ownership and concurrency: rings, UMEM, frame pool, Batch and Handler of a queue are touched only by that
 // queue's goroutine, without locks. Stats may be called from any goroutine at any time: counters are

@@ -332,7 +332,7 @@ func (p *Poller) openPort(q *queue, i int, st *linkState) {
 		Area: q.area, Shared: shared,
 		FillSize: c.RingSize, CompSize: c.RingSize, RxSize: c.RingSize, TxSize: c.RingSize,
 		Bind: c.Bind, NeedWakeup: true,
-		BusyPoll: c.BusyPoll, BusyPollBudget: c.Budget,
+		BusyPoll: c.BusyPoll, BusyPollBudget: c.Budget, TxBudget: copyTxBudget,
 	})
 	if err != nil {
 		p.log.Error("poller: reopen port", "interface", name, "queue", q.id, "err", err)

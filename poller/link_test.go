@@ -108,7 +108,7 @@ func TestWakeAfterPollerCloseVeth(t *testing.T) {
 		mu.Unlock()
 		return nh0(q)
 	}
-	p, stop := startPoller(t, dut, Config{Interfaces: []string{"eth0"}, NewHandler: nh, RingSize: 256, FramesPerQueue: 1024, IdleSpins: 16})
+	p, stop := startPoller(t, dut, Config{Interfaces: []string{"eth0"}, NewHandler: nh, RingSize: 256, FramesPerQueue: 1024, IdleSpin: 20 * time.Microsecond})
 	var done atomic.Bool
 	var wg sync.WaitGroup
 	for range 4 {

@@ -161,7 +161,7 @@ func (p *Poller) newQueue(qi int, links []netlink.Link) error {
 			Area: area, Shared: first,
 			FillSize: c.RingSize, CompSize: c.RingSize, RxSize: c.RingSize, TxSize: c.RingSize,
 			Bind: c.Bind, NeedWakeup: true,
-			BusyPoll: c.BusyPoll, BusyPollBudget: c.Budget,
+			BusyPoll: c.BusyPoll, BusyPollBudget: c.Budget, TxBudget: copyTxBudget,
 		})
 		if err != nil {
 			if first != nil && i > 0 {
@@ -288,6 +288,9 @@ func (p *Poller) runQueue(ctx context.Context, q *queue) error {
 			return fmt.Errorf("poller: queue %d: pin to CPU %d: %w (check the CPU list against `nproc` and the cgroup's cpuset)", q.id, q.cpu, err)
 		}
 	}
+	// Timeouts of this thread's sleeps fire when asked, not up to 50us later (the default timer slack): the
+	// predicted wake-up below is worth only as much as the timer is exact.
+	unix.Prctl(unix.PR_SET_TIMERSLACK, 1000, 0, 0, 0)
 	done := ctx.Done()
 	spins := 0
 	adaptive := p.cfg.Mode == Adaptive
@@ -295,6 +298,7 @@ func (p *Poller) runQueue(ctx context.Context, q *queue) error {
 		select {
 		case <-done:
 			p.drain(q)
+			q.probeReport()
 			return nil
 		default:
 		}
@@ -305,10 +309,16 @@ func (p *Poller) runQueue(ctx context.Context, q *queue) error {
 		if q.step(t) > 0 {
 			q.busyLoops++
 			spins = 0
+			if q.idle.since != 0 {
+				q.idle.arrived(t, p.cfg.IdleSpin)
+			}
 			continue
 		}
 		q.idleLoops++
 		spins++
+		if q.idle.since == 0 {
+			q.idle.since = t
+		}
 		if !adaptive {
 			q.idleWake()
 			if spins&1023 == 0 {
@@ -316,18 +326,70 @@ func (p *Poller) runQueue(ctx context.Context, q *queue) error {
 			}
 			continue
 		}
-		if spins < p.cfg.IdleSpins {
+		if t-q.idle.since < int64(p.cfg.IdleSpin) || t < q.idle.spinUntil {
 			continue
 		}
-		q.trySleep(p.cfg.IdleTimeout)
+		q.trySleep(t, p.cfg.IdleTimeout)
 		spins = 0
 	}
 }
 
+// idlePolicy decides how an Adaptive queue waits, as interrupt coalescing does for a NIC: it polls for IdleSpin
+// after the last packet, then sleeps in poll(2). Waking from that sleep costs tens of microseconds here (the
+// scheduler, and an idle virtual CPU that has to be woken), and the round trip of a request that arrives on
+// a sleeping queue pays it. When the gaps between the ends of traffic and the next packet are regular - a
+// periodic flow: a ping, a heartbeat, a voice stream - the policy learns them and sets the sleep's timeout to
+// end a little before the next packet is due, then polls until it arrives or is clearly late. Irregular
+// gaps are not predicted: the queue just sleeps until traffic wakes it.
+type idlePolicy struct {
+	since     int64 // start of the current idle period (first empty loop after work), 0 while working
+	spinUntil int64 // poll, do not sleep, until then: an expected packet is due
+	gap, dev  int64 // moving averages of the idle gaps that outlasted IdleSpin, and of their deviation
+	samples   int
+}
+
+// minMargin is the least time the queue wakes before a predicted packet and waits after it: timer and
+// scheduling jitter.
+const minMargin = int64(20 * time.Microsecond)
+
+// arrived records that traffic came at t after the idle period that began at since.
+func (ip *idlePolicy) arrived(t int64, spin time.Duration) {
+	g := t - ip.since
+	ip.since, ip.spinUntil = 0, 0
+	if g < int64(spin) {
+		return // within a burst
+	}
+	if ip.samples == 0 {
+		ip.gap, ip.dev = g, 0
+	}
+	d := g - ip.gap
+	if d < 0 {
+		d = -d
+	}
+	ip.gap += (g - ip.gap) / 8
+	ip.dev += (d - ip.dev) / 8
+	ip.samples++
+}
+
+// predict returns how long to sleep from t before polling for the next packet (0: no prediction) and sets
+// spinUntil to when the packet is clearly late. A prediction is made only when the polling it costs (twice
+// the margin) is at most an eighth of the gap.
+func (ip *idlePolicy) predict(t int64) time.Duration {
+	margin := max(2*ip.dev, minMargin)
+	if ip.samples < 4 || 8*margin > ip.gap {
+		return 0
+	}
+	due := ip.since + ip.gap
+	if t >= due {
+		return 0 // late already: this gap is not like the others
+	}
+	ip.spinUntil = due + margin
+	return time.Duration(max(due-margin-t, 0))
+}
+
 // trySleep sleeps unless a last Tick (after announcing the sleep to wakers) produced work or is due.
-func (q *queue) trySleep(limit time.Duration) {
+func (q *queue) trySleep(t int64, limit time.Duration) {
 	q.sleeping.Store(true)
-	t := now()
 	b := &q.batch
 	b.Reset(t)
 	q.wakeAt = q.handler.Tick(b)
@@ -348,9 +410,15 @@ func (q *queue) trySleep(limit time.Duration) {
 		}
 		timeout = min(timeout, time.Duration(q.wakeAt-t))
 	}
-	ms := int((timeout + time.Millisecond - 1) / time.Millisecond)
+	if early := q.idle.predict(t); early > 0 || q.idle.spinUntil > t {
+		if early == 0 {
+			q.sleeping.Store(false)
+			return // the packet is due now: keep polling
+		}
+		timeout = min(timeout, early)
+	}
 	q.publish() // readers see the loop counts of a sleeping queue
-	q.sleep(ms)
+	q.sleep(timeout)
 	q.sleeping.Store(false)
 	q.changed = true
 	q.publish()

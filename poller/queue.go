@@ -96,6 +96,8 @@ type queue struct {
 	pollfds  []unix.PollFd
 	wakeAt   int64
 	busyPoll bool
+	idle     idlePolicy
+	probe    wakeProbe // debug builds only (wakeprobe.go)
 }
 
 // waker is the queue's pipeline.Waker.
@@ -150,6 +152,7 @@ func (q *queue) step(t int64) int {
 	work += b.N
 	q.place()
 	q.flushTX()
+	q.probeFlushed()
 	if q.changed {
 		q.publish()
 	}
@@ -249,6 +252,7 @@ func (q *queue) receive(i int, t int64) int {
 		pk := &b.Pkts[b.N]
 		pk.Reset(q.area.Frame(base), base, int(off), int(off+uint64(d.Len)))
 		pk.InPort, pk.Queue = uint16(i), uint16(q.id)
+		q.probePacket(pk.Data())
 		b.N++
 		bytes += uint64(d.Len)
 	}
@@ -318,7 +322,7 @@ func (q *queue) drop(addr uint64, r pipeline.DropReason) {
 }
 
 // flushTX submits what place wrote and kicks the kernel where it is needed. It also re-kicks a copy-mode ring
-// the kernel has not emptied: one sendto sends at most a small batch (TX_BATCH_SIZE).
+// the kernel has not emptied: one sendto sends at most the socket's TX budget.
 func (q *queue) flushTX() {
 	for i := range q.ports {
 		p := &q.ports[i]
@@ -341,9 +345,11 @@ func (q *queue) flushTX() {
 			}
 			continue
 		}
-		// Copy mode transmits inside sendto, at most TX_BATCH_SIZE (32) frames a call: kick until the ring is
-		// empty (bounded, so RX is not starved), or the ring fills and later packets are dropped as
-		// tx_ring_full although the link could still take them.
+		// Copy mode transmits inside sendto, at most the socket's TX budget a call (copyTxBudget where the
+		// kernel has XDP_MAX_TX_SKB_BUDGET, 32 before 6.17): kick until the ring is empty (bounded, so RX is
+		// not starved), or the ring fills and later packets are dropped as tx_ring_full although the link
+		// could still take them. With the larger budget one call usually empties the ring: one system call
+		// per port per loop.
 		for k := 0; k < maxCopyKicks && p.tx.Pending() > 0; k++ {
 			if p.sock.Kick() != nil {
 				break
@@ -352,9 +358,13 @@ func (q *queue) flushTX() {
 	}
 }
 
-// maxCopyKicks bounds the sendto calls per port per loop in copy mode: 16 x 32 frames covers a full batch
-// of every port with room to catch up.
-const maxCopyKicks = 16
+// copyTxBudget is the TX budget asked of copy-mode sockets, and maxCopyKicks bounds the sendto calls per port
+// per loop: either way at most about 512 frames leave a port per loop, a full batch of every port with room
+// to catch up, whatever the kernel allows.
+const (
+	copyTxBudget = 512
+	maxCopyKicks = 16
+)
 
 // publish copies the loop's counters to the atomics Stats reads: one store per counter per batch.
 func (q *queue) publish() {
@@ -413,12 +423,17 @@ func (q *queue) idleWake() {
 	}
 }
 
-// sleep blocks in poll(2) until an RX socket is readable, the eventfd is written, or timeout ms pass.
-func (q *queue) sleep(timeoutMs int) {
+// sleep blocks in ppoll(2) until an RX socket is readable, the eventfd is written, or timeout passes
+// (microsecond resolution: poll(2)'s milliseconds would round a predicted wake-up away).
+func (q *queue) sleep(timeout time.Duration) {
 	for i := range q.pollfds {
 		q.pollfds[i].Revents = 0
 	}
-	n, _ := unix.Poll(q.pollfds, timeoutMs)
+	ts := unix.NsecToTimespec(int64(timeout))
+	n, _ := unix.Ppoll(q.pollfds, &ts, nil)
+	if n > 0 {
+		q.probeWoke()
+	}
 	q.sleeps++
 	if n > 0 && q.pollfds[len(q.pollfds)-1].Revents&unix.POLLIN != 0 {
 		var buf [8]byte

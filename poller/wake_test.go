@@ -47,11 +47,11 @@ func TestWakerWakesSleepingQueueVeth(t *testing.T) {
 		return &sendOnWake{pending: &pending, frame: frame}
 	}
 	p, stop := startPoller(t, dut, Config{Interfaces: []string{"eth0"}, NewHandler: nh, RingSize: 256, FramesPerQueue: 1024,
-		IdleTimeout: 10 * time.Second, IdleSpins: 64})
+		IdleTimeout: 10 * time.Second, IdleSpin: 20 * time.Microsecond})
 	defer stop()
 	ps := openPacket(t, peer, "eth0")
 	deadline := time.Now().Add(3 * time.Second)
-	for p.Stats().Queues[0].IdleLoops < 64 && time.Now().Before(deadline) {
+	for p.Stats().Queues[0].Sleeps < 1 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(50 * time.Millisecond) // now in poll(2) for up to 10s

@@ -73,6 +73,11 @@ type Config struct {
 	BusyPoll       bool
 	BusyPollUsec   int
 	BusyPollBudget int
+
+	// TxBudget is, in copy mode, the most frames one sendto transmits (XDP_MAX_TX_SKB_BUDGET, Linux 6.17+;
+	// the kernel's default, and the only value before 6.17, is 32). 0 leaves the default; larger values are
+	// capped to TxSize. A kernel without the option keeps 32 (TxBudget then reports 32).
+	TxBudget int
 }
 
 // Socket is an AF_XDP socket bound to one queue of one interface, with its four rings mapped.
@@ -86,6 +91,7 @@ type Socket struct {
 	queue      int
 	zeroCopy   bool
 	needWakeup bool
+	txBudget   int
 
 	mu    sync.RWMutex // guards fd against Close while Statistics runs elsewhere
 	fd    int
@@ -213,6 +219,15 @@ func (s *Socket) setup(c Config) error {
 		return fail("get options", err)
 	}
 	s.zeroCopy = opts&unix.XDP_OPTIONS_ZEROCOPY != 0
+	s.txBudget = copyTxBatch
+	if c.TxBudget > copyTxBatch && !s.zeroCopy {
+		// Fewer system calls per batch: a copy-mode sendto stops after max_tx_budget frames. Older kernels
+		// refuse the option (ENOPROTOOPT) and keep 32; that is only slower, not an error.
+		n := min(c.TxBudget, c.TxSize)
+		if unix.SetsockoptInt(s.fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, n) == nil {
+			s.txBudget = n
+		}
+	}
 	if c.Shared != nil {
 		s.needWakeup = c.Shared.needWakeup
 	} else {
@@ -248,6 +263,12 @@ func (s *Socket) FD() int {
 	defer s.mu.RUnlock()
 	return s.fd
 }
+
+// copyTxBatch is the kernel's TX_BATCH_SIZE: what one copy-mode sendto sends without XDP_MAX_TX_SKB_BUDGET.
+const copyTxBatch = 32
+
+// TxBudget is the most frames one copy-mode kick transmits (see Config.TxBudget).
+func (s *Socket) TxBudget() int { return s.txBudget }
 
 // ZeroCopy reports whether the kernel bound the socket in zero-copy mode.
 func (s *Socket) ZeroCopy() bool { return s.zeroCopy }

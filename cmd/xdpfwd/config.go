@@ -32,6 +32,7 @@ type fileConfig struct {
 	ifaces    ifaceFlags
 	routes    []stack.Route
 	mode      string
+	idleSpin  time.Duration
 	queues    int
 	cpus      string
 	bind      string
@@ -57,7 +58,7 @@ type configError struct {
 func (e *configError) Error() string { return fmt.Sprintf("%s:%d: %s", e.file, e.line, e.msg) }
 
 // configKeys are the keys a configuration file may have, in the order `check` documents them.
-var configKeys = []string{"interfaces", "routes", "acl", "mode", "queues", "cpus", "bind", "xdp-mode", "metrics",
+var configKeys = []string{"interfaces", "routes", "acl", "mode", "idle-spin", "queues", "cpus", "bind", "xdp-mode", "metrics",
 	"pcap", "pcap-hook", "pcap-size", "pcap-files", "stats", "log-format", "kernel", "table"}
 
 // loadConfig reads and checks a configuration file. The error, when not nil, joins one *configError per
@@ -146,6 +147,14 @@ func (p *configParser) top(k, v *yaml.Node) {
 				p.errf(v, "mode: %v", err)
 			}
 			c.mode = s
+		}
+	case "idle-spin":
+		if s, ok := p.scalar(k, v); ok {
+			d, err := time.ParseDuration(s)
+			if err != nil || d <= 0 || d > time.Second {
+				p.errf(v, "idle-spin %q: want a duration from 1us to 1s, such as 50us", s)
+			}
+			c.idleSpin = d
 		}
 	case "queues":
 		if s, ok := p.scalar(k, v); ok {
@@ -488,6 +497,9 @@ func (c *fileConfig) apply(o *runOptions, onCommandLine map[string]bool) {
 	}
 	if take("mode") {
 		o.mode = c.mode
+	}
+	if take("idle-spin") {
+		o.idleSpin = c.idleSpin
 	}
 	if take("queues") {
 		o.queues = c.queues

@@ -31,6 +31,7 @@ type runOptions struct {
 	ifaces    ifaceFlags
 	routes    routeFlags
 	mode      string
+	idleSpin  time.Duration
 	queues    int
 	cpus      string
 	bind      string
@@ -62,6 +63,8 @@ func newRunFlags(out io.Writer) (*flag.FlagSet, *runOptions) {
 		"PREFIX=blackhole (drop silently) or PREFIX=unreachable (drop, answer ICMP unreachable); repeatable.\n"+
 		"Connected routes of the --iface addresses are added by themselves")
 	fs.StringVar(&o.mode, "mode", "adaptive", "poll mode: adaptive (spin under load, sleep in poll(2) when idle) or busy (always spin, a full core per queue)")
+	fs.DurationVar(&o.idleSpin, "idle-spin", 50*time.Microsecond, "adaptive mode: how long a queue keeps polling after its last packet before it sleeps (`DURATION`);\n"+
+		"longer catches more packets without a wake-up (lower latency), shorter leaves more CPU to other programs")
 	fs.IntVar(&o.queues, "queues", 1, "number of queues per interface, each with its own poller thread (at most the interfaces' queue count)")
 	fs.StringVar(&o.cpus, "cpus", "", "pin queue q to the q-th CPU of this `LIST` (e.g. 0,2-3); empty: no pinning")
 	fs.StringVar(&o.bind, "bind", "auto", "AF_XDP bind mode: auto (zero-copy when the driver can), copy or zerocopy")
@@ -140,6 +143,10 @@ func (o *runOptions) check() (*runConfig, error) {
 	if c.poller.Mode, err = poller.ParsePollMode(o.mode); err != nil {
 		return nil, usagef("--mode: %v", err)
 	}
+	if o.idleSpin <= 0 || o.idleSpin > time.Second {
+		return nil, usagef("--idle-spin %v: want a duration from 1us to 1s, such as 50us", o.idleSpin)
+	}
+	c.poller.IdleSpin = o.idleSpin
 	if o.queues < 1 {
 		return nil, usagef("--queues %d: want at least 1", o.queues)
 	}
