@@ -90,13 +90,13 @@ func (c sysCPU) set(res *trialResult, units float64) {
 // o.cpuRate packets per second, waits o.warmup/2 and measures over o.duration: the whole-system CPU per
 // forwarded packet, and the share of the offered packets that reached the sink (a DUT that drops at this rate
 // makes the figure meaningless; the table shows the share). The generator runs in adaptive mode and sleeps
-// after one empty loop (IdleSpins 1), so that its CPU time is what its packets cost, not spinning: the
+// as soon as its rings are empty (IdleSpin 1 ns), so that its CPU time is what its packets cost, not spinning: the
 // poller's sleep has millisecond granularity, so it sends the packets due in bursts about every millisecond
 // (100 frames at 100 kpps, well inside every DUT's rings), and the rate holds over the window.
 func fixedRatePhase(t *topo, o *options, param string, count func() (uint64, uint64), res *trialResult) error {
 	cfg := genConfig(t, o, 1, param)
 	cfg.Rate = o.cpuRate
-	g, _, stop, err := startGenWith(t, o, cfg, poller.Adaptive, 1)
+	g, _, stop, err := startGenWith(t, o, cfg, poller.Adaptive, time.Nanosecond)
 	if err != nil {
 		return err
 	}

@@ -180,14 +180,14 @@ func startGen(t *topo, o *options, queues int, param string) (*pktgen.Generator,
 	return startGenWith(t, o, genConfig(t, o, queues, param), mode, 0)
 }
 
-// startGenWith runs a generator of gc in the gen host; idleSpins is the poller's (0: its default).
-func startGenWith(t *topo, o *options, gc pktgen.Config, mode poller.PollMode, idleSpins int) (*pktgen.Generator, *poller.Poller, func() error, error) {
+// startGenWith runs a generator of gc in the gen host; idleSpin is the poller's (0: its default).
+func startGenWith(t *topo, o *options, gc pktgen.Config, mode poller.PollMode, idleSpin time.Duration) (*pktgen.Generator, *poller.Poller, func() error, error) {
 	g, err := pktgen.NewGenerator(gc)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	queues := gc.Queues
-	cfg := poller.Config{Interfaces: []string{"eth0"}, Queues: queues, Mode: mode, IdleSpins: idleSpins, NewHandler: g.NewHandler}
+	cfg := poller.Config{Interfaces: []string{"eth0"}, Queues: queues, Mode: mode, IdleSpin: idleSpin, NewHandler: g.NewHandler}
 	if o.genCPU >= 0 {
 		cfg.CPUs = []int{o.genCPU}
 	}
