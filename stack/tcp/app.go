@@ -61,6 +61,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		}
 		if c.rcv.n > 0 {
 			n := c.rcv.read(p)
+			c.recharge()
 			more := c.rcv.n > 0
 			update := false
 			if c.state.synchronized() && !c.finRcvd {
@@ -145,8 +146,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 			return total, c.opErr("write", syscall.EPIPE)
 		}
 		q := p[total:]
-		q = q[:min(len(q), c.sndRoom())]
+		q = q[:min(len(q), c.sndRoom(), c.sndMemRoom())]
 		n := c.snd.write(q)
+		c.recharge()
 		c.sndFull = n < len(p)-total // the owner may grow the buffer (sndBufExpand)
 		c.mu.Unlock()
 		if n > 0 {
@@ -243,6 +245,7 @@ func (c *Conn) opErr(op string, err error) error {
 func (c *Conn) tryRead(p []byte) (int, error) {
 	c.mu.Lock()
 	n := c.rcv.read(p)
+	c.recharge()
 	var err error
 	if n == 0 {
 		switch {
@@ -263,7 +266,8 @@ func (c *Conn) tryWrite(p []byte) int {
 	c.mu.Lock()
 	n := 0
 	if c.state == StateEstablished || c.state == StateCloseWait {
-		n = c.snd.write(p[:min(len(p), c.sndRoom())])
+		n = c.snd.write(p[:min(len(p), c.sndRoom(), c.sndMemRoom())])
+		c.recharge()
 		c.sndFull = n < len(p)
 	}
 	c.mu.Unlock()

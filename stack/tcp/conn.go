@@ -78,7 +78,7 @@ type Conn struct {
 	rackPendAt           int64
 	tlpAt                int64 // RFC 8985 §7 tail loss probe timer (0 = off)
 	tlpOut               bool  // a probe was sent and no ACK advanced SND.UNA since
-	memCharged           int
+	memCharged           int   // bytes this connection holds in the engine's memUsed (recharge)
 	inTimeWait           bool  // counted in the engine's TIME-WAIT entries
 	orphan               bool  // counted in the engine's orphans
 	lastInvalidAck       int64 // when the last reply to an unacceptable segment left (Config.InvalidRateLimit)
@@ -101,8 +101,9 @@ type Conn struct {
 	rttSeq            Seq
 	rttStart          int64
 	retries           int
-	persistN          int // zero-window probes since the window closed (their backoff)
-	probesOut         int // zero-window probes (and RTOs that found the window closed) since the last ACK
+	persistN          int   // zero-window probes since the window closed (their backoff)
+	probesOut         int   // zero-window probes (and RTOs that found the window closed) since the last ACK
+	probeStart        int64 // when the first of those probesOut was sent (probeTimeout)
 
 	// Timers (monotonic ns, 0 = off). rexmitAt is the RTO, or the persist timer when persist is set.
 	rexmitAt   int64
@@ -170,8 +171,42 @@ func (c *Conn) allocBuffers() {
 	}
 	c.snd.buf = make([]byte, c.e.cfg.SendBuffer)
 	c.rcv.buf = make([]byte, c.e.cfg.RecvBuffer)
-	c.memCharged = c.e.cfg.SendBuffer + c.e.cfg.RecvBuffer
-	c.e.memUsed += int64(c.memCharged)
+}
+
+// held is what the connection is charged against Config.MemoryLimit: the bytes in its send queue (unsent
+// and unacknowledged), its receive queue (unread) and its out-of-order queue - not the size of its
+// buffers, as Linux's tcp_mem charges the skbs queued, not SO_SNDBUF and SO_RCVBUF. A connection charged
+// its two buffers from the handshake on, and 512 connections whose peers had closed their windows took
+// all of the 256 MiB, so every later SYN was dropped. A closed connection holds nothing.
+func (c *Conn) held() int {
+	if c.state == StateClosed {
+		return 0
+	}
+	n := c.snd.n + c.rcv.n
+	for _, r := range c.ooo {
+		n += int(r.right - r.left)
+	}
+	return n
+}
+
+// recharge brings the engine's memUsed in line with what c holds now. It runs under c.mu: on the owner
+// after every step (afterConn, remove) and in Write and Read, which change the queues from the
+// application's side.
+func (c *Conn) recharge() {
+	if d := c.held() - c.memCharged; d != 0 {
+		c.memCharged += d
+		c.e.memUsed.Add(int64(d))
+	}
+}
+
+// sndMemRoom is how much more Write may queue under the memory limit: anything below memory pressure,
+// beyond it only up to minSndQueue queued (Linux's sk_stream_wait_memory then waits; here Write waits for
+// the ACKs of what is queued).
+func (c *Conn) sndMemRoom() int {
+	if !c.e.memPressure() {
+		return c.snd.free()
+	}
+	return max(minSndQueue-c.snd.n, 0)
 }
 
 // releaseBuffers gives back the memory of the buffers no data can pass through any more: the send buffer
@@ -184,7 +219,6 @@ func (c *Conn) allocBuffers() {
 // application may still hold it), without buffers. Owner only, e.mu and c.mu held.
 func (c *Conn) releaseBuffers() {
 	if c.snd.buf != nil && c.finQueued && c.snd.n == 0 {
-		c.uncharge(c.snd.cap())
 		c.snd = ring{}
 	}
 	if c.rcv.buf != nil && c.finRcvd && c.rcv.n < c.rcv.cap() {
@@ -193,15 +227,9 @@ func (c *Conn) releaseBuffers() {
 			b = make([]byte, c.rcv.n) // once per connection, for data the application has yet to read
 			c.rcv.read(b)
 		}
-		c.uncharge(c.rcv.cap() - len(b))
 		c.rcv = ring{buf: b, n: len(b)}
 		c.ooo = c.ooo[:0] // nothing beyond the FIN
 	}
-}
-
-func (c *Conn) uncharge(n int) {
-	c.memCharged -= n
-	c.e.memUsed -= int64(n)
 }
 
 // negotiate applies the options of the peer's SYN (RFC 7323 §2.2, §3.2; RFC 2018 §2; RFC 9293 §3.7.1).
@@ -315,13 +343,10 @@ func (c *Conn) rcvSpaceAdjust(now int64) {
 	if want <= c.rcv.cap() {
 		return
 	}
-	grow := min(max(want, 2*c.rcv.cap()), limit) - c.rcv.cap()
-	if c.e.memUsed+int64(grow) > cfg.MemoryLimit {
-		return
+	if c.e.memPressure() {
+		return // as Linux's tcp_rcv_space_adjust under tcp_memory_pressure: keep the window
 	}
-	c.rcv.grow(c.rcv.cap() + grow)
-	c.memCharged += grow
-	c.e.memUsed += int64(grow)
+	c.rcv.grow(min(max(want, 2*c.rcv.cap()), limit))
 	c.e.inc(StatRcvBufGrown)
 }
 
@@ -341,13 +366,10 @@ func (c *Conn) sndBufExpand() {
 	if capNow >= cfg.SendBufferMax || 2*wnd <= capNow {
 		return
 	}
-	grow := min(max(2*wnd, 2*capNow), cfg.SendBufferMax) - capNow
-	if c.e.memUsed+int64(grow) > cfg.MemoryLimit {
-		return
+	if c.e.memPressure() {
+		return // Write queues little now anyway (sndMemRoom)
 	}
-	c.snd.grow(capNow + grow)
-	c.memCharged += grow
-	c.e.memUsed += int64(grow)
+	c.snd.grow(min(max(2*wnd, 2*capNow), cfg.SendBufferMax))
 	c.sndFull = false
 	c.e.inc(StatSndBufGrown)
 }
@@ -701,9 +723,42 @@ func (c *Conn) output(now int64) {
 	// overrides sender SWS avoidance.
 	dataEnd := c.sndUna + Seq(c.snd.n)
 	if c.sndNxt.LessThan(dataEnd) && c.sndNxt == c.sndUna && c.rexmitAt == 0 {
-		c.persist = true
-		c.rexmitAt = now + min(c.rto<<min(c.persistN, 16), int64(c.e.cfg.MaxRTO))
+		c.armPersist(now)
 	}
+}
+
+// armPersist sets the persist timer: the RTO backed off by the probes sent since the window closed, at
+// most MaxRTO, and no later than the probeTimeout of the probes gone unanswered.
+func (c *Conn) armPersist(now int64) {
+	c.persist = true
+	c.rexmitAt = now + min(c.rto<<min(c.persistN, 16), int64(c.e.cfg.MaxRTO))
+	if c.probesOut > 0 {
+		c.rexmitAt = min(c.rexmitAt, c.probeStart+c.e.probeTimeout(c.retryLimit()))
+	}
+}
+
+// probeTimeout is how long zero-window probes may go unanswered before the connection ends: the time
+// n+1 timeouts take backed off from MinRTO up to MaxRTO - Linux's tcp_model_timeout, which turns
+// tcp_retries2 into a time the same way. Counting probes alone was not enough: a window that stayed shut
+// while the peer answered had backed the probes off to MaxRTO, and MaxRetries more of them took 16
+// minutes. At the defaults (200 ms, 60 s, 15) it is 102.2 s + 7 * 60 s = 522.2 s, so a connection whose
+// peer vanished behind a closed window ends at most MaxRTO + 522.2 s (9 min 42 s) after it vanished, an
+// orphan (OrphanRetries 8) after at most 60 s + 102.2 s.
+func (e *Engine) probeTimeout(n int) int64 {
+	t, rto := int64(0), int64(e.cfg.MinRTO)
+	for range n + 1 {
+		t += rto
+		rto = min(2*rto, int64(e.cfg.MaxRTO))
+	}
+	return t
+}
+
+// noteProbe counts a zero-window probe (or an RTO that found the window closed) that waits for an answer.
+func (c *Conn) noteProbe(now int64) {
+	if c.probesOut == 0 {
+		c.probeStart = now
+	}
+	c.probesOut++
 }
 
 // sendData transmits [seq, seq+n) (+FIN) and advances SND.NXT, SND.MAX and the timers; false when Output
@@ -896,7 +951,7 @@ func (c *Conn) rtoFire(now int64) {
 		// RTO counts as an unanswered probe instead, so a receiver that is gone is still found.
 		c.persist = true
 		c.retries = 0
-		c.probesOut++
+		c.noteProbe(now)
 	}
 	if c.rexmitAt == 0 {
 		c.rexmitAt = now + c.rto
@@ -920,8 +975,11 @@ func (c *Conn) persistFire(now int64) {
 	// RFC 9293 §3.8.6.1: the receiver may keep its window closed indefinitely as long as it answers the
 	// probes - but a receiver that stopped answering is gone: like Linux's tcp_probe_timer, end the
 	// connection after MaxRetries unanswered probes (OrphanRetries for an orphan, which also ends after
-	// OrphanRetries probes however they were answered: nobody waits for its data).
-	if c.probesOut >= c.retryLimit() || c.appClosed && c.persistN >= c.e.cfg.OrphanRetries {
+	// OrphanRetries probes however they were answered: nobody waits for its data), or once they went
+	// unanswered for probeTimeout, whichever comes first.
+	limit := c.retryLimit()
+	if c.probesOut >= limit || c.probesOut > 0 && now-c.probeStart >= c.e.probeTimeout(limit) ||
+		c.appClosed && c.persistN >= c.e.cfg.OrphanRetries {
 		c.e.inc(StatPersistTimeouts)
 		c.e.inc(StatConnTimeouts)
 		c.sendRST()
@@ -932,7 +990,6 @@ func (c *Conn) persistFire(now int64) {
 	_ = c.xmit(now, c.sndNxt, 1, proto.TCPFlagACK) // if Output is full, the next probe goes later
 	c.probeEnd = c.sndNxt + 1
 	c.persistN++
-	c.probesOut++
-	c.persist = true
-	c.rexmitAt = now + min(c.rto<<min(c.persistN, 16), int64(c.e.cfg.MaxRTO))
+	c.noteProbe(now)
+	c.armPersist(now)
 }

@@ -30,14 +30,16 @@
 // default, with fast convergence and the Reno-friendly region) or Reno (RFC 5681 with RFC 3465 byte
 // counting), chosen per engine, listener or connection (cc.go), RFC 6928's initial window and HyStart++
 // (RFC 9406) for the first slow start, fast retransmit and RFC 6582 NewReno for peers without SACK;
-// zero-window probing, given up after MaxRetries unanswered probes (tcp_retries2); sender and receiver SWS
-// avoidance; delayed ACKs (every second full segment - or one per connection per received batch, between
+// zero-window probing, given up after MaxRetries unanswered probes (tcp_retries2) or once probes went
+// unanswered for the time MaxRetries backed-off RTOs take (Linux's tcp_model_timeout; 522 s at the
+// defaults, so a peer that vanished behind a closed window is given up within MaxRTO + 522 s); sender and
+// receiver SWS avoidance; delayed ACKs (every second full segment - or one per connection per received batch, between
 // BeginBatch and Flush - and Config.DelayedAck at most 200 ms); Nagle with SetNoDelay; a bounded out-of-order
 // queue stored in the receive buffer itself; per-connection buffers with receive-buffer autotuning after
 // Linux's (a buffer grows while the application reads more per round trip than it holds, up to
 // Config.RecvBufferMax) and send-buffer autotuning after Linux's tcp_sndbuf_expand (a blocked writer's buffer
-// grows to twice what the windows let be in flight, up to Config.SendBufferMax), a global memory cap, buffers
-// given back as soon as no data can pass through them any more (at the latest on entering TIME-WAIT); bounds
+// grows to twice what the windows let be in flight, up to Config.SendBufferMax), a global memory cap on the bytes queued (Config.MemoryLimit, charged
+// for data held, not buffer sizes, as Linux's tcp_mem), buffers given back as soon as no data can pass through them any more (at the latest on entering TIME-WAIT); bounds
 // on TIME-WAIT entries (Config.MaxTimeWait, tcp_max_tw_buckets) and on connections closed by their
 // application (Config.MaxOrphans and OrphanRetries, tcp_max_orphans and tcp_orphan_retries); listeners with a
 // SYN queue bound, an accept backlog and RFC 4987 SYN cookies beyond it, accepted only shortly after an

@@ -36,8 +36,13 @@ type Config struct {
 	// when RecvBuffer is left at its default; when RecvBuffer is set and RecvBufferMax is not, autotuning
 	// is off (as setting SO_RCVBUF turns it off on Linux). At or below RecvBuffer autotuning is off.
 	RecvBufferMax int
-	// MemoryLimit caps the buffer bytes of all connections together; a connection that would exceed it
-	// is refused (SYN dropped, Dial fails). Default 256 MiB.
+	// MemoryLimit caps the bytes queued in all connections together - data in send queues (unsent or
+	// unacknowledged), in receive queues (unread) and out of order - as Linux's tcp_mem does: a connection
+	// is charged for what it holds, not for the size of its buffers, so an idle one costs next to nothing
+	// (Engine.MemUsed). Beyond 7/8 of it (memory pressure) Write queues at most minSndQueue bytes per
+	// connection and buffers stop growing; beyond all of it arriving data is dropped unless the
+	// connection's receive queue is empty (DropRcvMemory), and SYNs, handshakes and dials are refused
+	// (DropMemoryLimit). Default 256 MiB.
 	MemoryLimit int64
 	// MaxTimeWait bounds the connections in TIME-WAIT (Linux's tcp_max_tw_buckets). A TIME-WAIT entry holds
 	// no buffers and no memory charge, only the connection's state (about 3 KiB); beyond the bound a
@@ -190,9 +195,9 @@ type Engine struct {
 	conns     map[connID]*Conn
 	listeners map[netip.AddrPort]*Listener
 	portTable [portTableLen]uint16 // RFC 6056 Algorithm 4's table of per-bucket counters
-	memUsed   int64
-	timeWait  int // connections in TIME-WAIT (Config.MaxTimeWait)
-	orphans   int // connections closed by their application, not yet CLOSED or in TIME-WAIT (Config.MaxOrphans)
+	memUsed   atomic.Int64         // bytes queued in all connections (Config.MemoryLimit); changed under the connection's mu
+	timeWait  int                  // connections in TIME-WAIT (Config.MaxTimeWait)
+	orphans   int                  // connections closed by their application, not yet CLOSED or in TIME-WAIT (Config.MaxOrphans)
 	nextTimer int64
 	now       int64
 	chStart   int64 // challenge ACK budget: start of the current second and ACKs left in it
@@ -236,6 +241,27 @@ func NewEngine(cfg Config, out Output, waker Waker) *Engine {
 // and TCP headers (RFC 9293 §3.7.1; 60 bytes for IPv6, RFC 8200 §5). Called with e.mu held.
 func (e *Engine) ourMSS(a netip.Addr) uint16 {
 	return uint16(min(e.cfg.MTU-ipOverhead(a), 0xffff))
+}
+
+// MemUsed returns the bytes queued in all connections, what Config.MemoryLimit caps. Safe from any
+// goroutine.
+func (e *Engine) MemUsed() int64 { return e.memUsed.Load() }
+
+// minSndQueue is what a connection may always queue for sending, whatever the memory pressure: Linux's
+// tcp_wmem[0] (tcp_wmem_schedule's "guarantee some progress"). Without it a connection that has nothing
+// queued could wait for memory that no event of its own ever announces.
+const minSndQueue = 4096
+
+// memOver reports whether the engine is at or beyond Config.MemoryLimit: SYNs, handshakes and dials are
+// refused, arriving data is dropped (but into an empty receive queue).
+func (e *Engine) memOver() bool { return e.memUsed.Load() >= e.cfg.MemoryLimit }
+
+// memPressure reports whether the engine is beyond 7/8 of Config.MemoryLimit (as Linux's tcp_mem[1]):
+// Write queues at most minSndQueue per connection and buffers do not grow. The eighth kept free of send
+// data is what lets connections that cannot drain their send queues - a peer that closed its window and
+// vanished - leave room for new connections and for arriving data.
+func (e *Engine) memPressure() bool {
+	return e.memUsed.Load() >= e.cfg.MemoryLimit-e.cfg.MemoryLimit/8
 }
 
 // Config returns the configuration with defaults filled in.
@@ -410,9 +436,8 @@ func (e *Engine) afterConn(c *Conn) {
 		e.remove(c)
 		return
 	}
-	if c.memCharged > 0 {
-		c.releaseBuffers()
-	}
+	c.releaseBuffers()
+	c.recharge()
 	if c.ka.on && c.kaAt == 0 {
 		c.armKeepAlive(e.now)
 	}
@@ -423,8 +448,7 @@ func (e *Engine) afterConn(c *Conn) {
 func (e *Engine) remove(c *Conn) {
 	if e.conns[c.id] == c {
 		delete(e.conns, c.id)
-		e.memUsed -= int64(c.memCharged)
-		c.memCharged = 0
+		c.recharge() // CLOSED holds nothing: gives back all it was charged
 		if c.inTimeWait {
 			e.timeWait--
 			c.inTimeWait = false
@@ -620,7 +644,7 @@ func (e *Engine) listenSYN(now int64, l *Listener, id connID, seg proto.TCP, o *
 		}
 		return
 	}
-	if e.memUsed+int64(e.cfg.SendBuffer+e.cfg.RecvBuffer) > e.cfg.MemoryLimit {
+	if e.memOver() {
 		e.inc(DropMemoryLimit)
 		return
 	}
@@ -655,7 +679,7 @@ func (e *Engine) cookieAccept(now int64, l *Listener, id connID, seg proto.TCP, 
 		e.inc(DropAcceptQueueFull)
 		return true // silently: the client retransmits
 	}
-	if e.memUsed+int64(e.cfg.SendBuffer+e.cfg.RecvBuffer) > e.cfg.MemoryLimit {
+	if e.memOver() {
 		e.inc(DropMemoryLimit)
 		return false
 	}
@@ -788,7 +812,7 @@ func (e *Engine) Listen(laddr netip.AddrPort) (*Listener, error) {
 func (e *Engine) Connect(laddr, raddr netip.AddrPort) (*Conn, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.memUsed+int64(e.cfg.SendBuffer+e.cfg.RecvBuffer) > e.cfg.MemoryLimit {
+	if e.memOver() {
 		e.inc(DropMemoryLimit)
 		return nil, fmt.Errorf("dial tcp %v: %w", raddr, ErrMemoryLimit)
 	}

@@ -33,8 +33,8 @@ func checkLimits(t testing.TB, e *Engine, c *Conn) {
 	if c.state.synchronized() && (c.mss < minProbeMSS || c.sndScale > 14 || c.rcvScale > 14) {
 		t.Fatalf("mss %d, scales %d/%d", c.mss, c.sndScale, c.rcvScale)
 	}
-	if e.memUsed < 0 || e.memUsed > cfg.MemoryLimit {
-		t.Fatalf("memory accounting %d", e.memUsed)
+	if c.memCharged != c.held() || e.MemUsed() < int64(c.memCharged) || e.MemUsed() > cfg.MemoryLimit {
+		t.Fatalf("memory accounting: engine %d, connection charged %d, holds %d", e.MemUsed(), c.memCharged, c.held())
 	}
 }
 

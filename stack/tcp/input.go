@@ -211,7 +211,7 @@ func (c *Conn) establish(now int64, h proto.TCP, o *proto.TCPOptions) bool {
 			c.e.inc(DropAcceptQueueFull)
 			return false
 		}
-		if c.e.memUsed+int64(c.e.cfg.SendBuffer+c.e.cfg.RecvBuffer) > c.e.cfg.MemoryLimit {
+		if c.e.memOver() {
 			c.e.inc(DropMemoryLimit)
 			c.sendRST()
 			c.terminate(nil)
@@ -327,7 +327,7 @@ func (c *Conn) processAck(now int64, seq, ack Seq, wnd uint16, o *proto.TCPOptio
 		c.challengeACK(now)
 		return false
 	}
-	c.probesOut = 0 // an acceptable ACK: the peer is there (Linux's tcp_ack clears icsk_probes_out)
+	c.probesOut, c.probeStart = 0, 0 // an acceptable ACK: the peer is there (Linux's tcp_ack clears icsk_probes_out)
 	newSACK := false
 	una0, sacked0 := c.sndUna, c.sackedBytes()
 	if c.sackOK && o.NSACK > 0 {
@@ -681,6 +681,14 @@ func (c *Conn) receive(now int64, seq Seq, payload []byte, fin bool) {
 			} else {
 				payload = payload[:space-off]
 			}
+			c.ackNow = true
+		}
+		if len(payload) > 0 && c.e.memOver() && (off > 0 || c.rcv.n > 0 || len(c.ooo) > 0) {
+			// Config.MemoryLimit reached: the data is dropped (the peer sends it again) unless it is in
+			// order and the receive queue is empty, which Linux's tcp_data_queue also forces through
+			// (sk_forced_mem_schedule) so that every connection can make progress.
+			c.e.inc(DropRcvMemory)
+			payload, fin = nil, false
 			c.ackNow = true
 		}
 		if len(payload) > 0 {

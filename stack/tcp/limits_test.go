@@ -50,30 +50,62 @@ func TestOutOfOrderQueueBound(t *testing.T) {
 	_ = a
 }
 
-// TestMemoryLimit refuses connections beyond Config.MemoryLimit on both the passive and the active side.
+// TestMemoryLimit: connections cost their queued data, not their buffers, so more connections than the
+// buffers would fit are made; once the data queued reaches Config.MemoryLimit, arriving data beyond an
+// empty queue is dropped, and SYNs and dials are refused, until the application reads.
 func TestMemoryLimit(t *testing.T) {
-	cfg := Config{SendBuffer: 64 << 10, RecvBuffer: 64 << 10, MemoryLimit: 3 * 128 << 10}
+	cfg := Config{SendBuffer: 64 << 10, RecvBuffer: 64 << 10, MemoryLimit: 100 << 10}
 	w := newWire(t, cfg, 41)
 	l, _ := w.eng[1].Listen(netip.AddrPortFrom(addrB, 80))
-	for i := range 4 {
-		if _, err := w.eng[0].Connect(netip.AddrPortFrom(addrA, 0), netip.AddrPortFrom(addrB, 80)); err != nil {
-			if i != 3 || !errors.Is(err, ErrMemoryLimit) {
-				t.Fatalf("connect %d: %v", i, err)
-			}
-		}
+	var a, b [4]*Conn
+	for i := range a {
+		a[i], b[i] = w.dial(l) // 4 x 128 KiB of buffers: the old accounting refused the second
 	}
-	w.run(5*time.Second, nil, nil)
-	if len(l.acceptCh) != 3 || w.eng[0].memUsed != 3*128<<10 {
-		t.Fatalf("accepted %d, client memory %d", len(l.acceptCh), w.eng[0].memUsed)
+	srv := w.eng[1]
+	if srv.MemUsed() != 0 || w.eng[0].MemUsed() != 0 {
+		t.Fatalf("idle connections charged: server %d, client %d", srv.MemUsed(), w.eng[0].MemUsed())
 	}
-	// The server is at its limit too: a fourth client is turned away.
-	if w.eng[1].memUsed != 3*128<<10 {
-		t.Fatalf("server memory %d", w.eng[1].memUsed)
+	// Two clients send 60 KiB each; the server's application does not read.
+	a[0].tryWrite(make([]byte, 60<<10))
+	w.run(time.Second, nil, nil)
+	a[1].tryWrite(make([]byte, 60<<10))
+	w.run(time.Second, nil, nil)
+	if !srv.memOver() || srv.Stat(DropRcvMemory) == 0 || b[1].rcv.n == 0 || b[1].rcv.n == 60<<10 {
+		t.Fatalf("server memory %d of %d, data drops %d, second connection received %d",
+			srv.MemUsed(), cfg.MemoryLimit, srv.Stat(DropRcvMemory), b[1].rcv.n)
 	}
+	checkCharged(t, srv, b[:])
 	w.inject(1, netip.MustParseAddrPort("198.18.0.9:5000"), netip.AddrPortFrom(addrB, 80),
 		proto.TCPFields{Seq: 1, Flags: proto.TCPFlagSYN, Window: 1000}, nil)
-	if w.eng[1].Stat(DropMemoryLimit) != 1 {
+	if srv.Stat(DropMemoryLimit) != 1 {
 		t.Fatalf("SYN beyond the memory limit not dropped")
+	}
+	if _, err := srv.Connect(netip.AddrPortFrom(addrB, 0), netip.AddrPortFrom(addrA, 80)); !errors.Is(err, ErrMemoryLimit) {
+		t.Fatalf("dial beyond the memory limit: %v", err)
+	}
+	// The application reads: memory comes back and the rest of the data arrives.
+	k := newSink()
+	w.run(10*time.Second, func() { k.drain(b[0]); k.drain(b[1]) }, func() bool { return k.n == 120<<10 })
+	if k.n != 120<<10 || srv.MemUsed() != 0 {
+		t.Fatalf("read %d of %d, server memory %d", k.n, 120<<10, srv.MemUsed())
+	}
+	w.dial(l)
+}
+
+// checkCharged: the engine is charged exactly what its connections hold.
+func checkCharged(t *testing.T, e *Engine, cs []*Conn) {
+	t.Helper()
+	sum := 0
+	for _, c := range cs {
+		c.mu.Lock()
+		if c.memCharged != c.held() {
+			t.Fatalf("connection charged %d, holds %d", c.memCharged, c.held())
+		}
+		sum += c.memCharged
+		c.mu.Unlock()
+	}
+	if e.MemUsed() != int64(sum) {
+		t.Fatalf("engine charged %d, its connections hold %d", e.MemUsed(), sum)
 	}
 }
 
@@ -228,11 +260,11 @@ func TestTimeWaitReleasesMemory(t *testing.T) {
 		if i >= 12 && b.State() != StateClosed {
 			t.Fatalf("connection %d beyond MaxTimeWait: server %v, want CLOSED", i, b.State())
 		}
-		if e.memUsed != 0 || b.memCharged != 0 || i < 12 && (b.snd.buf != nil || b.rcv.buf != nil) {
-			t.Fatalf("connection %d: server memory %d, connection charged %d after the close", i, e.memUsed, b.memCharged)
+		if e.MemUsed() != 0 || b.memCharged != 0 || i < 12 && (b.snd.buf != nil || b.rcv.buf != nil) {
+			t.Fatalf("connection %d: server memory %d, connection charged %d after the close", i, e.MemUsed(), b.memCharged)
 		}
-		if w.eng[0].memUsed != 0 {
-			t.Fatalf("connection %d: client memory %d after CLOSED", i, w.eng[0].memUsed)
+		if w.eng[0].MemUsed() != 0 {
+			t.Fatalf("connection %d: client memory %d after CLOSED", i, w.eng[0].MemUsed())
 		}
 	}
 	if e.Stat(DropMemoryLimit) != 0 || e.Conns() != 12 || e.Stat(StatTimeWaitOverflow) != 3 {
@@ -246,7 +278,7 @@ func TestTimeWaitReleasesMemory(t *testing.T) {
 }
 
 // TestReleaseKeepsUnreadData: the peer's FIN releases the receive buffer, but data the application has not
-// read stays readable, charged by its size until it is read.
+// read stays readable, charged until it is read.
 func TestReleaseKeepsUnreadData(t *testing.T) {
 	w := newWire(t, Config{SendBuffer: 64 << 10, RecvBuffer: 64 << 10}, 51)
 	a, b := w.pair()
@@ -254,16 +286,16 @@ func TestReleaseKeepsUnreadData(t *testing.T) {
 	b.Close()
 	w.run(time.Second, nil, func() bool { return a.State() == StateCloseWait })
 	e := w.eng[0]
-	if a.rcv.n != 8 || a.rcv.cap() != 8 || e.memUsed != 64<<10+8 {
-		t.Fatalf("after the FIN: %d unread in a %d-byte buffer, memory %d; want 8, 8, 64 KiB + 8", a.rcv.n, a.rcv.cap(), e.memUsed)
+	if a.rcv.n != 8 || a.rcv.cap() != 8 || e.MemUsed() != 8 {
+		t.Fatalf("after the FIN: %d unread in a %d-byte buffer, memory %d; want 8, 8, 8", a.rcv.n, a.rcv.cap(), e.MemUsed())
 	}
 	buf := make([]byte, 100)
 	if n, err := a.Read(buf); n != 8 || err != nil || string(buf[:n]) != "response" {
 		t.Fatalf("read %q %v", buf[:n], err)
 	}
 	w.tick()
-	if _, err := a.Read(buf); err != io.EOF || a.rcv.buf != nil || e.memUsed != 64<<10 {
-		t.Fatalf("after reading: %v, buffer %d, memory %d", err, a.rcv.cap(), e.memUsed)
+	if _, err := a.Read(buf); err != io.EOF || a.rcv.buf != nil || e.MemUsed() != 0 {
+		t.Fatalf("after reading: %v, buffer %d, memory %d", err, a.rcv.cap(), e.MemUsed())
 	}
 }
 

@@ -161,8 +161,8 @@ func (c *Conn) lingerWait(sec int) {
 }
 
 // SetReadBuffer sets the receive buffer size (SO_RCVBUF) and turns receive-buffer autotuning off for
-// the connection, as setting SO_RCVBUF does on Linux. A larger size grows the buffer now (within
-// Config.MemoryLimit and the window the negotiated scale can express); a smaller one limits the window
+// the connection, as setting SO_RCVBUF does on Linux. A larger size grows the buffer now (up to
+// the window the negotiated scale can express; ErrMemoryLimit under memory pressure, Config.MemoryLimit); a smaller one limits the window
 // offered from now on (what is buffered or already offered stays).
 func (c *Conn) SetReadBuffer(bytes int) error {
 	if bytes <= 0 {
@@ -177,19 +177,16 @@ func (c *Conn) SetReadBuffer(bytes int) error {
 	bytes = min(bytes, 0xffff<<c.rcvScale, 1<<30)
 	c.rcvLimit = bytes
 	if c.rcv.buf != nil && bytes > c.rcv.cap() {
-		grow := bytes - c.rcv.cap()
-		if e.memUsed+int64(grow) > e.cfg.MemoryLimit {
+		if e.memPressure() {
 			return c.opErr("set", ErrMemoryLimit)
 		}
 		c.rcv.grow(bytes)
-		c.memCharged += grow
-		e.memUsed += int64(grow)
 	}
 	return nil
 }
 
 // SetWriteBuffer sets the send buffer size (SO_SNDBUF) and turns send-buffer autotuning off for the
-// connection. A larger size grows the buffer now (within Config.MemoryLimit); a smaller one makes Write
+// connection. A larger size grows the buffer now (ErrMemoryLimit under memory pressure, Config.MemoryLimit); a smaller one makes Write
 // block once that much is buffered.
 func (c *Conn) SetWriteBuffer(bytes int) error {
 	if bytes <= 0 {
@@ -204,13 +201,10 @@ func (c *Conn) SetWriteBuffer(bytes int) error {
 	bytes = min(bytes, 1<<30)
 	c.sndLimit = bytes
 	if c.snd.buf != nil && bytes > c.snd.cap() {
-		grow := bytes - c.snd.cap()
-		if e.memUsed+int64(grow) > e.cfg.MemoryLimit {
+		if e.memPressure() {
 			return c.opErr("set", ErrMemoryLimit)
 		}
 		c.snd.grow(bytes)
-		c.memCharged += grow
-		e.memUsed += int64(grow)
 	}
 	return nil
 }

@@ -57,6 +57,7 @@ const (
 	DropOutOfOrderFull   // out-of-order data with the out-of-order queue full
 	DropAcceptQueueFull  // handshake completed but the accept queue is full
 	DropMemoryLimit      // Config.MemoryLimit reached: a SYN, a handshake or a dial refused
+	DropRcvMemory        // Config.MemoryLimit reached: arriving data dropped (the receive queue was not empty)
 	DropBadCookie        // ACK to a listener with no valid SYN cookie
 	DropCookieNoOverflow // ACK to a listener that sent no SYN cookie recently: not checked as one (answered with RST)
 	DropRSTNotExact      // RST in window but not at RCV.NXT (challenge ACK sent, RFC 5961 §3.2)
@@ -79,7 +80,7 @@ var statNames = [numStats]string{
 	"mss_lowered", "cookie_options", "keepalive_probes", "keepalive_timeouts", "pmtu_updates", "mtu_probe_lowered", "mtu_probes", "mtu_probe_raised", "mtu_probe_failed", "hystart_css", "hystart_exits",
 	"drop_bad_options", "drop_no_connection", "drop_out_of_window", "drop_paws", "drop_ack_too_new",
 	"drop_ack_too_old", "drop_no_ack", "drop_rcvbuf_full", "drop_out_of_order_full", "drop_accept_queue_full",
-	"drop_memory_limit", "drop_bad_cookie", "drop_cookie_no_overflow", "drop_rst_not_exact", "drop_syn_in_window",
+	"drop_memory_limit", "drop_rcv_memory", "drop_bad_cookie", "drop_cookie_no_overflow", "drop_rst_not_exact", "drop_syn_in_window",
 	"drop_data_after_close", "drop_bad_state",
 	"drop_icmp_no_connection", "drop_icmp_out_of_window", "drop_icmp_mtu_not_lower",
 }

@@ -1,0 +1,179 @@
+package tcp
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/xdpnet/xdpnet/proto"
+)
+
+// zeroWindowConns opens n connections whose server side writes resp bytes that the clients never read:
+// their (small) windows close and the server probes them (issue #12's attack).
+func zeroWindowConns(t *testing.T, w *wire, l *Listener, n, resp int) (cli, srv []*Conn) {
+	t.Helper()
+	for range n {
+		a, b := w.dial(l)
+		cli, srv = append(cli, a), append(srv, b)
+	}
+	if w.eng[1].MemUsed() != 0 || w.eng[0].MemUsed() != 0 {
+		t.Fatalf("%d idle connections charged: server %d, client %d", n, w.eng[1].MemUsed(), w.eng[0].MemUsed())
+	}
+	for _, b := range srv {
+		b.tryWrite(make([]byte, resp))
+	}
+	w.run(5*time.Second, nil, nil)
+	probed := 0
+	for i, b := range srv {
+		b.mu.Lock()
+		closed, persist, queued := b.sndWnd == 0, b.persist, b.snd.n
+		b.mu.Unlock()
+		// Under memory pressure a connection queued only minSndQueue, which the peer's window may take.
+		if queued > 0 && (!closed || !persist) {
+			t.Fatalf("connection %d: %d queued, window %d, persist %v; want a closed window being probed", i, queued, b.sndWnd, persist)
+		}
+		if queued > 0 {
+			probed++
+		}
+	}
+	if probed == 0 {
+		t.Fatal("no window closed")
+	}
+	return cli, srv
+}
+
+// TestZeroWindowConnsDoNotLockOut: 2000 connections whose peers closed their windows with a response
+// queued do not keep a new connection from being accepted and served (issue #12: each charged 512 KiB
+// of buffers, and 512 of them took the whole MemoryLimit). The queued responses stop at the memory
+// pressure mark (7/8 of MemoryLimit), 4 KiB each beyond it.
+func TestZeroWindowConnsDoNotLockOut(t *testing.T) {
+	cfg := Config{SendBuffer: 64 << 10, RecvBuffer: 8 << 10, MemoryLimit: 64 << 20}
+	w := newWire(t, cfg, 90)
+	l, _ := w.eng[1].Listen(netip.AddrPortFrom(addrB, 80))
+	_, srv := zeroWindowConns(t, w, l, 2000, 64<<10)
+	e := w.eng[1]
+	checkCharged(t, e, srv)
+	// 2000 x 64 KiB asked for; Write took them up to the pressure mark, then 4 KiB each (which the peers'
+	// windows may have taken).
+	if e.memOver() || e.MemUsed() < cfg.MemoryLimit*3/4 {
+		t.Fatalf("server memory %d: want the queued responses near the pressure mark of %d", e.MemUsed(), cfg.MemoryLimit)
+	}
+	a, b := w.dial(l)
+	a.tryWrite([]byte("GET /small HTTP/1.1\r\n\r\n"))
+	w.run(time.Second, nil, func() bool { return b.rcv.n > 0 })
+	b.tryRead(make([]byte, 100))
+	if n := b.tryWrite(make([]byte, 3000)); n != 3000 {
+		t.Fatalf("the new connection queued %d of a 3000-byte response under memory pressure", n)
+	}
+	k := newSink()
+	w.run(5*time.Second, func() { k.drain(a) }, func() bool { return k.n == 3000 })
+	if k.n != 3000 {
+		t.Fatalf("the new connection received %d of 3000 bytes", k.n)
+	}
+	if e.Stat(DropMemoryLimit) != 0 || w.eng[0].Stat(DropMemoryLimit) != 0 {
+		t.Fatalf("drop_memory_limit %d (client %d), want 0", e.Stat(DropMemoryLimit), w.eng[0].Stat(DropMemoryLimit))
+	}
+	checkCharged(t, e, append(srv, b))
+}
+
+// TestZeroWindowVanishBound: a peer that kept its window shut long enough for the probes to back off to
+// MaxRTO, then vanished, is given up within MaxRTO + probeTimeout(MaxRetries) (9 min 42 s at the
+// defaults; it took 16 minutes by probe count alone), counted as a persist timeout, and the engine's
+// charge drops at once to what the remaining connections hold.
+func TestZeroWindowVanishBound(t *testing.T) {
+	cfg := Config{SendBuffer: 64 << 10, RecvBuffer: 8 << 10}
+	w := newWire(t, cfg, 91)
+	l, _ := w.eng[1].Listen(netip.AddrPortFrom(addrB, 80))
+	cli, srv := zeroWindowConns(t, w, l, 3, 64<<10)
+	e := w.eng[1]
+	w.run(10*time.Minute, nil, nil) // probes answered with a zero window: backed off to MaxRTO
+	if srv[0].persistN < 9 || srv[0].State() != StateEstablished {
+		t.Fatalf("after 10 min of answered probes: %d probes, %v", srv[0].persistN, srv[0].State())
+	}
+	gone := cli[0].id.local.Port()
+	w.drop = func(from int, tc proto.TCP) bool {
+		return from == 0 && tc.SrcPort() == gone || from == 1 && tc.DstPort() == gone
+	}
+	vanished := w.now
+	bound := int64(cfg.MaxRTO)
+	if bound == 0 {
+		bound = int64(time.Minute)
+	}
+	bound += e.probeTimeout(e.cfg.MaxRetries)
+	if bound != int64(time.Minute)+int64(522200*time.Millisecond) {
+		t.Fatalf("bound %v, want 60 s + 522.2 s at the defaults", time.Duration(bound))
+	}
+	ended := w.run(20*time.Minute, nil, func() bool { return srv[0].State() == StateClosed })
+	took := w.now - vanished
+	if !ended || took > bound {
+		t.Fatalf("the vanished peer's connection: %v after %v, want CLOSED within %v", srv[0].State(), time.Duration(took), time.Duration(bound))
+	}
+	t.Logf("vanished peer given up after %v (bound %v)", time.Duration(took), time.Duration(bound))
+	if e.Stat(StatPersistTimeouts) != 1 || e.Conns() != 2 || srv[0].memCharged != 0 {
+		t.Fatalf("persist timeouts %d, connections %d, closed one charged %d; want 1, 2, 0",
+			e.Stat(StatPersistTimeouts), e.Conns(), srv[0].memCharged)
+	}
+	checkCharged(t, e, srv[1:])
+	if e.MemUsed() != int64(srv[1].snd.n+srv[2].snd.n) || e.MemUsed() == 0 {
+		t.Fatalf("server memory %d, the remaining connections hold %d", e.MemUsed(), srv[1].snd.n+srv[2].snd.n)
+	}
+}
+
+// TestMemoryReturnsToZero: connections holding data both ways that end every way there is - orderly
+// close through TIME-WAIT, Close with unread data (RST), a RST from the peer, an orphan given up by its
+// zero-window probes, an abort - give back all they were charged, on both engines.
+func TestMemoryReturnsToZero(t *testing.T) {
+	cfg := Config{SendBuffer: 64 << 10, RecvBuffer: 8 << 10}
+	w := newWire(t, cfg, 92)
+	l, _ := w.eng[1].Listen(netip.AddrPortFrom(addrB, 80))
+	cli, srv := zeroWindowConns(t, w, l, 5, 64<<10)
+	for _, a := range cli {
+		a.tryWrite(make([]byte, 4000)) // unread by the server
+	}
+	w.run(time.Second, nil, nil)
+	checkCharged(t, w.eng[1], srv)
+	checkCharged(t, w.eng[0], cli)
+	if w.eng[1].MemUsed() == 0 || w.eng[0].MemUsed() == 0 {
+		t.Fatal("nothing queued")
+	}
+	// 0: orderly. The client reads everything, both close; the server side passes TIME-WAIT or LAST-ACK.
+	k := newSink()
+	srv[0].tryRead(make([]byte, 8000))
+	srv[0].Close()
+	w.run(10*time.Second, func() { k.drain(cli[0]) }, func() bool { return k.eof })
+	cli[0].Close()
+	// 1: the server closes with unread data: RST.
+	srv[1].Close()
+	// 2: the client resets (Close with unread data).
+	cli[2].Close()
+	// 3: the server's application closes with its response unsent: an orphan the probes give up.
+	srv[3].tryRead(make([]byte, 8000))
+	srv[3].Close()
+	// 4: the client aborts with SetLinger(0).
+	cli[4].SetLinger(0)
+	cli[4].Close()
+	w.run(10*time.Minute, nil, func() bool {
+		for i := range cli {
+			if cli[i].State() != StateClosed && cli[i].State() != StateTimeWait ||
+				srv[i].State() != StateClosed && srv[i].State() != StateTimeWait {
+				return false
+			}
+		}
+		return true
+	})
+	for i := range cli {
+		t.Logf("connection %d: client %v, server %v", i, cli[i].State(), srv[i].State())
+	}
+	for i, e := range w.eng {
+		if e.MemUsed() != 0 {
+			t.Errorf("engine %d: memory %d after every connection ended", i, e.MemUsed())
+		}
+	}
+	if w.eng[1].Stat(StatPersistTimeouts) != 1 {
+		t.Errorf("persist timeouts %d, want 1 (the orphan)", w.eng[1].Stat(StatPersistTimeouts))
+	}
+	w.run(2*time.Minute, nil, nil) // TIME-WAIT ends
+	if w.eng[0].Conns()+w.eng[1].Conns() != 0 || w.eng[0].MemUsed()+w.eng[1].MemUsed() != 0 {
+		t.Fatalf("after 2*MSL: %d + %d connections, memory %d + %d", w.eng[0].Conns(), w.eng[1].Conns(), w.eng[0].MemUsed(), w.eng[1].MemUsed())
+	}
+}
