@@ -19,7 +19,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/xdpnet/xdpnet/internal/xdpprog"
 	"github.com/xdpnet/xdpnet/pipeline"
 	"github.com/xdpnet/xdpnet/poller"
 	"github.com/xdpnet/xdpnet/rings"
@@ -157,14 +156,7 @@ func (o *runOptions) check() (*runConfig, error) {
 	if c.poller.Bind, err = rings.ParseBindMode(o.bind); err != nil {
 		return nil, usagef("--bind: %v", err)
 	}
-	switch o.xdpMode {
-	case "auto", "":
-		c.poller.XDPMode = xdpprog.ModeAuto
-	case "native":
-		c.poller.XDPMode = xdpprog.ModeNative
-	case "generic":
-		c.poller.XDPMode = xdpprog.ModeGeneric
-	default:
+	if c.poller.XDPMode, err = poller.ParseXDPMode(o.xdpMode); err != nil {
 		return nil, usagef("--xdp-mode %q: want auto, native or generic", o.xdpMode)
 	}
 	c.poller.ReplaceXDP = o.replace
