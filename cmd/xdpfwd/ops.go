@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/xdpnet/xdpnet/metrics"
 	"github.com/xdpnet/xdpnet/pipeline"
 	"github.com/xdpnet/xdpnet/poller"
 	"github.com/xdpnet/xdpnet/stack"
@@ -142,7 +143,7 @@ func newOps(cfg opsConfig, hooks *pipeline.Hooks, log *slog.Logger) (*ops, error
 func (o *ops) start(ctx context.Context, p *poller.Poller, st *stack.Stack) {
 	if o.ln != nil {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(&collector{p: p, st: st, extra: func() (uint64, uint64, int) {
+		reg.MustRegister(metrics.NewCollector(p, st), opsCollector{func() (uint64, uint64, int) {
 			return o.reloadOK.Load(), o.reloadKO.Load(), o.acl.rules()
 		}})
 		mux := http.NewServeMux()

@@ -19,6 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/xdpnet/xdpnet/metrics"
 	"github.com/xdpnet/xdpnet/pipeline"
 	"github.com/xdpnet/xdpnet/poller"
 	"github.com/xdpnet/xdpnet/rings"
@@ -499,9 +500,9 @@ func writeSummary(w io.Writer, uptime time.Duration, ps poller.Stats, ss stack.S
 	for _, k := range keys {
 		fmt.Fprintf(w, "drop %-24s %d\n", k, names[k])
 	}
-	// The same counters as the metrics (stackCounters), and the table's size now.
-	for _, c := range stackCounters(ss) {
-		fmt.Fprintf(w, "stack %-24s %d\n", c.name, c.v)
+	// The same counters as the metrics, and the table's size now.
+	for _, c := range metrics.StackCounters(ss) {
+		fmt.Fprintf(w, "stack %-24s %d\n", c.Name, c.Value)
 	}
 	fmt.Fprintf(w, "stack %-24s %d\n", "neighbour_entries", ss.NeighbourEntries)
 	if check == nil {

@@ -451,7 +451,7 @@ func TestBadFlags(t *testing.T) {
 		{nil, "no subcommand"},
 		{[]string{"frob"}, `unknown subcommand "frob"`},
 		{[]string{"run"}, "no interfaces"},
-		{[]string{"run", "--iface", "r0=198.18.0.1"}, "not an IPv4 address with prefix length"},
+		{[]string{"run", "--iface", "r0=198.18.0.1"}, "is not an address with prefix length"},
 		{[]string{"run", "--iface", "r0=198.18.0.1/24", "--route", "198.19.0.1/16=198.18.0.2"}, "did you mean 198.19.0.0/16"},
 		{[]string{"run", "--iface", "r0=198.18.0.1/24", "--route", "198.19.0.0/16"}, "want PREFIX=NEXTHOP"},
 		{[]string{"run", "--iface", "r0=198.18.0.1/24", "--mode", "fast"}, `unknown poll mode "fast"`},

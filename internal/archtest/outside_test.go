@@ -10,7 +10,7 @@ import (
 
 // TestOutsideModuleBuildsAppliance is an embedder's view: a module of its own (another module path, so
 // internal/ is closed to it) that requires xdpnet through a replace directive builds an appliance from the
-// public packages - poller, pipeline, stack, proto - and runs it over the in-memory link. A public API that
+// public packages - poller, pipeline, stack, proto, metrics - and runs it over the in-memory link. A public API that
 // needs an internal type fails to compile here.
 func TestOutsideModuleBuildsAppliance(t *testing.T) {
 	if testing.Short() {
@@ -49,8 +49,10 @@ func TestOutsideModuleBuildsAppliance(t *testing.T) {
 	bin := filepath.Join(dir, "appliance")
 	run("go", "build", "-o", bin, ".")
 	out := run(bin, "-memlink", "-iface", "eth0=198.18.0.1/24")
-	if want := "arp reply: 198.18.0.1 is-at 02:00:00:00:00:01"; !strings.Contains(out, want) {
-		t.Fatalf("appliance printed %q, want %q", out, want)
+	for _, want := range []string{"arp reply: 198.18.0.1 is-at 02:00:00:00:00:01\n", "xdpnet_stack_arp_replies_out_total 1\n"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("appliance printed %q, want %q", out, want)
+		}
 	}
 	// A bad flag is reported with what to use, through the public parser.
 	cmd := exec.Command(bin, "-xdp-mode", "skb")

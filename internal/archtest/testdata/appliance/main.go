@@ -1,5 +1,5 @@
 // Command appliance is what an embedder outside the xdpnet module writes: an IPv4 host on one interface,
-// using only the public packages. With -memlink it runs over an in-memory link, answers one ARP request and
+// using only the public packages, with its metrics. With -memlink it runs over an in-memory link, answers one ARP request and
 // prints what it sent, so that a test without privileges can run it; without, it runs over AF_XDP.
 package main
 
@@ -12,6 +12,9 @@ import (
 	"os"
 	"os/signal"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xdpnet/xdpnet/metrics"
 	"github.com/xdpnet/xdpnet/pipeline/memlink"
 	"github.com/xdpnet/xdpnet/poller"
 	"github.com/xdpnet/xdpnet/proto"
@@ -76,8 +79,25 @@ func arpOverMemory(st *stack.Stack, ifc stack.Interface) error {
 		}
 		if a, perr := proto.ParseARP(e.Payload()); perr == 0 && a.Op() == proto.ARPReply {
 			fmt.Printf("arp reply: %s is-at %s\n", a.SenderIP(), a.SenderMAC())
-			return nil
+			return printMetric(st, "xdpnet_stack_arp_replies_out_total")
 		}
 	}
 	return fmt.Errorf("no ARP reply")
+}
+
+// printMetric gathers the stack's metrics as a scrape would and prints one series.
+func printMetric(st *stack.Stack, name string) error {
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(metrics.NewCollector(nil, st))
+	fams, err := reg.Gather()
+	if err != nil {
+		return err
+	}
+	for _, f := range fams {
+		if f.GetName() == name {
+			fmt.Printf("%s %v\n", name, f.GetMetric()[0].GetCounter().GetValue())
+			return nil
+		}
+	}
+	return fmt.Errorf("no metric %s", name)
 }
