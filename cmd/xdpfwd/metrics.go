@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/xdpnet/xdpnet/metrics"
 )
@@ -13,6 +14,16 @@ const defaultMetricsPort = 9469
 // defaultMetricsAddr is the address `xdpfwd stats` reads by default; `run` serves metrics only when given
 // --metrics (e.g. --metrics 127.0.0.1:9469).
 const defaultMetricsAddr = "127.0.0.1:9469"
+
+// newRegistry holds everything /metrics serves: the poller's and the stack's series, xdpfwd's own, the build
+// information, and the go_* (goroutines, GC, heap) and process_* (CPU, RSS, open fds) series every Go
+// exporter has.
+func newRegistry(p metrics.PollerSource, st metrics.StackSource, own opsCollector) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.NewCollector(p, st), own, metrics.NewBuildInfoCollector(),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
 
 // opsCollector exports what only xdpfwd has, next to metrics.Collector's poller and stack series: the
 // SIGHUP reloads and the ACL's size, read at scrape time.

@@ -39,6 +39,7 @@ type runOptions struct {
 	replace   bool
 	stats     time.Duration
 	logFormat string
+	logLevel  string
 	pcap      string
 	pcapHook  string
 	pcapSize  byteSize
@@ -72,6 +73,7 @@ func newRunFlags(out io.Writer) (*flag.FlagSet, *runOptions) {
 	fs.BoolVar(&o.replace, "replace", false, "replace an XDP program already attached to an interface through netlink")
 	fs.DurationVar(&o.stats, "stats", 0, "log one line of counters (pps per port, drops by reason) every `DURATION`; 0 = off")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "the least severe log records written: debug, info, warn or error")
 	fs.StringVar(&o.pcap, "pcap", "", "write a pcap capture of the packets seen at --pcap-hook to `FILE` (read it with tcpdump -r).\n"+
 		"The file is created 0600 and must not exist (nor FILE.1, ...): xdpfwd never overwrites a file or follows a\n"+
 		"symbolic link. When FILE reaches --pcap-size it becomes FILE.1 (FILE.1 becomes FILE.2, ...) and a new FILE\n"+
@@ -115,6 +117,7 @@ type runConfig struct {
 	pcapHook  pipeline.Hook
 	pcapSize  int64
 	pcapFiles int
+	logLevel  slog.Level
 	ops       opsConfig
 	kernel    kernelOptions
 }
@@ -166,6 +169,9 @@ func (o *runOptions) check() (*runConfig, error) {
 	}
 	if o.logFormat != "text" && o.logFormat != "json" {
 		return nil, usagef("--log-format %q: want text or json", o.logFormat)
+	}
+	if c.logLevel, err = parseLogLevel(o.logLevel); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", o.logLevel)
 	}
 	if c.pcapHook, err = pipeline.ParseHook(o.pcapHook); err != nil {
 		return nil, usagef("--pcap-hook: %v", err)
@@ -252,11 +258,22 @@ func missingCaps() string {
 	return strings.Join(miss, ", ")
 }
 
-func newLogger(format string, w io.Writer) *slog.Logger {
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, nil))
+// parseLogLevel reads the names slog prints: debug, info, warn, error (any case).
+func parseLogLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	switch strings.ToLower(s) {
+	case "debug", "info", "warn", "error":
+		return l, l.UnmarshalText([]byte(s))
 	}
-	return slog.New(slog.NewTextHandler(w, nil))
+	return l, fmt.Errorf("unknown log level %q", s)
+}
+
+func newLogger(format string, level slog.Level, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -274,7 +291,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	log := newLogger(o.logFormat, stderr)
+	log := newLogger(o.logFormat, c.logLevel, stderr)
 	// XDPFWD_SKIP_CAP_CHECK=1 lets the kernel, not this guess, refuse: the test that proves the systemd
 	// unit's capability set minimal needs to see each missing capability actually fail.
 	if m := missingCaps(); m != "" && os.Getenv("XDPFWD_SKIP_CAP_CHECK") != "1" {
