@@ -44,6 +44,54 @@ func ParsePollMode(s string) (PollMode, error) {
 	return 0, fmt.Errorf("unknown poll mode %q (want adaptive or busy)", s)
 }
 
+// XDPMode is how the XDP program that steers frames into the sockets is attached (ip link's xdpdrv/xdpgeneric).
+type XDPMode int
+
+const (
+	// XDPAuto tries native mode and falls back to generic mode if the driver refuses; New logs why.
+	XDPAuto XDPMode = iota
+	// XDPNative runs the program in the driver's receive path, before an skb exists (XDP_FLAGS_DRV_MODE).
+	// Only native mode gives AF_XDP zero-copy and the full speed.
+	XDPNative
+	// XDPGeneric runs the program after the skb is built (XDP_FLAGS_SKB_MODE). Any interface supports it;
+	// AF_XDP then works in copy mode only.
+	XDPGeneric
+)
+
+// String returns "auto", "native" or "generic", the words ParseXDPMode reads.
+func (m XDPMode) String() string {
+	if m < XDPAuto || m > XDPGeneric {
+		return "XDPMode(" + strconv.Itoa(int(m)) + ")"
+	}
+	return m.internal().String()
+}
+
+// ParseXDPMode reads "auto" (or ""), "native" or "generic".
+func ParseXDPMode(s string) (XDPMode, error) {
+	switch s {
+	case "auto", "":
+		return XDPAuto, nil
+	case "native":
+		return XDPNative, nil
+	case "generic":
+		return XDPGeneric, nil
+	}
+	return 0, fmt.Errorf("unknown XDP mode %q (want auto, native or generic)", s)
+}
+
+// internal is the attach mode as xdpprog spells it (withDefaults refuses other values).
+func (m XDPMode) internal() xdpprog.Mode {
+	switch m {
+	case XDPAuto:
+		return xdpprog.ModeAuto
+	case XDPNative:
+		return xdpprog.ModeNative
+	case XDPGeneric:
+		return xdpprog.ModeGeneric
+	}
+	return xdpprog.Mode(m)
+}
+
 // Bind modes, re-exported so that a poller user needs only this package.
 const (
 	BindAuto     = rings.BindAuto
@@ -64,14 +112,10 @@ type Config struct {
 	Mode PollMode
 	// Bind is the AF_XDP bind mode (default BindAuto: zero-copy when the driver can).
 	Bind rings.BindMode
-	// XDPMode is the XDP attach mode (default auto: native, falling back to generic).
-	XDPMode xdpprog.Mode
+	// XDPMode is the XDP attach mode (default XDPAuto: native, falling back to generic).
+	XDPMode XDPMode
 	// ReplaceXDP allows displacing an XDP program attached through netlink.
 	ReplaceXDP bool
-	// Attach loads and attaches the XDP program of one port (ifindex, in the namespace of the thread that
-	// calls New); nil means xdpprog.Attach, the program that redirects every frame of a queue. The
-	// kernel-mirror mode passes a closure over xdpprog.AttachTransit.
-	Attach func(ifindex int, opts xdpprog.Options) (*xdpprog.Program, error)
 	// BusyPoll sets SO_PREFER_BUSY_POLL/SO_BUSY_POLL/SO_BUSY_POLL_BUDGET on the sockets and makes Busy mode
 	// drive the driver with recvfrom when idle.
 	BusyPoll bool
@@ -100,6 +144,17 @@ type Config struct {
 	NewHandler pipeline.NewHandler
 	// Logger receives setup notices (mode fallbacks); nil means slog.Default().
 	Logger *slog.Logger
+
+	// attach loads and attaches the XDP program of one port (ifindex, in the namespace of the thread that
+	// calls New, or of the link watcher when an interface is re-created); nil means xdpprog.Attach, the
+	// program that redirects every frame of a queue. It is not public: its types live in internal/xdpprog.
+	// The module's own commands set it through xdpprog.SetPollerAttach (kernel-mirror mode attaches the
+	// transit program), tests of this package directly.
+	attach xdpprog.AttachFunc
+}
+
+func init() {
+	xdpprog.SetPollerAttach = func(cfg any, f xdpprog.AttachFunc) { cfg.(*Config).attach = f }
 }
 
 func (c *Config) withDefaults() (Config, error) {
@@ -125,6 +180,12 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if d.Queues < 0 {
 		return d, fmt.Errorf("poller: Queues %d: must be positive", d.Queues)
+	}
+	if d.XDPMode < XDPAuto || d.XDPMode > XDPGeneric {
+		return d, fmt.Errorf("poller: unknown XDP mode %v (use XDPAuto, XDPNative or XDPGeneric)", d.XDPMode)
+	}
+	if d.attach == nil {
+		d.attach = xdpprog.Attach
 	}
 	if d.Mode != Adaptive && d.Mode != Busy {
 		return d, fmt.Errorf("poller: unknown poll mode %v (use Adaptive or Busy)", d.Mode)

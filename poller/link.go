@@ -206,7 +206,8 @@ func (p *Poller) reattach(i int, a *netlink.LinkAttrs, event bool) {
 			"queues", nq, "want", p.cfg.Queues, "fix", fmt.Sprintf("re-create it with %d queues or `ethtool -L %s combined %d`", p.cfg.Queues, name, p.cfg.Queues))
 		return
 	}
-	prog, err := xdpprog.Attach(a.Index, xdpprog.Options{Mode: p.cfg.XDPMode, Replace: p.cfg.ReplaceXDP})
+	// The configured program, not the default one: a kernel-mirror port keeps leaving local traffic to Linux.
+	prog, err := p.cfg.attach(a.Index, xdpprog.Options{Mode: p.cfg.XDPMode.internal(), Replace: p.cfg.ReplaceXDP})
 	if err != nil {
 		p.log.Error("poller: attach XDP to re-created interface; port stays closed", "interface", name, "ifindex", a.Index, "err", err)
 		return

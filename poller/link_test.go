@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpnet/xdpnet/internal/netlab"
+	"github.com/xdpnet/xdpnet/internal/xdpprog"
 	"github.com/xdpnet/xdpnet/pipeline"
 )
 
@@ -142,6 +143,7 @@ type fwdLab struct {
 	in, out           *packetSock
 	seq               int
 	queues            int
+	attaches          atomic.Int32 // calls of Config.attach, initial and on re-creation
 }
 
 // observer records PortChanged calls of every queue.
@@ -210,7 +212,13 @@ func newFwdLabQueues(t *testing.T, queues int) *fwdLab {
 	wrap := func(q *pipeline.QueueInfo) pipeline.Handler {
 		return &observingRecorder{recordHandler: *nh(q).(*recordHandler), o: f.observed}
 	}
-	f.p, f.stop = startPoller(t, f.dut, Config{Interfaces: []string{"eth0", "eth1"}, Queues: queues, NewHandler: wrap, RingSize: 512})
+	// A counting attach: a re-created interface must get the configured program, not the default one.
+	attach := func(ifindex int, o xdpprog.Options) (*xdpprog.Program, error) {
+		f.attaches.Add(1)
+		return xdpprog.Attach(ifindex, o)
+	}
+	f.p, f.stop = startPoller(t, f.dut, Config{Interfaces: []string{"eth0", "eth1"}, Queues: queues, NewHandler: wrap, RingSize: 512,
+		attach: attach})
 	f.in = openPacket(t, f.peer1, "eth0")
 	f.out = openPacket(t, f.peer2, "eth0")
 	return f
@@ -455,6 +463,9 @@ func testLinkDeleteAndRecreate(t *testing.T, queues int) {
 		}
 	}
 	f.expectForwarded(t, "after ingress re-create", f.burst(t, 300))
+	if n := f.attaches.Load(); n != 4 {
+		t.Fatalf("Config.attach called %d times, want 4 (two ports, each re-created once)", n)
+	}
 	f.stop()
 	st := f.p.Stats()
 	t.Logf("drops %v; ports %+v", st.DropsByName(), st.Ports)

@@ -96,12 +96,8 @@ func New(cfg Config) (*Poller, error) {
 		p.ports = append(p.ports, pipeline.PortInfo{Index: uint16(i), Name: name, Ifindex: a.Index, MAC: mac, MTU: a.MTU,
 			PartialChecksums: l.Type() == "veth"})
 	}
-	attach := c.Attach
-	if attach == nil {
-		attach = xdpprog.Attach
-	}
 	for i, l := range links {
-		prog, err := attach(l.Attrs().Index, xdpprog.Options{Mode: c.XDPMode, Replace: c.ReplaceXDP})
+		prog, err := c.attach(l.Attrs().Index, xdpprog.Options{Mode: c.XDPMode.internal(), Replace: c.ReplaceXDP})
 		if err != nil {
 			return nil, fmt.Errorf("poller: port %d: %w", i, err)
 		}

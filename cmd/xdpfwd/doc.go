@@ -16,8 +16,8 @@
 // Layout: main.go dispatches subcommands, run.go is `run` (flags, stack on the poller, stats, summary), demo.go
 // is `demo`, lab.go builds the gen - router - sink namespaces that the demo and the integration tests share.
 // For deployment: config.go reads the YAML --config file (and is `check`), ops.go serves --metrics, holds the
-// forward-hook ACL behind an atomic pointer and reloads routes and ACL on SIGHUP, metrics.go is the
-// Prometheus collector (xdpnet_* series read from the poller and stack snapshots at scrape time), statscmd.go
+// forward-hook ACL behind an atomic pointer and reloads routes and ACL on SIGHUP, metrics.go holds
+// xdpfwd's own series next to package metrics' collector (reloads, ACL size), statscmd.go
 // is `stats`. pcapfile.go creates and rotates the --pcap files; startcheck.go warns at start about interfaces
 // whose traffic the kernel itself needs (default route, the SSH session). example.yaml and xdpfwd.service are
 // the example configuration and systemd unit.

@@ -69,9 +69,9 @@ func setupKernel(k kernelOptions, sc *stack.Config, pc *poller.Config, log *slog
 		return nil, usagef("--kernel: %v", err)
 	}
 	sc.Resolver = m.Resolve
-	pc.Attach = func(ifindex int, opts xdpprog.Options) (*xdpprog.Program, error) {
+	xdpprog.SetPollerAttach(pc, func(ifindex int, opts xdpprog.Options) (*xdpprog.Program, error) {
 		return xdpprog.AttachTransit(ifindex, opts, kp)
-	}
+	})
 	return &kernelMode{kp: kp, m: m, log: log}, nil
 }
 

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/xdpnet/xdpnet/metrics"
 )
 
 // Exit codes.
@@ -34,6 +36,7 @@ Usage:
   xdpfwd demo [--duration 10s] [--rate PPS]
   xdpfwd stats [--metrics ADDR] [--interval 1s] [--count N]
   xdpfwd check --config FILE
+  xdpfwd version
   xdpfwd help [run|demo|stats|check]
 
 Subcommands:
@@ -45,6 +48,8 @@ Subcommands:
   stats show a live table (pps per port, drops per second by reason, poller busy ratio) read from
         the metrics endpoint of a running "xdpfwd run --metrics ADDR" (default ` + defaultMetricsAddr + `).
   check check a configuration file: print "ok", or every error as FILE:LINE: message (exit 2).
+  version print xdpnet's module version, the Go version and the commit the binary was built from
+        (also --version; the same as the xdpnet_build_info metric).
   help  show this text, or the flags of a subcommand.
 
 SIGHUP makes run re-read --config and apply its routes and acl rules without stopping traffic.
@@ -64,7 +69,7 @@ func main() {
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, topUsage)
-		fmt.Fprintln(stderr, "\nxdpfwd: no subcommand given (want run, demo, stats, check or help)")
+		fmt.Fprintln(stderr, "\nxdpfwd: no subcommand given (want run, demo, stats, check, version or help)")
 		return exitUsage
 	}
 	var err error
@@ -77,10 +82,13 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		err = cmdStats(ctx, rest, stdout, stderr)
 	case "check":
 		err = cmdCheck(rest, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "xdpfwd "+metrics.BuildInfo().String())
+		return exitOK
 	case "help", "-h", "-help", "--help":
 		return cmdHelp(rest, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "xdpfwd: unknown subcommand %q (want run, demo, stats, check or help; see xdpfwd help)\n", cmd)
+		fmt.Fprintf(stderr, "xdpfwd: unknown subcommand %q (want run, demo, stats, check, version or help; see xdpfwd help)\n", cmd)
 		return exitUsage
 	}
 	switch {

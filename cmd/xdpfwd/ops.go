@@ -17,7 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/xdpnet/xdpnet/pipeline"
@@ -141,8 +140,7 @@ func newOps(cfg opsConfig, hooks *pipeline.Hooks, log *slog.Logger) (*ops, error
 // start serves metrics from p and st and handles SIGHUP until ctx ends.
 func (o *ops) start(ctx context.Context, p *poller.Poller, st *stack.Stack) {
 	if o.ln != nil {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(&collector{p: p, st: st, extra: func() (uint64, uint64, int) {
+		reg := newRegistry(p, st, opsCollector{func() (uint64, uint64, int) {
 			return o.reloadOK.Load(), o.reloadKO.Load(), o.acl.rules()
 		}})
 		mux := http.NewServeMux()

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"golang.org/x/sys/unix"
 
+	"github.com/xdpnet/xdpnet/metrics"
 	"github.com/xdpnet/xdpnet/pipeline"
 	"github.com/xdpnet/xdpnet/poller"
 	"github.com/xdpnet/xdpnet/proto"
@@ -341,7 +342,7 @@ func TestCollectorAndStatsTable(t *testing.T) {
 	expose := func(scale uint64) []byte {
 		p, st := fixedStats(scale)
 		reg := prometheus.NewPedanticRegistry()
-		reg.MustRegister(&collector{p: p, st: st, extra: func() (uint64, uint64, int) { return 1, 0, 2 }})
+		reg.MustRegister(metrics.NewCollector(p, st), opsCollector{func() (uint64, uint64, int) { return 1, 0, 2 }})
 		fams, err := reg.Gather()
 		if err != nil {
 			t.Fatal(err)

@@ -19,7 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/xdpnet/xdpnet/internal/xdpprog"
+	"github.com/xdpnet/xdpnet/metrics"
 	"github.com/xdpnet/xdpnet/pipeline"
 	"github.com/xdpnet/xdpnet/poller"
 	"github.com/xdpnet/xdpnet/rings"
@@ -39,6 +39,7 @@ type runOptions struct {
 	replace   bool
 	stats     time.Duration
 	logFormat string
+	logLevel  string
 	pcap      string
 	pcapHook  string
 	pcapSize  byteSize
@@ -72,6 +73,7 @@ func newRunFlags(out io.Writer) (*flag.FlagSet, *runOptions) {
 	fs.BoolVar(&o.replace, "replace", false, "replace an XDP program already attached to an interface through netlink")
 	fs.DurationVar(&o.stats, "stats", 0, "log one line of counters (pps per port, drops by reason) every `DURATION`; 0 = off")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "the least severe log records written: debug, info, warn or error")
 	fs.StringVar(&o.pcap, "pcap", "", "write a pcap capture of the packets seen at --pcap-hook to `FILE` (read it with tcpdump -r).\n"+
 		"The file is created 0600 and must not exist (nor FILE.1, ...): xdpfwd never overwrites a file or follows a\n"+
 		"symbolic link. When FILE reaches --pcap-size it becomes FILE.1 (FILE.1 becomes FILE.2, ...) and a new FILE\n"+
@@ -115,6 +117,7 @@ type runConfig struct {
 	pcapHook  pipeline.Hook
 	pcapSize  int64
 	pcapFiles int
+	logLevel  slog.Level
 	ops       opsConfig
 	kernel    kernelOptions
 }
@@ -157,14 +160,7 @@ func (o *runOptions) check() (*runConfig, error) {
 	if c.poller.Bind, err = rings.ParseBindMode(o.bind); err != nil {
 		return nil, usagef("--bind: %v", err)
 	}
-	switch o.xdpMode {
-	case "auto", "":
-		c.poller.XDPMode = xdpprog.ModeAuto
-	case "native":
-		c.poller.XDPMode = xdpprog.ModeNative
-	case "generic":
-		c.poller.XDPMode = xdpprog.ModeGeneric
-	default:
+	if c.poller.XDPMode, err = poller.ParseXDPMode(o.xdpMode); err != nil {
 		return nil, usagef("--xdp-mode %q: want auto, native or generic", o.xdpMode)
 	}
 	c.poller.ReplaceXDP = o.replace
@@ -173,6 +169,9 @@ func (o *runOptions) check() (*runConfig, error) {
 	}
 	if o.logFormat != "text" && o.logFormat != "json" {
 		return nil, usagef("--log-format %q: want text or json", o.logFormat)
+	}
+	if c.logLevel, err = parseLogLevel(o.logLevel); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", o.logLevel)
 	}
 	if c.pcapHook, err = pipeline.ParseHook(o.pcapHook); err != nil {
 		return nil, usagef("--pcap-hook: %v", err)
@@ -259,11 +258,22 @@ func missingCaps() string {
 	return strings.Join(miss, ", ")
 }
 
-func newLogger(format string, w io.Writer) *slog.Logger {
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, nil))
+// parseLogLevel reads the names slog prints: debug, info, warn, error (any case).
+func parseLogLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	switch strings.ToLower(s) {
+	case "debug", "info", "warn", "error":
+		return l, l.UnmarshalText([]byte(s))
 	}
-	return slog.New(slog.NewTextHandler(w, nil))
+	return l, fmt.Errorf("unknown log level %q", s)
+}
+
+func newLogger(format string, level slog.Level, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -281,7 +291,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	log := newLogger(o.logFormat, stderr)
+	log := newLogger(o.logFormat, c.logLevel, stderr)
 	// XDPFWD_SKIP_CAP_CHECK=1 lets the kernel, not this guess, refuse: the test that proves the systemd
 	// unit's capability set minimal needs to see each missing capability actually fail.
 	if m := missingCaps(); m != "" && os.Getenv("XDPFWD_SKIP_CAP_CHECK") != "1" {
@@ -507,9 +517,9 @@ func writeSummary(w io.Writer, uptime time.Duration, ps poller.Stats, ss stack.S
 	for _, k := range keys {
 		fmt.Fprintf(w, "drop %-24s %d\n", k, names[k])
 	}
-	// The same counters as the metrics (stackCounters), and the table's size now.
-	for _, c := range stackCounters(ss) {
-		fmt.Fprintf(w, "stack %-24s %d\n", c.name, c.v)
+	// The same counters as the metrics, and the table's size now.
+	for _, c := range metrics.StackCounters(ss) {
+		fmt.Fprintf(w, "stack %-24s %d\n", c.Name, c.Value)
 	}
 	fmt.Fprintf(w, "stack %-24s %d\n", "neighbour_entries", ss.NeighbourEntries)
 	if check == nil {

@@ -19,6 +19,17 @@ var allowed = map[string][]string{
 	"rings":     {"umem", "golang.org/x/sys/"},
 }
 
+// directImports lists, for packages whose transitive dependencies are too many to list (they sit on top of
+// the poller), what they may import directly besides the standard library.
+var directImports = map[string][]string{
+	// metrics reads the poller's and the stack's snapshots; it sits beside cmd/*, below nothing.
+	"metrics": {"pipeline", "poller", "stack", "github.com/prometheus/"},
+}
+
+// noPrometheus lists packages that must not depend on Prometheus, even transitively: their counters are
+// plain snapshots, exported by package metrics to whoever wants them.
+var noPrometheus = []string{"poller", "rings", "umem", "pipeline", "stack", "proto"}
+
 // Packages above the poller are plain Go over byte slices: their own code must not open sockets or make
 // system calls (the standard library they use may, for time and files).
 var forbiddenStd = map[string][]string{
@@ -51,6 +62,23 @@ func TestDependencyDirection(t *testing.T) {
 				if imp == f {
 					t.Errorf("%s imports %s; DESIGN.md keeps it free of sockets and system calls", pkg, imp)
 				}
+			}
+		}
+	}
+}
+
+func TestDirectImports(t *testing.T) {
+	for pkg, ok := range directImports {
+		for _, imp := range goList(t, "-f", "{{join .Imports \" \"}}", module+"/"+pkg) {
+			if strings.Contains(strings.SplitN(imp, "/", 2)[0], ".") && !permitted(imp, ok) {
+				t.Errorf("%s imports %s; DESIGN.md allows only %v", pkg, imp, ok)
+			}
+		}
+	}
+	for _, pkg := range noPrometheus {
+		for _, d := range goList(t, "-deps", "-f", "{{.ImportPath}}", module+"/"+pkg) {
+			if strings.HasPrefix(d, "github.com/prometheus/") || d == module+"/metrics" {
+				t.Errorf("%s depends on %s: metrics are exported by package metrics, not by the packet path", pkg, d)
 			}
 		}
 	}
