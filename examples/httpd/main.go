@@ -170,7 +170,10 @@ func run(ctx context.Context, cfg config, open func(func() error) error, started
 	cancel()
 	pstop()
 	perr := <-pdone
-	slog.Info("httpd stopped", "tcp", s.TCPStats())
+	ps := p.Stats().Ports[0]
+	k := ps.Kernel
+	slog.Info("httpd stopped", "tcp", s.TCPStats(), "rx_packets", ps.RxPackets,
+		"kernel_rx_drop", k.Rx_dropped+k.Rx_ring_full+k.Rx_fill_ring_empty_descs)
 	// Every frame back where it belongs: what a flood or a bug would leak shows here.
 	if err := p.CheckFrames(); err != nil {
 		slog.Error("frame accounting: FAILED", "err", err)
