@@ -44,7 +44,7 @@ type Conn struct {
 	irs, rcvNxt, rcvAdv Seq
 	rcvScale            uint8
 	rcv                 ring
-	bufAt               int64 // next idle check of the rings' memory (ring.fit; 0 = none held)
+	bufAt               int64      // next idle check of the rings' memory (ring.fit; 0 = none held)
 	ooo                 []seqRange // out-of-order ranges beyond RCV.NXT, sorted, disjoint; data is in rcv
 	lastOOO             Seq
 	finRcvd             bool // the peer's FIN was processed: reads end with EOF after the data
