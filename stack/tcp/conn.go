@@ -318,9 +318,9 @@ const rcvSpaceMinInterval = int64(1e6)
 // that is more than in any interval before, the buffer - and with it the window - grows to twice that
 // plus 16 segments, at least doubling, up to Config.RecvBufferMax, the window the scale allows and
 // MemoryLimit. A reader that keeps up at a high rate gets a window for it; a slow reader or a connection
-// that moves little keeps the small RecvBuffer, so memory goes where the data flows. Buffers never shrink.
-// Growing copies the buffer once; it happens a handful of times per connection, never per segment in
-// a steady state. Owner only, e.mu and c.mu held.
+// that moves little keeps the small RecvBuffer, so memory goes where the data flows. Buffer sizes never
+// shrink. Growing sets the size only: the memory follows when data needs it (ring.writeAt), a handful of
+// times per connection, never per segment in a steady state. Owner only, e.mu and c.mu held.
 func (c *Conn) rcvSpaceAdjust(now int64) {
 	cfg := &c.e.cfg
 	limit := min(cfg.RecvBufferMax, 0xffff<<c.rcvScale)
@@ -356,7 +356,7 @@ func (c *Conn) rcvSpaceAdjust(now int64) {
 // a full send buffer and the windows would let more than half of it be in flight, the buffer grows to
 // twice min(cwnd, SND.WND) (at least doubling), up to Config.SendBufferMax and within MemoryLimit. The
 // buffer then covers a round trip of data in flight plus as much queued behind it, as Linux's sndmem of
-// 2 * cwnd segments does. It copies the buffer, a few times in a connection's life. Owner only, e.mu and
+// 2 * cwnd segments does. It sets the size; the memory follows as Write fills it. Owner only, e.mu and
 // c.mu held.
 func (c *Conn) sndBufExpand() {
 	if !c.sndFull || c.sndLocked || c.snd.cap() == 0 || c.finQueued {
