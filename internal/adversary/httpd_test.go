@@ -149,9 +149,10 @@ print("ready", len(socks), "refused", refused, flush=True)
 time.sleep(3600)
 `
 
-// zeroWindowWait is how long the vanished connections take to end, at the engine's defaults: MaxRetries
-// (15) unanswered zero-window probes, backed off from the 200 ms RTO to MaxRTO (60 s) - about 10 min from
-// the moment they vanish, plus a margin.
+// zeroWindowWait is how long the vanished connections take to end, at the engine's defaults: probes
+// unanswered for the time MaxRetries (15) backed-off RTOs take from MinRTO (522 s, Linux's
+// tcp_model_timeout), after at most one probe interval of MaxRTO (60 s) - 9 min 42 s from the moment they
+// vanish, plus a margin.
 const zeroWindowWait = 13 * time.Minute
 
 // TestZeroWindowVanish: 1000 connections that close their window and vanish. While they hold their
@@ -168,9 +169,10 @@ func TestZeroWindowVanish(t *testing.T) {
 	made, _ := strconv.Atoi(string(m[1]))
 	t.Logf("zero-window clients: %s", m[0])
 	if made < n {
-		// Each connection charges SendBuffer+RecvBuffer (2 x 256 KiB) against MemoryLimit (256 MiB) from
-		// its handshake on, used or not: 512 connections take it all and every later SYN is dropped
-		// (drop_memory_limit), whoever sends it.
+		// A connection is charged against MemoryLimit (256 MiB) for the bytes it queues, and its buffers
+		// are allocated as data arrives and given back when idle (issue #12: each charged, and allocated,
+		// SendBuffer+RecvBuffer = 2 x 256 KiB at its handshake, so 512 connections took it all and every
+		// later SYN was dropped - drop_memory_limit - whoever sent it).
 		t.Errorf("only %d of %d zero-window connections were accepted: the server refuses new connections "+
 			"(see drop_memory_limit below)", made, n)
 	}

@@ -44,6 +44,7 @@ type Conn struct {
 	irs, rcvNxt, rcvAdv Seq
 	rcvScale            uint8
 	rcv                 ring
+	bufAt               int64      // next idle check of the rings' memory (ring.fit; 0 = none held)
 	ooo                 []seqRange // out-of-order ranges beyond RCV.NXT, sorted, disjoint; data is in rcv
 	lastOOO             Seq
 	finRcvd             bool // the peer's FIN was processed: reads end with EOF after the data
@@ -166,11 +167,12 @@ func (c *Conn) smss() uint32 {
 }
 
 func (c *Conn) allocBuffers() {
-	if c.snd.buf != nil {
+	if c.snd.cap() != 0 {
 		return
 	}
-	c.snd.buf = make([]byte, c.e.cfg.SendBuffer)
-	c.rcv.buf = make([]byte, c.e.cfg.RecvBuffer)
+	// Logical sizes only: the memory comes as data does (ring).
+	c.snd.size = c.e.cfg.SendBuffer
+	c.rcv.size = c.e.cfg.RecvBuffer
 }
 
 // held is what the connection is charged against Config.MemoryLimit: the bytes in its send queue (unsent
@@ -218,16 +220,16 @@ func (c *Conn) sndMemRoom() int {
 // than tcp_time_wait, which puts a small inet_timewait_sock in its place; here the Conn stays (the
 // application may still hold it), without buffers. Owner only, e.mu and c.mu held.
 func (c *Conn) releaseBuffers() {
-	if c.snd.buf != nil && c.finQueued && c.snd.n == 0 {
+	if c.snd.cap() != 0 && c.finQueued && c.snd.n == 0 {
 		c.snd = ring{}
 	}
-	if c.rcv.buf != nil && c.finRcvd && c.rcv.n < c.rcv.cap() {
+	if c.rcv.cap() != 0 && c.finRcvd && c.rcv.n < c.rcv.cap() {
 		var b []byte
 		if c.rcv.n > 0 {
 			b = make([]byte, c.rcv.n) // once per connection, for data the application has yet to read
 			c.rcv.read(b)
 		}
-		c.rcv = ring{buf: b, n: len(b)}
+		c.rcv = ring{buf: b, size: len(b), n: len(b), end: len(b)}
 		c.ooo = c.ooo[:0] // nothing beyond the FIN
 	}
 }
@@ -275,9 +277,9 @@ func tsClock(now int64, iss Seq) uint32 { return uint32(now/1e6) + uint32(iss)*0
 func (c *Conn) window() uint16 {
 	var avail, capacity int
 	switch {
-	case c.rcv.buf == nil && c.finRcvd:
+	case c.rcv.cap() == 0 && c.finRcvd:
 		avail, capacity = 0, 0 // released (releaseBuffers): keep the edge already advertised
-	case c.rcv.buf != nil:
+	case c.rcv.cap() != 0:
 		// 2^scale - 1 bytes of the buffer are never offered: once RCV.NXT has moved by a length that is
 		// not a multiple of 2^scale, the edge already advertised can only be kept by rounding the field
 		// up (below), by as much, and the peer may then fill the window to the rounded edge.
@@ -316,13 +318,13 @@ const rcvSpaceMinInterval = int64(1e6)
 // that is more than in any interval before, the buffer - and with it the window - grows to twice that
 // plus 16 segments, at least doubling, up to Config.RecvBufferMax, the window the scale allows and
 // MemoryLimit. A reader that keeps up at a high rate gets a window for it; a slow reader or a connection
-// that moves little keeps the small RecvBuffer, so memory goes where the data flows. Buffers never shrink.
-// Growing copies the buffer once; it happens a handful of times per connection, never per segment in
-// a steady state. Owner only, e.mu and c.mu held.
+// that moves little keeps the small RecvBuffer, so memory goes where the data flows. Buffer sizes never
+// shrink. Growing sets the size only: the memory follows when data needs it (ring.writeAt), a handful of
+// times per connection, never per segment in a steady state. Owner only, e.mu and c.mu held.
 func (c *Conn) rcvSpaceAdjust(now int64) {
 	cfg := &c.e.cfg
 	limit := min(cfg.RecvBufferMax, 0xffff<<c.rcvScale)
-	if c.rcv.buf == nil || c.rcv.cap() >= limit || c.rcvLocked {
+	if c.rcv.cap() == 0 || c.rcv.cap() >= limit || c.rcvLocked {
 		return
 	}
 	copied := c.rcvNxt - Seq(c.rcv.n) // the application's read position (copied_seq)
@@ -354,10 +356,10 @@ func (c *Conn) rcvSpaceAdjust(now int64) {
 // a full send buffer and the windows would let more than half of it be in flight, the buffer grows to
 // twice min(cwnd, SND.WND) (at least doubling), up to Config.SendBufferMax and within MemoryLimit. The
 // buffer then covers a round trip of data in flight plus as much queued behind it, as Linux's sndmem of
-// 2 * cwnd segments does. It copies the buffer, a few times in a connection's life. Owner only, e.mu and
+// 2 * cwnd segments does. It sets the size; the memory follows as Write fills it. Owner only, e.mu and
 // c.mu held.
 func (c *Conn) sndBufExpand() {
-	if !c.sndFull || c.sndLocked || c.snd.buf == nil || c.finQueued {
+	if !c.sndFull || c.sndLocked || c.snd.cap() == 0 || c.finQueued {
 		return
 	}
 	cfg := &c.e.cfg
@@ -551,7 +553,7 @@ func (c *Conn) terminate(err error) {
 	if c.err == nil {
 		c.err = err
 	}
-	c.rexmitAt, c.delackAt, c.waitAt, c.persist, c.rackAt, c.tlpAt, c.kaAt = 0, 0, 0, false, 0, 0, 0
+	c.rexmitAt, c.delackAt, c.waitAt, c.persist, c.rackAt, c.tlpAt, c.kaAt, c.bufAt = 0, 0, 0, false, 0, 0, 0, 0
 	c.signalEstablished()
 	if !c.doneDone {
 		c.doneDone = true
@@ -580,7 +582,7 @@ func (c *Conn) retryLimit() int {
 
 func (c *Conn) nextTimer() int64 {
 	t := int64(0)
-	for _, x := range [6]int64{c.rexmitAt, c.delackAt, c.waitAt, c.rackAt, c.tlpAt, c.kaAt} {
+	for _, x := range [7]int64{c.rexmitAt, c.delackAt, c.waitAt, c.rackAt, c.tlpAt, c.kaAt, c.bufAt} {
 		if x != 0 && (t == 0 || x < t) {
 			t = x
 		}
@@ -641,7 +643,7 @@ func (c *Conn) appEvents(now int64) {
 		c.waitAt = now + int64(c.e.cfg.FinWait2Timeout)
 	}
 	c.output(now)
-	if c.rcv.buf != nil && (c.state == StateEstablished || c.state == StateFinWait1 || c.state == StateFinWait2) {
+	if c.rcv.cap() != 0 && (c.state == StateEstablished || c.state == StateFinWait1 || c.state == StateFinWait2) {
 		// A Read made room: tell the peer if the window grew enough (receiver SWS avoidance). Only while
 		// the peer may still send: after its FIN a window update is noise, and one that reaches a peer
 		// which already closed draws a RST that ends our TIME-WAIT.
@@ -894,6 +896,25 @@ func (c *Conn) timers(now int64) {
 		c.kaAt = 0
 		c.keepAliveFire(now)
 	}
+	if c.bufAt != 0 && now >= c.bufAt {
+		c.bufAt = 0
+		s, r := c.snd.fit(), c.rcv.fit()
+		if s || r {
+			c.armBufCheck(now)
+		}
+	}
+}
+
+// bufIdleInterval is how often the owner looks for ring memory to give back (ring.fit): a ring not
+// written for a whole interval gives back its buffer if it is empty, or what it does not need. Long
+// against a round trip, so that a flow moving data keeps its buffer (no allocation or copy in the steady
+// state), short enough that memory held by idle connections - issue #12's attack - returns within seconds.
+const bufIdleInterval = int64(1e9)
+
+// armBufCheck schedules the next idle check of c's rings. The deadlines fall on multiples of the interval,
+// so that the checks of all connections share the engine's timer pass instead of each costing one.
+func (c *Conn) armBufCheck(now int64) {
+	c.bufAt = (now/bufIdleInterval + 1) * bufIdleInterval
 }
 
 // rtoFire is RFC 6298 §5.4-5.6 (retransmit the earliest unacknowledged segment, back off the timer) and

@@ -254,25 +254,6 @@ func TestRecvBufferAutotune(t *testing.T) {
 	}
 }
 
-// TestRingGrow: growing keeps the held bytes and the out-of-order bytes past them at their offsets, across
-// the wrap.
-func TestRingGrow(t *testing.T) {
-	r := ring{buf: make([]byte, 8)}
-	r.write([]byte("xxxxxx"))
-	r.discard(6) // head at 6
-	r.write([]byte("abc"))
-	r.writeAt(1, []byte("ef")) // "abc", a one-byte hole, "ef"; the held bytes wrap
-	r.grow(16)
-	if a, b := r.peek(0, 3); string(a)+string(b) != "abc" || r.head != 0 || r.cap() != 16 {
-		t.Fatalf("held bytes %q%q head %d cap %d", a, b, r.head, r.cap())
-	}
-	r.writeAt(0, []byte("d")) // fill the hole
-	r.commit(3)
-	if a, b := r.peek(0, 10); string(a)+string(b) != "abcdef" {
-		t.Fatalf("after grow %q%q, want abcdef", a, b)
-	}
-}
-
 // TestDialWindowWithinBuffer: whatever the peer's ISN (both halves of the sequence space relative to 0,
 // and around the wrap), the window a dialled connection advertises after the SYN-ACK never exceeds its
 // receive buffer. RCV.ADV was once set from an RCV.NXT of 0 in SYN-SENT and kept, so that for about half

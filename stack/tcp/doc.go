@@ -35,7 +35,7 @@
 // defaults, so a peer that vanished behind a closed window is given up within MaxRTO + 522 s); sender and
 // receiver SWS avoidance; delayed ACKs (every second full segment - or one per connection per received batch, between
 // BeginBatch and Flush - and Config.DelayedAck at most 200 ms); Nagle with SetNoDelay; a bounded out-of-order
-// queue stored in the receive buffer itself; per-connection buffers with receive-buffer autotuning after
+// queue stored in the receive buffer itself; per-connection buffers whose memory is allocated as data arrives (from 4 KiB, doubling up to the buffer size) and given back once a buffer is empty and unwritten for a second (ring.go), so an idle connection holds none, with receive-buffer autotuning after
 // Linux's (a buffer grows while the application reads more per round trip than it holds, up to
 // Config.RecvBufferMax) and send-buffer autotuning after Linux's tcp_sndbuf_expand (a blocked writer's buffer
 // grows to twice what the windows let be in flight, up to Config.SendBufferMax), a global memory cap on the bytes queued (Config.MemoryLimit, charged
@@ -51,7 +51,7 @@
 // (ignored; the peer retransmits it), pacing, CUBIC's undo of spurious reductions (RFC 9438 §4.9) and its
 // app-limited rule (cwnd grows on every ACK of new data), full per-segment RACK (send times are kept for
 // retransmissions only; original transmissions are judged by sequence order), RFC 6675 NextSeg rule 3, D-SACK
-// undo, loss probes during recovery, shrinking a grown buffer. SYN-cookie connections from clients without
+// undo, loss probes during recovery, lowering a grown buffer size (its memory is given back when idle). SYN-cookie connections from clients without
 // timestamps have no window scaling or SACK.
 //
 // Plugging it into a poller: one Engine per queue, created in the queue's handler with an Output that builds
@@ -66,6 +66,7 @@
 // engine (or flows be steered to one queue), since RSS picks the queue by the 4-tuple.
 //
 // Nothing panics on segment contents. The established-state data path (Input of an in-order segment, the ACK
-// it causes, Flush, Tick) does not allocate (TestNoAllocs); autotuning allocates when it grows a receive or
-// send buffer, a few times in a connection's life.
+// it causes, Flush, Tick) does not allocate (TestNoAllocs); a buffer's memory is
+// allocated when data first reaches past it, a few times in a connection's life (and again after it was given
+// back while idle).
 package tcp

@@ -441,6 +441,9 @@ func (e *Engine) afterConn(c *Conn) {
 	if c.ka.on && c.kaAt == 0 {
 		c.armKeepAlive(e.now)
 	}
+	if c.bufAt == 0 && (c.snd.buf != nil || c.rcv.buf != nil) {
+		c.armBufCheck(e.now)
+	}
 	e.noteTimer(c.nextTimer())
 }
 

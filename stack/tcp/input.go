@@ -61,7 +61,7 @@ func (c *Conn) segment(now int64, h proto.TCP, o *proto.TCPOptions, payload []by
 	if d := int32(c.rcvAdv - c.rcvNxt); d > 0 {
 		rcvWnd = uint32(d)
 	}
-	if c.rcv.buf != nil {
+	if c.rcv.cap() != 0 {
 		rcvWnd = max(rcvWnd, uint32(c.rcv.free()))
 	}
 	ok := false

@@ -260,7 +260,7 @@ func TestTimeWaitReleasesMemory(t *testing.T) {
 		if i >= 12 && b.State() != StateClosed {
 			t.Fatalf("connection %d beyond MaxTimeWait: server %v, want CLOSED", i, b.State())
 		}
-		if e.MemUsed() != 0 || b.memCharged != 0 || i < 12 && (b.snd.buf != nil || b.rcv.buf != nil) {
+		if e.MemUsed() != 0 || b.memCharged != 0 || i < 12 && (b.snd.cap() != 0 || b.rcv.cap() != 0 || b.snd.buf != nil || b.rcv.buf != nil) {
 			t.Fatalf("connection %d: server memory %d, connection charged %d after the close", i, e.MemUsed(), b.memCharged)
 		}
 		if w.eng[0].MemUsed() != 0 {
@@ -294,7 +294,7 @@ func TestReleaseKeepsUnreadData(t *testing.T) {
 		t.Fatalf("read %q %v", buf[:n], err)
 	}
 	w.tick()
-	if _, err := a.Read(buf); err != io.EOF || a.rcv.buf != nil || e.MemUsed() != 0 {
+	if _, err := a.Read(buf); err != io.EOF || a.rcv.cap() != 0 || a.rcv.buf != nil || e.MemUsed() != 0 {
 		t.Fatalf("after reading: %v, buffer %d, memory %d", err, a.rcv.cap(), e.MemUsed())
 	}
 }

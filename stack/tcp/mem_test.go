@@ -177,3 +177,88 @@ func TestMemoryReturnsToZero(t *testing.T) {
 		t.Fatalf("after 2*MSL: %d + %d connections, memory %d + %d", w.eng[0].Conns(), w.eng[1].Conns(), w.eng[0].MemUsed(), w.eng[1].MemUsed())
 	}
 }
+
+// bufHeld is the buffer memory the connections hold: the physical size of their rings, not the window
+// they offer.
+func bufHeld(conns []*Conn) int {
+	n := 0
+	for _, c := range conns {
+		c.mu.Lock()
+		n += cap(c.snd.buf) + cap(c.rcv.buf)
+		c.mu.Unlock()
+	}
+	return n
+}
+
+// TestIdleConnsHoldNoBuffers: 2000 established connections at the default 256 KiB buffers hold no buffer
+// memory while idle - not before their first data, and not a few seconds after a request and response
+// (issue #12: each allocated 2 x 256 KiB at the handshake, 1 GiB for 2000 connections charged ~0) - while
+// they still offer the full window. Connections whose peers closed their windows on a queued response hold
+// at most twice what they are charged.
+func TestIdleConnsHoldNoBuffers(t *testing.T) {
+	w := newWire(t, Config{}, 93)
+	l, _ := w.eng[1].Listen(netip.AddrPortFrom(addrB, 80))
+	var cli, srv []*Conn
+	for range 2000 {
+		a, b := w.dial(l)
+		cli, srv = append(cli, a), append(srv, b)
+	}
+	all := append(append([]*Conn{}, cli...), srv...)
+	if n := bufHeld(all); n != 0 {
+		t.Fatalf("2000 new connections hold %d bytes of buffers, want 0", n)
+	}
+	if c := srv[0]; c.rcv.cap() != 256<<10 || c.snd.cap() != 256<<10 {
+		t.Fatalf("logical buffers %d/%d, want 256 KiB each", c.snd.cap(), c.rcv.cap())
+	}
+	req, resp, buf := make([]byte, 300), make([]byte, 3000), make([]byte, 4000)
+	for _, a := range cli {
+		a.tryWrite(req)
+	}
+	w.run(time.Second, nil, nil)
+	for i, b := range srv {
+		if n, _ := b.tryRead(buf); n != len(req) {
+			t.Fatalf("server %d read %d of the request", i, n)
+		}
+		b.tryWrite(resp)
+	}
+	w.run(time.Second, nil, nil)
+	for i, a := range cli {
+		if n, _ := a.tryRead(buf); n != len(resp) {
+			t.Fatalf("client %d read %d of the response", i, n)
+		}
+	}
+	if c := srv[0]; c.rcvAdv-c.rcvNxt < 250<<10 { // less the request, until the edge moves by an MSS
+		t.Fatalf("window %d: want about 256 KiB offered", c.rcvAdv-c.rcvNxt)
+	}
+	// Right after the exchange the buffers that carried it exist (one minRingAlloc each) ...
+	if n := bufHeld(all); n == 0 || n > 4*2000*minRingAlloc {
+		t.Fatalf("after a request and response: %d bytes of buffers, want some, at most %d", n, 4*2000*minRingAlloc)
+	}
+	// ... and within two idle intervals they are given back.
+	w.run(time.Duration(2*bufIdleInterval)+100*time.Millisecond, nil, nil)
+	if n := bufHeld(all); n != 0 {
+		t.Fatalf("2000 idle connections hold %d bytes of buffers after %v, want 0", n, time.Duration(2*bufIdleInterval))
+	}
+	for i, e := range w.eng {
+		if e.MemUsed() != 0 || e.Conns() != 2000 {
+			t.Fatalf("engine %d: memory %d, %d connections", i, e.MemUsed(), e.Conns())
+		}
+	}
+}
+
+// TestZeroWindowConnsBufferMemory: the buffer memory of 2000 connections whose peers closed their windows
+// on a queued response follows the bytes queued (at most twice them, the rings' doubling, plus a page per
+// connection), not the buffer sizes.
+func TestZeroWindowConnsBufferMemory(t *testing.T) {
+	cfg := Config{SendBuffer: 64 << 10, RecvBuffer: 8 << 10, MemoryLimit: 64 << 20}
+	w := newWire(t, cfg, 94)
+	l, _ := w.eng[1].Listen(netip.AddrPortFrom(addrB, 80))
+	_, srv := zeroWindowConns(t, w, l, 2000, 40<<10)
+	w.run(3*time.Second, nil, nil)
+	e := w.eng[1]
+	checkCharged(t, e, srv)
+	if n := bufHeld(srv); n > 2*int(e.MemUsed())+len(srv)*minRingAlloc || e.MemUsed() == 0 {
+		t.Fatalf("server: %d bytes of buffers for %d queued", n, e.MemUsed())
+	}
+	t.Logf("server: %d bytes of buffers for %d queued", bufHeld(srv), e.MemUsed())
+}

@@ -176,7 +176,7 @@ func (c *Conn) SetReadBuffer(bytes int) error {
 	c.rcvLocked = true
 	bytes = min(bytes, 0xffff<<c.rcvScale, 1<<30)
 	c.rcvLimit = bytes
-	if c.rcv.buf != nil && bytes > c.rcv.cap() {
+	if c.rcv.cap() != 0 && bytes > c.rcv.cap() {
 		if e.memPressure() {
 			return c.opErr("set", ErrMemoryLimit)
 		}
@@ -200,7 +200,7 @@ func (c *Conn) SetWriteBuffer(bytes int) error {
 	c.sndLocked = true
 	bytes = min(bytes, 1<<30)
 	c.sndLimit = bytes
-	if c.snd.buf != nil && bytes > c.snd.cap() {
+	if c.snd.cap() != 0 && bytes > c.snd.cap() {
 		if e.memPressure() {
 			return c.opErr("set", ErrMemoryLimit)
 		}
