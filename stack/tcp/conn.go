@@ -176,19 +176,18 @@ func (c *Conn) allocBuffers() {
 }
 
 // held is what the connection is charged against Config.MemoryLimit: the bytes in its send queue (unsent
-// and unacknowledged), its receive queue (unread) and its out-of-order queue - not the size of its
-// buffers, as Linux's tcp_mem charges the skbs queued, not SO_SNDBUF and SO_RCVBUF. A connection charged
-// its two buffers from the handshake on, and 512 connections whose peers had closed their windows took
-// all of the 256 MiB, so every later SYN was dropped. A closed connection holds nothing.
+// and unacknowledged) and the span of its receive buffer from the first unread byte to the furthest
+// out-of-order one (rcv.end) - not the size of its buffers, as Linux's tcp_mem charges the skbs queued, not
+// SO_SNDBUF and SO_RCVBUF. A connection charged its two buffers from the handshake on, and 512 connections
+// whose peers had closed their windows took all of the 256 MiB, so every later SYN was dropped. The span,
+// not the sum of the out-of-order ranges, because the ring's memory must cover it: a peer sending one byte
+// at the far end of the window makes the buffer that large, and is charged for it. A closed connection
+// holds nothing.
 func (c *Conn) held() int {
 	if c.state == StateClosed {
 		return 0
 	}
-	n := c.snd.n + c.rcv.n
-	for _, r := range c.ooo {
-		n += int(r.right - r.left)
-	}
-	return n
+	return c.snd.n + c.rcv.end
 }
 
 // recharge brings the engine's memUsed in line with what c holds now. It runs under c.mu: on the owner

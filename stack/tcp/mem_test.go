@@ -262,3 +262,22 @@ func TestZeroWindowConnsBufferMemory(t *testing.T) {
 	}
 	t.Logf("server: %d bytes of buffers for %d queued", bufHeld(srv), e.MemUsed())
 }
+
+// TestOutOfOrderSpanCharged: a peer that sends one byte at the far end of the window makes the receive
+// buffer's memory reach that far, so the connection is charged the span, not the one byte (a hole attack
+// would otherwise hold a window's worth of memory per connection uncharged).
+func TestOutOfOrderSpanCharged(t *testing.T) {
+	w := newWire(t, Config{}, 40)
+	_, b := w.pair()
+	w.drop = func(from int, _ proto.TCP) bool { return true }
+	far := b.rcv.cap() - 1
+	w.inject(1, b.id.remote, b.id.local, proto.TCPFields{Seq: uint32(b.rcvNxt) + uint32(far), Ack: uint32(b.sndMax),
+		Flags: proto.TCPFlagACK, Window: 65535, Options: proto.TCPOptions{HasTimestamps: true, TSval: b.tsRecent + 1}}, []byte{'x'})
+	if len(b.ooo) != 1 {
+		t.Fatalf("out-of-order ranges %v, want the one byte kept", b.ooo)
+	}
+	if b.memCharged < far || len(b.rcv.buf) > 2*b.memCharged+minRingAlloc {
+		t.Fatalf("charged %d bytes for a buffer of %d reaching offset %d", b.memCharged, len(b.rcv.buf), far)
+	}
+	checkCharged(t, w.eng[1], []*Conn{b})
+}
