@@ -369,19 +369,31 @@ func (h *handler) udpBuild(b *pipeline.Batch, dg *datagram, out []uint16) []uint
 	return append(out, qi)
 }
 
-// udpInput delivers a datagram to its socket, or answers port unreachable (RFC 1122 §4.1.3.1).
+// udpInput delivers an IPv4 datagram to its socket (udpRcv).
 func (h *handler) udpInput(b *pipeline.Batch, p *pipeline.Packet, out []uint16) []uint16 {
-	d := p.Data()
-	ip := proto.IPv4(d[ethLen:])
-	u, err := proto.ParseUDP(ip.Payload())
-	src, dst := ip.Src(), ip.Dst()
+	ip := proto.IPv4(p.Data()[ethLen:])
+	return h.udpRcv(b, p, ip.Src(), ip.Dst(), ip.Payload(), out)
+}
+
+// udpRcv is udp_rcv for both families: checksum (a partial one accepted from a veth port), then the
+// socket, or port unreachable (RFC 1122 §4.1.3.1, RFC 4443 §3.1) when none is bound.
+func (h *handler) udpRcv(b *pipeline.Batch, p *pipeline.Packet, src, dst netip.Addr, seg []byte, out []uint16) []uint16 {
+	u, err := proto.ParseUDP(seg)
 	if err != proto.OK || !u.ChecksumValid(src, dst) && !h.partialOK(p, src, dst, proto.ProtoUDP, u) {
 		p.Drop(pipeline.DropUDPMalformed)
 		return out
 	}
+	if dst.IsMulticast() { // IPv4 multicast never gets here: routing drops it
+		p.Drop(DropMulticast)
+		return out
+	}
 	c := h.s.udp.lookup(dst, u.DstPort())
 	if c == nil {
-		out = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4PortUnreachable, 0, out)
+		if dst.Is4() {
+			out = h.icmpError(b, p, proto.ICMPv4DestUnreachable, proto.ICMPv4PortUnreachable, 0, out)
+		} else {
+			out = h.icmp6Error(b, p, proto.ICMPv6DestUnreachable, proto.ICMPv6PortUnreachable, 0, out)
+		}
 		p.Drop(pipeline.DropUDPNoSocket)
 		return out
 	}
@@ -439,33 +451,10 @@ func (h *handler) udpBuild6(b *pipeline.Batch, dg *datagram, out []uint16) []uin
 	return append(out, qi)
 }
 
-// udp6Input is udpv6_rcv: a zero checksum is an error over IPv6 (RFC 8200 §8.1: "IPv6 receivers MUST
-// discard UDP packets containing a zero checksum"); port unreachable as for IPv4 (RFC 4443 §3.1 code 4).
+// udp6Input is udpv6_rcv (udpRcv): a zero checksum is an error over IPv6 (RFC 8200 §8.1: "IPv6 receivers
+// MUST discard UDP packets containing a zero checksum"; proto.UDP.ChecksumValid says so).
 func (h *handler) udp6Input(b *pipeline.Batch, p *pipeline.Packet, out []uint16) []uint16 {
 	d := p.Data()
 	ip := proto.IPv6(d[ethLen:])
-	u, err := proto.ParseUDP(d[p.L4:])
-	src, dst := ip.Src(), ip.Dst()
-	if err != proto.OK || !u.ChecksumValid(src, dst) && !h.partialOK(p, src, dst, proto.ProtoUDP, u) {
-		p.Drop(pipeline.DropUDPMalformed)
-		return out
-	}
-	if dst.IsMulticast() {
-		p.Drop(DropMulticast)
-		return out
-	}
-	c := h.s.udp.lookup(dst, u.DstPort())
-	if c == nil {
-		out = h.icmp6Error(b, p, proto.ICMPv6DestUnreachable, proto.ICMPv6PortUnreachable, 0, out)
-		p.Drop(pipeline.DropUDPNoSocket)
-		return out
-	}
-	if !c.deliver(u.Payload(), netip.AddrPortFrom(src, u.SrcPort()), netip.AddrPortFrom(dst, u.DstPort())) {
-		p.Drop(pipeline.DropSocketQueueFull)
-		return out
-	}
-	inc(&h.ctr.udpIn)
-	inc(&h.ctr.delivered)
-	p.Consume()
-	return out
+	return h.udpRcv(b, p, ip.Src(), ip.Dst(), d[p.L4:], out)
 }
