@@ -137,18 +137,10 @@ func (t *tcpQueue) Send(seg *tcp.Segment) bool {
 		inc(&t.noRoute)
 		return true
 	}
-	q, ok := b.Alloc()
-	if !ok {
-		inc(&t.noBuffer)
-		return false
-	}
-	qi := uint16(b.N - 1)
 	n := seg.Len()
-	if !q.SetLen(ethLen + proto.IPv4MinHeaderLen + n) {
-		// Larger than a frame: only possible with a configured MTU beyond the frame size.
-		q.Drop(pipeline.DropNoBuffer)
-		inc(&t.noBuffer)
-		return true
+	q, qi, done := t.newFrame(proto.IPv4MinHeaderLen, n)
+	if q == nil {
+		return done
 	}
 	d := q.Data()
 	proto.EthernetFields{EtherType: proto.EtherTypeIPv4}.Encode(d)
@@ -161,6 +153,24 @@ func (t *tcpQueue) Send(seg *tcp.Segment) bool {
 	h.setEgress(q, qi, e, d4)
 	t.out = append(t.out, qi)
 	return true
+}
+
+// newFrame takes a frame of the batch for a segment of n bytes behind an L3 header of l3 bytes. Without
+// one, done is Send's answer: false when the batch has no frame now (the engine keeps the segment), true
+// when the segment is larger than a frame (only with a configured MTU beyond the frame size: it is lost,
+// and counted, and the engine's timers retransmit it).
+func (t *tcpQueue) newFrame(l3, n int) (q *pipeline.Packet, qi uint16, done bool) {
+	q, ok := t.b.Alloc()
+	if !ok {
+		inc(&t.noBuffer)
+		return nil, 0, false
+	}
+	if !q.SetLen(ethLen + l3 + n) {
+		q.Drop(pipeline.DropNoBuffer)
+		inc(&t.noBuffer)
+		return nil, 0, true
+	}
+	return q, uint16(t.b.N - 1), true
 }
 
 // tcpInput is the protocol 6 branch of local delivery (IPv4 and IPv6): checksum check, then the engine.
@@ -500,7 +510,7 @@ func (s *Stack) TCPConns() int {
 // send6 is Send for an IPv6 destination: no DF to set (IPv6 routers never fragment, RFC 8200 §5), and the
 // engine's MSS already leaves room for the 40-byte header.
 func (t *tcpQueue) send6(seg *tcp.Segment) bool {
-	b, h := t.b, t.h
+	h := t.h
 	dst := seg.Dst.Addr()
 	d16 := dst.As16()
 	e := h.snap.lookup6(&d16)
@@ -508,17 +518,10 @@ func (t *tcpQueue) send6(seg *tcp.Segment) bool {
 		inc(&t.noRoute)
 		return true
 	}
-	q, ok := b.Alloc()
-	if !ok {
-		inc(&t.noBuffer)
-		return false
-	}
-	qi := uint16(b.N - 1)
 	n := seg.Len()
-	if !q.SetLen(ethLen + proto.IPv6HeaderLen + n) {
-		q.Drop(pipeline.DropNoBuffer)
-		inc(&t.noBuffer)
-		return true
+	q, qi, done := t.newFrame(proto.IPv6HeaderLen, n)
+	if q == nil {
+		return done
 	}
 	d := q.Data()
 	proto.EthernetFields{EtherType: proto.EtherTypeIPv6}.Encode(d)
