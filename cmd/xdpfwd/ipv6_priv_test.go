@@ -6,22 +6,20 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/xdpnet/xdpnet/internal/netlab"
 )
 
-// The IPv6 lab's addresses, from the benchmarking range 2001:2::/48 (RFC 5180).
-const (
-	gen6Addr  = "2001:2::2"
-	r06Addr   = "2001:2::1"
-	r16Addr   = "2001:2:0:1::1"
-	sink6Addr = "2001:2:0:1::2"
-	late6Addr = "2001:2:0:1::3" // added to the sink while xdpfwd runs
-)
+// late6Addr is added to the sink while xdpfwd runs.
+const late6Addr = "2001:2:0:1::3"
 
 // newRouterLab6 builds gen (eth0) - (r0) router (r1) - (eth0) sink with both families, unlike the IPv4
 // lab: IPv6 stays on in every namespace at its defaults (router solicitations, MLD reports and DAD go on
@@ -327,5 +325,75 @@ routes:
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("config %q: %v, want %q", c.text, err, c.want)
 		}
+	}
+}
+
+// TestKernelPrefixes: --iface NAME alone takes IPv4 addresses and global IPv6 ones (unique local included,
+// tentative included: the stack runs DAD itself), and leaves link-local, temporary and DAD-failed ones;
+// kernel-mirror mode (v6 false) takes IPv4 only.
+func TestKernelPrefixes(t *testing.T) {
+	addr := func(s string, scope, flags int) netlink.Addr {
+		p := netip.MustParsePrefix(s)
+		return netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())},
+			Scope: scope, Flags: flags}
+	}
+	as := []netlink.Addr{
+		addr("198.18.0.1/24", unix.RT_SCOPE_UNIVERSE, 0),
+		addr("198.18.1.1/32", unix.RT_SCOPE_HOST, 0),
+		addr("2001:2::1/64", unix.RT_SCOPE_UNIVERSE, unix.IFA_F_PERMANENT),
+		addr("2001:2:0:5::1/64", unix.RT_SCOPE_UNIVERSE, unix.IFA_F_TENTATIVE),
+		addr("fd00:2::1/48", unix.RT_SCOPE_UNIVERSE, 0),
+		addr("fe80::1/64", unix.RT_SCOPE_LINK, unix.IFA_F_PERMANENT),
+		addr("2001:2::99/64", unix.RT_SCOPE_UNIVERSE, unix.IFA_F_TEMPORARY),
+		addr("2001:2::98/64", unix.RT_SCOPE_UNIVERSE, unix.IFA_F_DADFAILED|unix.IFA_F_TENTATIVE),
+		addr("::1/128", unix.RT_SCOPE_HOST, 0),
+		{},
+	}
+	if got, want := fmt.Sprint(kernelPrefixes(as, true)), "[198.18.0.1/24 198.18.1.1/32 2001:2::1/64 2001:2:0:5::1/64 fd00:2::1/48]"; got != want {
+		t.Errorf("kernelPrefixes = %s, want %s", got, want)
+	}
+	if got, want := fmt.Sprint(kernelPrefixes(as, false)), "[198.18.0.1/24 198.18.1.1/32]"; got != want {
+		t.Errorf("kernelPrefixes without IPv6 = %s, want %s", got, want)
+	}
+}
+
+// TestIfaceFromKernelIPv6Veth: `--iface r0 --iface r1` in a router namespace whose kernel has an IPv4 and
+// an IPv6 address on each interface takes both: xdpfwd says so at start, answers ping -6 on them, forwards
+// IPv6 and IPv4 between gen and sink, and leaves the kernel's link-local addresses out.
+func TestIfaceFromKernelIPv6Veth(t *testing.T) {
+	netlab.RequirePrivileges(t)
+	l, err := newRouterLab(t.Name(), labOptions{IPv6: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	if err := l.startRouter(xdpfwdBin, "--iface", "r0", "--iface", "r1"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("xdpfwd output:\n%s", l.xdpfwd.Output())
+		}
+	})
+	assertNoKernelForwarding6(t, l)
+	m := regexp.MustCompile(`msg="xdpfwd running" interfaces="([^"]*)"`).FindSubmatch(l.xdpfwd.Output())
+	if m == nil {
+		t.Fatalf("no \"xdpfwd running\" line with the interfaces:\n%s", l.xdpfwd.Output())
+	}
+	if got, want := string(m[1]), "r0="+r0Addr+"/24 r0="+r06Addr+"/64 r1="+r1Addr+"/24 r1="+r16Addr+"/64"; got != want {
+		t.Errorf("interfaces taken from the kernel: %q, want %q", got, want)
+	}
+	if err := l.waitIPv6(context.Background(), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	out := mustPing(t, l.gen, "-6", "-c", "3", "-i", "0.2", "-W", "2", sink6Addr)
+	if !strings.Contains(out, "ttl=63") {
+		t.Errorf("reply through one router should have hop limit 63:\n%s", out)
+	}
+	mustPing(t, l.sink, "-6", "-c", "2", "-i", "0.2", "-W", "2", r16Addr)
+	mustPing(t, l.gen, "-c", "2", "-i", "0.2", "-W", "2", sinkAddr)
+	sum := stopRouter(t, l)
+	if n := counter(sum, "stack", "forwarded6"); n < 6 {
+		t.Errorf("stack forwarded6 = %d, want >= 6 (3 echo requests and 3 replies)\n%s", n, sum)
 	}
 }

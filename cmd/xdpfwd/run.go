@@ -8,6 +8,7 @@ import (
 	"github.com/xdpnet/xdpnet/internal/caps"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -57,8 +58,9 @@ func newRunFlags(out io.Writer) (*flag.FlagSet, *runOptions) {
 	fs := flag.NewFlagSet("xdpfwd run", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Var(&o.ifaces, "iface", "a port: `NAME=ADDR/PLEN[,ADDR/PLEN]` (e.g. r0=198.18.0.1/24,2001:2::1/64; an IPv6 address\n"+
-		"turns IPv6 on for the port), or NAME alone to take its IPv4 addresses from the kernel; repeat for each\n"+
-		"interface (the same NAME twice adds addresses)")
+		"turns IPv6 on for the port), or NAME alone to take its addresses from the kernel (IPv4, and IPv6 of\n"+
+		"global scope; the link-local one xdpfwd makes from the MAC); repeat for each interface (the same NAME\n"+
+		"twice adds addresses)")
 	fs.Var(&o.routes, "route", "a static route: `PREFIX=NEXTHOP` (198.20.0.0/16=198.19.0.2, 2001:2:100::/48=fe80::2%r1;\n"+
 		"PREFIX may be default for 0.0.0.0/0, or ::/0),\n"+
 		"PREFIX=blackhole (drop silently) or PREFIX=unreachable (drop, answer ICMP unreachable); repeatable.\n"+
@@ -205,8 +207,10 @@ func (o *runOptions) check() (*runConfig, error) {
 }
 
 // kernelAddrs fills in the addresses of interfaces given without one, from the kernel of the current
-// network namespace.
-func kernelAddrs(ifaces []stack.Interface) error {
+// network namespace: its IPv4 addresses and, with v6, its global IPv6 ones (kernelPrefixes). Kernel-mirror
+// mode passes v6 false: there the kernel keeps IPv6 (NDP, DAD, its own addresses) and internal/kmirror
+// decides what of it the stack mirrors.
+func kernelAddrs(ifaces []stack.Interface, v6 bool) error {
 	for i := range ifaces {
 		if len(ifaces[i].Addrs) > 0 {
 			continue
@@ -216,22 +220,47 @@ func kernelAddrs(ifaces []stack.Interface) error {
 		if err != nil {
 			return usagef("--iface %s: no such interface in this network namespace (check `ip link`): %v", name, err)
 		}
-		as, err := netlink.AddrList(l, netlink.FAMILY_V4)
+		as, err := netlink.AddrList(l, netlink.FAMILY_ALL)
 		if err != nil {
 			return fmt.Errorf("--iface %s: read its addresses: %w", name, err)
 		}
-		for _, a := range as {
-			ip, ok := netip.AddrFromSlice(a.IP.To4())
-			ones, _ := a.Mask.Size()
-			if ok {
-				ifaces[i].Addrs = append(ifaces[i].Addrs, netip.PrefixFrom(ip, ones))
-			}
+		ifaces[i].Addrs = kernelPrefixes(as, v6)
+		if len(ifaces[i].Addrs) == 0 && !v6 {
+			return usagef("--iface %s: the interface has no IPv4 address; add one with `ip addr add`", name)
 		}
 		if len(ifaces[i].Addrs) == 0 {
-			return usagef("--iface %s: the interface has no IPv4 address; give one with --iface %s=ADDR/PLEN or add one with `ip addr add`", name, name)
+			return usagef("--iface %s: the interface has no IPv4 address and no global IPv6 address; give one with --iface %s=ADDR/PLEN or add one with `ip addr add`", name, name)
 		}
 	}
 	return nil
+}
+
+// kernelPrefixes picks the addresses xdpfwd takes over from those the kernel has on an interface: every
+// IPv4 one, and the IPv6 ones of global scope (unique local ones included). IPv6 link-local addresses are
+// left to the stack, which makes its own from the MAC (RFC 4291 §2.5.6) and answers NDP for it; temporary
+// addresses (RFC 8981) are a host's source addresses, not an interface's; an address whose duplicate address
+// detection failed belongs to another node. A tentative one is taken: the stack runs DAD for it itself
+// (RFC 4862 §5.4).
+func kernelPrefixes(as []netlink.Addr, v6 bool) []netip.Prefix {
+	var ps []netip.Prefix
+	for _, a := range as {
+		if a.IPNet == nil {
+			continue
+		}
+		ones, _ := a.Mask.Size()
+		if ip4 := a.IP.To4(); ip4 != nil && len(a.Mask) == net.IPv4len {
+			ip, _ := netip.AddrFromSlice(ip4)
+			ps = append(ps, netip.PrefixFrom(ip, ones))
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(a.IP.To16())
+		if !v6 || !ok || ip.Is4In6() || ip.IsLinkLocalUnicast() || a.Scope != unix.RT_SCOPE_UNIVERSE ||
+			a.Flags&(unix.IFA_F_DADFAILED|unix.IFA_F_TEMPORARY) != 0 {
+			continue
+		}
+		ps = append(ps, netip.PrefixFrom(ip, ones))
+	}
+	return ps
 }
 
 // missingCaps names the capabilities `run` lacks, or returns "".
@@ -297,7 +326,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if m := missingCaps(); m != "" && os.Getenv("XDPFWD_SKIP_CAP_CHECK") != "1" {
 		return fmt.Errorf("missing %s: run as root, or grant them, e.g. sudo setcap cap_net_admin,cap_net_raw,cap_bpf,cap_ipc_lock+ep %s", m, exeName())
 	}
-	if err := kernelAddrs(c.stack.Interfaces); err != nil {
+	if err := kernelAddrs(c.stack.Interfaces, !c.kernel.enabled); err != nil {
 		return err
 	}
 	for _, w := range takeoverWarnings(c.poller.Interfaces, c.kernel.enabled, os.Getenv("SSH_CONNECTION")) {
