@@ -359,7 +359,8 @@ func TestKernelPrefixes(t *testing.T) {
 
 // TestIfaceFromKernelIPv6Veth: `--iface r0 --iface r1` in a router namespace whose kernel has an IPv4 and
 // an IPv6 address on each interface takes both: xdpfwd says so at start, answers ping -6 on them, forwards
-// IPv6 and IPv4 between gen and sink, and leaves the kernel's link-local addresses out.
+// IPv6 and IPv4 between gen and sink, leaves the kernel's link-local addresses out, and its metrics count
+// each family apart.
 func TestIfaceFromKernelIPv6Veth(t *testing.T) {
 	netlab.RequirePrivileges(t)
 	l, err := newRouterLab(t.Name(), labOptions{IPv6: true})
@@ -367,7 +368,7 @@ func TestIfaceFromKernelIPv6Veth(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	if err := l.startRouter(xdpfwdBin, "--iface", "r0", "--iface", "r1"); err != nil {
+	if err := l.startRouter(xdpfwdBin, "--iface", "r0", "--iface", "r1", "--metrics", labMetricsAddr); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -392,6 +393,18 @@ func TestIfaceFromKernelIPv6Veth(t *testing.T) {
 	}
 	mustPing(t, l.sink, "-6", "-c", "2", "-i", "0.2", "-W", "2", r16Addr)
 	mustPing(t, l.gen, "-c", "2", "-i", "0.2", "-W", "2", sinkAddr)
+	// The metrics split by family: 6 IPv6 and 4 IPv4 packets forwarded by the pings through, a connected
+	// route of each family per port, neighbours gen and sink in each.
+	fams := scrapeIn(t, l.router, labMetricsAddr)
+	for _, c := range []struct {
+		name, family string
+		min          float64
+	}{{"xdpnet_ip_forwarded_total", "ipv6", 6}, {"xdpnet_ip_forwarded_total", "ipv4", 4}, {"xdpnet_ip_routes", "ipv4", 2},
+		{"xdpnet_ip_routes", "ipv6", 2}, {"xdpnet_ip_neighbours", "ipv4", 2}, {"xdpnet_ip_neighbours", "ipv6", 2}} {
+		if v, ok := metricSum(fams, c.name, "family", c.family); !ok || v < c.min {
+			t.Errorf("%s{family=%q} = %v (present %v), want >= %v", c.name, c.family, v, ok, c.min)
+		}
+	}
 	sum := stopRouter(t, l)
 	if n := counter(sum, "stack", "forwarded6"); n < 6 {
 		t.Errorf("stack forwarded6 = %d, want >= 6 (3 echo requests and 3 replies)\n%s", n, sum)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -479,7 +480,8 @@ func okOr(err error) string {
 }
 
 // periodicStats logs one line per interval: per-port packet rates and the drops of the interval by reason.
-// The keys are stable (the demo reads them): "<port>_rx_pps", "<port>_tx_pps", "drops", "forwarded".
+// The keys are stable (the demo reads them): "<port>_rx_pps", "<port>_tx_pps", "drops", "forwarded" (both
+// families), "forwarded6" (its IPv6 part).
 func periodicStats(ctx context.Context, every time.Duration, p *poller.Poller, st *stack.Stack, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -501,7 +503,8 @@ func periodicStats(ctx context.Context, every time.Duration, p *poller.Poller, s
 			for r := range d {
 				d[r] = cur.Drops[r] - prev.Drops[r]
 			}
-			attrs = append(attrs, "drops", dropsString(d), "forwarded", curSt.Forwarded-prevSt.Forwarded)
+			attrs = append(attrs, "drops", dropsString(d), "forwarded", curSt.Forwarded-prevSt.Forwarded,
+				"forwarded6", curSt.Forwarded6-prevSt.Forwarded6)
 			log.Info("stats", attrs...)
 			prev, prevSt, prevT = cur, curSt, now
 		}
@@ -556,4 +559,14 @@ func writeSummary(w io.Writer, uptime time.Duration, ps poller.Stats, ss stack.S
 	} else {
 		fmt.Fprintf(w, "frame accounting: FAILED: %v\n", check)
 	}
+}
+
+// counter reads "drop REASON N" or "stack NAME N" from a summary writeSummary wrote; 0 when absent.
+func counter(summary, kind, name string) uint64 {
+	m := regexp.MustCompile(`(?m)^` + kind + ` ` + regexp.QuoteMeta(name) + ` +(\d+)$`).FindStringSubmatch(summary)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.ParseUint(m[1], 10, 64)
+	return n
 }
