@@ -52,7 +52,9 @@ Subcommands:
         (also --version; the same as the xdpnet_build_info metric).
   help  show this text, or the flags of a subcommand.
 
-SIGHUP makes run re-read --config and apply its routes and acl rules without stopping traffic.
+SIGHUP makes run re-read --config and apply its routes and acl rules without stopping traffic: a
+changed route switches to its new next hop in place, it never disappears in between. Started by systemd
+with Type=notify (NOTIFY_SOCKET set), run reports READY=1 once it forwards, reloads and STATUS= lines.
 
 Both need root, or CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_IPC_LOCK (demo also CAP_SYS_ADMIN
 for network namespaces). Run "xdpfwd help run" for every flag of run.

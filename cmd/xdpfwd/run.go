@@ -378,7 +378,13 @@ func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Write
 	}
 	defer closeTap()
 
-	ops, err := newOps(c.ops, hooks, log)
+	sd, err := newNotifier()
+	if err != nil {
+		// systemd's start times out without READY=1; say why in the journal.
+		log.Error("xdpfwd: cannot notify the service manager", "err", err)
+	}
+	defer sd.close()
+	ops, err := newOps(c.ops, hooks, log, sd)
 	if err != nil {
 		return err
 	}
@@ -435,18 +441,29 @@ func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Write
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ops.start(runCtx, p, st)
+	// Ready: the programs are attached and the sockets bound (poller.New), the routes are in the table, the
+	// metrics listener and the SIGHUP handler are up. Frames arriving before Run's queues start wait on the
+	// RX rings.
+	if err := sd.send("READY=1", status("forwarding on %s; %d routes", strings.Join(ifs, " "), len(routes))); err != nil {
+		log.Error("xdpfwd: cannot notify the service manager", "err", err)
+	}
 	mirrorLost := make(chan error, 1)
 	go func() {
 		select {
 		case <-km.failed():
 			log.Error("kernel mirror stopped following the kernel; stopping", "err", km.err())
 			mirrorLost <- km.err()
+			sd.send("STOPPING=1", status("kernel mirror lost: %v; stopping", km.err()))
 			cancel()
 		case <-runCtx.Done():
+			sd.send("STOPPING=1", status("stopping: draining the queues, detaching XDP"))
 		}
 	}()
 	go func() {
 		defer close(statsDone)
+		if sd != nil {
+			go notifyStatus(runCtx, sd, 10*time.Second, p, st)
+		}
 		if c.stats > 0 {
 			periodicStats(runCtx, c.stats, p, st, log)
 		}
@@ -458,6 +475,7 @@ func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Write
 	checkErr := p.CheckFrames()
 	writeSummary(out, time.Since(start), p.Stats(), st.Stats(), checkErr)
 	log.Info("xdpfwd stopped", "uptime", time.Since(start).Round(time.Millisecond).String(), "frame_accounting", okOr(checkErr))
+	sd.send(status("stopped after %s; frame accounting %s", time.Since(start).Round(time.Second), okOr(checkErr)))
 	if runErr != nil {
 		return runErr
 	}
@@ -506,6 +524,31 @@ func periodicStats(ctx context.Context, every time.Duration, p *poller.Poller, s
 			attrs = append(attrs, "drops", dropsString(d), "forwarded", curSt.Forwarded-prevSt.Forwarded,
 				"forwarded6", curSt.Forwarded6-prevSt.Forwarded6)
 			log.Info("stats", attrs...)
+			prev, prevSt, prevT = cur, curSt, now
+		}
+	}
+}
+
+// notifyStatus tells the service manager every interval what is forwarded, for `systemctl status`.
+func notifyStatus(ctx context.Context, sd *notifier, every time.Duration, p *poller.Poller, st *stack.Stack) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	prev, prevSt, prevT := p.Stats(), st.Stats(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			cur, curSt := p.Stats(), st.Stats()
+			sec := now.Sub(prevT).Seconds()
+			var drops uint64
+			for r := range cur.Drops {
+				drops += cur.Drops[r] - prev.Drops[r]
+			}
+			fwd6 := curSt.Forwarded6 - prevSt.Forwarded6
+			fwd4 := curSt.Forwarded - prevSt.Forwarded - min(fwd6, curSt.Forwarded-prevSt.Forwarded)
+			sd.send(status("forwarding %.0f pps IPv4, %.0f pps IPv6; %.0f drops/s; %d neighbours",
+				float64(fwd4)/sec, float64(fwd6)/sec, float64(drops)/sec, curSt.NeighbourEntries))
 			prev, prevSt, prevT = cur, curSt, now
 		}
 	}
