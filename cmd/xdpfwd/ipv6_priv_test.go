@@ -156,7 +156,7 @@ func TestIPv6RouterVeth(t *testing.T) {
 		t.Errorf("tracepath -6: want hop 1 %s and pmtu 1280:\n%s", r06Addr, out)
 	}
 
-	out = runIn(t, l.gen, "ping", "-6", "-c", "1", "-W", "2", "2001:2:99::1")
+	out = runIn(t, l.gen, "ping", "-6", "-c", "1", "-W", "2", "2001:2:0:99::1")
 	if !strings.Contains(out, "From "+r06Addr) || !strings.Contains(out, "Destination unreachable: No route") {
 		t.Errorf("want \"Destination unreachable: No route\" from %s:\n%s", r06Addr, out)
 	}

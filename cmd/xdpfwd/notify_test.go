@@ -243,7 +243,7 @@ func TestSystemdNotifyVeth(t *testing.T) {
 	}
 	mustPing(t, l.gen, "-c", "1", "-W", "2", sinkAddr)
 
-	os.WriteFile(cfg, []byte(reloadConfigHead+"routes:\n  - prefix: 198.21.0.0/16\n    via: 198.19.0.2\n"), 0o644)
+	os.WriteFile(cfg, []byte(reloadConfigHead+"routes:\n  - prefix: 198.19.21.0/24\n    via: 198.19.0.2\n"), 0o644)
 	p.Cmd.Process.Signal(syscall.SIGHUP)
 	m, _ = sd.next(t, `(?m)^RELOADING=1$`, 5*time.Second)
 	if !regexp.MustCompile(`(?m)^MONOTONIC_USEC=[1-9]\d*$`).MatchString(m) {
@@ -253,7 +253,7 @@ func TestSystemdNotifyVeth(t *testing.T) {
 	if !strings.Contains(m, "STATUS=reloaded "+cfg+": 1 routes added, 0 deleted") {
 		t.Errorf("READY=1 after the reload: %q", m)
 	}
-	os.WriteFile(cfg, []byte(reloadConfigHead+"routes:\n  - prefix: 198.21.0.0/16\n    via: nowhere\n"), 0o644)
+	os.WriteFile(cfg, []byte(reloadConfigHead+"routes:\n  - prefix: 198.19.21.0/24\n    via: nowhere\n"), 0o644)
 	p.Cmd.Process.Signal(syscall.SIGHUP)
 	sd.next(t, `(?m)^RELOADING=1$`, 5*time.Second)
 	m, _ = sd.next(t, `(?m)^READY=1$`, 5*time.Second)
