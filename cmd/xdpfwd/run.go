@@ -90,9 +90,10 @@ func newRunFlags(out io.Writer) (*flag.FlagSet, *runOptions) {
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: xdpfwd run --iface NAME=ADDR/PLEN [--iface ...] [--route PREFIX=NEXTHOP ...] [flags]
 
-Routes IPv4 between the interfaces in user space (AF_XDP): every frame those interfaces receive goes to
-xdpfwd, which answers ARP and ping for its addresses, forwards (TTL, fragmentation, ICMP errors as RFC 1812
-asks), and resolves next hops with ARP. Stop it with SIGINT or SIGTERM: it then prints a summary (packets
+Routes IPv4 and IPv6 between the interfaces in user space (AF_XDP): every frame those interfaces receive
+goes to xdpfwd, which answers ARP, NDP and ping for its addresses, forwards (TTL and hop limit,
+fragmentation or packet too big, ICMP and ICMPv6 errors as RFC 1812 and RFC 4443 ask), and resolves next
+hops with ARP and NDP. Stop it with SIGINT or SIGTERM: it then prints a summary (packets
 per port, drops by reason, frame accounting) and exits 0.
 
 At start it refuses an interface whose MTU is larger than a 2048-byte frame holds (1522), and warns
@@ -461,16 +462,21 @@ func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Write
 	}()
 	go func() {
 		defer close(statsDone)
-		if sd != nil {
-			go notifyStatus(runCtx, sd, 10*time.Second, p, st)
-		}
 		if c.stats > 0 {
 			periodicStats(runCtx, c.stats, p, st, log)
+		}
+	}()
+	statusDone := make(chan struct{})
+	go func() {
+		defer close(statusDone)
+		if sd != nil {
+			notifyStatus(runCtx, sd, 10*time.Second, p, st)
 		}
 	}()
 	runErr := p.Run(runCtx)
 	cancel()
 	<-statsDone
+	<-statusDone
 	closeTap()
 	checkErr := p.CheckFrames()
 	writeSummary(out, time.Since(start), p.Stats(), st.Stats(), checkErr)
