@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/xdpnet/xdpnet/internal/netlab"
+	"github.com/xdpnet/xdpnet/stack"
 )
 
 // notifyListener is the service manager's side of sd_notify: a unixgram socket that collects datagrams.
@@ -271,5 +272,43 @@ func TestSystemdNotifyVeth(t *testing.T) {
 	}
 	if !strings.Contains(sum, "frame accounting: OK") {
 		t.Errorf("summary:\n%s", sum)
+	}
+}
+
+// countingStack is a stack whose forwarded counters grow by 1000 IPv4 and 100 IPv6 packets per read.
+type countingStack struct {
+	fixedStack
+	reads uint64
+}
+
+func (c *countingStack) Stats() stack.Stats {
+	c.reads++
+	s := c.s
+	s.Forwarded6 = 100 * c.reads
+	s.Forwarded = 1000*c.reads + s.Forwarded6
+	return s
+}
+
+// TestNotifyStatus: while running, STATUS= says what is forwarded per family, from the counters' growth
+// over the interval.
+func TestNotifyStatus(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "notify")
+	l := listenNotify(t, name)
+	t.Setenv("NOTIFY_SOCKET", name)
+	sd, err := newNotifier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sd.close()
+	p, _ := fixedStats(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); notifyStatus(ctx, sd, 50*time.Millisecond, p, &countingStack{}) }()
+	m, _ := l.next(t, "^STATUS=forwarding ", 5*time.Second)
+	cancel()
+	<-done
+	// 1000 and 100 packets per read over about 50 ms: tens of thousands and thousands per second.
+	if !regexp.MustCompile(`^STATUS=forwarding [1-9]\d{3,} pps IPv4, [1-9]\d{2,} pps IPv6; 0 drops/s; 0 neighbours$`).MatchString(m) {
+		t.Errorf("status %q", m)
 	}
 }

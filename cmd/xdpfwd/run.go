@@ -536,7 +536,7 @@ func periodicStats(ctx context.Context, every time.Duration, p *poller.Poller, s
 }
 
 // notifyStatus tells the service manager every interval what is forwarded, for `systemctl status`.
-func notifyStatus(ctx context.Context, sd *notifier, every time.Duration, p *poller.Poller, st *stack.Stack) {
+func notifyStatus(ctx context.Context, sd *notifier, every time.Duration, p metrics.PollerSource, st metrics.StackSource) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	prev, prevSt, prevT := p.Stats(), st.Stats(), time.Now()
