@@ -21,71 +21,23 @@ import (
 // late6Addr is added to the sink while xdpfwd runs.
 const late6Addr = "2001:2:0:1::3"
 
-// newRouterLab6 builds gen (eth0) - (r0) router (r1) - (eth0) sink with both families, unlike the IPv4
-// lab: IPv6 stays on in every namespace at its defaults (router solicitations, MLD reports and DAD go on
-// the links), the router-sink link has MTU 1280, IPv6's minimum, and the router's kernel has neither
-// IPv4 nor IPv6 addresses of its own beyond its automatic link-local ones, with forwarding off for both
-// families: only xdpfwd forwards and answers.
+// newRouterLab6 builds gen (eth0) - (r0) router (r1) - (eth0) sink with both families (labOptions.IPv6:
+// IPv6 at its defaults in every namespace), a router-sink link of MTU 1280, IPv6's minimum, and a router whose
+// kernel has no addresses of its own beyond its automatic link-local ones, with forwarding off for both
+// families; then it starts xdpfwd with the router's addresses of both families and waits until it answers
+// ping -6.
 func newRouterLab6(t *testing.T) *routerLab {
 	t.Helper()
 	netlab.RequirePrivileges(t)
-	lab, err := netlab.New(t.Name())
+	l, err := newRouterLab(t.Name(), labOptions{IPv6: true, R1MTU: 1280, BareRouter: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := lab.Close(); err != nil {
+		if err := l.Close(); err != nil {
 			t.Errorf("close lab: %v", err)
 		}
 	})
-	l := &routerLab{lab: lab}
-	l.gen = lab.MustAddHost(t, "gen")
-	l.router = lab.MustAddHost(t, "router")
-	l.sink = lab.MustAddHost(t, "sink")
-	if l.genLink, err = lab.LinkWith(l.gen, "eth0", l.router, "r0", netlab.LinkOptions{Queues: 1}); err != nil {
-		t.Fatal(err)
-	}
-	if l.sinkLink, err = lab.LinkWith(l.router, "r1", l.sink, "eth0", netlab.LinkOptions{Queues: 1, MTU: 1280}); err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range []string{"net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"} {
-		if err := l.router.Sysctl(k, "0"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ifcs := []struct {
-		h     *netlab.Host
-		name  string
-		addrs []string
-	}{
-		{l.gen, "eth0", []string{genAddr + "/24", gen6Addr + "/64"}},
-		{l.router, "r0", nil},
-		{l.router, "r1", nil},
-		{l.sink, "eth0", []string{sinkAddr + "/24", sink6Addr + "/64"}},
-	}
-	for _, c := range ifcs {
-		for _, a := range c.addrs {
-			if err := c.h.AddAddr(c.name, a); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := c.h.SetUp(c.name); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, c := range ifcs {
-		if err := c.h.WaitOperUp(c.name, 5*time.Second); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, r := range []struct {
-		h   *netlab.Host
-		via string
-	}{{l.gen, r0Addr}, {l.gen, r06Addr}, {l.sink, r1Addr}, {l.sink, r16Addr}} {
-		if err := r.h.AddRoute("default", r.via); err != nil {
-			t.Fatal(err)
-		}
-	}
 	args := []string{"--iface", "r0=" + r0Addr + "/24," + r06Addr + "/64", "--iface", "r1=" + r1Addr + "/24," + r16Addr + "/64"}
 	if err := l.startRouter(xdpfwdBin, args...); err != nil {
 		t.Fatal(err)
@@ -96,12 +48,8 @@ func newRouterLab6(t *testing.T) *routerLab {
 		}
 	})
 	// Duplicate address detection keeps the router's addresses tentative for a second (RFC 4862 §5.4).
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(runIn(t, l.gen, "ping", "-6", "-c", "1", "-W", "1", r06Addr), "1 received") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the router's IPv6 address never answered")
-		}
-		time.Sleep(200 * time.Millisecond)
+	if err := l.waitIPv6(context.Background(), 10*time.Second); err != nil {
+		t.Fatal(err)
 	}
 	return l
 }

@@ -46,6 +46,9 @@ type labOptions struct {
 	// net.ipv6.conf.all.forwarding=0. Without it IPv6 is off, and the links carry only the traffic a
 	// test makes.
 	IPv6 bool
+	// BareRouter leaves the router's kernel without addresses of its own (but the link-local ones IPv6
+	// makes by itself): whatever answers for the router's addresses is xdpfwd.
+	BareRouter bool
 }
 
 // newRouterLab builds the lab. On error everything made so far is removed.
@@ -103,6 +106,9 @@ func newRouterLab(name string, o labOptions) (l *routerLab, err error) {
 	}
 	if err := l.router.Sysctl("net.ipv4.ip_forward", "0"); err != nil {
 		return nil, err
+	}
+	if o.BareRouter {
+		ifcs[1].addrs, ifcs[2].addrs = nil, nil
 	}
 	for _, c := range ifcs {
 		for _, a := range c.addrs {

@@ -227,10 +227,11 @@ func kernelAddrs(ifaces []stack.Interface, v6 bool) error {
 			return fmt.Errorf("--iface %s: read its addresses: %w", name, err)
 		}
 		ifaces[i].Addrs = kernelPrefixes(as, v6)
-		if len(ifaces[i].Addrs) == 0 && !v6 {
+		switch {
+		case len(ifaces[i].Addrs) > 0:
+		case !v6: // kernel-mirror mode, where addresses are the kernel's alone
 			return usagef("--iface %s: the interface has no IPv4 address; add one with `ip addr add`", name)
-		}
-		if len(ifaces[i].Addrs) == 0 {
+		default:
 			return usagef("--iface %s: the interface has no IPv4 address and no global IPv6 address; give one with --iface %s=ADDR/PLEN or add one with `ip addr add`", name, name)
 		}
 	}
