@@ -37,7 +37,7 @@ func TestExampleConfigChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(fc.ifaces) != 2 || len(fc.routes) != 2 || len(fc.acl) != 3 || fc.metrics != defaultMetricsAddr {
+	if len(fc.ifaces) != 2 || len(fc.routes) != 3 || len(fc.acl) != 3 || fc.metrics != defaultMetricsAddr {
 		t.Errorf("example.yaml read as %d interfaces, %d routes, %d acl rules, metrics %q", len(fc.ifaces), len(fc.routes), len(fc.acl), fc.metrics)
 	}
 }
@@ -107,14 +107,14 @@ func TestConfigFlagsOverride(t *testing.T) {
 	if len(o.ifaces) != 1 || o.ifaces[0].Name != "x0" {
 		t.Errorf("interfaces %+v, want only x0 from the command line", o.ifaces)
 	}
-	if o.logFormat != "json" || o.metrics != defaultMetricsAddr || len(o.fileRoutes) != 2 || len(o.acl) != 3 {
+	if o.logFormat != "json" || o.metrics != defaultMetricsAddr || len(o.fileRoutes) != 3 || len(o.acl) != 3 {
 		t.Errorf("from the file: log-format %q metrics %q routes %d acl %d", o.logFormat, o.metrics, len(o.fileRoutes), len(o.acl))
 	}
 	c, err := o.check()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.poller.Mode != poller.Busy || len(c.stack.Routes) != 2 || c.ops.configPath != "example.yaml" || c.ops.routesOwner != "" {
+	if c.poller.Mode != poller.Busy || len(c.stack.Routes) != 3 || c.ops.configPath != "example.yaml" || c.ops.routesOwner != "" {
 		t.Errorf("runConfig: mode %v, %d routes, ops %+v", c.poller.Mode, len(c.stack.Routes), c.ops)
 	}
 	if _, err := parseRunArgs([]string{"--config", "nonexistent.yaml"}, io.Discard); err == nil || !strings.Contains(err.Error(), "nonexistent.yaml") {
