@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -43,16 +45,19 @@ func newDemoFlags(out io.Writer) (*flag.FlagSet, *demoOptions) {
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: xdpfwd demo [--duration 10s] [--rate PPS]
 
-Builds three network namespaces joined by veth pairs,
+Builds three network namespaces joined by veth pairs (at their default offloads), both families on each,
 
-  gen 198.18.0.2/24 (eth0) --- (r0) 198.18.0.1/24  router  198.19.0.1/24 (r1) --- (eth0) 198.19.0.2/24 sink
+  gen 198.18.0.2/24      (eth0) --- (r0) 198.18.0.1/24      router 198.19.0.1/24      (r1) --- (eth0) 198.19.0.2/24      sink
+      2001:2::2/64                         2001:2::1/64             2001:2:0:1::1/64                   2001:2:0:1::2/64
 
-with the router's kernel forwarding off (net.ipv4.ip_forward=0), starts "xdpfwd run" in the router, then
-runs ping through the router and to it, traceroute to the sink (the router is hop 1) and a UDP flood from
-gen to sink, printing packets per second and drops by reason every second. At the end it stops xdpfwd
-(SIGTERM), prints its summary and removes the namespaces, also on Ctrl-C or failure.
+with the router's kernel forwarding off (net.ipv4.ip_forward=0, net.ipv6.conf.all.forwarding=0), starts
+"xdpfwd run" in the router, then for IPv4 and for IPv6 runs ping through the router and to it, traceroute
+to the sink (the router is hop 1), a UDP transfer and a TCP transfer between Linux sockets in gen and sink
+(checked byte for byte); then a UDP flood from gen to sink over IPv4, printing packets per second and drops
+by reason every second. At the end it stops xdpfwd (SIGTERM), prints its summary with what it forwarded
+per family, and removes the namespaces, also on Ctrl-C or failure.
 
-Needs root (CAP_SYS_ADMIN for namespaces, plus what run needs). Takes about duration + 10 seconds.
+Needs root (CAP_SYS_ADMIN for namespaces, plus what run needs). Takes about duration + 15 seconds.
 
 Flags:
 `)
@@ -96,8 +101,16 @@ type demo struct {
 func (d *demo) printf(format string, args ...any) { fmt.Fprintf(d.out, format, args...) }
 
 func (d *demo) run(ctx context.Context, exe string) (err error) {
+	// A kernel booted with ipv6.disable=1 has no /proc/sys/net/ipv6: the demo then shows IPv4 alone, and says so.
+	_, err = os.Stat("/proc/sys/net/ipv6")
+	v6 := err == nil
 	d.printf("== building the lab: gen %s -- %s router %s -- sink %s (router ip_forward=0)\n", genAddr, r0Addr, r1Addr, sinkAddr)
-	l, err := newRouterLab("demo", labOptions{})
+	if v6 {
+		d.printf("                     gen %s -- %s router %s -- sink %s (router ipv6 forwarding=0)\n", gen6Addr, r06Addr, r16Addr, sink6Addr)
+	} else {
+		d.printf("== this kernel has no IPv6 (/proc/sys/net/ipv6 is missing; booted with ipv6.disable=1?): IPv4 only\n")
+	}
+	l, err := newRouterLab("demo", labOptions{IPv6: v6})
 	if err != nil {
 		return fmt.Errorf("build lab: %w", err)
 	}
@@ -108,24 +121,43 @@ func (d *demo) run(ctx context.Context, exe string) (err error) {
 			err = fmt.Errorf("remove lab: %w", cerr)
 		}
 	}()
-	args := []string{"--iface", "r0=" + r0Addr + "/24", "--iface", "r1=" + r1Addr + "/24", "--stats", "1s", "--log-format", "json"}
+	r0, r1, sysctls := r0Addr+"/24", r1Addr+"/24", []string{"net.ipv4.ip_forward"}
+	if v6 {
+		r0, r1, sysctls = r0+","+r06Addr+"/64", r1+","+r16Addr+"/64", append(sysctls, "net.ipv6.conf.all.forwarding")
+	}
+	args := []string{"--iface", "r0=" + r0, "--iface", "r1=" + r1, "--stats", "1s", "--log-format", "json"}
 	d.printf("== starting in the router namespace: xdpfwd run %s\n", strings.Join(args, " "))
 	if err := l.startRouter(exe, args...); err != nil {
 		return err
 	}
-	if f, _ := l.ipForward(); f != 0 {
-		return fmt.Errorf("router namespace has net.ipv4.ip_forward=%d; the demo wants 0 so only xdpfwd forwards", f)
+	for _, k := range sysctls {
+		if v, err := l.router.ReadSysctl(k); err != nil || v != "0" {
+			return fmt.Errorf("router namespace has %s=%s (%v); the demo wants 0 so only xdpfwd forwards", k, v, err)
+		}
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 
+	d.printf("== IPv4\n")
 	d.step(ctx, "ping through the router (gen -> sink)", l.gen, "ping", "-c", "3", "-i", "0.2", "-W", "2", sinkAddr)
 	d.step(ctx, "ping the router itself (gen -> r0)", l.gen, "ping", "-c", "3", "-i", "0.2", "-W", "2", r0Addr)
-	if _, err := exec.LookPath("traceroute"); err == nil {
-		d.step(ctx, "traceroute: the router is hop 1", l.gen, "traceroute", "-n", "-q", "1", "-w", "1", sinkAddr)
-	} else {
-		d.step(ctx, "tracepath: the router is hop 1", l.gen, "tracepath", "-n", sinkAddr)
+	d.traceroute(ctx, sinkAddr)
+	if err := d.transfers(ctx, sinkAddr); err != nil {
+		return err
+	}
+
+	if v6 {
+		d.printf("== IPv6 (the router's addresses answer once its duplicate address detection is over)\n")
+		if err := l.waitIPv6(ctx, 10*time.Second); err != nil {
+			return err
+		}
+		d.step(ctx, "ping -6 through the router (gen -> sink)", l.gen, "ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", sink6Addr)
+		d.step(ctx, "ping -6 the router itself (gen -> r0)", l.gen, "ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", r06Addr)
+		d.traceroute(ctx, sink6Addr)
+		if err := d.transfers(ctx, sink6Addr); err != nil {
+			return err
+		}
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -157,6 +189,9 @@ func (d *demo) run(ctx context.Context, exe string) (err error) {
 		loss = 100 * float64(sent-min(recv, sent)) / float64(sent)
 	}
 	d.printf("== flood: sent %d datagrams in %v, sink received %d (%.1f%% lost on the way)\n", sent, d.o.duration, recv, loss)
+	sum := string(out)
+	fwd, fwd6 := counter(sum, "stack", "forwarded"), counter(sum, "stack", "forwarded6")
+	d.printf("== xdpfwd forwarded %d IPv4 and %d IPv6 packets\n", fwd-min(fwd6, fwd), fwd6)
 	if stopErr != nil && !errors.Is(stopErr, netlab.ErrProcExited) {
 		return stopErr
 	}
@@ -185,6 +220,167 @@ func (d *demo) step(ctx context.Context, title string, h *netlab.Host, name stri
 	if err != nil {
 		d.printf("   (%s: %v)\n", name, err)
 	}
+}
+
+// traceroute shows the router as hop 1 on the way to dst (traceroute, or tracepath where it is missing).
+func (d *demo) traceroute(ctx context.Context, dst string) {
+	fam := "-4"
+	if netip.MustParseAddr(dst).Is6() {
+		fam = "-6"
+	}
+	if _, err := exec.LookPath("traceroute"); err == nil {
+		d.step(ctx, "traceroute: the router is hop 1", d.l.gen, "traceroute", fam, "-n", "-q", "1", "-w", "1", dst)
+	} else {
+		d.step(ctx, "tracepath: the router is hop 1", d.l.gen, "tracepath", fam, "-n", dst)
+	}
+}
+
+// Sizes of the transfers in the demo's per-family part.
+const (
+	demoUDPCount = 5000
+	demoUDPSize  = 1200
+	demoTCPBytes = 64 << 20
+)
+
+// transfers sends demoUDPCount datagrams and then demoTCPBytes over one TCP connection from gen to dst on
+// the sink, between Linux sockets at their defaults (the veths' offloads on: partial checksums, TSO
+// segments), and checks what arrived byte for byte. A lost datagram is reported, not an error (UDP may
+// lose); no datagram at all, a changed one or a TCP stream that differs is.
+func (d *demo) transfers(ctx context.Context, dst string) error {
+	network, fam := "udp4", "IPv4"
+	if netip.MustParseAddr(dst).Is6() {
+		network, fam = "udp6", "IPv6"
+	}
+	const udpPort, tcpPort = 5001, 5002
+	var sinkConn, genConn *net.UDPConn
+	if err := d.l.sink.Do(func() (err error) {
+		if sinkConn, err = net.ListenUDP(network, &net.UDPAddr{IP: net.ParseIP(dst), Port: udpPort}); err == nil {
+			sinkConn.SetReadBuffer(8 << 20)
+		}
+		return err
+	}); err != nil {
+		return fmt.Errorf("sink UDP socket: %w", err)
+	}
+	defer sinkConn.Close()
+	if err := d.l.gen.Do(func() (err error) {
+		genConn, err = net.DialUDP(network, nil, &net.UDPAddr{IP: net.ParseIP(dst), Port: udpPort})
+		return err
+	}); err != nil {
+		return fmt.Errorf("generator UDP socket: %w", err)
+	}
+	defer genConn.Close()
+	d.printf("== UDP over %s, gen -> %s: %d datagrams of %d bytes\n", fam, net.JoinHostPort(dst, fmt.Sprint(udpPort)), demoUDPCount, demoUDPSize)
+	got, bad := make([]bool, demoUDPCount), 0
+	recvDone := make(chan struct{})
+	go func() {
+		defer close(recvDone)
+		buf := make([]byte, 2048)
+		for {
+			sinkConn.SetReadDeadline(time.Now().Add(time.Second))
+			n, err := sinkConn.Read(buf)
+			if err != nil {
+				return
+			}
+			i := int(binary.BigEndian.Uint32(buf))
+			if n != demoUDPSize || i >= demoUDPCount || !bytes.Equal(buf[:n], demoDatagram(i)) {
+				bad++
+				continue
+			}
+			got[i] = true
+		}
+	}()
+	start := time.Now()
+	for i := range demoUDPCount {
+		// 50 000 datagrams a second: a pace a socket keeps without its own queue overflowing.
+		if wait := time.Until(start.Add(time.Duration(i) * 20 * time.Microsecond)); wait > 0 {
+			time.Sleep(wait)
+		}
+		if _, err := genConn.Write(demoDatagram(i)); err != nil {
+			return fmt.Errorf("UDP over %s: send: %w", fam, err)
+		}
+	}
+	<-recvDone
+	n := 0
+	for _, ok := range got {
+		if ok {
+			n++
+		}
+	}
+	d.printf("   sent %d, sink received %d intact (%d lost, %d changed)\n", demoUDPCount, n, demoUDPCount-n, bad)
+	if n == 0 || bad > 0 {
+		return fmt.Errorf("UDP over %s through the router: %d of %d datagrams arrived intact, %d changed", fam, n, demoUDPCount, bad)
+	}
+
+	tcpAddr := net.JoinHostPort(dst, fmt.Sprint(tcpPort))
+	var ln net.Listener
+	if err := d.l.sink.Do(func() (err error) {
+		ln, err = net.Listen(strings.Replace(network, "udp", "tcp", 1), tcpAddr)
+		return err
+	}); err != nil {
+		return fmt.Errorf("sink TCP socket: %w", err)
+	}
+	defer ln.Close()
+	d.printf("== TCP over %s, gen -> %s: %d MiB\n", fam, tcpAddr, demoTCPBytes>>20)
+	type result struct {
+		n   int64
+		sum [sha256.Size]byte
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(60 * time.Second))
+		h := sha256.New()
+		n, err := io.Copy(h, c)
+		res <- result{n: n, sum: [sha256.Size]byte(h.Sum(nil)), err: err}
+	}()
+	var c net.Conn
+	if err := d.l.gen.Do(func() (err error) {
+		c, err = net.DialTimeout("tcp", tcpAddr, 5*time.Second)
+		return err
+	}); err != nil {
+		return fmt.Errorf("TCP over %s: connect: %w", fam, err)
+	}
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	h := sha256.New()
+	start = time.Now()
+	chunk := make([]byte, 1<<20)
+	var werr error
+	for i := 0; i < demoTCPBytes/len(chunk) && werr == nil; i++ {
+		for j := range chunk {
+			chunk[j] = byte(i*131 + j*7 + j>>8)
+		}
+		h.Write(chunk)
+		_, werr = c.Write(chunk)
+	}
+	c.Close()
+	r := <-res
+	took := time.Since(start)
+	if werr == nil {
+		werr = r.err
+	}
+	if werr != nil || r.n != demoTCPBytes || r.sum != [sha256.Size]byte(h.Sum(nil)) {
+		return fmt.Errorf("TCP over %s through the router: %d of %d bytes arrived (same bytes: %v; %v)", fam, r.n, demoTCPBytes,
+			r.sum == [sha256.Size]byte(h.Sum(nil)), werr)
+	}
+	d.printf("   %d MiB arrived intact (SHA-256 equal) in %v, %.0f Mbit/s\n", r.n>>20, took.Round(time.Millisecond),
+		float64(r.n)*8/took.Seconds()/1e6)
+	return nil
+}
+
+// demoDatagram is datagram i of the UDP transfer: its number, then bytes that depend on it.
+func demoDatagram(i int) []byte {
+	b := make([]byte, demoUDPSize)
+	binary.BigEndian.PutUint32(b, uint32(i))
+	for j := 4; j < len(b); j++ {
+		b[j] = byte(i*31 + j)
+	}
+	return b
 }
 
 // floodSocket sends UDP from a Linux socket in gen to one in sink for the duration.

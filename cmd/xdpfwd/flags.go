@@ -9,7 +9,7 @@ import (
 )
 
 // ifaceSpec is one --iface value: NAME=ADDR/PLEN[,ADDR/PLEN...] (IPv4 or IPv6), or NAME alone to take the
-// IPv4 addresses from the kernel.
+// interface's IPv4 and global IPv6 addresses from the kernel.
 type ifaceSpec struct {
 	Name  string
 	Addrs []netip.Prefix // empty: ask the kernel

@@ -6,88 +6,38 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/xdpnet/xdpnet/internal/netlab"
 )
 
-// The IPv6 lab's addresses, from the benchmarking range 2001:2::/48 (RFC 5180).
-const (
-	gen6Addr  = "2001:2::2"
-	r06Addr   = "2001:2::1"
-	r16Addr   = "2001:2:0:1::1"
-	sink6Addr = "2001:2:0:1::2"
-	late6Addr = "2001:2:0:1::3" // added to the sink while xdpfwd runs
-)
+// late6Addr is added to the sink while xdpfwd runs.
+const late6Addr = "2001:2:0:1::3"
 
-// newRouterLab6 builds gen (eth0) - (r0) router (r1) - (eth0) sink with both families, unlike the IPv4
-// lab: IPv6 stays on in every namespace at its defaults (router solicitations, MLD reports and DAD go on
-// the links), the router-sink link has MTU 1280, IPv6's minimum, and the router's kernel has neither
-// IPv4 nor IPv6 addresses of its own beyond its automatic link-local ones, with forwarding off for both
-// families: only xdpfwd forwards and answers.
+// newRouterLab6 builds gen (eth0) - (r0) router (r1) - (eth0) sink with both families (labOptions.IPv6:
+// IPv6 at its defaults in every namespace), a router-sink link of MTU 1280, IPv6's minimum, and a router whose
+// kernel has no addresses of its own beyond its automatic link-local ones, with forwarding off for both
+// families; then it starts xdpfwd with the router's addresses of both families and waits until it answers
+// ping -6.
 func newRouterLab6(t *testing.T) *routerLab {
 	t.Helper()
 	netlab.RequirePrivileges(t)
-	lab, err := netlab.New(t.Name())
+	l, err := newRouterLab(t.Name(), labOptions{IPv6: true, R1MTU: 1280, BareRouter: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := lab.Close(); err != nil {
+		if err := l.Close(); err != nil {
 			t.Errorf("close lab: %v", err)
 		}
 	})
-	l := &routerLab{lab: lab}
-	l.gen = lab.MustAddHost(t, "gen")
-	l.router = lab.MustAddHost(t, "router")
-	l.sink = lab.MustAddHost(t, "sink")
-	if l.genLink, err = lab.LinkWith(l.gen, "eth0", l.router, "r0", netlab.LinkOptions{Queues: 1}); err != nil {
-		t.Fatal(err)
-	}
-	if l.sinkLink, err = lab.LinkWith(l.router, "r1", l.sink, "eth0", netlab.LinkOptions{Queues: 1, MTU: 1280}); err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range []string{"net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"} {
-		if err := l.router.Sysctl(k, "0"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ifcs := []struct {
-		h     *netlab.Host
-		name  string
-		addrs []string
-	}{
-		{l.gen, "eth0", []string{genAddr + "/24", gen6Addr + "/64"}},
-		{l.router, "r0", nil},
-		{l.router, "r1", nil},
-		{l.sink, "eth0", []string{sinkAddr + "/24", sink6Addr + "/64"}},
-	}
-	for _, c := range ifcs {
-		for _, a := range c.addrs {
-			if err := c.h.AddAddr(c.name, a); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := c.h.SetUp(c.name); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, c := range ifcs {
-		if err := c.h.WaitOperUp(c.name, 5*time.Second); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, r := range []struct {
-		h   *netlab.Host
-		via string
-	}{{l.gen, r0Addr}, {l.gen, r06Addr}, {l.sink, r1Addr}, {l.sink, r16Addr}} {
-		if err := r.h.AddRoute("default", r.via); err != nil {
-			t.Fatal(err)
-		}
-	}
 	args := []string{"--iface", "r0=" + r0Addr + "/24," + r06Addr + "/64", "--iface", "r1=" + r1Addr + "/24," + r16Addr + "/64"}
 	if err := l.startRouter(xdpfwdBin, args...); err != nil {
 		t.Fatal(err)
@@ -98,12 +48,8 @@ func newRouterLab6(t *testing.T) *routerLab {
 		}
 	})
 	// Duplicate address detection keeps the router's addresses tentative for a second (RFC 4862 §5.4).
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(runIn(t, l.gen, "ping", "-6", "-c", "1", "-W", "1", r06Addr), "1 received") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the router's IPv6 address never answered")
-		}
-		time.Sleep(200 * time.Millisecond)
+	if err := l.waitIPv6(context.Background(), 10*time.Second); err != nil {
+		t.Fatal(err)
 	}
 	return l
 }
@@ -158,7 +104,7 @@ func TestIPv6RouterVeth(t *testing.T) {
 		t.Errorf("tracepath -6: want hop 1 %s and pmtu 1280:\n%s", r06Addr, out)
 	}
 
-	out = runIn(t, l.gen, "ping", "-6", "-c", "1", "-W", "2", "2001:2:99::1")
+	out = runIn(t, l.gen, "ping", "-6", "-c", "1", "-W", "2", "2001:2:0:99::1")
 	if !strings.Contains(out, "From "+r06Addr) || !strings.Contains(out, "Destination unreachable: No route") {
 		t.Errorf("want \"Destination unreachable: No route\" from %s:\n%s", r06Addr, out)
 	}
@@ -327,5 +273,88 @@ routes:
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("config %q: %v, want %q", c.text, err, c.want)
 		}
+	}
+}
+
+// TestKernelPrefixes: --iface NAME alone takes IPv4 addresses and global IPv6 ones (unique local included,
+// tentative included: the stack runs DAD itself), and leaves link-local, temporary and DAD-failed ones;
+// kernel-mirror mode (v6 false) takes IPv4 only.
+func TestKernelPrefixes(t *testing.T) {
+	addr := func(s string, scope, flags int) netlink.Addr {
+		p := netip.MustParsePrefix(s)
+		return netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())},
+			Scope: scope, Flags: flags}
+	}
+	as := []netlink.Addr{
+		addr("198.18.0.1/24", unix.RT_SCOPE_UNIVERSE, 0),
+		addr("198.18.1.1/32", unix.RT_SCOPE_HOST, 0),
+		addr("2001:2::1/64", unix.RT_SCOPE_UNIVERSE, unix.IFA_F_PERMANENT),
+		addr("2001:2:0:5::1/64", unix.RT_SCOPE_UNIVERSE, unix.IFA_F_TENTATIVE),
+		addr("fd00:2::1/48", unix.RT_SCOPE_UNIVERSE, 0),
+		addr("fe80::1/64", unix.RT_SCOPE_LINK, unix.IFA_F_PERMANENT),
+		addr("2001:2::99/64", unix.RT_SCOPE_UNIVERSE, unix.IFA_F_TEMPORARY),
+		addr("2001:2::98/64", unix.RT_SCOPE_UNIVERSE, unix.IFA_F_DADFAILED|unix.IFA_F_TENTATIVE),
+		addr("::1/128", unix.RT_SCOPE_HOST, 0),
+		{},
+	}
+	if got, want := fmt.Sprint(kernelPrefixes(as, true)), "[198.18.0.1/24 198.18.1.1/32 2001:2::1/64 2001:2:0:5::1/64 fd00:2::1/48]"; got != want {
+		t.Errorf("kernelPrefixes = %s, want %s", got, want)
+	}
+	if got, want := fmt.Sprint(kernelPrefixes(as, false)), "[198.18.0.1/24 198.18.1.1/32]"; got != want {
+		t.Errorf("kernelPrefixes without IPv6 = %s, want %s", got, want)
+	}
+}
+
+// TestIfaceFromKernelIPv6Veth: `--iface r0 --iface r1` in a router namespace whose kernel has an IPv4 and
+// an IPv6 address on each interface takes both: xdpfwd says so at start, answers ping -6 on them, forwards
+// IPv6 and IPv4 between gen and sink, leaves the kernel's link-local addresses out, and its metrics count
+// each family apart.
+func TestIfaceFromKernelIPv6Veth(t *testing.T) {
+	netlab.RequirePrivileges(t)
+	l, err := newRouterLab(t.Name(), labOptions{IPv6: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	if err := l.startRouter(xdpfwdBin, "--iface", "r0", "--iface", "r1", "--metrics", labMetricsAddr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("xdpfwd output:\n%s", l.xdpfwd.Output())
+		}
+	})
+	assertNoKernelForwarding6(t, l)
+	m := regexp.MustCompile(`msg="xdpfwd running" interfaces="([^"]*)"`).FindSubmatch(l.xdpfwd.Output())
+	if m == nil {
+		t.Fatalf("no \"xdpfwd running\" line with the interfaces:\n%s", l.xdpfwd.Output())
+	}
+	if got, want := string(m[1]), "r0="+r0Addr+"/24 r0="+r06Addr+"/64 r1="+r1Addr+"/24 r1="+r16Addr+"/64"; got != want {
+		t.Errorf("interfaces taken from the kernel: %q, want %q", got, want)
+	}
+	if err := l.waitIPv6(context.Background(), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	out := mustPing(t, l.gen, "-6", "-c", "3", "-i", "0.2", "-W", "2", sink6Addr)
+	if !strings.Contains(out, "ttl=63") {
+		t.Errorf("reply through one router should have hop limit 63:\n%s", out)
+	}
+	mustPing(t, l.sink, "-6", "-c", "2", "-i", "0.2", "-W", "2", r16Addr)
+	mustPing(t, l.gen, "-c", "2", "-i", "0.2", "-W", "2", sinkAddr)
+	// The metrics split by family: 6 IPv6 and 4 IPv4 packets forwarded by the pings through, a connected
+	// route of each family per port, neighbours gen and sink in each.
+	fams := scrapeIn(t, l.router, labMetricsAddr)
+	for _, c := range []struct {
+		name, family string
+		min          float64
+	}{{"xdpnet_ip_forwarded_total", "ipv6", 6}, {"xdpnet_ip_forwarded_total", "ipv4", 4}, {"xdpnet_ip_routes", "ipv4", 2},
+		{"xdpnet_ip_routes", "ipv6", 2}, {"xdpnet_ip_neighbours", "ipv4", 2}, {"xdpnet_ip_neighbours", "ipv6", 2}} {
+		if v, ok := metricSum(fams, c.name, "family", c.family); !ok || v < c.min {
+			t.Errorf("%s{family=%q} = %v (present %v), want >= %v", c.name, c.family, v, ok, c.min)
+		}
+	}
+	sum := stopRouter(t, l)
+	if n := counter(sum, "stack", "forwarded6"); n < 6 {
+		t.Errorf("stack forwarded6 = %d, want >= 6 (3 echo requests and 3 replies)\n%s", n, sum)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"strconv"
 	"time"
@@ -18,6 +19,14 @@ const (
 	genPrefix = "/24"
 )
 
+// The IPv6 addresses of the lab with labOptions.IPv6, from the benchmarking range 2001:2::/48 (RFC 5180).
+const (
+	gen6Addr  = "2001:2::2"
+	r06Addr   = "2001:2::1"
+	r16Addr   = "2001:2:0:1::1"
+	sink6Addr = "2001:2:0:1::2"
+)
+
 // routerLab is three namespaces in a row: gen (eth0) - (r0) router (r1) - (eth0) sink. The router's kernel
 // has the addresses but forwards nothing (ip_forward=0): only xdpfwd does.
 type routerLab struct {
@@ -31,6 +40,15 @@ type routerLab struct {
 type labOptions struct {
 	// R1MTU, when non-zero, is the MTU of the router-sink link (both ends).
 	R1MTU int
+	// IPv6 makes the lab dual-stack: IPv6 stays on in every namespace at its defaults (router
+	// solicitations, MLD reports and DAD go on the links), the hosts get the *6Addr addresses and default
+	// routes via the router, the router's kernel has r06Addr and r16Addr too, with
+	// net.ipv6.conf.all.forwarding=0. Without it IPv6 is off, and the links carry only the traffic a
+	// test makes.
+	IPv6 bool
+	// BareRouter leaves the router's kernel without addresses of its own (but the link-local ones IPv6
+	// makes by itself): whatever answers for the router's addresses is xdpfwd.
+	BareRouter bool
 }
 
 // newRouterLab builds the lab. On error everything made so far is removed.
@@ -63,25 +81,40 @@ func newRouterLab(name string, o labOptions) (l *routerLab, err error) {
 		return nil, err
 	}
 	type ifc struct {
-		h      *netlab.Host
-		name   string
-		prefix string
+		h     *netlab.Host
+		name  string
+		addrs []string
 	}
-	ifcs := []ifc{{l.gen, "eth0", genAddr + "/24"}, {l.router, "r0", r0Addr + "/24"}, {l.router, "r1", r1Addr + "/24"}, {l.sink, "eth0", sinkAddr + "/24"}}
-	for _, h := range []*netlab.Host{l.gen, l.router, l.sink} {
-		// IPv6 off: no router solicitations or MLD reports on the links, only the traffic we make.
-		for _, k := range []string{"net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"} {
-			if err := h.Sysctl(k, "1"); err != nil {
-				return nil, err
+	ifcs := []ifc{{l.gen, "eth0", []string{genAddr + "/24"}}, {l.router, "r0", []string{r0Addr + "/24"}},
+		{l.router, "r1", []string{r1Addr + "/24"}}, {l.sink, "eth0", []string{sinkAddr + "/24"}}}
+	if o.IPv6 {
+		for i, a := range []string{gen6Addr, r06Addr, r16Addr, sink6Addr} {
+			ifcs[i].addrs = append(ifcs[i].addrs, a+"/64")
+		}
+		if err := l.router.Sysctl("net.ipv6.conf.all.forwarding", "0"); err != nil {
+			return nil, err
+		}
+	} else {
+		for _, h := range []*netlab.Host{l.gen, l.router, l.sink} {
+			// IPv6 off: no router solicitations or MLD reports on the links, only the traffic we make.
+			for _, k := range []string{"net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"} {
+				if err := h.Sysctl(k, "1"); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}
 	if err := l.router.Sysctl("net.ipv4.ip_forward", "0"); err != nil {
 		return nil, err
 	}
+	if o.BareRouter {
+		ifcs[1].addrs, ifcs[2].addrs = nil, nil
+	}
 	for _, c := range ifcs {
-		if err := c.h.AddAddr(c.name, c.prefix); err != nil {
-			return nil, err
+		for _, a := range c.addrs {
+			if err := c.h.AddAddr(c.name, a); err != nil {
+				return nil, err
+			}
 		}
 		if err := c.h.SetUp(c.name); err != nil {
 			return nil, err
@@ -92,11 +125,18 @@ func newRouterLab(name string, o labOptions) (l *routerLab, err error) {
 			return nil, err
 		}
 	}
-	if err := l.gen.AddRoute("default", r0Addr); err != nil {
-		return nil, err
+	type route struct {
+		h   *netlab.Host
+		via string
 	}
-	if err := l.sink.AddRoute("default", r1Addr); err != nil {
-		return nil, err
+	routes := []route{{l.gen, r0Addr}, {l.sink, r1Addr}}
+	if o.IPv6 {
+		routes = append(routes, route{l.gen, r06Addr}, route{l.sink, r16Addr})
+	}
+	for _, r := range routes {
+		if err := r.h.AddRoute("default", r.via); err != nil {
+			return nil, err
+		}
 	}
 	return l, nil
 }
@@ -138,6 +178,27 @@ func (l *routerLab) newOutput() []byte {
 	b := out[l.xdpfwdOutputOffset:]
 	l.xdpfwdOutputOffset = len(out)
 	return b
+}
+
+// waitIPv6 waits until the router answers ping -6 on r06Addr: its addresses stay tentative while duplicate
+// address detection runs (a second, RFC 4862 §5.4) after xdpfwd starts.
+func (l *routerLab) waitIPv6(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		out, _ := l.gen.Command(cctx, "ping", "-6", "-c", "1", "-W", "1", r06Addr).CombinedOutput()
+		cancel()
+		if bytes.Contains(out, []byte(" 1 received")) {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the router's IPv6 address %s did not answer ping -6 within %v:\n%s", r06Addr, timeout, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // ipForward reads the router namespace's net.ipv4.ip_forward.

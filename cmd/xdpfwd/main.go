@@ -28,7 +28,7 @@ func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
-const topUsage = `xdpfwd - an IPv4 router in user space on AF_XDP (xdpnet)
+const topUsage = `xdpfwd - an IPv4 and IPv6 router in user space on AF_XDP (xdpnet)
 
 Usage:
   xdpfwd run  --iface NAME=ADDR/PLEN [--iface ...] [--route PREFIX=NEXTHOP ...] [flags]
@@ -40,11 +40,13 @@ Usage:
   xdpfwd help [run|demo|stats|check]
 
 Subcommands:
-  run   route IPv4 between the given interfaces until SIGINT/SIGTERM, then print a summary
-        (packets per port, drops by reason, frame accounting). The kernel's own forwarding
-        (net.ipv4.ip_forward) can stay 0: xdpfwd takes every frame of those interfaces.
-  demo  build a three-namespace lab (gen -> router -> sink), run "xdpfwd run" in the router,
-        drive ping, traceroute and a UDP flood through it, show live rates, remove the lab.
+  run   route IPv4 and IPv6 between the given interfaces until SIGINT/SIGTERM, then print a
+        summary (packets per port, drops by reason, frame accounting). The kernel's own forwarding
+        (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding) can stay 0: xdpfwd takes every frame of
+        those interfaces.
+  demo  build a three-namespace dual-stack lab (gen -> router -> sink), run "xdpfwd run" in the
+        router, drive ping, traceroute, UDP and TCP over IPv4 and IPv6 and a UDP flood through it,
+        show live rates, remove the lab.
   stats show a live table (pps per port, drops per second by reason, poller busy ratio) read from
         the metrics endpoint of a running "xdpfwd run --metrics ADDR" (default ` + defaultMetricsAddr + `).
   check check a configuration file: print "ok", or every error as FILE:LINE: message (exit 2).
@@ -52,7 +54,9 @@ Subcommands:
         (also --version; the same as the xdpnet_build_info metric).
   help  show this text, or the flags of a subcommand.
 
-SIGHUP makes run re-read --config and apply its routes and acl rules without stopping traffic.
+SIGHUP makes run re-read --config and apply its routes and acl rules without stopping traffic: a
+changed route switches to its new next hop in place, it never disappears in between. Started by systemd
+with Type=notify (NOTIFY_SOCKET set), run reports READY=1 once it forwards, reloads and STATUS= lines.
 
 Both need root, or CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_IPC_LOCK (demo also CAP_SYS_ADMIN
 for network namespaces). Run "xdpfwd help run" for every flag of run.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"net/netip"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -15,12 +17,13 @@ const defaultMetricsPort = 9469
 // --metrics (e.g. --metrics 127.0.0.1:9469).
 const defaultMetricsAddr = "127.0.0.1:9469"
 
-// newRegistry holds everything /metrics serves: the poller's and the stack's series, xdpfwd's own, the build
+// newRegistry holds everything /metrics serves: the poller's and the stack's series, the stack's split by IP
+// family, xdpfwd's own, the build
 // information, and the go_* (goroutines, GC, heap) and process_* (CPU, RSS, open fds) series every Go
 // exporter has.
 func newRegistry(p metrics.PollerSource, st metrics.StackSource, own opsCollector) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(metrics.NewCollector(p, st), own, metrics.NewBuildInfoCollector(),
+	reg.MustRegister(metrics.NewCollector(p, st), familyCollector{st}, own, metrics.NewBuildInfoCollector(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
 }
@@ -48,4 +51,52 @@ func (c opsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(ok), "ok")
 	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(failed), "failed")
 	ch <- prometheus.MustNewConstMetric(descACLRules, prometheus.GaugeValue, float64(rules))
+}
+
+// familyCollector splits what the stack exports as totals by IP family, so that a dashboard of a dual-stack
+// router shows IPv4 and IPv6 side by side: packets forwarded, ICMP errors sent, routes and neighbour entries
+// (ARP for IPv4, NDP for IPv6), each with a family label (ipv4, ipv6).
+type familyCollector struct{ st metrics.StackSource }
+
+var (
+	familyLabel         = []string{"family"}
+	descFamilyForwarded = prometheus.NewDesc(metrics.Namespace+"_ip_forwarded_total", "Packets forwarded, by IP family.", familyLabel, nil)
+	descFamilyICMPOut   = prometheus.NewDesc(metrics.Namespace+"_ip_icmp_errors_out_total", "ICMP (ipv4) and ICMPv6 (ipv6) error messages sent.", familyLabel, nil)
+	descFamilyRoutes    = prometheus.NewDesc(metrics.Namespace+"_ip_routes", "Routes in the table, by IP family (connected included).", familyLabel, nil)
+	descFamilyNeigh     = prometheus.NewDesc(metrics.Namespace+"_ip_neighbours", "Neighbour entries, by IP family: ARP (ipv4) and NDP (ipv6).", familyLabel, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c familyCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descFamilyForwarded, descFamilyICMPOut, descFamilyRoutes, descFamilyNeigh} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c familyCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.st.Stats()
+	var routes, neigh [2]int // [0] IPv4, [1] IPv6
+	fam := func(a netip.Addr) int {
+		if a.Is4() || a.Is4In6() {
+			return 0
+		}
+		return 1
+	}
+	for _, r := range c.st.Routes() {
+		routes[fam(r.Prefix.Addr())]++
+	}
+	for _, n := range c.st.Neighbours() {
+		neigh[fam(n.Addr)]++
+	}
+	for i, f := range [2]string{"ipv4", "ipv6"} {
+		fwd, icmp := s.Forwarded-min(s.Forwarded6, s.Forwarded), s.ICMPErrorsOut // Forwarded counts both families
+		if i == 1 {
+			fwd, icmp = s.Forwarded6, s.ICMPv6ErrorsOut
+		}
+		ch <- prometheus.MustNewConstMetric(descFamilyForwarded, prometheus.CounterValue, float64(fwd), f)
+		ch <- prometheus.MustNewConstMetric(descFamilyICMPOut, prometheus.CounterValue, float64(icmp), f)
+		ch <- prometheus.MustNewConstMetric(descFamilyRoutes, prometheus.GaugeValue, float64(routes[i]), f)
+		ch <- prometheus.MustNewConstMetric(descFamilyNeigh, prometheus.GaugeValue, float64(neigh[i]), f)
+	}
 }

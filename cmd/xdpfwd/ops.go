@@ -100,6 +100,7 @@ func (s *aclSwitch) rules() int {
 type ops struct {
 	cfg      opsConfig
 	log      *slog.Logger
+	sd       *notifier // the service manager, told of reloads; nil: none
 	acl      *aclSwitch
 	ln       net.Listener
 	srv      *http.Server
@@ -113,8 +114,8 @@ type ops struct {
 // newOps registers the ACL stage at the forward hook (always with --config, so a reload can add rules to a
 // router that started without any), opens the metrics listener (so a taken port fails before any XDP
 // program is attached) and starts catching SIGHUP (whose default action would kill the router).
-func newOps(cfg opsConfig, hooks *pipeline.Hooks, log *slog.Logger) (*ops, error) {
-	o := &ops{cfg: cfg, log: log, acl: new(aclSwitch), routes: cfg.fileRoutes}
+func newOps(cfg opsConfig, hooks *pipeline.Hooks, log *slog.Logger, sd *notifier) (*ops, error) {
+	o := &ops{cfg: cfg, log: log, sd: sd, acl: new(aclSwitch), routes: cfg.fileRoutes}
 	if len(cfg.acl) > 0 {
 		a, err := pipeline.NewACL(cfg.acl)
 		if err != nil {
@@ -192,44 +193,51 @@ func (o *ops) close() {
 
 // reload re-reads the config file and applies its routes and ACL rules. Nothing changes unless the whole
 // file is valid and the new ACL compiles; the other settings (interfaces, queues, metrics, ...) take effect
-// only at the next start.
+// only at the next start. The service manager hears RELOADING=1 before and READY=1 after, with the outcome
+// as STATUS=.
 func (o *ops) reload(st *stack.Stack) {
 	if o.cfg.configPath == "" {
 		o.log.Warn("SIGHUP ignored: started without --config, nothing to reload")
 		return
 	}
-	fc, err := loadConfig(o.cfg.configPath)
+	o.sd.send(reloading()...)
+	added, deleted, rules, err := o.apply(st)
 	if err != nil {
 		o.reloadKO.Add(1)
 		o.log.Error("reload failed, keeping the running configuration", "file", o.cfg.configPath,
 			"err", strings.ReplaceAll(err.Error(), "\n", "; "))
+		o.sd.send("READY=1", status("reload of %s failed, running the previous configuration: %v", o.cfg.configPath, err))
 		return
+	}
+	o.reloadOK.Add(1)
+	o.log.Info("reloaded", "file", o.cfg.configPath, "routes_added", added, "routes_deleted", deleted, "acl_rules", rules)
+	o.sd.send("READY=1", status("reloaded %s: %d routes added, %d deleted, %d acl rules", o.cfg.configPath, added, deleted, rules))
+}
+
+// apply is reload's work: routes added and deleted (applyRoutes), and the rules of the new ACL.
+func (o *ops) apply(st *stack.Stack) (added, deleted, rules int, err error) {
+	fc, err := loadConfig(o.cfg.configPath)
+	if err != nil {
+		return 0, 0, 0, err
 	}
 	var acl *pipeline.ACL
 	if len(fc.acl) > 0 {
 		if acl, err = pipeline.NewACL(fc.acl); err != nil {
-			o.reloadKO.Add(1)
-			o.log.Error("reload failed, keeping the running configuration", "file", o.cfg.configPath, "err", err)
-			return
+			return 0, 0, 0, err
 		}
 	}
-	added, deleted := 0, 0
 	if o.cfg.routesOwner != "" {
 		if fc.set["routes"] {
 			o.log.Warn("reload: routes: ignored", "why", o.cfg.routesOwner)
 		}
 	} else {
 		if added, deleted, err = applyRoutes(st, o.routes, fc.routes); err != nil {
-			o.reloadKO.Add(1)
-			o.log.Error("reload failed, keeping the running configuration", "file", o.cfg.configPath, "err", err)
-			return
+			return 0, 0, 0, err
 		}
 		o.routes = fc.routes
 	}
 	o.acl.cur.Store(acl) // from the next batch on; a batch in flight finishes with the old rules
-	o.reloadOK.Add(1)
-	o.log.Info("reloaded", "file", o.cfg.configPath, "routes_added", added, "routes_deleted", deleted,
-		"acl_rules", len(fc.acl))
+	return added, deleted, len(fc.acl), nil
 }
 
 // applyRoutes moves the table from the routes old to the routes new in one stack.SyncRoutes: all or none.

@@ -37,7 +37,7 @@ func TestExampleConfigChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(fc.ifaces) != 2 || len(fc.routes) != 2 || len(fc.acl) != 3 || fc.metrics != defaultMetricsAddr {
+	if len(fc.ifaces) != 2 || len(fc.routes) != 3 || len(fc.acl) != 3 || fc.metrics != defaultMetricsAddr {
 		t.Errorf("example.yaml read as %d interfaces, %d routes, %d acl rules, metrics %q", len(fc.ifaces), len(fc.routes), len(fc.acl), fc.metrics)
 	}
 }
@@ -107,14 +107,14 @@ func TestConfigFlagsOverride(t *testing.T) {
 	if len(o.ifaces) != 1 || o.ifaces[0].Name != "x0" {
 		t.Errorf("interfaces %+v, want only x0 from the command line", o.ifaces)
 	}
-	if o.logFormat != "json" || o.metrics != defaultMetricsAddr || len(o.fileRoutes) != 2 || len(o.acl) != 3 {
+	if o.logFormat != "json" || o.metrics != defaultMetricsAddr || len(o.fileRoutes) != 3 || len(o.acl) != 3 {
 		t.Errorf("from the file: log-format %q metrics %q routes %d acl %d", o.logFormat, o.metrics, len(o.fileRoutes), len(o.acl))
 	}
 	c, err := o.check()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.poller.Mode != poller.Busy || len(c.stack.Routes) != 2 || c.ops.configPath != "example.yaml" || c.ops.routesOwner != "" {
+	if c.poller.Mode != poller.Busy || len(c.stack.Routes) != 3 || c.ops.configPath != "example.yaml" || c.ops.routesOwner != "" {
 		t.Errorf("runConfig: mode %v, %d routes, ops %+v", c.poller.Mode, len(c.stack.Routes), c.ops)
 	}
 	if _, err := parseRunArgs([]string{"--config", "nonexistent.yaml"}, io.Discard); err == nil || !strings.Contains(err.Error(), "nonexistent.yaml") {
@@ -331,9 +331,11 @@ func fixedStats(scale uint64) (fixedPoller, *fixedStack) {
 	}
 	q := poller.QueueStats{Queue: 0, CPU: -1, Ports: ps, Drops: drops, BusyLoops: 100 * scale, IdleLoops: 300 * scale, Sleeps: scale}
 	return fixedPoller{Queues: []poller.QueueStats{q}, Ports: ps, Drops: drops},
-		&fixedStack{s: stack.Stats{Forwarded: 990 * scale},
-			neigh:  []stack.Neighbour{{State: stack.NeighbourReachable}, {State: stack.NeighbourReachable}, {State: stack.NeighbourStale}},
-			routes: make([]stack.Route, 3)}
+		&fixedStack{s: stack.Stats{Forwarded: 990 * scale, Forwarded6: 90 * scale, ICMPErrorsOut: 3 * scale, ICMPv6ErrorsOut: scale},
+			neigh: []stack.Neighbour{{Addr: netip.MustParseAddr("198.18.0.2"), State: stack.NeighbourReachable},
+				{Addr: netip.MustParseAddr("2001:2::2"), State: stack.NeighbourReachable},
+				{Addr: netip.MustParseAddr("198.19.0.2"), State: stack.NeighbourStale}},
+			routes: []stack.Route{route("198.18.0.0/24", "blackhole"), route("198.19.0.0/24", "blackhole"), route("2001:2::/64", "blackhole")}}
 }
 
 // TestCollectorAndStatsTable: the collector's exposition has the xdpnet_ series with the right values, and
@@ -342,7 +344,7 @@ func TestCollectorAndStatsTable(t *testing.T) {
 	expose := func(scale uint64) []byte {
 		p, st := fixedStats(scale)
 		reg := prometheus.NewPedanticRegistry()
-		reg.MustRegister(metrics.NewCollector(p, st), opsCollector{func() (uint64, uint64, int) { return 1, 0, 2 }})
+		reg.MustRegister(metrics.NewCollector(p, st), familyCollector{st}, opsCollector{func() (uint64, uint64, int) { return 1, 0, 2 }})
 		fams, err := reg.Gather()
 		if err != nil {
 			t.Fatal(err)
@@ -369,6 +371,14 @@ func TestCollectorAndStatsTable(t *testing.T) {
 		`xdpnet_stack_forwarded_total 990`,
 		`xdpnet_config_reloads_total{result="ok"} 1`,
 		`xdpnet_acl_rules 2`,
+		`xdpnet_ip_forwarded_total{family="ipv4"} 900`,
+		`xdpnet_ip_forwarded_total{family="ipv6"} 90`,
+		`xdpnet_ip_icmp_errors_out_total{family="ipv4"} 3`,
+		`xdpnet_ip_icmp_errors_out_total{family="ipv6"} 1`,
+		`xdpnet_ip_routes{family="ipv4"} 2`,
+		`xdpnet_ip_routes{family="ipv6"} 1`,
+		`xdpnet_ip_neighbours{family="ipv4"} 2`,
+		`xdpnet_ip_neighbours{family="ipv6"} 1`,
 	} {
 		if !strings.Contains(text, want+"\n") {
 			t.Errorf("exposition lacks %q", want)
@@ -387,7 +397,7 @@ func TestCollectorAndStatsTable(t *testing.T) {
 	writeStatsTable(&out, "test", a, b)
 	table := out.String()
 	// r0: rx 1000 -> 3000 over 2 s = 1000 pps; ttl_expired 3 -> 9 = 3/s; busy 200 of 800 loops.
-	for _, want := range []string{"r0", "r1", "1000", "3000", "ttl_expired=3", "0.250", "forwarded/s: 990"} {
+	for _, want := range []string{"r0", "r1", "1000", "3000", "ttl_expired=3", "0.250", "forwarded/s: 990 (ipv4 900, ipv6 90)"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}

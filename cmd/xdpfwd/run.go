@@ -8,8 +8,10 @@ import (
 	"github.com/xdpnet/xdpnet/internal/caps"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
+	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -57,8 +59,9 @@ func newRunFlags(out io.Writer) (*flag.FlagSet, *runOptions) {
 	fs := flag.NewFlagSet("xdpfwd run", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Var(&o.ifaces, "iface", "a port: `NAME=ADDR/PLEN[,ADDR/PLEN]` (e.g. r0=198.18.0.1/24,2001:2::1/64; an IPv6 address\n"+
-		"turns IPv6 on for the port), or NAME alone to take its IPv4 addresses from the kernel; repeat for each\n"+
-		"interface (the same NAME twice adds addresses)")
+		"turns IPv6 on for the port), or NAME alone to take its addresses from the kernel (IPv4, and IPv6 of\n"+
+		"global scope; the link-local one xdpfwd makes from the MAC); repeat for each interface (the same NAME\n"+
+		"twice adds addresses)")
 	fs.Var(&o.routes, "route", "a static route: `PREFIX=NEXTHOP` (198.20.0.0/16=198.19.0.2, 2001:2:100::/48=fe80::2%r1;\n"+
 		"PREFIX may be default for 0.0.0.0/0, or ::/0),\n"+
 		"PREFIX=blackhole (drop silently) or PREFIX=unreachable (drop, answer ICMP unreachable); repeatable.\n"+
@@ -87,9 +90,10 @@ func newRunFlags(out io.Writer) (*flag.FlagSet, *runOptions) {
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: xdpfwd run --iface NAME=ADDR/PLEN [--iface ...] [--route PREFIX=NEXTHOP ...] [flags]
 
-Routes IPv4 between the interfaces in user space (AF_XDP): every frame those interfaces receive goes to
-xdpfwd, which answers ARP and ping for its addresses, forwards (TTL, fragmentation, ICMP errors as RFC 1812
-asks), and resolves next hops with ARP. Stop it with SIGINT or SIGTERM: it then prints a summary (packets
+Routes IPv4 and IPv6 between the interfaces in user space (AF_XDP): every frame those interfaces receive
+goes to xdpfwd, which answers ARP, NDP and ping for its addresses, forwards (TTL and hop limit,
+fragmentation or packet too big, ICMP and ICMPv6 errors as RFC 1812 and RFC 4443 ask), and resolves next
+hops with ARP and NDP. Stop it with SIGINT or SIGTERM: it then prints a summary (packets
 per port, drops by reason, frame accounting) and exits 0.
 
 At start it refuses an interface whose MTU is larger than a 2048-byte frame holds (1522), and warns
@@ -205,8 +209,10 @@ func (o *runOptions) check() (*runConfig, error) {
 }
 
 // kernelAddrs fills in the addresses of interfaces given without one, from the kernel of the current
-// network namespace.
-func kernelAddrs(ifaces []stack.Interface) error {
+// network namespace: its IPv4 addresses and, with v6, its global IPv6 ones (kernelPrefixes). Kernel-mirror
+// mode passes v6 false: there the kernel keeps IPv6 (NDP, DAD, its own addresses) and internal/kmirror
+// decides what of it the stack mirrors.
+func kernelAddrs(ifaces []stack.Interface, v6 bool) error {
 	for i := range ifaces {
 		if len(ifaces[i].Addrs) > 0 {
 			continue
@@ -216,22 +222,48 @@ func kernelAddrs(ifaces []stack.Interface) error {
 		if err != nil {
 			return usagef("--iface %s: no such interface in this network namespace (check `ip link`): %v", name, err)
 		}
-		as, err := netlink.AddrList(l, netlink.FAMILY_V4)
+		as, err := netlink.AddrList(l, netlink.FAMILY_ALL)
 		if err != nil {
 			return fmt.Errorf("--iface %s: read its addresses: %w", name, err)
 		}
-		for _, a := range as {
-			ip, ok := netip.AddrFromSlice(a.IP.To4())
-			ones, _ := a.Mask.Size()
-			if ok {
-				ifaces[i].Addrs = append(ifaces[i].Addrs, netip.PrefixFrom(ip, ones))
-			}
-		}
-		if len(ifaces[i].Addrs) == 0 {
-			return usagef("--iface %s: the interface has no IPv4 address; give one with --iface %s=ADDR/PLEN or add one with `ip addr add`", name, name)
+		ifaces[i].Addrs = kernelPrefixes(as, v6)
+		switch {
+		case len(ifaces[i].Addrs) > 0:
+		case !v6: // kernel-mirror mode, where addresses are the kernel's alone
+			return usagef("--iface %s: the interface has no IPv4 address; add one with `ip addr add`", name)
+		default:
+			return usagef("--iface %s: the interface has no IPv4 address and no global IPv6 address; give one with --iface %s=ADDR/PLEN or add one with `ip addr add`", name, name)
 		}
 	}
 	return nil
+}
+
+// kernelPrefixes picks the addresses xdpfwd takes over from those the kernel has on an interface: every
+// IPv4 one, and the IPv6 ones of global scope (unique local ones included). IPv6 link-local addresses are
+// left to the stack, which makes its own from the MAC (RFC 4291 §2.5.6) and answers NDP for it; temporary
+// addresses (RFC 8981) are a host's source addresses, not an interface's; an address whose duplicate address
+// detection failed belongs to another node. A tentative one is taken: the stack runs DAD for it itself
+// (RFC 4862 §5.4).
+func kernelPrefixes(as []netlink.Addr, v6 bool) []netip.Prefix {
+	var ps []netip.Prefix
+	for _, a := range as {
+		if a.IPNet == nil {
+			continue
+		}
+		ones, _ := a.Mask.Size()
+		if ip4 := a.IP.To4(); ip4 != nil && len(a.Mask) == net.IPv4len {
+			ip, _ := netip.AddrFromSlice(ip4)
+			ps = append(ps, netip.PrefixFrom(ip, ones))
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(a.IP.To16())
+		if !v6 || !ok || ip.Is4In6() || ip.IsLinkLocalUnicast() || a.Scope != unix.RT_SCOPE_UNIVERSE ||
+			a.Flags&(unix.IFA_F_DADFAILED|unix.IFA_F_TEMPORARY) != 0 {
+			continue
+		}
+		ps = append(ps, netip.PrefixFrom(ip, ones))
+	}
+	return ps
 }
 
 // missingCaps names the capabilities `run` lacks, or returns "".
@@ -297,7 +329,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if m := missingCaps(); m != "" && os.Getenv("XDPFWD_SKIP_CAP_CHECK") != "1" {
 		return fmt.Errorf("missing %s: run as root, or grant them, e.g. sudo setcap cap_net_admin,cap_net_raw,cap_bpf,cap_ipc_lock+ep %s", m, exeName())
 	}
-	if err := kernelAddrs(c.stack.Interfaces); err != nil {
+	if err := kernelAddrs(c.stack.Interfaces, !c.kernel.enabled); err != nil {
 		return err
 	}
 	for _, w := range takeoverWarnings(c.poller.Interfaces, c.kernel.enabled, os.Getenv("SSH_CONNECTION")) {
@@ -348,7 +380,13 @@ func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Write
 	}
 	defer closeTap()
 
-	ops, err := newOps(c.ops, hooks, log)
+	sd, err := newNotifier()
+	if err != nil {
+		// systemd's start times out without READY=1; say why in the journal.
+		log.Error("xdpfwd: cannot notify the service manager", "err", err)
+	}
+	defer sd.close()
+	ops, err := newOps(c.ops, hooks, log, sd)
 	if err != nil {
 		return err
 	}
@@ -405,14 +443,22 @@ func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Write
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ops.start(runCtx, p, st)
+	// Ready: the programs are attached and the sockets bound (poller.New), the routes are in the table, the
+	// metrics listener and the SIGHUP handler are up. Frames arriving before Run's queues start wait on the
+	// RX rings.
+	if err := sd.send("READY=1", status("forwarding on %s; %d routes", strings.Join(ifs, " "), len(routes))); err != nil {
+		log.Error("xdpfwd: cannot notify the service manager", "err", err)
+	}
 	mirrorLost := make(chan error, 1)
 	go func() {
 		select {
 		case <-km.failed():
 			log.Error("kernel mirror stopped following the kernel; stopping", "err", km.err())
 			mirrorLost <- km.err()
+			sd.send("STOPPING=1", status("kernel mirror lost: %v; stopping", km.err()))
 			cancel()
 		case <-runCtx.Done():
+			sd.send("STOPPING=1", status("stopping: draining the queues, detaching XDP"))
 		}
 	}()
 	go func() {
@@ -421,13 +467,22 @@ func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Write
 			periodicStats(runCtx, c.stats, p, st, log)
 		}
 	}()
+	statusDone := make(chan struct{})
+	go func() {
+		defer close(statusDone)
+		if sd != nil {
+			notifyStatus(runCtx, sd, 10*time.Second, p, st)
+		}
+	}()
 	runErr := p.Run(runCtx)
 	cancel()
 	<-statsDone
+	<-statusDone
 	closeTap()
 	checkErr := p.CheckFrames()
 	writeSummary(out, time.Since(start), p.Stats(), st.Stats(), checkErr)
 	log.Info("xdpfwd stopped", "uptime", time.Since(start).Round(time.Millisecond).String(), "frame_accounting", okOr(checkErr))
+	sd.send(status("stopped after %s; frame accounting %s", time.Since(start).Round(time.Second), okOr(checkErr)))
 	if runErr != nil {
 		return runErr
 	}
@@ -450,7 +505,8 @@ func okOr(err error) string {
 }
 
 // periodicStats logs one line per interval: per-port packet rates and the drops of the interval by reason.
-// The keys are stable (the demo reads them): "<port>_rx_pps", "<port>_tx_pps", "drops", "forwarded".
+// The keys are stable (the demo reads them): "<port>_rx_pps", "<port>_tx_pps", "drops", "forwarded" (both
+// families), "forwarded6" (its IPv6 part).
 func periodicStats(ctx context.Context, every time.Duration, p *poller.Poller, st *stack.Stack, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -472,8 +528,34 @@ func periodicStats(ctx context.Context, every time.Duration, p *poller.Poller, s
 			for r := range d {
 				d[r] = cur.Drops[r] - prev.Drops[r]
 			}
-			attrs = append(attrs, "drops", dropsString(d), "forwarded", curSt.Forwarded-prevSt.Forwarded)
+			attrs = append(attrs, "drops", dropsString(d), "forwarded", curSt.Forwarded-prevSt.Forwarded,
+				"forwarded6", curSt.Forwarded6-prevSt.Forwarded6)
 			log.Info("stats", attrs...)
+			prev, prevSt, prevT = cur, curSt, now
+		}
+	}
+}
+
+// notifyStatus tells the service manager every interval what is forwarded, for `systemctl status`.
+func notifyStatus(ctx context.Context, sd *notifier, every time.Duration, p metrics.PollerSource, st metrics.StackSource) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	prev, prevSt, prevT := p.Stats(), st.Stats(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			cur, curSt := p.Stats(), st.Stats()
+			sec := now.Sub(prevT).Seconds()
+			var drops uint64
+			for r := range cur.Drops {
+				drops += cur.Drops[r] - prev.Drops[r]
+			}
+			fwd6 := curSt.Forwarded6 - prevSt.Forwarded6
+			fwd4 := curSt.Forwarded - prevSt.Forwarded - min(fwd6, curSt.Forwarded-prevSt.Forwarded)
+			sd.send(status("forwarding %.0f pps IPv4, %.0f pps IPv6; %.0f drops/s; %d neighbours",
+				float64(fwd4)/sec, float64(fwd6)/sec, float64(drops)/sec, curSt.NeighbourEntries))
 			prev, prevSt, prevT = cur, curSt, now
 		}
 	}
@@ -527,4 +609,14 @@ func writeSummary(w io.Writer, uptime time.Duration, ps poller.Stats, ss stack.S
 	} else {
 		fmt.Fprintf(w, "frame accounting: FAILED: %v\n", check)
 	}
+}
+
+// counter reads "drop REASON N" or "stack NAME N" from a summary writeSummary wrote; 0 when absent.
+func counter(summary, kind, name string) uint64 {
+	m := regexp.MustCompile(`(?m)^` + kind + ` ` + regexp.QuoteMeta(name) + ` +(\d+)$`).FindStringSubmatch(summary)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.ParseUint(m[1], 10, 64)
+	return n
 }

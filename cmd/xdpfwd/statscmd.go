@@ -108,6 +108,7 @@ type statsSample struct {
 	// per queue
 	busy, idle, sleeps map[string]float64
 	forwarded          float64
+	forwardedByFamily  map[string]float64 // ipv4, ipv6
 	neighbours         float64
 	routes             float64
 }
@@ -140,7 +141,7 @@ func parseMetrics(r io.Reader, at time.Time) (*statsSample, error) {
 		return nil, fmt.Errorf("parse metrics: %w", err)
 	}
 	s := &statsSample{at: at, ports: map[string]*portSample{}, drops: map[string]float64{},
-		busy: map[string]float64{}, idle: map[string]float64{}, sleeps: map[string]float64{}}
+		busy: map[string]float64{}, idle: map[string]float64{}, sleeps: map[string]float64{}, forwardedByFamily: map[string]float64{}}
 	if _, ok := fams["xdpnet_rx_packets_total"]; !ok {
 		return nil, errors.New("parse metrics: no xdpnet_rx_packets_total (is this an xdpfwd metrics endpoint?)")
 	}
@@ -179,6 +180,7 @@ func parseMetrics(r io.Reader, at time.Time) (*statsSample, error) {
 	})
 	each("xdpnet_poller_sleeps_total", func(m *dto.Metric, v float64) { s.sleeps[label(m, "queue")] += v })
 	each("xdpnet_stack_forwarded_total", func(m *dto.Metric, v float64) { s.forwarded += v })
+	each("xdpnet_ip_forwarded_total", func(m *dto.Metric, v float64) { s.forwardedByFamily[label(m, "family")] += v })
 	each("xdpnet_neighbours", func(m *dto.Metric, v float64) { s.neighbours += v })
 	each("xdpnet_routes", func(m *dto.Metric, v float64) { s.routes += v })
 	return s, nil
@@ -258,5 +260,7 @@ func writeStatsTable(w io.Writer, addr string, prev, cur *statsSample) {
 		fmt.Fprintf(tw, "%s\t%.3f\t%.0f\t%.0f\t\n", q, ratio, db+di, rate(prev.sleeps[q], cur.sleeps[q]))
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "forwarded/s: %.0f   neighbours: %.0f   routes: %.0f\n\n", rate(prev.forwarded, cur.forwarded), cur.neighbours, cur.routes)
+	fmt.Fprintf(w, "forwarded/s: %.0f (ipv4 %.0f, ipv6 %.0f)   neighbours: %.0f   routes: %.0f\n\n", rate(prev.forwarded, cur.forwarded),
+		rate(prev.forwardedByFamily["ipv4"], cur.forwardedByFamily["ipv4"]), rate(prev.forwardedByFamily["ipv6"], cur.forwardedByFamily["ipv6"]),
+		cur.neighbours, cur.routes)
 }

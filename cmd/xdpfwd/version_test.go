@@ -75,7 +75,7 @@ func TestRegistry(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, name := range []string{"xdpnet_rx_packets_total", "xdpnet_stack_forwarded_total", "xdpnet_config_reloads_total",
+	for _, name := range []string{"xdpnet_rx_packets_total", "xdpnet_stack_forwarded_total", "xdpnet_ip_forwarded_total", "xdpnet_config_reloads_total",
 		"xdpnet_build_info", "go_goroutines", "go_memstats_heap_alloc_bytes", "process_cpu_seconds_total", "process_resident_memory_bytes"} {
 		if !have[name] {
 			t.Errorf("/metrics lacks %s", name)

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -94,16 +93,6 @@ func stopRouter(t *testing.T, l *routerLab) string {
 		t.Fatalf("xdpfwd summary without \"frame accounting: OK\":\n%s", out)
 	}
 	return out
-}
-
-// counter reads "drop REASON N" or "stack NAME N" from a summary; 0 when absent.
-func counter(out, kind, name string) uint64 {
-	m := regexp.MustCompile(`(?m)^` + kind + ` ` + regexp.QuoteMeta(name) + ` +(\d+)$`).FindStringSubmatch(out)
-	if m == nil {
-		return 0
-	}
-	n, _ := strconv.ParseUint(m[1], 10, 64)
-	return n
 }
 
 // runIn runs a program in a host with a timeout and returns its output; a non-zero exit is not an error
@@ -514,7 +503,8 @@ func TestMissingInterface(t *testing.T) {
 	}
 }
 
-// TestDemoVeth runs `xdpfwd demo` as `make demo` does (shorter) and checks it ends well and leaves no namespace.
+// TestDemoVeth runs `xdpfwd demo` as `make demo` does (shorter) and checks it shows both families working,
+// ends well and leaves no namespace.
 func TestDemoVeth(t *testing.T) {
 	netlab.RequirePrivileges(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -523,9 +513,24 @@ func TestDemoVeth(t *testing.T) {
 	if err != nil {
 		t.Fatalf("xdpfwd demo: %v\n%s", err, out)
 	}
-	for _, want := range []string{" 0% packet loss", " 1  " + r0Addr, "frame accounting: OK", "== done", "== removing the lab"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("demo output lacks %q:\n%s", want, out)
+	// Both families: ping through the router and to it without loss, the router as traceroute's hop 1,
+	// UDP and TCP transfers intact, forwarded packets of each family in the summary.
+	for _, want := range []string{
+		`== ping through the router \(gen -> sink\): .*\n(.*\n)*?.* 3 received, 0% packet loss`,
+		`== ping the router itself \(gen -> r0\): .*\n(.*\n)*?.* 3 received, 0% packet loss`,
+		`== ping -6 through the router \(gen -> sink\): .*\n(.*\n)*?.* 3 received, 0% packet loss`,
+		`== ping -6 the router itself \(gen -> r0\): .*\n(.*\n)*?.* 3 received, 0% packet loss`,
+		`\n +1  ` + regexp.QuoteMeta(r0Addr) + ` `,
+		`\n +1  ` + regexp.QuoteMeta(r06Addr) + ` `,
+		`== UDP over IPv4.*\n +sent 5000, sink received \d+ intact \(\d+ lost, 0 changed\)`,
+		`== UDP over IPv6.*\n +sent 5000, sink received \d+ intact \(\d+ lost, 0 changed\)`,
+		`== TCP over IPv4.*\n +64 MiB arrived intact`,
+		`== TCP over IPv6.*\n +64 MiB arrived intact`,
+		`== xdpfwd forwarded [1-9]\d* IPv4 and [1-9]\d* IPv6 packets`,
+		`frame accounting: OK`, `== done`, `== removing the lab`,
+	} {
+		if !regexp.MustCompile(want).Match(out) {
+			t.Errorf("demo output does not match %q:\n%s", want, out)
 		}
 	}
 	// Other tests may run labs at the same time: look only for this demo's prefix.
