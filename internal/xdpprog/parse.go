@@ -97,27 +97,50 @@ func loadedBE16(v uint16) int32 {
 }
 
 // listing builds an instruction list with labels. A label names the next instruction emitted; two labels
-// on one spot get a no-op jump between them, since an instruction carries one symbol.
+// on one spot get a no-op jump between them, since an instruction carries one symbol. The verifier refuses
+// unreachable instructions, so the listing drops code after an unconditional jump or exit up to the next
+// label something jumps to (every jump here goes forward, so a label's references are known when it is
+// placed).
 type listing struct {
 	insns   asm.Instructions
 	pending string
-	n       int // for fresh labels
+	n       int             // for fresh labels
+	dead    bool            // the next instruction cannot be reached
+	jumped  map[string]bool // labels referenced by a jump emitted so far
 }
 
 func (l *listing) emit(ins ...asm.Instruction) {
 	for _, in := range ins {
+		if l.dead {
+			continue
+		}
 		if l.pending != "" {
 			in = in.WithSymbol(l.pending)
 			l.pending = ""
 		}
 		l.insns = append(l.insns, in)
+		op := in.OpCode.JumpOp()
+		if ref := in.Reference(); ref != "" && op != asm.InvalidJumpOp && op != asm.Call {
+			if l.jumped == nil {
+				l.jumped = map[string]bool{}
+			}
+			l.jumped[ref] = true
+		}
+		if op == asm.Ja || op == asm.Exit {
+			l.dead = true
+		}
 	}
 }
 
 // label makes name the label of the next instruction.
 func (l *listing) label(name string) {
+	if l.dead && !l.jumped[name] {
+		return // nothing reaches this spot
+	}
+	l.dead = false
 	if l.pending != "" {
 		l.emit(asm.Ja.Label(name)) // "goto next instruction": lets the pending label have one of its own
+		l.dead = false
 	}
 	l.pending = name
 }

@@ -27,9 +27,10 @@ import (
 //	prefixes     source and destination prefixes of either family; a rule with prefixes of one family
 //	             matches only that family
 //
-// A frame too short for the header a rule looks at, or an IP header with a bad version or IHL, matches no
-// rule that looks at it: malformed frames are the kernel's to judge, and the verifier proves no read goes
-// past the frame. Prefixes are compared in the program (about 4 instructions for IPv4, up to 16 for IPv6),
+// A frame whose VLAN tag or IP header (IPv4: 20 bytes, version 4, IHL >= 5; IPv6: 40 bytes, version 6) is
+// cut short or malformed matches no rule, not even one with no fields: malformed frames are the kernel's to
+// judge. A rule with ports does not match a packet whose first 4 bytes of L4 header are missing. The
+// verifier proves that no read goes past the frame. Prefixes are compared in the program (about 4 instructions for IPv4, up to 16 for IPv6),
 // which suits a few hundred; MaxPrefixes bounds them.
 
 // Untagged as Rule.VLAN matches frames without a VLAN tag only.
@@ -153,12 +154,12 @@ func CheckRules(rules []Rule) error {
 	return nil
 }
 
-// Stack slots of the steering program (u32 each), below stackVLAN.
-const (
-	stackPortsOK = -8 // 1 when the L4 ports below were read
-	stackSrcPort = -12
-	stackDstPort = -16
-)
+// regL4 is the steering program's L4 header pointer, checked for 4 bytes (the two ports), or 0 when the
+// packet has no ports to match (a fragment, or cut short). Rules read the ports from the packet each time
+// rather than from a stack copy: the verifier links a value filled from the stack to its slot, so the ranges
+// learnt by one rule's port compares would follow every later path, and no two states would ever prune
+// (the program took millions of verifier steps at 64 port rules).
+const regL4 = asm.R5
 
 const steerProgName = "xdpnet_steer"
 
@@ -195,20 +196,20 @@ func steerInstructions(rules []Rule, miss int32) asm.Instructions {
 	if ports4 {
 		noPorts := l.fresh("rules4")
 		l.emit(
-			asm.StoreImm(asm.RFP, stackPortsOK, 0, asm.Word),
+			asm.Mov.Imm(regL4, 0),
 			// Any fragment (MF set or offset non-zero) has no ports to match, or only in its first piece.
 			asm.LoadMem(asm.R2, regL3, ipv4FragOff, asm.Half),
 			asm.HostTo(asm.BE, asm.R2, asm.Half),
 			asm.And.Imm(asm.R2, 0x3fff),
 			asm.JNE.Imm(asm.R2, 0, noPorts),
-			// R3 = L4 header = L3 + IHL*4; its first 4 bytes must be inside the frame.
+			// L4 header = L3 + IHL*4; its first 4 bytes must be inside the frame.
 			asm.Mov.Reg(asm.R3, regL3),
 			asm.Add.Reg(asm.R3, asm.R1),
 			asm.Mov.Reg(asm.R4, asm.R3),
 			asm.Add.Imm(asm.R4, 4),
 			asm.JGT.Reg(asm.R4, regEnd, noPorts),
+			asm.Mov.Reg(regL4, asm.R3),
 		)
-		l.readPorts(asm.R3)
 		l.label(noPorts)
 	}
 	for _, i := range in4 {
@@ -221,14 +222,14 @@ func steerInstructions(rules []Rule, miss int32) asm.Instructions {
 	if ports6 {
 		noPorts := l.fresh("rules6")
 		l.emit(
-			asm.StoreImm(asm.RFP, stackPortsOK, 0, asm.Word),
+			asm.Mov.Imm(regL4, 0),
 			asm.Mov.Reg(asm.R3, regL3),
 			asm.Add.Imm(asm.R3, ipv6HeaderLen),
 			asm.Mov.Reg(asm.R4, asm.R3),
 			asm.Add.Imm(asm.R4, 4),
 			asm.JGT.Reg(asm.R4, regEnd, noPorts),
+			asm.Mov.Reg(regL4, asm.R3),
 		)
-		l.readPorts(asm.R3)
 		l.label(noPorts)
 	}
 	for _, i := range in6 {
@@ -238,19 +239,6 @@ func steerInstructions(rules []Rule, miss int32) asm.Instructions {
 
 	l.tail(miss)
 	return l.insns
-}
-
-// readPorts stores the two ports at the L4 header l4 (checked for 4 bytes) in the stack slots.
-func (l *listing) readPorts(l4 asm.Register) {
-	l.emit(
-		asm.LoadMem(asm.R4, l4, 0, asm.Half),
-		asm.HostTo(asm.BE, asm.R4, asm.Half),
-		asm.StoreMem(asm.RFP, stackSrcPort, asm.R4, asm.Word),
-		asm.LoadMem(asm.R4, l4, 2, asm.Half),
-		asm.HostTo(asm.BE, asm.R4, asm.Half),
-		asm.StoreMem(asm.RFP, stackDstPort, asm.R4, asm.Word),
-		asm.StoreImm(asm.RFP, stackPortsOK, 1, asm.Word),
-	)
 }
 
 // rule emits the test of one rule in the section of family (4, 6, or 0 for other EtherTypes): every field
@@ -275,9 +263,9 @@ func (l *listing) rule(r *Rule, family int) {
 		l.emit(asm.LoadMem(asm.R1, regL3, off, asm.Byte), asm.JNE.Imm(asm.R1, int32(r.Protocol), next))
 	}
 	if len(r.SrcPorts)+len(r.DstPorts) > 0 {
-		l.emit(asm.LoadMem(asm.R1, asm.RFP, stackPortsOK, asm.Word), asm.JEq.Imm(asm.R1, 0, next))
-		l.ports(r.SrcPorts, stackSrcPort, next)
-		l.ports(r.DstPorts, stackDstPort, next)
+		l.emit(asm.JEq.Imm(regL4, 0, next))
+		l.ports(r.SrcPorts, 0, next)
+		l.ports(r.DstPorts, 2, next)
 	}
 	srcOff, dstOff := int16(ipv4SrcOff), int16(ipv4DstOff)
 	if family == 6 {
@@ -289,13 +277,14 @@ func (l *listing) rule(r *Rule, family int) {
 	l.label(next)
 }
 
-// ports emits "the port in slot is in one of ranges, else goto next" (nothing for no ranges).
-func (l *listing) ports(ranges []PortRange, slot int16, next string) {
+// ports emits "the port at off in the L4 header is in one of ranges, else goto next" (nothing for no
+// ranges).
+func (l *listing) ports(ranges []PortRange, off int16, next string) {
 	if len(ranges) == 0 {
 		return
 	}
 	ok := l.fresh("port_ok")
-	l.emit(asm.LoadMem(asm.R1, asm.RFP, slot, asm.Word))
+	l.emit(asm.LoadMem(asm.R1, regL4, off, asm.Half), asm.HostTo(asm.BE, asm.R1, asm.Half))
 	for _, pr := range ranges {
 		if pr.First == pr.Last {
 			l.emit(asm.JEq.Imm(asm.R1, int32(pr.First), ok))
