@@ -142,7 +142,7 @@ func steerHosts(t *testing.T) (dut, peer *netlab.Host, v *netlab.Veth) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		h          *netlab.Host
+		h           *netlab.Host
 		addr, addr6 string
 	}{{dut, "198.18.0.1/24", "2001:2::1/64"}, {peer, "198.18.0.2/24", "2001:2::2/64"}} {
 		for _, a := range []string{c.addr, c.addr6} {
