@@ -15,8 +15,8 @@
 //	|  ip_forward=0 ok|         ("resolve 198.18.2.2")       |  neigh  -> stack.SetNeighbour      |
 //	+-----------------+                                      |  addrs  -> KernelPrefixes /32 /128 |
 //	         ^ XDP_PASS: ARP, NDP, IP options, Hop-by-Hop,   +------------------------------------+
-//	         | TTL/hop limit <= 1, multicast, link-local,
-//	         | to the box, kernel-only routes
+//	         | multicast, link-local, to the box,
+//	         | kernel-only routes
 //	r0 --> [transit XDP] --XDP_REDIRECT (IPv4/IPv6 transit)--> AF_XDP --> stack (xdpfwd) --> AF_XDP --> r1
 //
 // Both families are followed: IPv4 and IPv6 addresses, routes (additions, replacements and deletions) and

@@ -29,9 +29,9 @@
 //   - the steering program (AttachSteer, steer.go) takes the frames that match an embedder's Rules (VLAN,
 //     EtherType, protocol, ports, prefixes) and passes the rest to the kernel;
 //   - the transit program (AttachTransit, transit.go) is the kernel-mirror mode's: it redirects only IPv4
-//     and IPv6 transit traffic and passes everything else (ARP, NDP, options, Hop-by-Hop, TTL/hop limit
-//     <= 1, multicast, link-local, and destinations the KernelPrefixes LPM maps give to the kernel, such
-//     as the box's own addresses).
+//     and IPv6 transit traffic (expiring transit included: the stack sends Time Exceeded) and passes
+//     everything else (ARP, NDP, options, Hop-by-Hop, multicast, link-local, and destinations the
+//     KernelPrefixes LPM maps give to the kernel, such as the box's own addresses).
 //
 // UseXSKMap is for an embedder's own XDP program: nothing is attached, the sockets go into its XSKMAP.
 package xdpprog

@@ -55,13 +55,11 @@ const (
 
 	ipv4VerIHLOff   = 0
 	ipv4FragOff     = 6
-	ipv4TTLOff      = 8
 	ipv4ProtocolOff = 9
 	ipv4SrcOff      = 12
 	ipv4DstOff      = 16
 
 	ipv6NextHeaderOff = 6
-	ipv6HopLimitOff   = 7
 	ipv6SrcOff        = 8
 	ipv6DstOff        = 24
 )
