@@ -30,8 +30,8 @@ import (
 // A frame whose VLAN tag or IP header (IPv4: 20 bytes, version 4, IHL >= 5; IPv6: 40 bytes, version 6) is
 // cut short or malformed matches no rule, not even one with no fields: malformed frames are the kernel's to
 // judge. A rule with ports does not match a packet whose first 4 bytes of L4 header are missing. The
-// verifier proves that no read goes past the frame. Prefixes are compared in the program (about 4 instructions for IPv4, up to 16 for IPv6),
-// which suits a few hundred; MaxPrefixes bounds them.
+// verifier proves that no read goes past the frame. Prefixes are compared in the program (about 4
+// instructions for IPv4, up to 16 for IPv6), which suits a few hundred; MaxPrefixes bounds them.
 
 // Untagged as Rule.VLAN matches frames without a VLAN tag only.
 const Untagged = -1
@@ -46,7 +46,7 @@ const (
 // PortRange is First..Last, both included.
 type PortRange struct{ First, Last uint16 }
 
-// Rule is one choice of frames. The zero value matches every frame.
+// Rule is one choice of frames. The zero value matches every well-formed frame.
 type Rule struct {
 	VLAN        int    // 0: any (tagged or not); 1..4094: that id; Untagged: no tag
 	EtherType   uint16 // 0: any
