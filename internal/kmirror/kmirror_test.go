@@ -620,3 +620,24 @@ func TestIPv6MirroredNetns(t *testing.T) {
 func linkLocal(mac net.HardwareAddr) netip.Addr {
 	return netip.AddrFrom16([16]byte{0: 0xfe, 1: 0x80, 8: mac[0] ^ 2, 9: mac[1], 10: mac[2], 11: 0xff, 12: 0xfe, 13: mac[3], 14: mac[4], 15: mac[5]})
 }
+
+// Resolve runs on a poller goroutine in the middle of a batch: it must not allocate, queued or dropped.
+func TestResolveNoAllocs(t *testing.T) {
+	m := &Mirror{byName: map[string]int{"r0": 7}, resolve: make(chan resolveReq, 4)}
+	for _, a := range []netip.Addr{netip.MustParseAddr("198.18.1.2"), netip.MustParseAddr("::ffff:198.18.1.2"), netip.MustParseAddr("fe80::1%r0")} {
+		if n := testing.AllocsPerRun(100, func() { m.Resolve("r0", a) }); n != 0 {
+			t.Errorf("Resolve(%v): %v allocations", a, n)
+		}
+	}
+	if got := (<-m.resolve).addr; got != netip.MustParseAddr("198.18.1.2") {
+		t.Errorf("queued %v", got)
+	}
+	if m.ctr.resolveDrop.Load() == 0 {
+		t.Error("a full queue dropped nothing")
+	}
+	for len(m.resolve) > 0 {
+		if r := <-m.resolve; r.addr.Zone() != "" || r.addr.Is4In6() {
+			t.Errorf("queued %v: want it unmapped and without zone (the kernel's netlink takes plain addresses)", r.addr)
+		}
+	}
+}

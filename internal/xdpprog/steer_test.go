@@ -261,3 +261,32 @@ func TestCheckRules(t *testing.T) {
 		t.Fatalf("the test's rules: %v", err)
 	}
 }
+
+func BenchmarkSteerProgramTestRun(b *testing.B) {
+	requireRoot(b)
+	xsks, err := ebpf.NewMap(xsksSpec(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer xsks.Close()
+	spec, err := steerSpec(xsks, steerRules, missMarker)
+	if err != nil {
+		b.Fatal(err)
+	}
+	prog, err := ebpf.NewProgram(spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer prog.Close()
+	// The last rule's frame: every rule before it is tried.
+	f := ports(frame(0x0800, 0x45, 64, 0, gen, sink), 68, 67)
+	b.ReportAllocs()
+	ret, d, err := prog.Benchmark(f, b.N, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if ret != missMarker {
+		b.Fatalf("action %d", ret)
+	}
+	b.ReportMetric(float64(d.Nanoseconds()), "kernel-ns/run")
+}
