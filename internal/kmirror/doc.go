@@ -14,7 +14,7 @@
 //	|  ARP, ICMP, TCP,|<------ RTM_NEWNEIGH + NTF_USE -------- |  routes -> stack.SyncRoutes        |
 //	|  ip_forward=0 ok|         ("resolve 198.18.2.2")       |  neigh  -> stack.SetNeighbour      |
 //	+-----------------+                                      |  addrs  -> KernelPrefixes /32 /128 |
-//	         ^ XDP_PASS: ARP, NDP, IP options, Hop-by-Hop,   +------------------------------------+
+//	         ^ XDP_PASS: ARP, NDP, malformed headers,        +------------------------------------+
 //	         | multicast, link-local, to the box,
 //	         | kernel-only routes
 //	r0 --> [transit XDP] --XDP_REDIRECT (IPv4/IPv6 transit)--> AF_XDP --> stack (xdpfwd) --> AF_XDP --> r1

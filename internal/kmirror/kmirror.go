@@ -108,7 +108,7 @@ type Mirror struct {
 
 	// pfx guards the XDP map's desired state, shared by the address and route goroutines.
 	pfx        sync.Mutex
-	locals     map[netip.Prefix]int // refcount of /32 ToKernel entries from addresses
+	locals     map[netip.Prefix]int // refcount of /32 and /128 ToKernel entries from addresses
 	routeOwner map[netip.Prefix]xdpprog.PrefixOwner
 
 	closeOnce sync.Once

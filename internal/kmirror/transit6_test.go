@@ -123,8 +123,9 @@ func mustMAC(t *testing.T, h *netlab.Host, ifn string) net.HardwareAddr {
 // sink cross the router through the transit program and the stack (the poller counts exactly the transit
 // packets), the next hops' MACs are learnt through the kernel's NDP and ARP at the mirror's request, and the
 // router's own addresses (ping to them), its link-local address, NDP and ARP stay with the kernel: the poller
-// never sees them. Transit that expires at the router gets Time Exceeded from the stack (the kernel, with
-// forwarding off, would drop it silently), so ping -t 1 and traceroute -6 see the router.
+// never sees them. Transit that expires at the router gets Time Exceeded from the stack, and transit with
+// IPv4 options is forwarded by it (the kernel, with forwarding off, would drop both silently), so ping -t 1,
+// traceroute -6 and ping -R work through the router.
 func TestTransitFastPathDualStackVeth(t *testing.T) {
 	l := newTransitLab(t)
 	ctx := context.Background()
@@ -166,6 +167,10 @@ func TestTransitFastPathDualStackVeth(t *testing.T) {
 		if !strings.Contains(string(out), c.want) {
 			t.Errorf("ping %s: want %q, got\n%s", c.args, c.want, out)
 		}
+	}
+	// IPv4 options in transit: the stack checks and forwards them (the kernel, forwarding off, would drop them).
+	if out := ping(l.gen, "-R", "198.18.2.2"); !strings.Contains(out, "RR:") {
+		t.Errorf("ping -R: no record route in the replies:\n%s", out)
 	}
 	out, err := l.gen.Run(ctx, "traceroute", "-6", "-n", "-q", "1", "-w", "2", "2001:2:0:2::2")
 	if err != nil || !strings.Contains(string(out), " 1  2001:2:0:1::1 ") || !strings.Contains(string(out), " 2  2001:2:0:2::2 ") {

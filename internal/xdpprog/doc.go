@@ -29,8 +29,8 @@
 //   - the steering program (AttachSteer, steer.go) takes the frames that match an embedder's Rules (VLAN,
 //     EtherType, protocol, ports, prefixes) and passes the rest to the kernel;
 //   - the transit program (AttachTransit, transit.go) is the kernel-mirror mode's: it redirects only IPv4
-//     and IPv6 transit traffic (expiring transit included: the stack sends Time Exceeded) and passes
-//     everything else (ARP, NDP, options, Hop-by-Hop, multicast, link-local, and destinations the
+//     and IPv6 transit traffic (expiring or with options too: the stack handles them as a router must) and
+//     passes everything else (ARP, NDP, malformed headers, multicast, link-local, and destinations the
 //     KernelPrefixes LPM maps give to the kernel, such as the box's own addresses).
 //
 // UseXSKMap is for an embedder's own XDP program: nothing is attached, the sockets go into its XSKMAP.

@@ -23,26 +23,26 @@ import (
 //	frame shorter than Ethernet header                   -> XDP_PASS (odd frames are the kernel's to judge)
 //	EtherType not IPv4 or IPv6 (ARP, VLAN tags, LLDP...) -> XDP_PASS
 //	IPv4:
-//	  header cut short, version/IHL byte != 0x45         -> XDP_PASS (RFC 1812 §5.2.4 options are the kernel's)
+//	  header cut short, version != 4, IHL < 5            -> XDP_PASS
 //	  destination multicast or class E (>= 224.0.0.0)    -> XDP_PASS (includes 255.255.255.255)
 //	  destination's longest KernelPrefixes entry ToKernel
 //	    (an address of the box, a directed broadcast, a
 //	    route via an interface we do not own)            -> XDP_PASS
 //	IPv6:
 //	  header cut short, version != 6                     -> XDP_PASS
-//	  next header Hop-by-Hop (0)                         -> XDP_PASS (as IPv4 options: RFC 8200 §4.3 processing
-//	                                                        is the kernel's, e.g. Router Alert)
 //	  destination multicast (ff00::/8) or link-local
 //	    (fe80::/10)                                      -> XDP_PASS (NDP, MLD, link-local traffic: the kernel's)
 //	  destination's longest KernelPrefixes entry ToKernel
 //	    (an address of the box, a route we do not own)   -> XDP_PASS (ICMPv6 and NDP to the box's addresses)
 //	otherwise                                            -> bpf_redirect_map(xsks, rx_queue_index, XDP_PASS)
 //
-// TTL and hop limit are not looked at: a transit packet that expires here goes to the fast path too, whose
-// stack drops it and sends Time Exceeded (RFC 1812 §5.3.1, RFC 4443 §3.3; rate-limited). The kernel would not:
-// with its forwarding off (the point of the mode) it drops a packet that is not for it without a word, and
-// traceroute through the router would show a silent hop. A packet for the box expires in the kernel, which
-// is where it goes.
+// TTL, hop limit, IPv4 options and IPv6 extension headers are not looked at: a transit packet that expires
+// here, or carries options or a Hop-by-Hop header, goes to the fast path like any other, whose stack
+// handles it as a router must (Time Exceeded, RFC 1812 §5.3.1 and RFC 4443 §3.3, rate-limited; options
+// checked and forwarded, RFC 1812 §5.2.4, source routes refused; Hop-by-Hop processed, RFC 8200 §4.3).
+// The kernel would not: with its forwarding off (the point of the mode) it drops a packet that is not for it
+// without a word, so traceroute would show a silent hop and ping -R would get no answer. A packet for the
+// box, expiring or with options, goes to the kernel with the rest of the box's traffic.
 //
 // IPv4 fragments are transit traffic like any other packet (the stack forwards fragments untouched and
 // refragments nothing it does not have to); a fragment for the box matches a local /32 and goes to the
@@ -64,7 +64,7 @@ const (
 // action to tell "reached the redirect" from "decided to pass" under BPF_PROG_TEST_RUN, where no socket can be
 // registered. The IPv4 section in C (the IPv6 one is alike, with a 20-byte key):
 //
-//	if (ip[0] != 0x45 || ip[16] >= 224) return XDP_PASS;
+//	if (ip[16] >= 224) return XDP_PASS;
 //	struct { __u32 len; __u32 addr; } key = { 32, *(__u32 *)(ip + 16) };
 //	__u8 *v = bpf_map_lookup_elem(&kernel, &key);
 //	if (v && *v) return XDP_PASS;
@@ -77,8 +77,6 @@ func transitInstructions(miss int32) asm.Instructions {
 
 	l.ipv4Section()
 	l.emit(
-		// Version 4 and IHL 5 exactly (the section let IHL 5..15 through; R1 = IHL*4): options go to the kernel.
-		asm.JNE.Imm(asm.R1, ipv4HeaderLen, labelPass),
 		// Destination 224.0.0.0 and above: multicast, class E, limited broadcast.
 		asm.LoadMem(asm.R1, regL3, ipv4DstOff, asm.Byte),
 		asm.JGE.Imm(asm.R1, firstMulticastByte, labelPass),
@@ -92,8 +90,6 @@ func transitInstructions(miss int32) asm.Instructions {
 
 	l.ipv6Section()
 	l.emit(
-		asm.LoadMem(asm.R1, regL3, ipv6NextHeaderOff, asm.Byte),
-		asm.JEq.Imm(asm.R1, 0, labelPass),
 		// Multicast ff00::/8 (solicited-node NS, MLD, all-nodes): first byte 0xff.
 		asm.LoadMem(asm.R1, regL3, ipv6DstOff, asm.Byte),
 		asm.JEq.Imm(asm.R1, 0xff, labelPass),
