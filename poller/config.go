@@ -116,6 +116,9 @@ type Config struct {
 	XDPMode XDPMode
 	// ReplaceXDP allows displacing an XDP program attached through netlink.
 	ReplaceXDP bool
+	// Steer chooses the frames that go to the handlers, leaving the others to Linux (see Steer); nil takes
+	// every frame of the ports.
+	Steer *Steer
 	// BusyPoll sets SO_PREFER_BUSY_POLL/SO_BUSY_POLL/SO_BUSY_POLL_BUDGET on the sockets and makes Busy mode
 	// drive the driver with recvfrom when idle.
 	BusyPoll bool
@@ -183,6 +186,16 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if d.XDPMode < XDPAuto || d.XDPMode > XDPGeneric {
 		return d, fmt.Errorf("poller: unknown XDP mode %v (use XDPAuto, XDPNative or XDPGeneric)", d.XDPMode)
+	}
+	if d.Steer != nil {
+		if d.attach != nil {
+			return d, fmt.Errorf("poller: Config.Steer cannot be combined with the program the module's own command chose (kernel-mirror mode); leave Steer nil there")
+		}
+		f, err := d.steerAttach()
+		if err != nil {
+			return d, err
+		}
+		d.attach = f
 	}
 	if d.attach == nil {
 		d.attach = xdpprog.Attach

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/xdpnet/xdpnet/internal/xdpprog"
 	"github.com/xdpnet/xdpnet/pipeline"
 )
@@ -55,5 +57,42 @@ func TestConfigXDPModeAndAttach(t *testing.T) {
 	d.attach(1, xdpprog.Options{})
 	if called != 1 {
 		t.Fatal("the attach function set through xdpprog.SetPollerAttach was not kept")
+	}
+}
+
+func TestConfigSteer(t *testing.T) {
+	nh := func(*pipeline.QueueInfo) pipeline.Handler { return nil }
+	m0, m1 := new(ebpf.Map), new(ebpf.Map)
+	for _, c := range []struct {
+		steer *Steer
+		say   string
+	}{
+		{&Steer{}, "give Match"},
+		{&Steer{Match: []Match{{}}, XSKMaps: map[string]*ebpf.Map{"eth0": m0, "eth1": m1}}, "both Match and XSKMaps"},
+		{&Steer{Match: []Match{{DstPorts: []PortRange{Port(53)}}}}, "ports need Protocol"},
+		{&Steer{Match: []Match{{VLAN: 5000}}}, "VLAN 5000 out of range"},
+		{&Steer{XSKMaps: map[string]*ebpf.Map{"eth0": m0}}, "no map for eth1"},
+		{&Steer{XSKMaps: map[string]*ebpf.Map{"eth0": m0, "eth1": m1, "eth2": m1}}, "eth2, which is not in Config.Interfaces"},
+		{&Steer{XSKMaps: map[string]*ebpf.Map{"eth0": m0, "eth1": nil}}, "XSKMaps[eth1] is nil"},
+		{&Steer{XSKMaps: map[string]*ebpf.Map{"eth0": m0, "eth1": m0}}, "share one map"},
+	} {
+		cfg := Config{Interfaces: []string{"eth0", "eth1"}, NewHandler: nh, Steer: c.steer}
+		if _, err := cfg.withDefaults(); err == nil || !strings.Contains(err.Error(), c.say) {
+			t.Errorf("Steer %+v: %v, want an error saying %q", c.steer, err, c.say)
+		}
+	}
+	for _, s := range []*Steer{
+		{Match: []Match{{Protocol: 17, DstPorts: []PortRange{Port(53)}}}},
+		{XSKMaps: map[string]*ebpf.Map{"eth0": m0, "eth1": m1}},
+	} {
+		cfg := Config{Interfaces: []string{"eth0", "eth1"}, NewHandler: nh, Steer: s}
+		if d, err := cfg.withDefaults(); err != nil || d.attach == nil {
+			t.Errorf("Steer %+v: %v (attach set: %v)", s, err, d.attach != nil)
+		}
+		// The kernel-mirror program and a Steer are exclusive.
+		xdpprog.SetPollerAttach(&cfg, func(int, xdpprog.Options) (*xdpprog.Program, error) { return nil, nil })
+		if _, err := cfg.withDefaults(); err == nil || !strings.Contains(err.Error(), "kernel-mirror") {
+			t.Errorf("Steer with the kernel-mirror program: %v, want a refusal", err)
+		}
 	}
 }

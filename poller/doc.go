@@ -31,6 +31,12 @@
 // and Stats show the current state. The queue threads enter the interfaces' namespace, since binding a socket
 // resolves the ifindex in the namespace of the thread that made the socket.
 //
+// Steering (Config.Steer): by default the XDP program gives every frame of a port's queues to the poller.
+// Steer.Match compiles a filter (VLAN, EtherType, IP protocol, ports, prefixes) into the program instead, so
+// that only those frames come to user space and the kernel keeps the rest (XDP_PASS): ARP, ping, SSH and
+// other services on the host go on working. Steer.XSKMaps hands the choice to the embedder's own XDP
+// program, which redirects into an XSKMAP the poller fills with its sockets.
+//
 // Start checks (New): an interface whose MTU does not fit a frame (frame size - XDP_PACKET_HEADROOM - headroom
 // - Ethernet header) is refused (ErrMTU); RX queues the interface uses (ethtool -l) beyond Config.Queues get a
 // warning naming them, since their frames go to the kernel instead of the pipeline.

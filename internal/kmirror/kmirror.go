@@ -108,7 +108,7 @@ type Mirror struct {
 
 	// pfx guards the XDP map's desired state, shared by the address and route goroutines.
 	pfx        sync.Mutex
-	locals     map[netip.Prefix]int // refcount of /32 ToKernel entries from addresses
+	locals     map[netip.Prefix]int // refcount of /32 and /128 ToKernel entries from addresses
 	routeOwner map[netip.Prefix]xdpprog.PrefixOwner
 
 	closeOnce sync.Once
@@ -170,7 +170,7 @@ func (m *Mirror) Resolve(iface string, addr netip.Addr) {
 		return
 	}
 	select {
-	case m.resolve <- resolveReq{idx, addr}:
+	case m.resolve <- resolveReq{idx, addr.Unmap().WithZone("")}:
 	default:
 		m.ctr.resolveDrop.Add(1)
 	}
@@ -446,9 +446,10 @@ func dump[T any](list func() ([]T, error)) ([]T, error) {
 	}
 }
 
-// rereadAddrs reads every IPv4 address of the namespace and makes the XDP map's /32 entries match.
+// rereadAddrs reads every address of the namespace, both families, and makes the XDP map's /32 and /128
+// entries match.
 func (m *Mirror) rereadAddrs() error {
-	addrs, err := dump(func() ([]netlink.Addr, error) { return m.nl.AddrList(nil, netlink.FAMILY_V4) })
+	addrs, err := dump(func() ([]netlink.Addr, error) { return m.nl.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return err
 	}
@@ -477,14 +478,18 @@ func (m *Mirror) rereadAddrs() error {
 	return nil
 }
 
-// rereadRoutes reads the mirrored table and reconciles: routes the kernel no longer has leave the stack,
-// the rest is set, in one stack update.
+// rereadRoutes reads the mirrored table, both families, and reconciles: routes the kernel no longer has
+// leave the stack, the rest is set, in one stack update.
 func (m *Mirror) rereadRoutes() error {
-	routes, err := dump(func() ([]netlink.Route, error) {
-		return m.nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: m.table}, netlink.RT_FILTER_TABLE)
-	})
-	if err != nil {
-		return err
+	var routes []netlink.Route
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		rs, err := dump(func() ([]netlink.Route, error) {
+			return m.nl.RouteListFiltered(family, &netlink.Route{Table: m.table}, netlink.RT_FILTER_TABLE)
+		})
+		if err != nil {
+			return err
+		}
+		routes = append(routes, rs...)
 	}
 	touched := map[netip.Prefix]bool{}
 	for k := range m.routes {
@@ -498,12 +503,16 @@ func (m *Mirror) rereadRoutes() error {
 	return nil
 }
 
-// rereadNeighs reads the kernel's IPv4 neighbours, applies them, and makes the stack forget those it was
-// given that the kernel no longer has.
+// rereadNeighs reads the kernel's neighbours (ARP and NDP), applies them, and makes the stack forget those
+// it was given that the kernel no longer has.
 func (m *Mirror) rereadNeighs() error {
-	neighs, err := dump(func() ([]netlink.Neigh, error) { return m.nl.NeighList(0, netlink.FAMILY_V4) })
-	if err != nil {
-		return err
+	var neighs []netlink.Neigh
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		ns, err := dump(func() ([]netlink.Neigh, error) { return m.nl.NeighList(0, family) })
+		if err != nil {
+			return err
+		}
+		neighs = append(neighs, ns...)
 	}
 	old := m.neighs
 	m.neighs = map[neighKey]bool{}
@@ -522,14 +531,16 @@ func (m *Mirror) rereadNeighs() error {
 
 // --- addresses ---
 
-// addrPrefixes are the /32 entries an address gives the kernel: the address and its directed broadcast.
+// addrPrefixes are the entries an address gives the kernel: an IPv4 address and its directed broadcast as
+// /32s, an IPv6 address as a /128. (IPv6 has no broadcast; the subnet-router anycast address is the kernel's
+// only when its forwarding is on, and then the kernel forwards too.)
 func addrPrefixes(n net.IPNet) []netip.Prefix {
-	ip, ok := netip.AddrFromSlice(n.IP.To4())
-	if !ok {
-		return nil
-	}
 	ones, bits := n.Mask.Size()
-	if bits != 32 {
+	if ip, ok := netip.AddrFromSlice(n.IP); ok && bits == 128 && ip.Is6() && !ip.Is4In6() {
+		return []netip.Prefix{netip.PrefixFrom(ip, 128)}
+	}
+	ip, ok := netip.AddrFromSlice(n.IP.To4())
+	if !ok || bits != 32 {
 		return nil
 	}
 	out := []netip.Prefix{netip.PrefixFrom(ip, 32)}
@@ -579,22 +590,40 @@ func (m *Mirror) syncPrefixLocked(p netip.Prefix) {
 
 // --- routes ---
 
+// routePrefix is the destination of r, IPv4 or IPv6 (a default route has no Dst: its family says which).
 func routePrefix(r *netlink.Route) (netip.Prefix, bool) {
-	if r.Family != 0 && r.Family != unix.AF_INET {
+	v6 := r.Family == unix.AF_INET6
+	if r.Family != 0 && r.Family != unix.AF_INET && !v6 {
 		return netip.Prefix{}, false
 	}
 	if r.Dst == nil {
+		if v6 {
+			return netip.PrefixFrom(netip.IPv6Unspecified(), 0), true
+		}
 		return netip.PrefixFrom(netip.IPv4Unspecified(), 0), true
 	}
-	ip, ok := netip.AddrFromSlice(r.Dst.IP.To4())
-	if !ok {
-		return netip.Prefix{}, false
-	}
 	ones, bits := r.Dst.Mask.Size()
-	if bits != 32 {
+	var ip netip.Addr
+	var ok bool
+	switch bits {
+	case 32:
+		ip, ok = netip.AddrFromSlice(r.Dst.IP.To4())
+	case 128:
+		ip, ok = netip.AddrFromSlice(r.Dst.IP.To16())
+		ok = ok && !ip.Is4In6()
+	}
+	if !ok || (r.Family != 0 && ip.Is6() != v6) {
 		return netip.Prefix{}, false
 	}
 	return netip.PrefixFrom(ip, ones).Masked(), true
+}
+
+// scoped reports prefixes that are not routed at all: IPv6 link-local (fe80::/10) and multicast (ff00::/8),
+// which the kernel lists in its main table for every interface. The transit program leaves them to the kernel
+// whatever the maps say, and the stack refuses them as routes (RFC 4291 §2.5.6).
+func scoped(p netip.Prefix) bool {
+	a := p.Addr()
+	return a.Is6() && p.Bits() >= 8 && (a.IsLinkLocalUnicast() || a.IsMulticast())
 }
 
 // translate says what kernel route r means for the stack.
@@ -614,8 +643,8 @@ func (m *Mirror) translate(r *netlink.Route, p netip.Prefix) mirrored {
 			return mirrored{}, false
 		}
 		sr := stack.Route{Prefix: p, Interface: name}
-		if g, ok := netip.AddrFromSlice(gw.To4()); ok && gw != nil {
-			sr.NextHop = g
+		if g, ok := netip.AddrFromSlice(gw); ok && gw != nil {
+			sr.NextHop = g.Unmap() // a 16-byte IPv4 gateway from net.IP, or IPv6 (fe80::1 with Interface)
 		}
 		return mirrored{stack: sr, inStack: true}, true
 	}
@@ -649,7 +678,7 @@ func (m *Mirror) routeEvent(typ uint16, r *netlink.Route, touched map[netip.Pref
 		return
 	}
 	p, ok := routePrefix(r)
-	if !ok {
+	if !ok || scoped(p) {
 		return
 	}
 	k := routeKey{prefix: p, priority: r.Priority, tos: r.Tos}
@@ -734,16 +763,20 @@ const usableStates = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DEL
 
 func (m *Mirror) applyNeigh(u netlink.NeighUpdate) {
 	n := &u.Neigh
-	if n.Family != unix.AF_INET {
+	if n.Family != unix.AF_INET && n.Family != unix.AF_INET6 {
 		return
 	}
 	name, ok := m.byIdx[n.LinkIndex]
 	if !ok {
 		return
 	}
-	ip, ok := netip.AddrFromSlice(n.IP.To4())
+	ip, ok := netip.AddrFromSlice(n.IP)
 	if !ok {
 		return
+	}
+	ip = ip.Unmap()
+	if ip.Is4() != (n.Family == unix.AF_INET) || ip.IsMulticast() {
+		return // IPv6 multicast entries (NOARP, mapped MACs) are not neighbours the stack resolves
 	}
 	k := neighKey{n.LinkIndex, ip}
 	if u.Type == unix.RTM_DELNEIGH {
@@ -784,8 +817,12 @@ func (m *Mirror) resolveLoop() {
 			m.ctr.resolveReq.Add(1)
 			// RTM_NEWNEIGH with NTF_USE is neigh_event_send(): the kernel creates the entry if needed and
 			// resolves it as if its own traffic used it; the outcome arrives as a neighbour event.
+			family := unix.AF_INET6
+			if r.addr.Is4() {
+				family = unix.AF_INET
+			}
 			err := m.nl.NeighSet(&netlink.Neigh{
-				LinkIndex: r.ifindex, Family: unix.AF_INET, IP: r.addr.AsSlice(), Flags: netlink.NTF_USE,
+				LinkIndex: r.ifindex, Family: family, IP: r.addr.AsSlice(), Flags: netlink.NTF_USE,
 			})
 			if err != nil {
 				m.ctr.resolveErr.Add(1)

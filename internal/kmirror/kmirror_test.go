@@ -1,6 +1,8 @@
 package kmirror
 
 import (
+	"bytes"
+	"context"
 	"net"
 	"net/netip"
 	"testing"
@@ -26,16 +28,32 @@ type mirrorLab struct {
 
 func newMirrorLab(t *testing.T, opts ...func(*Config)) *mirrorLab {
 	t.Helper()
+	return newMirrorLabFamilies(t, false, opts...)
+}
+
+// newMirrorLab6 is newMirrorLab with IPv6 too: r0 2001:2:0:1::1/64 (also the stack's) and p0 ::2.
+func newMirrorLab6(t *testing.T, opts ...func(*Config)) *mirrorLab {
+	t.Helper()
+	return newMirrorLabFamilies(t, true, opts...)
+}
+
+func newMirrorLabFamilies(t *testing.T, v6 bool, opts ...func(*Config)) *mirrorLab {
+	t.Helper()
 	lab := netlab.NewT(t)
 	router := lab.MustAddHost(t, "r")
 	peer := lab.MustAddHost(t, "p")
 	lab.MustLink(t, router, "r0", peer, "p0")
 	for _, c := range []struct {
-		h         *netlab.Host
-		ifn, addr string
-	}{{router, "r0", "198.18.1.1/24"}, {peer, "p0", "198.18.1.2/24"}} {
+		h                *netlab.Host
+		ifn, addr, addr6 string
+	}{{router, "r0", "198.18.1.1/24", "2001:2:0:1::1/64"}, {peer, "p0", "198.18.1.2/24", "2001:2:0:1::2/64"}} {
 		if err := c.h.AddAddr(c.ifn, c.addr); err != nil {
 			t.Fatal(err)
+		}
+		if v6 {
+			if err := c.h.AddAddr(c.ifn, c.addr6); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if err := c.h.SetUp(c.ifn); err != nil {
 			t.Fatal(err)
@@ -58,9 +76,15 @@ func newMirrorLab(t *testing.T, opts ...func(*Config)) *mirrorLab {
 	if err != nil {
 		t.Fatal(err)
 	}
+	addrs := []netip.Prefix{netip.MustParsePrefix("198.18.1.1/24")}
+	if v6 {
+		addrs = append(addrs, netip.MustParsePrefix("2001:2:0:1::1/64"))
+	}
+	// NoDAD: the kernel runs duplicate address detection for the addresses it owns.
 	st, err := stack.New(stack.Config{
-		Interfaces: []stack.Interface{{Name: "r0", Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.1.1/24")}}},
+		Interfaces: []stack.Interface{{Name: "r0", Addrs: addrs}},
 		Resolver:   m.Resolve,
+		NoDAD:      true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -398,5 +422,222 @@ func TestResyncAfterLostRouteEventsNetns(t *testing.T) {
 	}
 	if _, ok := waitFor(2*time.Second, func() bool { _, ok := ml.st.Lookup(netip.AddrFrom4([4]byte(dst(before + 5999).IP.To4()))); return !ok }); !ok {
 		t.Fatal("a route deleted after the resync is still in the stack")
+	}
+}
+
+func TestAddrPrefixesIPv6(t *testing.T) {
+	for in, want := range map[string][]string{
+		"2001:2:0:1::1/64":      {"2001:2:0:1::1/128"},
+		"2001:2:0:1::77/128":    {"2001:2:0:1::77/128"},
+		"fe80::42:ff:fe00:1/64": {"fe80::42:ff:fe00:1/128"},
+	} {
+		ip, n, _ := net.ParseCIDR(in)
+		n.IP = ip
+		got := addrPrefixes(*n)
+		if len(got) != len(want) || got[0].String() != want[0] {
+			t.Errorf("%s: %v, want %v", in, got, want)
+		}
+	}
+}
+
+func TestRoutePrefixBothFamilies(t *testing.T) {
+	cidr := func(s string) *net.IPNet { _, n, _ := net.ParseCIDR(s); return n }
+	for _, c := range []struct {
+		r    netlink.Route
+		want string // "" for refused
+	}{
+		{netlink.Route{Family: unix.AF_INET, Dst: cidr("198.18.50.0/24")}, "198.18.50.0/24"},
+		{netlink.Route{Family: unix.AF_INET}, "0.0.0.0/0"},
+		{netlink.Route{}, "0.0.0.0/0"},
+		{netlink.Route{Family: unix.AF_INET6, Dst: cidr("2001:2:0:50::/64")}, "2001:2:0:50::/64"},
+		{netlink.Route{Family: unix.AF_INET6}, "::/0"},
+		{netlink.Route{Family: unix.AF_INET6, Dst: cidr("198.18.0.0/15")}, ""},
+		{netlink.Route{Family: unix.AF_INET, Dst: cidr("2001:2::/48")}, ""},
+		{netlink.Route{Family: unix.AF_MPLS}, ""},
+	} {
+		p, ok := routePrefix(&c.r)
+		if got := map[bool]string{true: p.String(), false: ""}[ok]; got != c.want {
+			t.Errorf("routePrefix(%+v) = %q, want %q", c.r, got, c.want)
+		}
+	}
+	for p, want := range map[string]bool{"fe80::/64": true, "ff00::/8": true, "ff02::/16": true, "2001:2::/48": false, "::/0": false, "198.18.0.0/15": false} {
+		if got := scoped(netip.MustParsePrefix(p)); got != want {
+			t.Errorf("scoped(%s) = %v, want %v", p, got, want)
+		}
+	}
+}
+
+// waitDAD waits until h has no tentative IPv6 address on ifname (the kernel's duplicate address detection is
+// over), so that it answers neighbour solicitations for them.
+func waitDAD(t *testing.T, h *netlab.Host, ifname string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := h.Run(context.Background(), "ip", "-6", "addr", "show", "dev", ifname, "tentative")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bytes.TrimSpace(out)) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %s: IPv6 addresses still tentative after 10s:\n%s", h.Name(), ifname, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestIPv6MirroredNetns: with IPv6 on r0 (2001:2:0:1::1/64, peer ::2), the mirror takes the kernel's IPv6
+// addresses into the IPv6 map as /128 kernel entries, its IPv6 routes into the stack - added, via a global or
+// a link-local next hop, deleted, and via an interface the stack does not own as a kernel prefix - and leaves
+// link-local and multicast routes out; Resolve makes the kernel run NDP, whose answer becomes a stack
+// neighbour, and a kernel neighbour deletion reaches the stack.
+func TestIPv6MirroredNetns(t *testing.T) {
+	ml := newMirrorLab6(t)
+	nl := ml.router.Netlink()
+	a := netip.MustParseAddr
+
+	// Initial state: addresses, connected route.
+	for addr, want := range map[string]xdpprog.PrefixOwner{
+		"2001:2:0:1::1": xdpprog.ToKernel, "::1": xdpprog.ToKernel, "2001:2:0:1::2": xdpprog.FastPath,
+	} {
+		if _, ok := waitFor(2*time.Second, func() bool { o, ok, err := ml.kp.Lookup(a(addr)); return err == nil && ok && o == want }); !ok {
+			o, ok, err := ml.kp.Lookup(a(addr))
+			t.Errorf("XDP map for %s: %v %v %v, want %v", addr, o, ok, err, want)
+		}
+	}
+	if r, ok := ml.st.Lookup(a("2001:2:0:1::9")); !ok || r.Interface != "r0" || r.NextHop.IsValid() {
+		t.Fatalf("connected IPv6 route: %v %v, want 2001:2:0:1::/64 dev r0", r, ok)
+	}
+	for _, r := range ml.st.Routes() {
+		if scoped(r.Prefix) {
+			t.Errorf("stack has the kernel's %v route", r)
+		}
+	}
+	if s := ml.m.Stats(); s.RouteErrors != 0 {
+		t.Fatalf("route errors at start: %+v", s)
+	}
+
+	// A route via a global next hop, then via the peer's link-local address, then deleted.
+	dst := &net.IPNet{IP: net.ParseIP("2001:2:0:50::"), Mask: net.CIDRMask(64, 128)}
+	route := &netlink.Route{LinkIndex: ml.r0, Dst: dst, Gw: net.ParseIP("2001:2:0:1::2")}
+	if err := nl.RouteAdd(route); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := waitFor(2*time.Second, func() bool {
+		r, ok := ml.st.Lookup(a("2001:2:0:50::7"))
+		return ok && r.NextHop == a("2001:2:0:1::2") && r.Interface == "r0"
+	}); !ok {
+		r, ok := ml.st.Lookup(a("2001:2:0:50::7"))
+		t.Fatalf("IPv6 route add never reached the stack: %v %v; stats %+v", r, ok, ml.m.Stats())
+	}
+	pl, err := ml.peer.Link("p0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ll := linkLocal(pl.Attrs().HardwareAddr)
+	route.Gw = ll.AsSlice()
+	if err := nl.RouteReplace(route); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := waitFor(2*time.Second, func() bool {
+		r, ok := ml.st.Lookup(a("2001:2:0:50::7"))
+		return ok && r.NextHop.WithZone("") == ll && r.Interface == "r0"
+	}); !ok {
+		r, ok := ml.st.Lookup(a("2001:2:0:50::7"))
+		t.Fatalf("IPv6 route via %v never reached the stack: %v %v; stats %+v", ll, r, ok, ml.m.Stats())
+	}
+	if err := nl.RouteDel(route); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := waitFor(2*time.Second, func() bool { r, ok := ml.st.Lookup(a("2001:2:0:50::7")); return !ok || r.Prefix.Bits() != 64 }); !ok {
+		t.Fatal("IPv6 route delete never reached the stack")
+	}
+	if o, ok, err := ml.kp.Lookup(a("2001:2:0:50::7")); err != nil || ok {
+		t.Errorf("XDP map still has the deleted route's prefix: %v %v %v", o, ok, err)
+	}
+
+	// A route via lo is the kernel's.
+	lo, _ := nl.LinkByName("lo")
+	nl.LinkSetUp(lo)
+	if err := nl.RouteAdd(&netlink.Route{LinkIndex: lo.Attrs().Index, Dst: &net.IPNet{IP: net.ParseIP("2001:2:0:60::"), Mask: net.CIDRMask(64, 128)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := waitFor(2*time.Second, func() bool { o, ok, _ := ml.kp.Lookup(a("2001:2:0:60::1")); return ok && o == xdpprog.ToKernel }); !ok {
+		t.Fatal("an IPv6 route via lo did not become a kernel prefix")
+	}
+	if _, ok := ml.st.Lookup(a("2001:2:0:60::1")); ok {
+		t.Fatal("an IPv6 route via lo is in the stack")
+	}
+
+	// An address added at run time goes to the kernel; removed, it no longer does.
+	if err := ml.router.AddAddr("r0", "2001:2:0:1::50/128"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := waitFor(2*time.Second, func() bool { o, ok, _ := ml.kp.Lookup(a("2001:2:0:1::50")); return ok && o == xdpprog.ToKernel }); !ok {
+		t.Fatal("new IPv6 address never reached the XDP map")
+	}
+	r0, _ := ml.router.Link("r0")
+	if err := nl.AddrDel(r0, &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP("2001:2:0:1::50"), Mask: net.CIDRMask(128, 128)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := waitFor(2*time.Second, func() bool { o, _, _ := ml.kp.Lookup(a("2001:2:0:1::50")); return o == xdpprog.FastPath }); !ok {
+		t.Fatal("removed IPv6 address still sent to the kernel")
+	}
+
+	// Resolution through the kernel's NDP.
+	waitDAD(t, ml.router, "r0")
+	waitDAD(t, ml.peer, "p0")
+	peer := a("2001:2:0:1::2")
+	find := func() (stack.Neighbour, bool) {
+		for _, n := range ml.st.Neighbours() {
+			if n.Addr == peer && n.Interface == "r0" {
+				return n, true
+			}
+		}
+		return stack.Neighbour{}, false
+	}
+	ml.m.Resolve("r0", peer)
+	if _, ok := waitFor(3*time.Second, func() bool {
+		n, ok := find()
+		return ok && n.State == stack.NeighbourReachable && net.HardwareAddr(n.MAC[:]).String() == pl.Attrs().HardwareAddr.String()
+	}); !ok {
+		n, _ := find()
+		t.Fatalf("IPv6 peer never resolved through the kernel: %+v; stats %+v", n, ml.m.Stats())
+	}
+	if s := ml.m.Stats(); s.ResolveErrors != 0 {
+		t.Errorf("stats %+v, want no resolve errors", s)
+	}
+	if err := nl.NeighDel(&netlink.Neigh{LinkIndex: ml.r0, Family: unix.AF_INET6, IP: peer.AsSlice()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := waitFor(2*time.Second, func() bool { n, _ := find(); return n.State == stack.NeighbourIncomplete }); !ok {
+		t.Fatal("kernel IPv6 neighbour deletion did not reach the stack")
+	}
+}
+
+// linkLocal is the EUI-64 link-local address the kernel gives an interface with MAC mac (RFC 4291 §2.5.1).
+func linkLocal(mac net.HardwareAddr) netip.Addr {
+	return netip.AddrFrom16([16]byte{0: 0xfe, 1: 0x80, 8: mac[0] ^ 2, 9: mac[1], 10: mac[2], 11: 0xff, 12: 0xfe, 13: mac[3], 14: mac[4], 15: mac[5]})
+}
+
+// Resolve runs on a poller goroutine in the middle of a batch: it must not allocate, queued or dropped.
+func TestResolveNoAllocs(t *testing.T) {
+	m := &Mirror{byName: map[string]int{"r0": 7}, resolve: make(chan resolveReq, 4)}
+	for _, a := range []netip.Addr{netip.MustParseAddr("198.18.1.2"), netip.MustParseAddr("::ffff:198.18.1.2"), netip.MustParseAddr("fe80::1%r0")} {
+		if n := testing.AllocsPerRun(100, func() { m.Resolve("r0", a) }); n != 0 {
+			t.Errorf("Resolve(%v): %v allocations", a, n)
+		}
+	}
+	if got := (<-m.resolve).addr; got != netip.MustParseAddr("198.18.1.2") {
+		t.Errorf("queued %v", got)
+	}
+	if m.ctr.resolveDrop.Load() == 0 {
+		t.Error("a full queue dropped nothing")
+	}
+	for len(m.resolve) > 0 {
+		if r := <-m.resolve; r.addr.Zone() != "" || r.addr.Is4In6() {
+			t.Errorf("queued %v: want it unmapped and without zone (the kernel's netlink takes plain addresses)", r.addr)
+		}
 	}
 }

@@ -348,8 +348,12 @@ func (p *Program) Unregister(queue int) error {
 	return nil
 }
 
-// Mode returns the mode in effect: ModeNative or ModeGeneric, never ModeAuto.
+// Mode returns the mode in effect: ModeNative or ModeGeneric; ModeAuto only for a Program of UseXSKMap,
+// whose XDP program (and its mode) is the embedder's.
 func (p *Program) Mode() Mode { return p.mode }
+
+// External reports whether the XDP program is someone else's (UseXSKMap).
+func (p *Program) External() bool { return p.prog == nil }
 
 // FallbackReason returns why native mode was refused when ModeAuto fell back to generic mode, nil otherwise.
 // Callers should log it: generic mode means AF_XDP copy mode and a fraction of the native packet rate.
@@ -368,6 +372,9 @@ func (p *Program) ProgramID() (uint32, error) {
 	if p.closed {
 		return 0, ErrClosed
 	}
+	if p.prog == nil {
+		return 0, fmt.Errorf("program info on %s: the XDP program is not xdpnet's (UseXSKMap); ask AttachedProgramID", p.ifname)
+	}
 	info, err := p.prog.Info()
 	if err != nil {
 		return 0, fmt.Errorf("program info on %s: %w", p.ifname, err)
@@ -380,7 +387,8 @@ func (p *Program) ProgramID() (uint32, error) {
 }
 
 // Close detaches the program from the interface and frees the program and the XSKMAP. Frames go back to the
-// kernel stack at once. Close is idempotent.
+// kernel stack at once. For a Program of UseXSKMap it only releases its handle on the embedder's map (the
+// sockets leave the map when they are closed). Close is idempotent.
 func (p *Program) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -389,11 +397,13 @@ func (p *Program) Close() error {
 	}
 	p.closed = true
 	var errs []error
-	if err := p.link.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("detach XDP program from %s: %w", p.ifname, err))
-	}
-	if err := p.prog.Close(); err != nil {
-		errs = append(errs, err)
+	if p.prog != nil {
+		if err := p.link.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach XDP program from %s: %w", p.ifname, err))
+		}
+		if err := p.prog.Close(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := p.xsks.Close(); err != nil {
 		errs = append(errs, err)

@@ -22,8 +22,16 @@
 // in-flight Register/Unregister calls and makes later ones return ErrClosed. Nothing in this package panics on
 // bad input; errors say what to do.
 //
-// The transit program (AttachTransit, transit.go) is the kernel-mirror mode's: it redirects only IPv4 transit
-// traffic and passes everything else (ARP, IPv6, options, TTL <= 1, multicast, and destinations a KernelPrefixes
-// LPM map gives to the kernel, such as the box's own addresses) to the kernel. It shares the attach, replace and
-// fallback logic of attach.go.
+// Three programs share one way of being built (parse.go: a listing builder, the Ethernet/VLAN parse, the IPv4
+// and IPv6 header checks, the redirect tail) and attached (attach.go: bpf_link, replace and fallback rules):
+//
+//   - the redirect program (Attach, program.go) takes every frame of a queue;
+//   - the steering program (AttachSteer, steer.go) takes the frames that match an embedder's Rules (VLAN,
+//     EtherType, protocol, ports, prefixes) and passes the rest to the kernel;
+//   - the transit program (AttachTransit, transit.go) is the kernel-mirror mode's: it redirects only IPv4
+//     and IPv6 transit traffic (expiring or with options too: the stack handles them as a router must) and
+//     passes everything else (ARP, NDP, malformed headers, multicast, link-local, and destinations the
+//     KernelPrefixes LPM maps give to the kernel, such as the box's own addresses).
+//
+// UseXSKMap is for an embedder's own XDP program: nothing is attached, the sockets go into its XSKMAP.
 package xdpprog

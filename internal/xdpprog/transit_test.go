@@ -58,6 +58,35 @@ func frame(etherType uint16, verIHL, ttl byte, flagsFrag uint16, src, dst netip.
 	return b
 }
 
+// frame6 builds an Ethernet + IPv6 frame with next header nh and a UDP-sized payload (the UDP header is
+// there whatever nh says, so the lengths are those of a real packet).
+func frame6(nh, hopLimit byte, src, dst netip.Addr) []byte {
+	b := make([]byte, 14+40+8+18)
+	copy(b[0:6], []byte{0x02, 0, 0, 0, 0, 0x02})
+	copy(b[6:12], []byte{0x02, 0, 0, 0, 0, 0x01})
+	binary.BigEndian.PutUint16(b[12:], 0x86dd)
+	ip := b[14:]
+	ip[0] = 0x60
+	binary.BigEndian.PutUint16(ip[4:], uint16(len(ip)-40))
+	ip[6] = nh
+	ip[7] = hopLimit
+	s, d := src.As16(), dst.As16()
+	copy(ip[8:24], s[:])
+	copy(ip[24:40], d[:])
+	udp := ip[40:]
+	binary.BigEndian.PutUint16(udp[0:], 4000)
+	binary.BigEndian.PutUint16(udp[2:], 5000)
+	binary.BigEndian.PutUint16(udp[4:], uint16(len(udp)))
+	return b
+}
+
+var (
+	gen6    = netip.MustParseAddr("2001:2:0:1::2")
+	local6  = netip.MustParseAddr("2001:2:0:1::1")
+	sink6   = netip.MustParseAddr("2001:2:0:2::2")
+	punted6 = netip.MustParseAddr("2001:2:0:99::5")
+)
+
 var (
 	gen    = netip.MustParseAddr("198.18.1.2")
 	local  = netip.MustParseAddr("198.18.1.1")
@@ -79,7 +108,7 @@ func loadTransit(t *testing.T, miss int32) (*ebpf.Program, *KernelPrefixes) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { xsks.Close() })
-	spec, err := transitSpec(xsks, kp.m, miss)
+	spec, err := transitSpec(xsks, kp, miss)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +120,7 @@ func loadTransit(t *testing.T, miss int32) (*ebpf.Program, *KernelPrefixes) {
 	for p, o := range map[string]PrefixOwner{
 		"198.18.1.0/24": FastPath, "198.18.1.1/32": ToKernel, "198.18.1.255/32": ToKernel,
 		"198.19.0.0/16": ToKernel, "198.19.7.0/24": ToKernel, "198.19.8.0/24": FastPath,
+		"2001:2:0:1::/64": FastPath, "2001:2:0:1::1/128": ToKernel, "2001:2:0:99::/64": ToKernel,
 	} {
 		if err := kp.Set(netip.MustParsePrefix(p), o); err != nil {
 			t.Fatal(err)
@@ -104,7 +134,6 @@ func TestTransitProgramVerdicts(t *testing.T) {
 	prog, _ := loadTransit(t, missMarker)
 	arp := make([]byte, 42)
 	copy(arp, frame(0x0806, 0x45, 64, 0, gen, local)[:42])
-	ipv6 := frame(0x86dd, 0x60, 64, 0, gen, sink)
 	vlan := frame(0x8100, 0x45, 64, 0, gen, sink)
 	cases := []struct {
 		name string
@@ -121,15 +150,36 @@ func TestTransitProgramVerdicts(t *testing.T) {
 		{"fragment to the box", frame(0x0800, 0x45, 64, 0x2000, gen, local), xdpPassed},
 		{"directed broadcast", frame(0x0800, 0x45, 64, 0, gen, bcast), xdpPassed},
 		{"route via a kernel-only interface", frame(0x0800, 0x45, 64, 0, gen, punted), xdpPassed},
-		{"TTL 1", frame(0x0800, 0x45, 1, 0, gen, sink), xdpPassed},
-		{"TTL 0", frame(0x0800, 0x45, 0, 0, gen, sink), xdpPassed},
-		{"IP options", frame(0x0800, 0x46, 64, 0, gen, sink), xdpPassed},
+		{"transit TTL 1 (the stack sends Time Exceeded)", frame(0x0800, 0x45, 1, 0, gen, sink), missMarker},
+		{"transit TTL 0", frame(0x0800, 0x45, 0, 0, gen, sink), missMarker},
+		{"TTL 1 to the box", frame(0x0800, 0x45, 1, 0, gen, local), xdpPassed},
+		{"transit with IP options (the stack checks and forwards them)", frame(0x0800, 0x46, 64, 0, gen, sink), missMarker},
+		{"IP options to the box", frame(0x0800, 0x46, 64, 0, gen, local), xdpPassed},
 		{"IHL below 5", frame(0x0800, 0x44, 64, 0, gen, sink), xdpPassed},
 		{"multicast", frame(0x0800, 0x45, 64, 0, gen, netip.MustParseAddr("224.0.0.5")), xdpPassed},
 		{"limited broadcast", frame(0x0800, 0x45, 64, 0, gen, netip.MustParseAddr("255.255.255.255")), xdpPassed},
 		{"class E", frame(0x0800, 0x45, 64, 0, gen, netip.MustParseAddr("240.0.0.1")), xdpPassed},
 		{"ARP", arp, xdpPassed},
-		{"IPv6", ipv6, xdpPassed},
+		{"IPv6 transit UDP", frame6(17, 64, gen6, sink6), missMarker},
+		{"IPv6 transit hop limit 2", frame6(17, 2, gen6, sink6), missMarker},
+		{"IPv6 transit fragment", frame6(44, 64, gen6, sink6), missMarker},
+		{"IPv6 on-link transit (connected /64 is fast path)", frame6(17, 64, sink6, gen6), missMarker},
+		{"IPv6 site-local is not link-local", frame6(17, 64, gen6, netip.MustParseAddr("fec0::1")), missMarker},
+		{"IPv6 to the box", frame6(17, 64, gen6, local6), xdpPassed},
+		{"ICMPv6 echo to the box", frame6(58, 64, gen6, local6), xdpPassed},
+		{"IPv6 route via a kernel-only interface", frame6(17, 64, gen6, punted6), xdpPassed},
+		{"IPv6 transit hop limit 1 (the stack sends Time Exceeded)", frame6(17, 1, gen6, sink6), missMarker},
+		{"IPv6 transit hop limit 0", frame6(17, 0, gen6, sink6), missMarker},
+		{"IPv6 hop limit 1 to the box", frame6(58, 1, gen6, local6), xdpPassed},
+		{"IPv6 transit with Hop-by-Hop (the stack processes it)", frame6(0, 64, gen6, sink6), missMarker},
+		{"IPv6 Hop-by-Hop to the box", frame6(0, 64, gen6, local6), xdpPassed},
+		{"NDP solicitation to the solicited-node group", frame6(58, 255, gen6, netip.MustParseAddr("ff02::1:ff00:1")), xdpPassed},
+		{"IPv6 link-local destination", frame6(58, 255, netip.MustParseAddr("fe80::2"), netip.MustParseAddr("fe80::1")), xdpPassed},
+		{"IPv6 link-local destination, top of fe80::/10", frame6(17, 64, gen6, netip.MustParseAddr("febf::1")), xdpPassed},
+		{"IPv6 global multicast", frame6(17, 64, gen6, netip.MustParseAddr("ff0e::1")), xdpPassed},
+		{"IPv6 version 4 in the header", func() []byte { f := frame6(17, 64, gen6, sink6); f[14] = 0x45; return f }(), xdpPassed},
+		{"truncated IPv6 header", frame6(17, 64, gen6, sink6)[:53], xdpPassed},
+		{"IPv6 EtherType, bare Ethernet header", frame6(17, 64, gen6, sink6)[:14], xdpPassed},
 		{"VLAN tagged", vlan, xdpPassed},
 		{"truncated IPv4 header", frame(0x0800, 0x45, 64, 0, gen, sink)[:33], xdpPassed},
 		{"bare Ethernet header", frame(0x0800, 0x45, 64, 0, gen, sink)[:14], xdpPassed},
@@ -200,16 +250,25 @@ func TestTransitProgramFollowsMap(t *testing.T) {
 	}
 }
 
-func TestKernelPrefixesRejectsIPv6(t *testing.T) {
-	if _, err := lpmKey(netip.MustParsePrefix("2001:db8::/32")); !errors.Is(err, ErrNotIPv4) {
-		t.Fatalf("lpmKey(IPv6) = %v, want ErrNotIPv4", err)
+func TestKernelPrefixesKeys(t *testing.T) {
+	kp := &KernelPrefixes{m: new(ebpf.Map), m6: new(ebpf.Map)}
+	if _, _, err := kp.lpmKey(netip.Prefix{}); !errors.Is(err, ErrBadPrefix) {
+		t.Fatalf("lpmKey(invalid) = %v, want ErrBadPrefix", err)
 	}
-	k, err := lpmKey(netip.MustParsePrefix("::ffff:198.18.1.7/120"))
+	k, m, err := kp.lpmKey(netip.MustParsePrefix("::ffff:198.18.1.7/120"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if binary.NativeEndian.Uint32(k[:4]) != 24 || k[4] != 198 || k[5] != 18 || k[6] != 1 || k[7] != 0 {
-		t.Fatalf("lpmKey(4in6 /120) = %v, want /24 198.18.1.0", k)
+	if m != kp.m || len(k) != 8 || binary.NativeEndian.Uint32(k[:4]) != 24 || k[4] != 198 || k[5] != 18 || k[6] != 1 || k[7] != 0 {
+		t.Fatalf("lpmKey(4in6 /120) = %v, want /24 198.18.1.0 in the IPv4 map", k)
+	}
+	k, m, err = kp.lpmKey(netip.MustParsePrefix("2001:2:0:1::77/64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(binary.NativeEndian.AppendUint32(nil, 64), netip.MustParseAddr("2001:2:0:1::").AsSlice()...)
+	if m != kp.m6 || string(k) != string(want) {
+		t.Fatalf("lpmKey(2001:2:0:1::77/64) = %x, want %x in the IPv6 map", k, want)
 	}
 }
 
@@ -224,8 +283,8 @@ func TestTransitInstructionsReferences(t *testing.T) {
 			refs[r]++
 		}
 	}
-	if refs[kernelSymbol] != 1 || refs[xsksSymbol] != 1 || refs[transitPassLabel] == 0 || refs[transitRedirLabel] != 1 {
-		t.Fatalf("references %v: want the two maps once each and jumps to pass and redirect", refs)
+	if refs[kernelSymbol] != 1 || refs[kernel6Symbol] != 1 || refs[xsksSymbol] != 1 || refs[labelPass] == 0 || refs[labelRedirect] == 0 {
+		t.Fatalf("references %v: want the three maps once each and jumps to pass and redirect", refs)
 	}
 }
 
@@ -241,7 +300,7 @@ func BenchmarkTransitProgramTestRun(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer xsks.Close()
-	spec, err := transitSpec(xsks, kp.m, missMarker)
+	spec, err := transitSpec(xsks, kp, missMarker)
 	if err != nil {
 		b.Fatal(err)
 	}
