@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/bits"
 	"net/netip"
@@ -264,12 +265,45 @@ func (r *Rule) family() (v4, v6 bool) {
 	return true, true
 }
 
-// checkPrefix refuses what a rule cannot mean: a zone, or an IPv4-mapped IPv6 prefix (no packet carries
-// one; an IPv4 prefix was meant).
+// checkPrefix refuses a prefix inside ::ffff:0:0/96, IPv4-mapped IPv6 addresses: no packet carries one (RFC
+// 4291 §2.5.5.2), so an IPv4 prefix was meant.
 func checkPrefix(p netip.Prefix) error {
-	if p.IsValid() && p.Addr().Is4In6() {
+	if p.IsValid() && p.Bits() >= 96 && p.Addr().Is4In6() {
 		return fmt.Errorf("%s is an IPv4-mapped IPv6 prefix, which no packet carries (write the IPv4 prefix %s)",
-			p, netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0)).Masked())
+			p, netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).Masked())
+	}
+	return nil
+}
+
+// validate refuses a rule that cannot match what its writer meant; ParseRule and NewACL share it.
+func (r *Rule) validate() error {
+	for _, p := range [2]netip.Prefix{r.Src, r.Dst} {
+		if err := checkPrefix(p); err != nil {
+			return err
+		}
+	}
+	if r.Src.IsValid() && r.Dst.IsValid() && r.Src.Addr().Is4() != r.Dst.Addr().Is4() {
+		return fmt.Errorf("source %s and destination %s are of different families (write one rule per family)", r.Src, r.Dst)
+	}
+	switch v4, v6 := r.family(); {
+	case !v4 && r.Protocol == proto.ProtoICMP:
+		return errors.New("icmp is ICMP for IPv4; with IPv6 addresses use icmpv6")
+	case !v6 && r.Protocol == proto.ProtoICMPv6:
+		return errors.New("icmpv6 is ICMP for IPv6; with IPv4 addresses use icmp")
+	}
+	for _, pr := range [2]PortRange{r.SrcPorts, r.DstPorts} {
+		if pr.Lo > pr.Hi {
+			return fmt.Errorf("port range %d-%d is backwards", pr.Lo, pr.Hi)
+		}
+		if !pr.Any() && r.Protocol != 0 && !hasPorts[r.Protocol] {
+			return fmt.Errorf("protocol %d has no ports (ports go with tcp, udp, sctp or udplite)", r.Protocol)
+		}
+	}
+	if r.MatchICMPType && !isICMP[r.Protocol] {
+		return errors.New("an ICMP type needs protocol icmp or icmpv6")
+	}
+	if r.Action > ActionDrop {
+		return fmt.Errorf("unknown action %d", r.Action)
 	}
 	return nil
 }
@@ -278,30 +312,8 @@ func checkPrefix(p netip.Prefix) error {
 func NewACL(rules []Rule) (*ACL, error) {
 	a := &ACL{rules: slices.Clone(rules)}
 	for i, r := range a.rules {
-		for _, p := range []netip.Prefix{r.Src, r.Dst} {
-			if err := checkPrefix(p); err != nil {
-				return nil, fmt.Errorf("acl rule %d (%s): %w", i+1, r, err)
-			}
-		}
-		if r.Src.IsValid() && r.Dst.IsValid() && r.Src.Addr().Is4() != r.Dst.Addr().Is4() {
-			return nil, fmt.Errorf("acl rule %d (%s): source %s and destination %s are of different families (write one rule per family)", i+1, r, r.Src, r.Dst)
-		}
-		if v4, v6 := r.family(); !v4 && r.Protocol == proto.ProtoICMP || !v6 && r.Protocol == proto.ProtoICMPv6 {
-			return nil, fmt.Errorf("acl rule %d (%s): icmp is IPv4's and icmpv6 IPv6's (use icmpv6 with IPv6 prefixes, icmp with IPv4 ones)", i+1, r)
-		}
-		for _, pr := range []PortRange{r.SrcPorts, r.DstPorts} {
-			if pr.Lo > pr.Hi {
-				return nil, fmt.Errorf("acl rule %d (%s): port range %d-%d is backwards", i+1, r, pr.Lo, pr.Hi)
-			}
-			if !pr.Any() && r.Protocol != 0 && !hasPorts[r.Protocol] {
-				return nil, fmt.Errorf("acl rule %d (%s): protocol %d has no ports (use tcp, udp, sctp or udplite)", i+1, r, r.Protocol)
-			}
-		}
-		if r.MatchICMPType && !isICMP[r.Protocol] {
-			return nil, fmt.Errorf("acl rule %d (%s): an ICMP type needs protocol icmp or icmpv6", i+1, r)
-		}
-		if r.Action > ActionDrop {
-			return nil, fmt.Errorf("acl rule %d: unknown action %d", i+1, r.Action)
+		if err := r.validate(); err != nil {
+			return nil, fmt.Errorf("acl rule %d (%s): %w", i+1, r, err)
 		}
 		if r.Reason == DropNone {
 			a.rules[i].Reason = DropFiltered

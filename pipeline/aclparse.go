@@ -138,16 +138,8 @@ func ParseRule(s string) (Rule, error) {
 			return r, fmt.Errorf("unexpected %q (want type, from, to or reason)", kw)
 		}
 	}
-	if (!r.SrcPorts.Any() || !r.DstPorts.Any()) && r.Protocol != 0 && !hasPorts[r.Protocol] {
-		return r, fmt.Errorf("ports given for protocol %d, which has none (use tcp, udp, sctp or udplite)", r.Protocol)
-	}
-	if r.Src.IsValid() && r.Dst.IsValid() && r.Src.Addr().Is4() != r.Dst.Addr().Is4() {
-		return r, fmt.Errorf("from %s and to %s are of different families (write one rule per family)", r.Src, r.Dst)
-	}
-	if v4, v6 := r.family(); !v4 && r.Protocol == 1 {
-		return r, fmt.Errorf("icmp with an IPv6 address: ICMP for IPv6 is icmpv6")
-	} else if !v6 && r.Protocol == 58 {
-		return r, fmt.Errorf("icmpv6 with an IPv4 address: ICMP for IPv4 is icmp")
+	if err := r.validate(); err != nil {
+		return r, err
 	}
 	return r, nil
 }
@@ -183,9 +175,6 @@ func parseAddr(s string) (netip.Prefix, error) {
 	if err != nil || !p.IsValid() {
 		return p, fmt.Errorf("address %q is not any, an IPv4 or IPv6 address, or a prefix ADDR/LEN (without a %%zone)", s)
 	}
-	if err := checkPrefix(p); err != nil {
-		return p, err
-	}
 	return p.Masked(), nil
 }
 
@@ -195,7 +184,7 @@ func parseICMPType(protocol uint8, s string) (uint8, error) {
 	}
 	n, err := strconv.ParseUint(s, 10, 8)
 	if err != nil {
-		return 0, fmt.Errorf("type %q is not a number 0-255 nor a %s type name (e.g. echo-request)", s, protoName(protocol))
+		return 0, fmt.Errorf("type %q is neither a number 0-255 nor a known %s type name (e.g. echo-request)", s, protoName(protocol))
 	}
 	return uint8(n), nil
 }
