@@ -268,7 +268,7 @@ func TestACLLookupMatchesLinear(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hits := 0
+		var hits, hits6, typed int // matches; of IPv6 tuples; by a rule with an ICMP type
 		for range 20000 {
 			tu := randTuple(rng)
 			got, want := a.Lookup(&tu), a.LookupLinear(&tu)
@@ -277,10 +277,16 @@ func TestACLLookupMatchesLinear(t *testing.T) {
 			}
 			if want >= 0 {
 				hits++
+				if tu.IPv6 {
+					hits6++
+				}
+				if a.rules[want].MatchICMPType {
+					typed++
+				}
 			}
 		}
-		if n >= 64 && hits < 1000 {
-			t.Errorf("%d rules: only %d of 20000 tuples matched, the test is not exercising much", n, hits)
+		if n >= 64 && (hits < 1000 || hits6 < 300 || typed < 20) {
+			t.Errorf("%d rules: only %d of 20000 tuples matched (%d IPv6, %d by ICMP type), the test is not exercising much", n, hits, hits6, typed)
 		}
 	}
 }
