@@ -10,7 +10,22 @@ import (
 	"strings"
 )
 
-// Rule text, one rule a line, for configuration files:
+var protoNames = map[string]uint8{"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132, "udplite": 136}
+
+// icmpTypeNames are the message types nft knows by name (nft describe icmp_type / icmpv6_type), by protocol.
+var icmpTypeNames = map[uint8]map[string]uint8{
+	1: {"echo-reply": 0, "destination-unreachable": 3, "source-quench": 4, "redirect": 5, "echo-request": 8,
+		"router-advertisement": 9, "router-solicitation": 10, "time-exceeded": 11, "parameter-problem": 12,
+		"timestamp-request": 13, "timestamp-reply": 14},
+	58: {"destination-unreachable": 1, "packet-too-big": 2, "time-exceeded": 3, "parameter-problem": 4,
+		"echo-request": 128, "echo-reply": 129, "mld-listener-query": 130, "mld-listener-report": 131,
+		"mld-listener-done": 132, "nd-router-solicit": 133, "nd-router-advert": 134, "nd-neighbor-solicit": 135,
+		"nd-neighbor-advert": 136, "nd-redirect": 137, "mld2-listener-report": 143},
+}
+
+var reasonName = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
+
+// ParseRule reads one rule in the text form of configuration files (ParseRules reads one a line):
 //
 //	ACTION [PROTO [type TYPE]] [from ADDR [port PORTS]] [to ADDR [port PORTS]] [reason NAME]
 //
@@ -39,23 +54,6 @@ import (
 //
 // '#' starts a comment; blank lines are ignored. Rule.String prints this form, and it parses back to the
 // same rule.
-
-var protoNames = map[string]uint8{"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132, "udplite": 136}
-
-// icmpTypeNames are the message types nft knows by name (nft describe icmp_type / icmpv6_type), by protocol.
-var icmpTypeNames = map[uint8]map[string]uint8{
-	1: {"echo-reply": 0, "destination-unreachable": 3, "source-quench": 4, "redirect": 5, "echo-request": 8,
-		"router-advertisement": 9, "router-solicitation": 10, "time-exceeded": 11, "parameter-problem": 12,
-		"timestamp-request": 13, "timestamp-reply": 14},
-	58: {"destination-unreachable": 1, "packet-too-big": 2, "time-exceeded": 3, "parameter-problem": 4,
-		"echo-request": 128, "echo-reply": 129, "mld-listener-query": 130, "mld-listener-report": 131,
-		"mld-listener-done": 132, "nd-router-solicit": 133, "nd-router-advert": 134, "nd-neighbor-solicit": 135,
-		"nd-neighbor-advert": 136, "nd-redirect": 137, "mld2-listener-report": 143},
-}
-
-var reasonName = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
-
-// ParseRule reads one rule in the text form above.
 func ParseRule(s string) (Rule, error) {
 	var r Rule
 	f := strings.Fields(s)
