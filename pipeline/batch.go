@@ -99,7 +99,7 @@ type Handler interface {
 // Ticker is an optional Handler method, for handlers that hold or produce packets outside a received batch
 // (neighbour queues, timers, application sends). The driver calls Tick on every loop with an empty batch;
 // Tick returns the monotonic time in ns at which it next needs a Tick even without traffic, or 0 for none,
-// and the driver may sleep until then. A handler without Tick never wakes its driver by itself.
+// and the driver may sleep until then. A handler without Tick asks for no timed wake-up.
 type Ticker interface {
 	Tick(b *Batch) (wakeAt int64)
 }

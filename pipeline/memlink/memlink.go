@@ -184,8 +184,7 @@ func (l *Link) InjectBatch(port int, frames ...[]byte) error {
 }
 
 // Poll runs one idle driver loop: the handler's Tick (when it is a pipeline.Ticker) with an empty batch at the
-// current time, then places what it emitted.
-// It returns the handler's next deadline.
+// current time, then places what it emitted. It returns the handler's next deadline (0 without a Tick).
 func (l *Link) Poll() int64 {
 	b := &l.batch
 	b.Reset(l.now)
