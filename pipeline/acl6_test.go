@@ -50,6 +50,7 @@ func TestACLIPv6Frames(t *testing.T) {
 	dns, _ := DropReasonByName("test6_dns")
 	echo, _ := DropReasonByName("test6_echo")
 	badNet, _ := DropReasonByName("test6_bad_net")
+	tested := map[string]bool{}
 	for _, c := range []struct {
 		frame  string
 		want   Verdict
@@ -82,6 +83,7 @@ func TestACLIPv6Frames(t *testing.T) {
 		{"bad_first_frag_no_ports", Drop, DropTruncated}, // RFC 7112 §5
 		{"bad_version_4", Drop, DropIPVersion},
 	} {
+		tested[c.frame] = true
 		f := ipv6Frame(t, c.frame)
 		v, r := decide(a, f)
 		if v != c.want || v == Drop && r != c.reason {
@@ -98,8 +100,10 @@ func TestACLIPv6Frames(t *testing.T) {
 			t.Errorf("%s with L3 set: %v %v, without: %v %v", c.frame, v2, r2, v, r)
 		}
 	}
-	if len(ipv6Frames) != 26 {
-		t.Errorf("%d frames in ipv6_frames_test.go, %d tested: add the new ones to the table", len(ipv6Frames), 26)
+	for name := range ipv6Frames {
+		if !tested[name] {
+			t.Errorf("frame %s of ipv6_frames_test.go is not in the table", name)
+		}
 	}
 	// IPv4 beside it: only the IPv4 rule and the family-less ones apply.
 	for _, c := range []struct {
