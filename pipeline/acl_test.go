@@ -104,6 +104,14 @@ func TestACLRuleTextRoundTrip(t *testing.T) {
 		"drop 47 to 198.18.0.0/15",
 		"drop from 198.18.9.0/24 reason test_blocked_net",
 		"drop sctp from any port 9",
+		"accept tcp to 2001:2:0:1::10 port 22",
+		"drop udp from 2001:2::/48 port 1-1023 to 2001:2:0:1::/64 port 53",
+		"drop from ::/0",
+		"drop to 0.0.0.0/0",
+		"accept icmpv6 type nd-neighbor-solicit",
+		"drop icmpv6 type 200 from 2001:2:0:9::/64 reason test_bad_icmpv6",
+		"accept icmp type echo-reply",
+		"drop icmp type 42",
 	} {
 		r, err := ParseRule(s)
 		if err != nil {
@@ -122,20 +130,30 @@ func TestACLRuleTextRoundTrip(t *testing.T) {
 
 func TestACLRuleTextErrors(t *testing.T) {
 	for s, want := range map[string]string{
-		"":                               "empty rule",
-		"permit tcp":                     "accept or drop",
-		"drop gre":                       "unknown protocol",
-		"drop 0":                         "unknown protocol",
-		"drop icmp to any port 5":        "has none",
-		"drop from":                      "needs a value",
-		"drop from 2001:db8::/32":        "not any, an IPv4",
-		"drop to 198.18.0.0/24 port 9-1": "ports",
-		"drop to any port 70000":         "ports",
-		"drop from any from any":         "given twice",
-		"accept reason filtered":         "accept rule",
-		"drop reason Bad-Name":           "snake_case",
-		"drop tcp via eth0":              "unexpected",
-		"drop to any port":               "needs a value",
+		"":                                  "empty rule",
+		"permit tcp":                        "accept or drop",
+		"drop gre":                          "unknown protocol",
+		"drop 0":                            "unknown protocol",
+		"drop icmp to any port 5":           "has no ports",
+		"drop from":                         "needs a value",
+		"drop from 2001:db8::/33x":          "not any, an IPv4 or IPv6",
+		"drop from fe80::1%eth0":            "zone",
+		"drop from ::ffff:198.18.0.1":       "write the IPv4 prefix 198.18.0.1/32",
+		"drop from 198.18.0.1 to 2001:2::1": "different families",
+		"drop icmp from 2001:2::/48":        "with IPv6 addresses use icmpv6",
+		"drop icmpv6 to 198.18.0.0/15":      "with IPv4 addresses use icmp",
+		"drop udp type 3":                   "type given without protocol icmp",
+		"drop type 3":                       "type given without protocol icmp",
+		"drop icmpv6 type nd-bogus":         "neither a number 0-255 nor a known icmpv6 type name",
+		"drop icmp type 256":                "neither a number",
+		"drop icmpv6 type 1 type 2":         "given twice",
+		"drop to 198.18.0.0/24 port 9-1":    "ports",
+		"drop to any port 70000":            "ports",
+		"drop from any from any":            "given twice",
+		"accept reason filtered":            "accept rule",
+		"drop reason Bad-Name":              "snake_case",
+		"drop tcp via eth0":                 "unexpected",
+		"drop to any port":                  "needs a value",
 	} {
 		_, err := ParseRule(s)
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -146,27 +164,48 @@ func TestACLRuleTextErrors(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "rules line 4:") {
 		t.Errorf("line number: %v", err)
 	}
-	if _, err := NewACL([]Rule{{Src: netip.MustParsePrefix("2001:db8::/32")}}); err == nil {
-		t.Error("IPv6 rule compiled")
+	for _, r := range []Rule{
+		{Src: netip.MustParsePrefix("2001:2::/48"), Dst: netip.MustParsePrefix("198.18.0.0/15")},
+		{Src: netip.MustParsePrefix("::ffff:198.18.0.0/112")},
+		{Src: netip.MustParsePrefix("2001:2::/48"), Protocol: 1},
+		{Dst: netip.MustParsePrefix("198.18.0.0/15"), Protocol: 58},
+		{Protocol: 17, MatchICMPType: true},
+	} {
+		if _, err := NewACL([]Rule{r}); err == nil {
+			t.Errorf("%+v compiled", r)
+		}
 	}
 	if _, err := NewACL([]Rule{{Protocol: 1, DstPorts: PortRange{1, 2}}}); err == nil {
 		t.Error("ports on icmp compiled")
 	}
 }
 
-// randomRules draws rules over a small address and port space so that they overlap a lot.
+// randomRules draws rules over a small address, port and type space, both families, so that they overlap a
+// lot.
 func randomRules(rng *rand.Rand, n int) []Rule {
 	rules := make([]Rule, n)
 	for i := range rules {
 		r := &rules[i]
+		v6 := rng.IntN(2) == 0
 		if rng.IntN(4) != 0 {
-			r.Src = randPrefix(rng)
+			r.Src = randPrefix(rng, v6)
 		}
 		if rng.IntN(4) != 0 {
-			r.Dst = randPrefix(rng)
+			r.Dst = randPrefix(rng, v6)
 		}
-		r.Protocol = []uint8{0, 6, 17, 1, 132}[rng.IntN(5)]
-		if r.Protocol != 1 {
+		r.Protocol = []uint8{0, 6, 17, 1, 58, 132}[rng.IntN(6)]
+		switch v4, v6 := r.family(); {
+		case r.Protocol == 1 && !v4:
+			r.Protocol = 58
+		case r.Protocol == 58 && !v6:
+			r.Protocol = 1
+		}
+		switch {
+		case isICMP[r.Protocol]:
+			if rng.IntN(2) == 0 {
+				r.ICMPType, r.MatchICMPType = randICMPType(rng), true
+			}
+		case r.Protocol != 1:
 			if rng.IntN(2) == 0 {
 				r.SrcPorts = randPorts(rng)
 			}
@@ -179,7 +218,13 @@ func randomRules(rng *rand.Rand, n int) []Rule {
 	return rules
 }
 
-func randPrefix(rng *rand.Rand) netip.Prefix {
+// randPrefix draws from 198.18.0.0/22 or 2001:2::/48 (varying bits 32-47 and 112-127, so that prefixes cut
+// both halves of the 128-bit key).
+func randPrefix(rng *rand.Rand, v6 bool) netip.Prefix {
+	if v6 {
+		a := [16]byte{0x20, 0x01, 0, 2, byte(rng.IntN(2)), byte(rng.IntN(3)), 14: byte(rng.IntN(3)), 15: byte(rng.IntN(256))}
+		return netip.PrefixFrom(netip.AddrFrom16(a), []int{0, 32, 40, 47, 48, 64, 112, 120, 126, 128}[rng.IntN(10)]).Masked()
+	}
 	a := [4]byte{198, 18, byte(rng.IntN(4)), byte(rng.IntN(256))}
 	return netip.PrefixFrom(netip.AddrFrom4(a), 14+rng.IntN(19)).Masked()
 }
@@ -189,17 +234,29 @@ func randPorts(rng *rand.Rand) PortRange {
 	return PortRange{lo, lo + uint16(rng.IntN(50))}
 }
 
+// randICMPType draws the types near the port numbers randPorts draws too, so that a mix-up of the two shows.
+func randICMPType(rng *rand.Rand) uint8 { return []uint8{0, 1, 3, 8, 53, 128, 135}[rng.IntN(7)] }
+
 func randTuple(rng *rand.Rand) FiveTuple {
 	t := FiveTuple{
-		Src:      [4]byte{198, 18 + byte(rng.IntN(2)), byte(rng.IntN(4)), byte(rng.IntN(256))},
-		Dst:      [4]byte{198, 18, byte(rng.IntN(5)), byte(rng.IntN(256))},
-		Protocol: []uint8{6, 17, 1, 132, 47}[rng.IntN(5)],
+		IPv6:     rng.IntN(2) == 0,
+		Protocol: []uint8{6, 17, 1, 58, 132, 47}[rng.IntN(6)],
 		SrcPort:  uint16(rng.IntN(160)),
 		DstPort:  uint16(rng.IntN(160)),
+	}
+	if t.IPv6 {
+		t.Src = [16]byte{0x20, 0x01, 0, 2, byte(rng.IntN(2)), byte(rng.IntN(4)), 14: byte(rng.IntN(3)), 15: byte(rng.IntN(256))}
+		t.Dst = [16]byte{0x20, 0x01, 0, 2 + byte(rng.IntN(2)), byte(rng.IntN(2)), byte(rng.IntN(3)), 14: byte(rng.IntN(4)), 15: byte(rng.IntN(256))}
+	} else {
+		t.Src = [16]byte{198, 18 + byte(rng.IntN(2)), byte(rng.IntN(4)), byte(rng.IntN(256))}
+		t.Dst = [16]byte{198, 18, byte(rng.IntN(5)), byte(rng.IntN(256))}
 	}
 	t.HasPorts = hasPorts[t.Protocol] && rng.IntN(8) != 0
 	if !t.HasPorts {
 		t.SrcPort, t.DstPort = 0, 0
+	}
+	if isICMP[t.Protocol] && rng.IntN(8) != 0 {
+		t.HasICMPType, t.ICMPType = true, randICMPType(rng)
 	}
 	return t
 }
@@ -211,7 +268,7 @@ func TestACLLookupMatchesLinear(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hits := 0
+		var hits, hits6, typed int // matches; of IPv6 tuples; by a rule with an ICMP type
 		for range 20000 {
 			tu := randTuple(rng)
 			got, want := a.Lookup(&tu), a.LookupLinear(&tu)
@@ -220,10 +277,16 @@ func TestACLLookupMatchesLinear(t *testing.T) {
 			}
 			if want >= 0 {
 				hits++
+				if tu.IPv6 {
+					hits6++
+				}
+				if a.rules[want].MatchICMPType {
+					typed++
+				}
 			}
 		}
-		if n >= 64 && hits < 1000 {
-			t.Errorf("%d rules: only %d of 20000 tuples matched, the test is not exercising much", n, hits)
+		if n >= 64 && (hits < 1000 || hits6 < 300 || typed < 20) {
+			t.Errorf("%d rules: only %d of 20000 tuples matched (%d IPv6, %d by ICMP type), the test is not exercising much", n, hits, hits6, typed)
 		}
 	}
 }
@@ -232,6 +295,8 @@ func TestACLLookupMatchesLinear(t *testing.T) {
 func FuzzACL(f *testing.F) {
 	f.Add([]byte("\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18"))
 	f.Add(make([]byte, 200))
+	f.Add([]byte("\x80\x00\x01\x02\x03\x04\x03\x05\x01\x42\x02\x80\x01\x00\xff\x07\xd3\x80\x02\x01\x41\x09\x11\x00\x05"))
+	protos := []uint8{0, 1, 6, 17, 58, 132}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		next := func() byte {
 			if len(data) == 0 {
@@ -241,33 +306,63 @@ func FuzzACL(f *testing.F) {
 			data = data[1:]
 			return b
 		}
+		// Addresses vary in a few bits on both sides of the 64-bit halves of an IPv6 key.
+		addr := func(v6 bool) netip.Addr {
+			if v6 {
+				return netip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 7: next() & 3, 8: next() & 0x80, 15: next()})
+			}
+			return netip.AddrFrom4([4]byte{198, 18, next() & 3, next()})
+		}
 		var tu FiveTuple
-		tu.Src = [4]byte{198, 18, next() & 3, next()}
-		tu.Dst = [4]byte{198, 18, next() & 3, next()}
-		tu.Protocol = []uint8{0, 1, 6, 17, 132}[next()%5]
+		tu.IPv6 = next()&1 != 0
+		if tu.IPv6 {
+			tu.Src, tu.Dst = addr(true).As16(), addr(true).As16()
+		} else {
+			*(*[4]byte)(tu.Src[:4]), *(*[4]byte)(tu.Dst[:4]) = addr(false).As4(), addr(false).As4()
+		}
+		tu.Protocol = protos[next()%6]
 		tu.HasPorts = hasPorts[tu.Protocol] && next()&1 == 0
 		if tu.HasPorts {
 			tu.SrcPort, tu.DstPort = uint16(next()), uint16(next())
 		}
+		if isICMP[tu.Protocol] && next()&1 == 0 {
+			tu.HasICMPType, tu.ICMPType = true, next()
+		}
 		var rules []Rule
 		for len(data) >= 8 && len(rules) < 300 {
 			var r Rule
-			flags := next()
+			flags, more := next(), next()
+			v6 := more&1 != 0
 			if flags&1 != 0 {
-				r.Src = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, next() & 3, next()}), 14+int(next())%19).Masked()
+				bitsMax := 33
+				if v6 {
+					bitsMax = 129
+				}
+				r.Src = netip.PrefixFrom(addr(v6), int(next())%bitsMax).Masked()
 			}
 			if flags&2 != 0 {
-				r.Dst = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, next() & 3, next()}), 14+int(next())%19).Masked()
+				r.Dst = netip.PrefixFrom(addr(v6), int(next())%129).Masked()
+				if !v6 {
+					r.Dst = netip.PrefixFrom(r.Dst.Addr(), r.Dst.Bits()%33).Masked()
+				}
 			}
-			r.Protocol = []uint8{0, 1, 6, 17, 132}[int(flags>>2)%5]
-			if r.Protocol != 1 && flags&0x20 != 0 {
+			r.Protocol = protos[int(flags>>2)%6]
+			if r.Protocol == 1 && v6 && (r.Src.IsValid() || r.Dst.IsValid()) {
+				r.Protocol = 58
+			} else if r.Protocol == 58 && !v6 && (r.Src.IsValid() || r.Dst.IsValid()) {
+				r.Protocol = 1
+			}
+			if isICMP[r.Protocol] && more&2 != 0 {
+				r.ICMPType, r.MatchICMPType = next(), true
+			}
+			if !isICMP[r.Protocol] && flags&0x20 != 0 {
 				lo := uint16(next())
 				r.DstPorts = PortRange{lo, lo + uint16(next()&31)}
 				if r.DstPorts.Any() {
 					r.DstPorts = PortRange{1, 1}
 				}
 			}
-			if r.Protocol != 1 && flags&0x40 != 0 {
+			if !isICMP[r.Protocol] && flags&0x40 != 0 {
 				lo := uint16(next()) | 1
 				r.SrcPorts = PortRange{lo, lo}
 			}
@@ -297,11 +392,21 @@ func bigACL(tb testing.TB, n int) (*ACL, []FiveTuple) {
 	return a, tus
 }
 
+// aclFrames are the frames of the ACL's allocation test and benchmark: IPv4, and IPv6 with and without
+// extension headers, fragments and ICMPv6.
+func aclFrames(tb testing.TB) [][]byte {
+	frames := testFrames()
+	for _, n := range []string{"udp_dns", "tcp_ssh_hbh_dstopt", "tcp_telnet_rh0", "echo_from_bad", "frag_first_dns", "frag_second_dns"} {
+		frames = append(frames, ipv6Frame(tb, n))
+	}
+	return frames
+}
+
 func TestACLNoAllocs(t *testing.T) {
 	a, _ := bigACL(t, 1000)
 	var b Batch
 	var sel []uint16
-	frames := testFrames()
+	frames := aclFrames(t)
 	for i := range 64 {
 		f := frames[i%len(frames)]
 		buf := make([]byte, 2048)
@@ -348,7 +453,7 @@ func BenchmarkACLProcess1000(b *testing.B) {
 	a, _ := bigACL(b, 1000)
 	var bt Batch
 	var sel []uint16
-	frames := testFrames()
+	frames := aclFrames(b)
 	for i := range 64 {
 		f := frames[i%len(frames)]
 		buf := make([]byte, 2048)

@@ -10,31 +10,50 @@ import (
 	"strings"
 )
 
-// Rule text, one rule a line, for configuration files:
+var protoNames = map[string]uint8{"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132, "udplite": 136}
+
+// icmpTypeNames are the message types nft knows by name (nft describe icmp_type / icmpv6_type), by protocol.
+var icmpTypeNames = map[uint8]map[string]uint8{
+	1: {"echo-reply": 0, "destination-unreachable": 3, "source-quench": 4, "redirect": 5, "echo-request": 8,
+		"router-advertisement": 9, "router-solicitation": 10, "time-exceeded": 11, "parameter-problem": 12,
+		"timestamp-request": 13, "timestamp-reply": 14},
+	58: {"destination-unreachable": 1, "packet-too-big": 2, "time-exceeded": 3, "parameter-problem": 4,
+		"echo-request": 128, "echo-reply": 129, "mld-listener-query": 130, "mld-listener-report": 131,
+		"mld-listener-done": 132, "nd-router-solicit": 133, "nd-router-advert": 134, "nd-neighbor-solicit": 135,
+		"nd-neighbor-advert": 136, "nd-redirect": 137, "mld2-listener-report": 143},
+}
+
+var reasonName = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
+
+// ParseRule reads one rule in the text form of configuration files (ParseRules reads one a line):
 //
-//	ACTION [PROTO] [from ADDR [port PORTS]] [to ADDR [port PORTS]] [reason NAME]
+//	ACTION [PROTO [type TYPE]] [from ADDR [port PORTS]] [to ADDR [port PORTS]] [reason NAME]
 //
 //	ACTION  accept | drop
-//	PROTO   any | tcp | udp | icmp | sctp | udplite | a protocol number 1-255   (default any)
-//	ADDR    any | 198.18.0.0/24 | 198.18.0.1                                     (default any)
-//	PORTS   any | 53 | 1024-65535                                                 (default any)
+//	PROTO   any | tcp | udp | icmp | icmpv6 | sctp | udplite | a protocol number 1-255   (default any)
+//	TYPE    an ICMP (icmp) or ICMPv6 (icmpv6) message type: 0-255 or a name as nft spells it
+//	        (echo-request, echo-reply, destination-unreachable, time-exceeded, parameter-problem,
+//	        packet-too-big, nd-neighbor-solicit, ...)
+//	ADDR    any | 198.18.0.0/24 | 198.18.0.1 | 2001:2::/48 | 2001:2::1                 (default any)
+//	PORTS   any | 53 | 1024-65535                                                      (default any)
 //	NAME    a snake_case drop reason; unknown names are registered (default filtered)
+//
+// A rule matches both IPv4 and IPv6 unless an address makes it one family's: "from 2001:2::/48" matches
+// only IPv6, "to 0.0.0.0/0" only IPv4, "from ::/0" every IPv6 packet. For IPv6 the protocol is the
+// upper layer found after the extension headers. icmp is IPv4's ICMP (1) and icmpv6 IPv6's (58).
 //
 // Examples:
 //
 //	drop udp from 198.18.0.0/24 to any port 53
 //	accept tcp to 198.18.1.10 port 22
+//	accept tcp to 2001:2:0:1::10 port 22
+//	accept icmpv6 type nd-neighbor-solicit
+//	drop icmpv6 type echo-request from 2001:2:0:9::/64
 //	drop from 198.18.9.0/24 reason blocked_net
-//	drop                                     # everything else
+//	drop                                     # everything else, IPv4 and IPv6
 //
 // '#' starts a comment; blank lines are ignored. Rule.String prints this form, and it parses back to the
 // same rule.
-
-var protoNames = map[string]uint8{"tcp": 6, "udp": 17, "icmp": 1, "sctp": 132, "udplite": 136}
-
-var reasonName = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
-
-// ParseRule reads one rule in the text form above.
 func ParseRule(s string) (Rule, error) {
 	var r Rule
 	f := strings.Fields(s)
@@ -50,7 +69,7 @@ func ParseRule(s string) (Rule, error) {
 		return r, fmt.Errorf("rule must start with accept or drop, not %q", f[0])
 	}
 	f = f[1:]
-	if len(f) > 0 && f[0] != "from" && f[0] != "to" && f[0] != "reason" {
+	if len(f) > 0 && f[0] != "from" && f[0] != "to" && f[0] != "reason" && f[0] != "type" {
 		p, err := parseProto(f[0])
 		if err != nil {
 			return r, err
@@ -90,6 +109,16 @@ func ParseRule(s string) (Rule, error) {
 			} else {
 				r.Dst, r.DstPorts = p, ports
 			}
+		case "type":
+			if !isICMP[r.Protocol] {
+				return r, fmt.Errorf("type given without protocol icmp or icmpv6")
+			}
+			t, err := parseICMPType(r.Protocol, f[1])
+			if err != nil {
+				return r, err
+			}
+			r.ICMPType, r.MatchICMPType = t, true
+			f = f[2:]
 		case "reason":
 			if !reasonName.MatchString(f[1]) {
 				return r, fmt.Errorf("reason %q is not a snake_case name", f[1])
@@ -104,11 +133,11 @@ func ParseRule(s string) (Rule, error) {
 			r.Reason = dr
 			f = f[2:]
 		default:
-			return r, fmt.Errorf("unexpected %q (want from, to or reason)", kw)
+			return r, fmt.Errorf("unexpected %q (want type, from, to or reason)", kw)
 		}
 	}
-	if (!r.SrcPorts.Any() || !r.DstPorts.Any()) && r.Protocol != 0 && !hasPorts[r.Protocol] {
-		return r, fmt.Errorf("ports given for protocol %d, which has none (use tcp, udp, sctp or udplite)", r.Protocol)
+	if err := r.validate(); err != nil {
+		return r, err
 	}
 	return r, nil
 }
@@ -122,7 +151,7 @@ func parseProto(s string) (uint8, error) {
 	}
 	n, err := strconv.ParseUint(s, 10, 8)
 	if err != nil || n == 0 {
-		return 0, fmt.Errorf("unknown protocol %q (want any, tcp, udp, icmp, sctp, udplite or a number 1-255)", s)
+		return 0, fmt.Errorf("unknown protocol %q (want any, tcp, udp, icmp, icmpv6, sctp, udplite or a number 1-255)", s)
 	}
 	return uint8(n), nil
 }
@@ -137,14 +166,34 @@ func parseAddr(s string) (netip.Prefix, error) {
 		p, err = netip.ParsePrefix(s)
 	} else {
 		var a netip.Addr
-		if a, err = netip.ParseAddr(s); err == nil {
+		if a, err = netip.ParseAddr(s); err == nil && a.Zone() == "" {
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
 	}
-	if err != nil || !p.Addr().Is4() {
-		return p, fmt.Errorf("address %q is not any, an IPv4 address or an IPv4 prefix", s)
+	if err != nil || !p.IsValid() {
+		return p, fmt.Errorf("address %q is not any, an IPv4 or IPv6 address, or a prefix ADDR/LEN (without a %%zone)", s)
 	}
 	return p.Masked(), nil
+}
+
+func parseICMPType(protocol uint8, s string) (uint8, error) {
+	if t, ok := icmpTypeNames[protocol][s]; ok {
+		return t, nil
+	}
+	n, err := strconv.ParseUint(s, 10, 8)
+	if err != nil {
+		return 0, fmt.Errorf("type %q is neither a number 0-255 nor a known %s type name (e.g. echo-request)", s, protoName(protocol))
+	}
+	return uint8(n), nil
+}
+
+func protoName(p uint8) string {
+	for n, v := range protoNames {
+		if v == p {
+			return n
+		}
+	}
+	return strconv.Itoa(int(p))
 }
 
 func parsePorts(s string) (PortRange, error) {
@@ -189,14 +238,16 @@ func (r Rule) String() string {
 	var b strings.Builder
 	b.WriteString(r.Action.String())
 	if r.Protocol != 0 {
-		b.WriteByte(' ')
-		name := strconv.Itoa(int(r.Protocol))
-		for n, p := range protoNames {
-			if p == r.Protocol {
+		b.WriteString(" " + protoName(r.Protocol))
+	}
+	if r.MatchICMPType {
+		name := strconv.Itoa(int(r.ICMPType))
+		for n, t := range icmpTypeNames[r.Protocol] {
+			if t == r.ICMPType {
 				name = n
 			}
 		}
-		b.WriteString(name)
+		b.WriteString(" type " + name)
 	}
 	side := func(kw string, p netip.Prefix, ports PortRange) {
 		if !p.IsValid() && ports.Any() {

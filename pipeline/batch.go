@@ -63,7 +63,7 @@ func (b *Batch) Alloc() (*Packet, bool) {
 	return p, true
 }
 
-// Waker wakes a driver that sleeps waiting for traffic, so that Handler.Tick runs soon. Safe from any goroutine.
+// Waker wakes a driver that sleeps waiting for traffic, so that Ticker.Tick runs soon. Safe from any goroutine.
 type Waker interface{ Wake() }
 
 // PortInfo describes one port (an interface) of the driver.
@@ -89,18 +89,32 @@ type QueueInfo struct {
 	Waker  Waker
 }
 
-// Handler is the per-queue logic a driver runs. Both methods run on the driver's goroutine.
+// Handler is the per-queue logic a driver runs, on the driver's goroutine. A stateless handler (a bridge, a
+// MAC rewriter) has only Process; one that holds packets or keeps timers also implements Ticker.
 type Handler interface {
 	// Process gives every packet of a received batch a verdict. It may append generated packets.
 	Process(b *Batch)
-	// Tick is called on every driver loop with an empty batch, to emit packets the handler holds or
-	// produces (neighbour queues, timers, application sends). It returns the monotonic time in ns at which
-	// it next needs a Tick even without traffic, or 0 for none; the driver may sleep until then.
+}
+
+// Ticker is an optional Handler method, for handlers that hold or produce packets outside a received batch
+// (neighbour queues, timers, application sends). The driver calls Tick on every loop with an empty batch;
+// Tick returns the monotonic time in ns at which it next needs a Tick even without traffic, or 0 for none,
+// and the driver may sleep until then. A handler without Tick asks for no timed wake-up.
+type Ticker interface {
 	Tick(b *Batch) (wakeAt int64)
 }
 
+// Tick is what a driver calls on each loop: h's Tick when h is a Ticker, otherwise nothing (deadline 0). It
+// does not allocate.
+func Tick(h Handler, b *Batch) (wakeAt int64) {
+	if t, ok := h.(Ticker); ok {
+		return t.Tick(b)
+	}
+	return 0
+}
+
 // Drainer is an optional Handler method: at driver shutdown, after RX has stopped, the driver calls Drain
-// with an empty batch so the handler can emit or drop the packets it holds; they are placed like Tick's.
+// with an empty batch so the handler can emit or drop the packets it holds; they are placed like Ticker.Tick's.
 // Without it, frames a handler holds at shutdown are reported as leaked by the driver's accounting.
 type Drainer interface {
 	Drain(b *Batch)

@@ -52,6 +52,7 @@ const (
 	DropTapOverflow                   // a tap copy could not be queued (the packet itself goes on)
 	DropShutdown                      // held by a handler (e.g. waiting for ARP) when its driver stopped
 	DropLinkDown                      // the egress link is down or gone (deleted), or the frame was on the rings of a deleted link
+	DropIPv6ExtChain                  // an IPv6 extension header chain a filter could not walk (proto's IPv6.UpperLayer refused it)
 	numBuiltinDropReasons
 )
 
@@ -65,7 +66,7 @@ var (
 		"fragment_failed", "neighbour_failed", "neighbour_queue_full", "arp_malformed", "arp_not_for_us",
 		"icmp_malformed", "icmp_rate_limited", "unknown_protocol", "udp_malformed", "udp_no_socket",
 		"socket_queue_full", "tcp_malformed", "tcp_no_socket", "filtered", "tap_overflow", "shutdown",
-		"link_down",
+		"link_down", "ipv6_ext_chain",
 	}
 )
 

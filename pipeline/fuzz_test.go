@@ -58,6 +58,8 @@ drop udp to any port 53
 accept tcp from 198.18.0.0/24 to 198.18.1.0/24 port 22
 drop tcp to any port 1-1023
 drop 47
+drop udp from 2001:2::/48 to any port 5353
+drop icmpv6 type echo-request
 `))
 	if err != nil {
 		tb.Fatal(err)
@@ -104,6 +106,23 @@ func udpFrame(src, dst string, sport, dport uint16) []byte {
 	return f
 }
 
+// udp6Frame is Ethernet + IPv6 + a Destination Options header (PadN) + UDP.
+func udp6Frame(src, dst string, sport, dport uint16) []byte {
+	f := make([]byte, 14+40+8+8)
+	copy(f, []byte{2, 0, 0, 0, 0, 0xb, 2, 0, 0, 0, 0, 0xa, 0x86, 0xdd})
+	ip := f[14:]
+	ip[0], ip[6], ip[7] = 0x60, 60, 64
+	binary.BigEndian.PutUint16(ip[4:], 16)
+	s, d := netip.MustParseAddr(src).As16(), netip.MustParseAddr(dst).As16()
+	copy(ip[8:], s[:])
+	copy(ip[24:], d[:])
+	ip[40], ip[41], ip[42], ip[43] = 17, 0, 1, 4 // next UDP, 8 bytes, PadN of 4
+	binary.BigEndian.PutUint16(ip[48:], sport)
+	binary.BigEndian.PutUint16(ip[50:], dport)
+	binary.BigEndian.PutUint16(ip[52:], 8)
+	return f
+}
+
 // FuzzPipeline runs arbitrary frames through memlink, the hooks, the tap and the ACL: nothing may panic, and
 // every frame is accounted for (outstanding frames are exactly the ones the handler holds).
 func FuzzPipeline(f *testing.F) {
@@ -117,6 +136,8 @@ func FuzzPipeline(f *testing.F) {
 	f.Add(held, uint8(7))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 8, 6, 0, 1, 8, 0, 6, 4, 0, 1}, uint8(1))
 	f.Add([]byte{}, uint8(0))
+	f.Add(udp6Frame("2001:2::1", "2001:2:0:1::1", 1000, 5353), uint8(2))
+	f.Add(udp6Frame("2001:2::1", "2001:2:0:1::1", 1000, 53), uint8(1))
 	f.Fuzz(func(t *testing.T, frame []byte, copies uint8) {
 		if len(frame) > memlink.DefaultFrameSize-memlink.DefaultHeadroom {
 			frame = frame[:memlink.DefaultFrameSize-memlink.DefaultHeadroom]
@@ -205,19 +226,21 @@ func TestBridgeThroughMemlink(t *testing.T) {
 		udpFrame("198.18.0.1", "198.18.1.1", 1000, 53),
 		udpFrame("198.18.0.1", "198.18.1.1", 1000, 5353),
 		[]byte{1, 2, 3},
+		udp6Frame("2001:2::1", "2001:2:0:1::1", 1000, 5353),
+		udp6Frame("2001:2::1", "2001:2:0:1::1", 1000, 5354),
 	); err != nil {
 		t.Fatal(err)
 	}
-	if got := len(l.Sent(1)); got != 1 {
-		t.Errorf("sent %d to port 1, want 1 (the non-DNS UDP)", got)
+	if got := len(l.Sent(1)); got != 2 {
+		t.Errorf("sent %d to port 1, want 2 (the UDP to ports other than 53, and IPv6 UDP to 5354)", got)
 	}
-	if l.Dropped(pipeline.DropFiltered) != 1 || l.Dropped(pipeline.DropTruncated) != 1 {
+	if l.Dropped(pipeline.DropFiltered) != 2 || l.Dropped(pipeline.DropTruncated) != 1 {
 		t.Errorf("drops %v", l.DropSummary())
 	}
 	if err := l.CheckAccounting(len(br.held)); err != nil {
 		t.Error(err)
 	}
-	if tap.Captured()+tap.Dropped() != 3 {
+	if tap.Captured()+tap.Dropped() != 5 {
 		t.Errorf("tap saw %d", tap.Captured()+tap.Dropped())
 	}
 }

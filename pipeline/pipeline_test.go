@@ -313,3 +313,26 @@ func TestRegisterDropReason(t *testing.T) {
 		t.Error("a failed registration added a reason")
 	}
 }
+
+type processOnly struct{ n int }
+
+func (h *processOnly) Process(*Batch) { h.n++ }
+
+type ticking struct{ processOnly }
+
+func (*ticking) Tick(b *Batch) int64 { return b.Now + 5 }
+
+// TestTickOptional: Tick runs a Ticker's Tick and gives a handler without one no deadline, without allocating.
+func TestTickOptional(t *testing.T) {
+	b := &Batch{Now: 100}
+	var plain, timed Handler = &processOnly{}, &ticking{}
+	if w := Tick(plain, b); w != 0 {
+		t.Errorf("Tick(process-only handler) = %d, want 0", w)
+	}
+	if w := Tick(timed, b); w != 105 {
+		t.Errorf("Tick(Ticker) = %d, want 105", w)
+	}
+	if n := testing.AllocsPerRun(100, func() { Tick(plain, b); Tick(timed, b) }); n != 0 {
+		t.Errorf("Tick allocates %v times", n)
+	}
+}

@@ -388,7 +388,7 @@ func (q *queue) trySleep(t int64, limit time.Duration) {
 	q.sleeping.Store(true)
 	b := &q.batch
 	b.Reset(t)
-	q.wakeAt = q.handler.Tick(b)
+	q.wakeAt = pipeline.Tick(q.handler, b)
 	if b.N > 0 {
 		q.place()
 		q.flushTX()

@@ -148,7 +148,7 @@ func (q *queue) step(t int64) int {
 	}
 	b := &q.batch
 	b.Reset(t)
-	q.wakeAt = q.handler.Tick(b)
+	q.wakeAt = pipeline.Tick(q.handler, b)
 	work += b.N
 	q.place()
 	q.flushTX()

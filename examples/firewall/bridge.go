@@ -5,7 +5,7 @@ import "github.com/xdpnet/xdpnet/pipeline"
 // bridge is the per-queue handler: every frame received on one port goes out of the other, after the
 // PreRouting stages (the optional pcap tap) and the Forward stages (the ACL). What a stage decides (a drop)
 // stays decided; the rest is sent, with any checksum a veth peer left partial completed. It never holds a
-// frame.
+// frame, so it has no Tick.
 type bridge struct {
 	hooks   *pipeline.Hooks
 	partial [2]bool // by port: PortInfo.PartialChecksums
@@ -40,6 +40,3 @@ func (br *bridge) Process(b *pipeline.Batch) {
 		p.Send(1 - p.InPort) // ports are 0 (-in) and 1 (-out)
 	}
 }
-
-// Tick has nothing to emit: a bridge keeps no state.
-func (br *bridge) Tick(*pipeline.Batch) int64 { return 0 }

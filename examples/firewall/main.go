@@ -1,14 +1,22 @@
-// Command firewall filters IPv4 traffic between two interfaces with an ACL, in user space on AF_XDP.
+// Command firewall filters IPv4 and IPv6 traffic between two interfaces with an ACL, in user space on AF_XDP.
 //
 //	firewall -in veth0 -out veth1 -rules rules.txt [-pcap tap.pcap]
 //
 // Every frame received on one interface is sent out of the other, unless the first ACL rule it matches says
-// drop. Frames that are not IPv4 (ARP, IPv6) are bridged unfiltered; IPv4 that cannot be parsed is dropped.
-// The rules file has one rule a line, as pipeline.ParseRule documents:
+// drop. Frames that are not IP (ARP) are bridged unfiltered; IP that cannot be parsed (a truncated header, an
+// IPv6 extension header chain that cannot be walked) is dropped with its reason. The rules file has one rule
+// a line, as pipeline.ParseRule documents; an address makes a rule IPv4's or IPv6's, a rule without one
+// matches both:
 //
 //	accept udp from 198.18.0.53 to any port 53
+//	accept udp from 2001:2::53 to any port 53
 //	drop udp to any port 53 reason dns_blocked
 //	drop tcp to 198.18.1.0/24 port 1-1023
+//	drop tcp to 2001:2:0:1::/64 port 1-1023
+//	drop icmpv6 type echo-request from 2001:2:0:9::/64
+//
+// For IPv6 the protocol and ports are those after the extension headers. Keep ICMPv6's neighbour discovery
+// (nd-neighbor-solicit, nd-neighbor-advert) flowing, or the two sides cannot resolve each other.
 //
 // It shows how a program embeds the pipeline: build Hooks, register stages, hand the poller a NewHandler.
 // It needs root (or CAP_NET_ADMIN, CAP_BPF and CAP_NET_RAW). Stop it with Ctrl-C; it prints the drop counters.
@@ -36,7 +44,7 @@ func main() {
 	every := flag.Duration("stats", 0, "log the counters at this interval (0: only at exit)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: firewall -in IF -out IF -rules FILE [-pcap FILE]\n\n"+
-			"Bridges IF<->IF and drops the IPv4 packets the rules drop.\n\n")
+			"Bridges IF<->IF and drops the IPv4 and IPv6 packets the rules drop.\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()

@@ -30,7 +30,8 @@ import (
 // dropWrongPort counts frames that arrived on -out, which this one-way forwarder does not forward.
 var dropWrongPort = pipeline.RegisterDropReason("l2fwd_from_out")
 
-// forwarder is the handler of one queue: port 0 is -in, port 1 is -out.
+// forwarder is the handler of one queue: port 0 is -in, port 1 is -out. It holds no frame and has no timer,
+// so it has no Tick (pipeline.Ticker is optional).
 type forwarder struct {
 	dst, src proto.MAC
 	// partial: -in is a veth, whose peer leaves TCP and UDP checksums partial by default; they are
@@ -58,8 +59,6 @@ func (f *forwarder) Process(b *pipeline.Batch) {
 		p.Send(1)
 	}
 }
-
-func (f *forwarder) Tick(*pipeline.Batch) int64 { return 0 }
 
 func main() {
 	in := flag.String("in", "", "interface frames arrive on (required)")

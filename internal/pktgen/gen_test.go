@@ -208,7 +208,7 @@ func TestNoAllocs(t *testing.T) {
 	b.Frames = frames
 	if n := testing.AllocsPerRun(100, func() {
 		b.Reset(0)
-		h.Tick(&b)
+		pipeline.Tick(h, &b)
 		for i := range b.N {
 			frames.Put(b.Pkts[i].Addr)
 		}
@@ -219,7 +219,7 @@ func TestNoAllocs(t *testing.T) {
 	sh := s.NewHandler(&pipeline.QueueInfo{Frames: frames})
 	if n := testing.AllocsPerRun(100, func() {
 		b.Reset(0)
-		h.Tick(&b)
+		pipeline.Tick(h, &b)
 		sh.Process(&b)
 		for i := range b.N {
 			frames.Put(b.Pkts[i].Addr)
@@ -241,7 +241,7 @@ func BenchmarkTick(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		bt.Reset(0)
-		h.Tick(&bt)
+		pipeline.Tick(h, &bt)
 		for i := range bt.N {
 			frames.Put(bt.Pkts[i].Addr)
 		}

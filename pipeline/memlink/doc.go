@@ -1,6 +1,7 @@
 // Package memlink is an in-memory driver for a pipeline.Handler, the test double of the poller (in the manner of
-// gVisor's link/channel): frames are injected as byte slices, the handler's Process and Tick run exactly as a
-// poller queue runs them, and what the handler transmits is collected per port for the test to read.
+// gVisor's link/channel): frames are injected as byte slices, the handler's Process (and Tick, for a
+// pipeline.Ticker) run exactly as a poller queue runs them, and what the handler transmits is collected per
+// port for the test to read.
 //
 // Frames live in one heap slab cut into fixed-size frames, like a UMEM, handed out by a FrameSource that tracks
 // the state of every frame. At the end of each batch the Link places every packet by its verdict: Tx copies the

@@ -183,12 +183,12 @@ func (l *Link) InjectBatch(port int, frames ...[]byte) error {
 	return nil
 }
 
-// Poll runs one idle driver loop: Tick with an empty batch at the current time, then places what it emitted.
-// It returns the handler's next deadline.
+// Poll runs one idle driver loop: the handler's Tick (when it is a pipeline.Ticker) with an empty batch at the
+// current time, then places what it emitted. It returns the handler's next deadline (0 without a Tick).
 func (l *Link) Poll() int64 {
 	b := &l.batch
 	b.Reset(l.now)
-	l.wakeAt = l.handler.Tick(b)
+	l.wakeAt = pipeline.Tick(l.handler, b)
 	l.place(b)
 	return l.wakeAt
 }

@@ -185,7 +185,8 @@ func TestLinkTxCapacity(t *testing.T) {
 	}
 }
 
-// doublePut returns the frame of a packet it also sends: the link must notice.
+// doublePut returns the frame of a packet it also sends: the link must notice. It has no Tick (Ticker is
+// optional).
 type doublePut struct{ q *pipeline.QueueInfo }
 
 func (d doublePut) Process(b *pipeline.Batch) {
@@ -194,7 +195,6 @@ func (d doublePut) Process(b *pipeline.Batch) {
 		b.Pkts[i].Send(0)
 	}
 }
-func (doublePut) Tick(*pipeline.Batch) int64 { return 0 }
 
 func TestLinkDetectsDoublePut(t *testing.T) {
 	l, err := New(Config{
@@ -224,5 +224,30 @@ func TestFramesPoisonedOnPut(t *testing.T) {
 	f.Put(addr + 1)
 	if f.Err() == nil {
 		t.Error("bad address not reported")
+	}
+}
+
+// sendAll is a stateless handler without Tick: the link runs it and reports no deadline.
+type sendAll struct{}
+
+func (sendAll) Process(b *pipeline.Batch) {
+	for i := range b.N {
+		b.Pkts[i].Send(0)
+	}
+}
+
+func TestLinkHandlerWithoutTick(t *testing.T) {
+	l, err := New(Config{Ports: []PortConfig{{}}, NewHandler: func(*pipeline.QueueInfo) pipeline.Handler { return sendAll{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.InjectBatch(0, []byte{1}, []byte{2}); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(l.Sent(0)); got != 2 || l.WakeAt() != 0 || l.Advance(time.Second) != 0 {
+		t.Errorf("sent %d, wakeAt %d: want 2 and no deadline", got, l.WakeAt())
+	}
+	if err := l.CheckAccounting(0); err != nil {
+		t.Error(err)
 	}
 }
