@@ -13,7 +13,7 @@ import (
 
 // kernelOptions are the flags of the kernel-mirror mode (internal/kmirror has the model and its diagram):
 // the kernel stays the control plane - addresses, routes and neighbours are configured with iproute2 or a
-// routing daemon - and xdpfwd forwards the IPv4 transit traffic; everything else stays in the kernel.
+// routing daemon - and xdpfwd forwards the IPv4 and IPv6 transit traffic; everything else stays in the kernel.
 type kernelOptions struct {
 	enabled bool
 	table   int
@@ -21,8 +21,9 @@ type kernelOptions struct {
 
 func addKernelFlags(fs *flag.FlagSet, k *kernelOptions) {
 	fs.BoolVar(&k.enabled, "kernel", false, "kernel-mirror mode: the kernel keeps the control plane (give --iface NAME only; addresses,\n"+
-		"routes and neighbours are the kernel's, followed over netlink) and xdpfwd only forwards IPv4 transit\n"+
-		"traffic; ARP, IPv6, traffic for the box and anything odd go to the kernel. ip_forward may stay 0")
+		"routes and neighbours are the kernel's, followed over netlink) and xdpfwd forwards the IPv4 and IPv6\n"+
+		"transit traffic; ARP, NDP, link-local and multicast, and traffic for the box go to the kernel.\n"+
+		"ip_forward and IPv6 forwarding may stay 0")
 	fs.IntVar(&k.table, "table", 0, "with --kernel: the kernel routing table to mirror (`ID`; 0 = main, 254)")
 }
 
@@ -69,6 +70,7 @@ func setupKernel(k kernelOptions, sc *stack.Config, pc *poller.Config, log *slog
 		return nil, usagef("--kernel: %v", err)
 	}
 	sc.Resolver = m.Resolve
+	sc.NoDAD = true // the kernel ran duplicate address detection for its addresses; NDP is its own
 	xdpprog.SetPollerAttach(pc, func(ifindex int, opts xdpprog.Options) (*xdpprog.Program, error) {
 		return xdpprog.AttachTransit(ifindex, opts, kp)
 	})

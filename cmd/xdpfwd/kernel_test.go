@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/binary"
 	"net"
 	"regexp"
@@ -19,9 +20,13 @@ import (
 // startKernelLab builds gen - router - sink with the addresses configured in the router's kernel (as an
 // operator would with ip addr) and ip_forward=0, and starts `xdpfwd run --kernel --iface r0 --iface r1`.
 func startKernelLab(t *testing.T, extra ...string) *routerLab {
+	return startKernelLabWith(t, labOptions{}, extra...)
+}
+
+func startKernelLabWith(t *testing.T, o labOptions, extra ...string) *routerLab {
 	t.Helper()
 	netlab.RequirePrivileges(t)
-	l, err := newRouterLab(t.Name(), labOptions{})
+	l, err := newRouterLab(t.Name(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,5 +286,62 @@ func TestKernelFlagsChecked(t *testing.T) {
 	}
 	if !c.kernel.enabled || c.kernel.table != 100 {
 		t.Fatalf("kernel options %+v", c.kernel)
+	}
+}
+
+// TestKernelMirrorIPv6Veth: in kernel-mirror mode a dual-stack router forwards IPv6 transit in the fast path
+// with the kernel's IPv6 forwarding off - Linux peers at their defaults ping through it, get hop limit
+// exceeded from it, exchange UDP - while NDP and traffic for the box stay with the kernel; an IPv6 route
+// added and deleted with `ip -6 route` starts and stops forwarding.
+func TestKernelMirrorIPv6Veth(t *testing.T) {
+	l := startKernelLabWith(t, labOptions{IPv6: true})
+	assertNoKernelForwarding6(t, l)
+	if err := l.waitIPv6(context.Background(), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	out := mustPing(t, l.gen, "-6", "-c", "3", "-i", "0.2", "-W", "2", sink6Addr)
+	if !strings.Contains(out, "ttl=63") {
+		t.Errorf("reply through one router should have hop limit 63:\n%s", out)
+	}
+	mustPing(t, l.sink, "-6", "-c", "2", "-i", "0.2", "-W", "2", r16Addr) // the kernel's own address
+	out = runIn(t, l.gen, "ping", "-6", "-c", "1", "-t", "1", "-W", "2", sink6Addr)
+	if !strings.Contains(out, "From "+r06Addr) || !strings.Contains(out, "Time exceeded: Hop limit") {
+		t.Errorf("ping -6 -t 1: want \"From %s ... Time exceeded: Hop limit\":\n%s", r06Addr, out)
+	}
+
+	// A prefix behind the sink, routed by the router's kernel only while the route exists.
+	const far, farAddr = "2001:2:0:77::/64", "2001:2:0:77::1"
+	if err := l.sink.AddAddr("lo", farAddr+"/128"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := l.router.Run(context.Background(), "ip", "-6", "route", "add", far, "via", sink6Addr); err != nil {
+		t.Fatalf("ip -6 route add: %v\n%s", err, out)
+	}
+	waitPing := func(want bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			_, err := l.gen.Run(context.Background(), "ping", "-6", "-c", "1", "-W", "1", farAddr)
+			if (err == nil) == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("ping -6 %s: answered %v, want %v within 5s", farAddr, err == nil, want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitPing(true)
+	if out, err := l.router.Run(context.Background(), "ip", "-6", "route", "del", far); err != nil {
+		t.Fatalf("ip -6 route del: %v\n%s", err, out)
+	}
+	waitPing(false)
+
+	out = stopRouter(t, l)
+	if f := counter(out, "stack", "forwarded6"); f < 6 {
+		t.Errorf("stack forwarded6 %d, want the echo requests and replies through the fast path", f)
+	}
+	if a := counter(out, "stack", "ndp_solicitations_out"); a != 0 {
+		t.Errorf("xdpfwd sent %d neighbour solicitations; in kernel-mirror mode the kernel resolves", a)
 	}
 }

@@ -209,10 +209,9 @@ func (o *runOptions) check() (*runConfig, error) {
 }
 
 // kernelAddrs fills in the addresses of interfaces given without one, from the kernel of the current
-// network namespace: its IPv4 addresses and, with v6, its global IPv6 ones (kernelPrefixes). Kernel-mirror
-// mode passes v6 false: there the kernel keeps IPv6 (NDP, DAD, its own addresses) and internal/kmirror
-// decides what of it the stack mirrors.
-func kernelAddrs(ifaces []stack.Interface, v6 bool) error {
+// network namespace: its IPv4 addresses and its global IPv6 ones (kernelPrefixes). In kernel-mirror mode
+// they are where the stack starts; internal/kmirror follows their changes.
+func kernelAddrs(ifaces []stack.Interface) error {
 	for i := range ifaces {
 		if len(ifaces[i].Addrs) > 0 {
 			continue
@@ -226,12 +225,7 @@ func kernelAddrs(ifaces []stack.Interface, v6 bool) error {
 		if err != nil {
 			return fmt.Errorf("--iface %s: read its addresses: %w", name, err)
 		}
-		ifaces[i].Addrs = kernelPrefixes(as, v6)
-		switch {
-		case len(ifaces[i].Addrs) > 0:
-		case !v6: // kernel-mirror mode, where addresses are the kernel's alone
-			return usagef("--iface %s: the interface has no IPv4 address; add one with `ip addr add`", name)
-		default:
+		if ifaces[i].Addrs = kernelPrefixes(as); len(ifaces[i].Addrs) == 0 {
 			return usagef("--iface %s: the interface has no IPv4 address and no global IPv6 address; give one with --iface %s=ADDR/PLEN or add one with `ip addr add`", name, name)
 		}
 	}
@@ -244,7 +238,7 @@ func kernelAddrs(ifaces []stack.Interface, v6 bool) error {
 // addresses (RFC 8981) are a host's source addresses, not an interface's; an address whose duplicate address
 // detection failed belongs to another node. A tentative one is taken: the stack runs DAD for it itself
 // (RFC 4862 §5.4).
-func kernelPrefixes(as []netlink.Addr, v6 bool) []netip.Prefix {
+func kernelPrefixes(as []netlink.Addr) []netip.Prefix {
 	var ps []netip.Prefix
 	for _, a := range as {
 		if a.IPNet == nil {
@@ -257,7 +251,7 @@ func kernelPrefixes(as []netlink.Addr, v6 bool) []netip.Prefix {
 			continue
 		}
 		ip, ok := netip.AddrFromSlice(a.IP.To16())
-		if !v6 || !ok || ip.Is4In6() || ip.IsLinkLocalUnicast() || a.Scope != unix.RT_SCOPE_UNIVERSE ||
+		if !ok || ip.Is4In6() || ip.IsLinkLocalUnicast() || a.Scope != unix.RT_SCOPE_UNIVERSE ||
 			a.Flags&(unix.IFA_F_DADFAILED|unix.IFA_F_TEMPORARY) != 0 {
 			continue
 		}
@@ -329,7 +323,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if m := missingCaps(); m != "" && os.Getenv("XDPFWD_SKIP_CAP_CHECK") != "1" {
 		return fmt.Errorf("missing %s: run as root, or grant them, e.g. sudo setcap cap_net_admin,cap_net_raw,cap_bpf,cap_ipc_lock+ep %s", m, exeName())
 	}
-	if err := kernelAddrs(c.stack.Interfaces, !c.kernel.enabled); err != nil {
+	if err := kernelAddrs(c.stack.Interfaces); err != nil {
 		return err
 	}
 	for _, w := range takeoverWarnings(c.poller.Interfaces, c.kernel.enabled, os.Getenv("SSH_CONNECTION")) {
