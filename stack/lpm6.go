@@ -21,24 +21,35 @@ import (
 //
 // so a child is words[4 + popcount(vector below s)] and a leaf words[4 + popcount(vector) + popcount(leafvec
 // up to s) - 1]. Poptrie keeps leaves and nodes in two arrays and finds children by arithmetic; here a node's
-// leaves sit in its own block, so the last step - the one that misses the cache, since the deep nodes of a
-// 220 000-prefix table are too many to stay cached - reads one line instead of two, at the cost of a word
-// per child. The 18 direct bits and the stride of 6 put a /48, half of the table, in the fifth node (18, 24,
-// 30, 36, 42 -> 48), and a /32 in the third.
+// leaves sit in its own block (a word per child more), so the last step - the one that misses the cache, the
+// deep nodes of a 220 000-prefix table being too many to stay cached - reads one line, not two (a design
+// choice, not measured against the two-array layout). The 18 direct bits and the stride of 6 put a /48,
+// half of the table, in the fifth node (18, 24, 30, 36, 42 -> 48) and a /32 in the third; a lookup of an
+// address in the synthetic table takes 4.5 node steps and touches 3.8 distinct cache lines on average.
 //
-// Why this won (BenchmarkLookup6, one core, 220 000 synthetic prefixes with the real length distribution,
-// on the shared 2-core VM, several runs, old and new side by side in one run):
+// Measured (BenchmarkLookup6: 220 000 synthetic prefixes with the real length distribution, one core
+// (-cpu 1), the old and the new table in the same run; a 2-core VM shared with other work, figures from a
+// quiet moment, best and worst of 5 runs; under load, batch lookups took 40-90 ns instead of 31):
 //
-//	                         addresses in prefixes      uniformly random       memory
-//	old stride-8 tries       3.6 M/s, batch 7.3 M/s      ...                    25.9 MiB
-//	this poptrie             ... single, ... batch      ...                    ... MiB
+//	                       addresses in the table's prefixes      uniformly random        memory
+//	                       one at a time     lookupBatch          one     lookupBatch
+//	old stride-8 tries     3.7-7.0 M/s       7.0-8.8 M/s          53 M/s  159 M/s         25.9 MiB
+//	this poptrie           5.2-17.9 M/s      31.6-32.2 M/s        119 M/s 227 M/s         13.3 MiB used,
+//	                                                                                      19.8 allocated
 //
-// The old table (a 16-bit direct table over stride-8 tries with 256-bit maps) spent its time in dependent
-// loads: the direct entry, a chunk of trie pointers, the trie, its slice of nodes, a 72-byte node over two
-// cache lines and a separate array of values. Memory latency on this machine is about 4 ns within 1 MiB,
-// 20 ns within 4 MiB and 110-190 ns beyond 8 MiB (a pointer chase), so what counts is the number of
-// dependent misses and how many lookups can have theirs in flight at once: lookupBatch walks up to 64
-// addresses a level at a time without a branch on the node's contents, so the CPU overlaps their misses.
+// How it got there: memory latency on this machine is about 4 ns within 1 MiB, 20 ns within 4 MiB and
+// 110-190 ns beyond 8 MiB (a pointer chase), so what counts is how many dependent misses a lookup has and
+// how many lookups have theirs in flight at once. The old table had many (direct entry, a chunk of trie
+// pointers, the trie, its node slice, a 72-byte node over two lines, a separate values array). This layout
+// alone took the batch from 143 to 131 ns per lookup: a level-at-a-time walk with ordinary loads keeps only
+// about a dozen misses in flight, since each load holds its place in the reorder buffer until it completes.
+// Prefetching a level's nodes before reading them (prefetch6, assembly: Go has no prefetch intrinsic) took
+// it to 52 ns; prefetching each chunk of 8 addresses' children as soon as they are known, so that they load
+// while the rest of the level is worked on, to 31-40 ns. Transparent huge pages under the node array gained
+// 13% on single lookups in a trial with mmap'd memory; through the Go heap the advice (adviseHuge) takes
+// effect only on memory not touched before, so it is given but not counted on. A 24-bit direct table would
+// save one node step for 64 MiB more; not tried. The forwarding path looks up the destinations of a whole
+// batch with lookupBatch (handler.lookup6Batch).
 //
 // Concurrency: the arrays readers see (direct entries and node words) hang off one atomic pointer (fib6).
 // An update (set, then commit) rebuilds the subtrie of each /18 it touched from the prefixes recorded for
@@ -47,9 +58,9 @@ import (
 // The words of the subtrie it replaced are reused only after the grace period (routeTable.safeEpoch).
 // When the array has no room, or an update touches most of the table, commit rebuilds everything into new
 // arrays and swaps the pointer; readers still on the old arrays finish there, and nothing is ever written
-// to arrays that were swapped out. An update costs the size of the /18's subtrie (BenchmarkRouteUpdate6);
-// a prefix of /18 or shorter repaints the direct entries it covers and rebuilds the subtries under it.
-// One writer at a time.
+// to arrays that were swapped out. An update costs the size of the /18's subtrie (BenchmarkRouteUpdate6:
+// about 10 us to add or delete a /48 in a full table); a prefix of /18 or shorter repaints the direct
+// entries it covers and rebuilds the subtries under it. One writer at a time.
 type lpm6 struct {
 	cur atomic.Pointer[fib6]
 
@@ -201,7 +212,7 @@ func (t *lpm6) set(p netip.Prefix, id uint32) {
 			repl, rl = t.covering6(p)
 		}
 		for top := first; top < first+1<<(lpm6Direct-l); top++ {
-			if d := t.depth[top]; d < int8(l) || d == int8(l) {
+			if t.depth[top] <= int8(l) {
 				t.short[top], t.depth[top] = repl, rl
 				t.markDirty(top)
 			}
