@@ -9,7 +9,8 @@
 // next hop is resolved (their frames belong to the queue's FrameSource), and releases them from Tick.
 //
 // Per batch, Process validates each frame (RFC 1812 §5.2.2; for IPv6 the fixed header, RFC 8200 §3), runs
-// the PreRouting hook, walks IPv6 extension headers and looks the destination up, runs Input and delivers
+// the PreRouting hook, walks IPv6 extension headers and looks the destination up (the IPv6 destinations of
+// the whole batch together, so that their cache misses overlap), runs Input and delivers
 // (ICMP echo, UDP, TCP; ICMPv6 echo and NDP, UDP and TCP over IPv6) or runs Forward and forwards (TTL, MTU, RFC
 // 1812 §5.3; hop limit and packet too big, RFC 8200 and RFC 4443 - IPv6 is never fragmented), runs
 // Output over the packets the stack generates (ICMP errors, echo replies), PostRouting over everything about
@@ -22,11 +23,11 @@
 // port's new MAC and (unless Config fixed it) MTU, and announces its addresses again when the link comes up
 // or its MAC changes.
 //
-// Concurrency: the routing table is a DIR-24-8 array for IPv4 and an lpm6 table for IPv6 (a direct table of
-// /16s over compressed tries, each /16 republished with one atomic store) that one writer at a time
+// Concurrency: the routing table is a DIR-24-8 array for IPv4 and a poptrie for IPv6 (lpm6.go: a direct
+// table of /18s over stride-6 nodes, each /18's subtrie republished with one atomic store) that one writer at a time
 // (AddRoute, DeleteRoute, SyncRoutes) changes in place while the pollers read it without a lock; an update
 // costs what its prefix covers (under a microsecond for a /24), and each address moves from its old route to
-// its new one in one step. What an update unlinks (a tbl8 group, an lpm6 trie, a route id) is reused only after every
+// its new one in one step. What an update unlinks (a tbl8 group, an lpm6 subtrie, a route id) is reused only after every
 // queue has finished the batch it was in (an epoch per queue, set at the start of Process and Tick). The
 // neighbour table is a hash table with lock-free lookups, O(1) inserts under striped locks, and entries
 // made of atomics; its collector (the kernel's gc_thresh1/2/3 and gc_stale_time) marks what it removes, so

@@ -52,8 +52,14 @@ type handler struct {
 
 	lastDst   uint32      // route's one-entry cache, reset per batch
 	lastRoute *routeEntry // the route of lastDst (nil: none cached)
-	lastDst6  [16]byte    // the same one-entry cache for IPv6 (classify6)
-	lastRt6   *routeEntry
+	// route6 is the route id of each IPv6 packet of the batch, looked up before routing (lookup6Batch);
+	// dst6, at6, id6 and the dup lists are its work space.
+	route6    [pipeline.MaxBatch]uint32
+	dst6      [64][16]byte
+	at6       [64]uint16
+	id6       [64]uint32
+	dupAt     [pipeline.MaxBatch]uint16
+	dupOf     [pipeline.MaxBatch]uint8
 	lastNeigh *neighbour // resolve's one-entry cache
 	announce  bool       // an interface asks for gratuitous ARPs (PortChanged)
 	now       int64
@@ -139,7 +145,7 @@ func (h *handler) Process(b *pipeline.Batch) {
 	h.snap = h.s.rt.enter(h.rd)
 	defer h.rd.leave()
 	h.now = b.Now
-	h.lastDst, h.lastRoute, h.lastRt6 = 0, nil, nil
+	h.lastDst, h.lastRoute = 0, nil
 	if nb := h.lastNeigh; nb != nil {
 		// transmit's fast path sends to lastNeigh without resolve's touch: once per batch is enough for
 		// the collector's idea of "used".
@@ -167,6 +173,7 @@ func (h *handler) Process(b *pipeline.Batch) {
 	if h.hooks.Empty(pipeline.PreRouting) {
 		// No hook between validation and routing: one pass does both. Routing generates ICMP errors in
 		// packet order either way; validation generates none.
+		h.lookup6Batch(b, nil, n)
 		for i := 0; i < n; i++ {
 			p := &b.Pkts[i]
 			if p.Verdict != pipeline.Accept {
@@ -188,6 +195,7 @@ func (h *handler) Process(b *pipeline.Batch) {
 			}
 		}
 		pre = h.hooks.Run(pipeline.PreRouting, b, pre)
+		h.lookup6Batch(b, pre, len(pre))
 		for _, i := range pre {
 			// A hook may have changed the frame: the family is read again.
 			if p := &b.Pkts[i]; isIPv6Frame(p.Data()) {
@@ -257,6 +265,55 @@ const (
 	verdictUnreachable
 	verdictRefused // to forward, but forwardable's checks failed (direct only)
 )
+
+// lookup6Batch is ip6_route_input's table lookup for the whole batch, done before routing: it looks up the
+// destination of every IPv6 frame among the packets sel (the first n of the batch when sel is nil) in
+// lpm6, 64 at a time, so that the cache misses of different packets overlap (lpm6.lookupBatch: a full
+// table's deep nodes are not in cache, and one lookup at a time waits for each of its levels in turn), and
+// leaves the route ids in route6 for classify6. A run of packets to one destination is looked up once. The
+// frames are not validated yet, which a lookup does not need: it reads 16 bytes of a frame long enough to
+// hold them, and classify6 uses the result only for a packet ipv6Rcv accepted, whose destination it is
+// (nothing changes a frame between here and classify6).
+func (h *handler) lookup6Batch(b *pipeline.Batch, sel []uint16, n int) {
+	k, dups := 0, 0
+	for x := 0; x < n; x++ {
+		i := uint16(x)
+		if sel != nil {
+			i = sel[x]
+		}
+		p := &b.Pkts[i]
+		d := p.Data()
+		if p.Verdict != pipeline.Accept || len(d) < ethLen+proto.IPv6HeaderLen || proto.Ethernet(d).EtherType() != proto.EtherTypeIPv6 {
+			continue
+		}
+		dst := proto.IPv6(d[ethLen:]).Dst16()
+		if k > 0 && dst == h.dst6[k-1] {
+			h.dupAt[dups], h.dupOf[dups] = i, uint8(k-1)
+			dups++
+			continue
+		}
+		h.dst6[k], h.at6[k] = dst, i
+		if k++; k == len(h.dst6) {
+			h.flush6(k, dups)
+			k, dups = 0, 0
+		}
+	}
+	h.flush6(k, dups)
+}
+
+// flush6 looks up the k destinations lookup6Batch collected and places their route ids.
+func (h *handler) flush6(k, dups int) {
+	if k == 0 {
+		return
+	}
+	h.snap.lpm6.lookupBatch(h.dst6[:k], h.id6[:k])
+	for j := range k {
+		h.route6[h.at6[j]] = h.id6[j]
+	}
+	for j := range dups {
+		h.route6[h.dupAt[j]] = h.id6[h.dupOf[j]]
+	}
+}
 
 // receive is netif_receive_skb's part: L2 checks and the dispatch by EtherType to ARP, ip_rcv or ipv6_rcv.
 // It returns the family (4 or 6) of a valid IP packet (with the frame trimmed to its IP length and L3/L4

@@ -233,7 +233,8 @@ func options6(x *ext6, e proto.IPv6ExtHeader, off int, ip proto.IPv6) bool {
 	return true
 }
 
-// classify6 is ip6_route_input and ip6_forward's checks for a packet ipv6Rcv accepted: it returns
+// classify6 is ip6_route_input and ip6_forward's checks for a packet ipv6Rcv accepted, whose route
+// lookup6Batch looked up with the rest of the batch: it returns
 // verdictForward or verdictRefused for a packet to forward, or sorts a local one into in, or drops it
 // with an ICMPv6 error into out where one is due.
 func (h *handler) classify6(b *pipeline.Batch, p *pipeline.Packet, i uint16, in, out *[]uint16) int {
@@ -265,11 +266,9 @@ func (h *handler) classify6(b *pipeline.Batch, p *pipeline.Packet, i uint16, in,
 		}
 		local = true
 	default:
-		// A run of packets to one destination finds its route once per batch, as route does for IPv4.
-		if e = h.lastRt6; e == nil || dst != h.lastDst6 {
-			if e = h.snap.lookup6(&dst); e != nil {
-				h.lastDst6, h.lastRt6 = dst, e
-			}
+		// Looked up with the rest of the batch before routing (lookup6Batch).
+		if id := h.route6[i]; id != 0 {
+			e = h.snap.routes.get(id)
 		}
 		local = e != nil && e.typ == Local
 	}

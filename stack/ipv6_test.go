@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -640,5 +641,92 @@ func TestTCPOverIPv6Memlink(t *testing.T) {
 	}
 	if a, b := p.s[0].TCPStat(tcp.DropICMPOutOfWindow), p.s[0].TCPStat(tcp.DropICMPNoConnection); a != 1 || b != 1 {
 		t.Errorf("packet too big: %d out of window, %d without a connection; want 1 and 1", a, b)
+	}
+}
+
+// TestForward6Batch: a batch of many IPv6 destinations, mixed with IPv4, is routed with the batch's
+// lookups done together (lookup6Batch) - each packet by its own destination, a run of one destination
+// across the 64-address chunks too - and with a PreRouting hook, after the hook, on the destination it
+// wrote.
+func TestForward6Batch(t *testing.T) {
+	for _, withHook := range []bool{false, true} {
+		var hooks *pipeline.Hooks
+		if withHook {
+			// Rewrites 2001:2:50::/48 (no route) to 2001:2:100::/48 (via B), as a DNAT would.
+			hooks = &pipeline.Hooks{}
+			hooks.Register(pipeline.PreRouting, 0, "rewrite", pipeline.PacketFunc(func(p *pipeline.Packet) {
+				if d := p.Data(); proto.Ethernet(d).EtherType() == proto.EtherTypeIPv6 {
+					if ip := proto.IPv6(d[14:]); ip.Dst16()[5] == 0x50 {
+						old := ip.Dst()
+						ip[24+4], ip[24+5] = 0x01, 0x00 // 2001:2:50:: -> 2001:2:100:: (Dst is at offset 24)
+						u := proto.UDP(ip[40:])
+						u.SetChecksum(proto.UpdateChecksumAddr(u.Checksum(), old, ip.Dst()))
+					}
+				}
+			}))
+		}
+		e := newEnv6(t, func(c *Config) { c.Hooks = hooks })
+		var frames [][]byte
+		want := map[string]int{}
+		// 170 frames, so that the ICMPv6 errors they cause fit in the batch (MaxBatch) beside them.
+		for i := range 100 {
+			n := uint16(i + 1)
+			switch i % 4 {
+			case 0:
+				frames = append(frames, udp6Frame(macLan, macA, netip.AddrPortFrom(ip6A, n), netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, byte(n >> 8), byte(n)}), 2), 64, nil))
+				want["forwarded6"]++
+			case 1:
+				frames = append(frames, udp6Frame(macLan, macA, netip.AddrPortFrom(ip6A, n), netip.AddrPortFrom(ip6BH, 2), 64, nil))
+				want["admin prohibited"]++
+			case 2:
+				frames = append(frames, udp6Frame(macLan, macA, netip.AddrPortFrom(ip6A, n), netip.AddrPortFrom(ip6None, 2), 64, nil))
+				if withHook {
+					want["forwarded6"]++
+				} else {
+					want["no route"]++
+				}
+			case 3:
+				frames = append(frames, udpFrame(macLan, macA, netip.AddrPortFrom(ipA, n), netip.AddrPortFrom(netip.MustParseAddr("198.18.200.9"), 2), 64, nil))
+				want["forwarded4"]++
+			}
+		}
+		for range 70 { // a run of one destination, longer than a lookup chunk
+			frames = append(frames, udp6Frame(macLan, macA, netip.AddrPortFrom(ip6A, 7), netip.AddrPortFrom(ip6Far, 2), 64, nil))
+			want["forwarded6"]++
+		}
+		if err := e.l.InjectBatch(portLan, frames...); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int{}
+		far := netip.MustParsePrefix("2001:2:100::/48")
+		for _, f := range e.l.Sent(portWan) {
+			if proto.Ethernet(f).EtherType() == proto.EtherTypeIPv4 {
+				got["forwarded4"]++
+				continue
+			}
+			p := parseOut6(t, f)
+			if !far.Contains(p.ip.Dst()) || p.eth.Dst() != macB || p.ip.HopLimit() != 63 {
+				t.Errorf("hook %v: forwarded to %v via %v hop limit %d", withHook, p.ip.Dst(), p.eth.Dst(), p.ip.HopLimit())
+			}
+			got["forwarded6"]++
+		}
+		for _, f := range e.l.Sent(portLan) {
+			p := parseOut6(t, f)
+			inner, perr := proto.ParseIPv6(p.icmp.Payload())
+			switch {
+			case perr != proto.OK:
+				t.Errorf("hook %v: a frame back that quotes no IPv6 packet: % x", withHook, f)
+			case p.icmp.Type() == proto.ICMPv6DestUnreachable && p.icmp.Code() == proto.ICMPv6AdminProhibited && inner.Dst() == ip6BH:
+				got["admin prohibited"]++
+			case p.icmp.Type() == proto.ICMPv6DestUnreachable && p.icmp.Code() == proto.ICMPv6NoRoute && inner.Dst() == ip6None:
+				got["no route"]++
+			default:
+				t.Errorf("hook %v: ICMPv6 type %d code %d about %v", withHook, p.icmp.Type(), p.icmp.Code(), inner.Dst())
+			}
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("hook %v: %v, want %v (drops %v)", withHook, got, want, e.l.DropSummary())
+		}
+		e.checkHeld()
 	}
 }

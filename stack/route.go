@@ -109,7 +109,7 @@ func (s *routeStore) set(id uint32, e routeEntry) {
 // fib is what the forwarding path reads: the DIR-24-8 table of IPv4 route ids, the IPv6 table (lpm6.go),
 // and the entries their ids name (one id space for both families). A queue reads it between
 // routeTable.enter and fibReader.leave, which is what lets the writer know when an unlinked tbl8 group,
-// trie or route id is no longer read by anyone (see routeTable).
+// subtrie or route id is no longer read by anyone (see routeTable).
 type fib struct {
 	lpm    *dir248
 	lpm6   *lpm6
@@ -381,7 +381,7 @@ func (w *routeWriter) commit() error {
 		}
 	}
 	if v6 {
-		// Publishes each changed /16 with one store; the tries it unlinks wait for the same grace period.
+		// Publishes each changed /18 with one store; the subtries it unlinks wait for the same grace period.
 		t.lpm6.commit(epoch, safe)
 	}
 	// Readers that start a batch from now on see everything above; what was stamped epoch waits for the

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xdpnet/xdpnet/pipeline"
 	"github.com/xdpnet/xdpnet/proto"
 )
 
@@ -217,9 +218,24 @@ func TestRouteTableConcurrentReaders6(t *testing.T) {
 			n := 0
 			for !stop.Load() {
 				f := tbl.enter(rd)
+				// One queue looks up one address at a time, the other 64 at once (lookupBatch).
+				var batch [64][16]byte
+				var ids [64]uint32
 				for k := range 64 {
-					a := &addrs[(n+k*7+g)%len(addrs)]
-					e := f.lookup6(a)
+					batch[k] = addrs[(n+k*7+g)%len(addrs)]
+				}
+				if g == 1 {
+					f.lpm6.lookupBatch(batch[:], ids[:])
+				}
+				for k := range 64 {
+					a := &batch[k]
+					var e *routeEntry
+					switch {
+					case g == 0:
+						e = f.lookup6(a)
+					case ids[k] != 0:
+						e = f.routes.get(ids[k])
+					}
 					if e == nil {
 						errs <- "lookup " + netip.AddrFrom16(*a).String() + ": no route, but the default route is always there"
 						rd.leave()
@@ -275,8 +291,8 @@ func TestRouteTableConcurrentReaders6(t *testing.T) {
 		t.Fatalf("only %d lookups and %d updates ran: the test proves nothing", lookups.Load(), updates)
 	}
 	// With every reader between batches, what updates unlink is reusable at once: more updates take no
-	// new trie slot.
-	n := tbl.lpm6.ntries
+	// new words: the array grows by no more than a region of each size class the subtrie passes through.
+	n := tbl.lpm6.used
 	for i := range 20 {
 		p := universe[i]
 		if err := tbl.update(func(w *routeWriter) error {
@@ -289,8 +305,102 @@ func TestRouteTableConcurrentReaders6(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if tbl.lpm6.ntries > n+1 {
-		t.Errorf("trie slots grew from %d to %d with no reader in a batch: unlinked tries are not reused", n, tbl.lpm6.ntries)
+	largest := uint32(0)
+	for _, s := range tbl.lpm6.size {
+		largest = max(largest, s)
 	}
-	t.Logf("%d updates, %d lookups, %d trie slots, %d route ids", updates, lookups.Load(), tbl.lpm6.ntries, tbl.nextID)
+	if tbl.lpm6.used > n+3*largest {
+		t.Errorf("lpm6 handed out %d more words over 20 updates with no reader in a batch (regions of up to %d words): unlinked subtries are not reused", tbl.lpm6.used-n, largest)
+	}
+	t.Logf("%d updates, %d lookups, %d lpm6 words, %d whole-table rebuilds, %d route ids", updates, lookups.Load(), tbl.lpm6.used, tbl.lpm6.rebuilds, tbl.nextID)
+}
+
+// TestSyncRoutesDeletesIPv6: IPv6 prefixes given to SyncRoutes to delete leave the table the forwarding
+// path reads - a packet to them falls to the covering route, or gets no route - alongside IPv4 deletions in
+// the same call; prefixes of every depth (a /64 under a /48 under a /40, and ::/0, which lives in lpm6's
+// direct table); an absent prefix is no error; an interface's own address is refused and the whole call
+// with it.
+func TestSyncRoutesDeletesIPv6(t *testing.T) {
+	e := newEnv6(t, nil)
+	// send sends a UDP packet from A to dst and returns what came out on wan (forwarded) or, failing that,
+	// the ICMPv6 error back to A (nil if neither).
+	send := func(dst string) (fwd bool, icmp proto.ICMPv6) {
+		t.Helper()
+		e.inject(portLan, udp6Frame(macLan, macA, netip.AddrPortFrom(ip6A, 1), netip.AddrPortFrom(netip.MustParseAddr(dst), 2), 64, []byte("x")))
+		if out := e.l.Sent(portWan); len(out) == 1 {
+			return true, nil
+		}
+		if out := e.l.Sent(portLan); len(out) == 1 {
+			return false, parseOut6(t, out[0]).icmp
+		}
+		t.Fatalf("to %s: neither forwarded nor answered", dst)
+		return false, nil
+	}
+	wantForward := func(dst string) {
+		t.Helper()
+		if fwd, icmp := send(dst); !fwd {
+			t.Errorf("to %s: not forwarded (ICMPv6 type %d code %d)", dst, icmp.Type(), icmp.Code())
+		}
+	}
+	wantError := func(dst string, code uint8) {
+		t.Helper()
+		fwd, icmp := send(dst)
+		if fwd || icmp == nil || icmp.Type() != proto.ICMPv6DestUnreachable || icmp.Code() != code {
+			t.Errorf("to %s: forwarded %v, ICMPv6 %v; want destination unreachable code %d", dst, fwd, icmp, code)
+		}
+	}
+	p := netip.MustParsePrefix
+	if err := e.s.SyncRoutes([]Route{
+		{Prefix: p("2001:2:400::/40"), Type: Unreachable},
+		{Prefix: p("2001:2:400::/48"), NextHop: ip6B},
+		{Prefix: p("2001:2:400:5::/64"), Type: Blackhole},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	wantForward("2001:2:400:1::7")
+	wantError("2001:2:400:5::7", proto.ICMPv6AdminProhibited)
+	wantError("2001:2:4ff::7", proto.ICMPv6NoRoute) // the /40
+
+	// The /48 and the /64 go, with an IPv4 route and a prefix that was never there in the same call.
+	if err := e.s.SyncRoutes(nil, []netip.Prefix{p("2001:2:400::/48"), p("2001:2:400:5::/64"), p("198.18.200.0/24"), p("2001:2:999::/48")}); err != nil {
+		t.Fatal(err)
+	}
+	wantError("2001:2:400:1::7", proto.ICMPv6NoRoute) // now the /40's
+	wantError("2001:2:400:5::7", proto.ICMPv6NoRoute)
+	if r, ok := e.s.Lookup(netip.MustParseAddr("198.18.200.1")); ok {
+		t.Errorf("IPv4 route deleted in the same call still there: %v", r)
+	}
+	before := e.l.Dropped(pipeline.DropNoRoute)
+	if err := e.s.SyncRoutes(nil, []netip.Prefix{p("2001:2:400::/40")}); err != nil {
+		t.Fatal(err)
+	}
+	wantError("2001:2:400:1::7", proto.ICMPv6NoRoute)
+	if e.l.Dropped(pipeline.DropNoRoute) != before+1 {
+		t.Errorf("after the last covering route went: drops %v, want one more no_route", e.l.DropSummary())
+	}
+
+	// A default route, in lpm6's direct table rather than a trie, comes and goes the same way.
+	if err := e.s.SyncRoutes([]Route{{Prefix: p("::/0"), NextHop: ip6B}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	wantForward("2001:2:400:1::7")
+	wantForward("3fff::1")
+	if err := e.s.SyncRoutes(nil, []netip.Prefix{p("::/0")}); err != nil {
+		t.Fatal(err)
+	}
+	wantError("3fff::1", proto.ICMPv6NoRoute)
+
+	// An interface's own address cannot be deleted, and the call that tried deletes nothing.
+	err := e.s.SyncRoutes(nil, []netip.Prefix{p("2001:2:100::/48"), p("2001:2::1/128")})
+	if !errors.Is(err, ErrBadRoute) {
+		t.Errorf("deleting lan's address: %v, want ErrBadRoute", err)
+	}
+	wantForward("2001:2:100::7")
+	for _, r := range e.s.Routes() {
+		switch r.Prefix {
+		case p("2001:2:400::/40"), p("2001:2:400::/48"), p("2001:2:400:5::/64"), p("::/0"):
+			t.Errorf("deleted route still listed: %v", r)
+		}
+	}
+	e.checkHeld()
 }
