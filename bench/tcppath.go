@@ -1,0 +1,384 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/xdpnet/xdpnet/internal/netlab"
+	"github.com/xdpnet/xdpnet/poller"
+	"github.com/xdpnet/xdpnet/stack"
+	"github.com/xdpnet/xdpnet/stack/tcp"
+)
+
+// The tcppath scenario (-scenario tcppath): the time Linux curl takes to move one file over HTTP to or from a
+// server on xdpnet's stack, against the same server on Linux's TCP, side by side in one run:
+//
+//	cli (curl, eth0 198.18.5.1) --veth, MTU 1500, 1 queue-- (eth0 198.18.5.2) srv (net/http: xdpnet or Linux)
+//
+// Directions: send is the server sending (curl downloads: xdpnet -> Linux against Linux -> Linux), recv the
+// server receiving (curl uploads with PUT and the server hashes the body: Linux -> xdpnet against Linux ->
+// Linux). Both servers are the same net/http handler in the bench process; only the listener differs
+// (stack.ListenTCP on a poller pinned to -dut-cpu, or net.Listen in srv's namespace). Loss: nftables in cli
+// drops that percentage of TCP packets at random in both directions (numgen random). GSO, GRO, TSO and the
+// checksum offloads are off on both veth ends in every run, with and without loss: at the defaults the Linux
+// server would hand 64 KiB TSO segments to the veth, of which nftables drops whole ones and which cost one
+// skb each, where xdpnet (veth turns TSO off towards an XDP program) sends MTU-sized segments; with the
+// offloads off both lose and carry the segments a wire would. Every run builds fresh namespaces, so that
+// Linux's per-destination TCP metrics (ssthresh, RTT) do not carry over from one run to the next.
+//
+// The SYN-flood figure: curl's download time of the same file from each server with and without hping3
+// flooding the server's port at 50 000 SYN/s (-i u20) from 198.18.5.99, one spoofed address inside
+// 198.18.0.0/15 with a new source port per SYN (--rand-source would leave the range); the SYN queue stays
+// full and curl's connection is accepted through a SYN cookie.
+var (
+	pathCliPrefix = "198.18.5.1/24"
+	pathSrvPrefix = netip.MustParsePrefix("198.18.5.2/24")
+	pathFloodSrc  = "198.18.5.99"
+)
+
+// pathServer is the HTTP server of one tcppath run.
+type pathServer struct {
+	lab      *netlab.Lab
+	cli, srv *netlab.Host
+	st       *stack.Stack // the xdpnet server's stack (nil for Linux)
+	stop     func() error
+}
+
+// pathFile is the file every run moves, written once per bench run.
+type pathFile struct {
+	dir, name string
+	size      int64
+	sum       string
+}
+
+func writePathFile(dir string, size int64) (*pathFile, error) {
+	b := make([]byte, size)
+	rand.NewChaCha8([32]byte{5}).Read(b)
+	f := &pathFile{dir: dir, name: "blob", size: size}
+	s := sha256.Sum256(b)
+	f.sum = hex.EncodeToString(s[:])
+	return f, os.WriteFile(filepath.Join(dir, f.name), b, 0o644)
+}
+
+// pathHandler serves dir and answers a PUT to /upload with the body's hex SHA-256, as examples/httpd does.
+func pathHandler(dir string) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", http.FileServer(http.Dir(dir)))
+	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		if _, err := io.Copy(h, r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, "%s\n", hex.EncodeToString(h.Sum(nil)))
+	})
+	return mux
+}
+
+// startPathServer builds the hosts and starts impl's server (xdpnet or kernel) with lossPct% loss in cli.
+func startPathServer(o *options, impl string, f *pathFile, lossPct int) (ps *pathServer, err error) {
+	lab, err := netlab.New("bench")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			lab.Close()
+		}
+	}()
+	ps = &pathServer{lab: lab}
+	if ps.cli, err = lab.AddHost("cli"); err != nil {
+		return nil, err
+	}
+	if ps.srv, err = lab.AddHost("srv"); err != nil {
+		return nil, err
+	}
+	if _, err := lab.LinkWith(ps.cli, "eth0", ps.srv, "eth0", netlab.LinkOptions{Queues: 1, MTU: 1500}); err != nil {
+		return nil, err
+	}
+	for _, h := range []*netlab.Host{ps.cli, ps.srv} {
+		if err := h.Sysctl("net.ipv6.conf.eth0.disable_ipv6", "1"); err != nil {
+			return nil, err
+		}
+		if err := h.DisableOffloads("eth0"); err != nil {
+			return nil, err
+		}
+		if err := h.SetUp("eth0"); err != nil {
+			return nil, err
+		}
+	}
+	if err := ps.cli.AddAddr("eth0", pathCliPrefix); err != nil {
+		return nil, err
+	}
+	for _, h := range []*netlab.Host{ps.cli, ps.srv} {
+		if err := h.WaitOperUp("eth0", 5*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	if lossPct > 0 {
+		p := strconv.Itoa(lossPct)
+		for _, args := range [][]string{
+			{"add", "table", "inet", "xnloss"},
+			{"add", "chain", "inet", "xnloss", "in", "{ type filter hook input priority 0; }"},
+			{"add", "chain", "inet", "xnloss", "out", "{ type filter hook output priority 0; }"},
+			{"add", "rule", "inet", "xnloss", "in", "meta", "l4proto", "tcp", "numgen", "random", "mod", "100", "<", p, "drop"},
+			{"add", "rule", "inet", "xnloss", "out", "meta", "l4proto", "tcp", "numgen", "random", "mod", "100", "<", p, "drop"},
+		} {
+			if out, err := ps.cli.Run(context.Background(), "nft", args...); err != nil {
+				return nil, fmt.Errorf("nft %v: %w: %s", args, err, out)
+			}
+		}
+	}
+	laddr := netip.AddrPortFrom(pathSrvPrefix.Addr(), 80)
+	var ln net.Listener
+	var stopPoller func() error
+	switch impl {
+	case "kernel":
+		if err := ps.srv.AddAddr("eth0", pathSrvPrefix.String()); err != nil {
+			return nil, err
+		}
+		if err := ps.srv.Do(func() (err error) { ln, err = net.Listen("tcp", laddr.String()); return err }); err != nil {
+			return nil, err
+		}
+	case "xdpnet":
+		st, err := stack.New(stack.Config{Interfaces: []stack.Interface{{Name: "eth0", Addrs: []netip.Prefix{pathSrvPrefix}}}})
+		if err != nil {
+			return nil, err
+		}
+		ps.st = st
+		mode, err := poller.ParsePollMode(o.dutMode)
+		if err != nil {
+			return nil, err
+		}
+		if _, stopPoller, err = runPoller(ps.srv, poller.Config{Interfaces: []string{"eth0"}, Queues: 1, CPUs: []int{o.dutCPU},
+			Mode: mode, Budget: o.dutBudget, RingSize: o.dutRing, NewHandler: st.NewHandler}); err != nil {
+			return nil, err
+		}
+		if ln, err = st.ListenTCP(laddr); err != nil {
+			stopPoller()
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("%w: no %s implementation of tcppath", errNA, impl)
+	}
+	srv := &http.Server{Handler: pathHandler(f.dir)}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	ps.stop = once(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		srv.Shutdown(ctx)
+		cancel()
+		<-done
+		var err error
+		if stopPoller != nil {
+			if err = stopPoller(); errors.Is(err, context.Canceled) {
+				err = nil
+			}
+		}
+		lab.Close()
+		return err
+	})
+	return ps, nil
+}
+
+// curlTime runs one curl in cli - a download of f (send) or its upload (recv) - and returns curl's own
+// time_total, after checking that every byte arrived (the size downloaded, the SHA-256 the server answers).
+func (ps *pathServer) curlTime(dir string, f *pathFile) (time.Duration, error) {
+	url := "http://" + pathSrvPrefix.Addr().String() + "/"
+	args := []string{"-sS", "--max-time", "180", "-w", "\n%{http_code} %{size_download} %{time_total}"}
+	if dir == "send" {
+		args = append(args, "-o", "/dev/null", url+f.name)
+	} else {
+		args = append(args, "-T", filepath.Join(f.dir, f.name), url+"upload")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 190*time.Second)
+	defer cancel()
+	cmd := ps.cli.Command(ctx, "curl", args...)
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, fmt.Errorf("curl: %w: %s", err, errb.String())
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var code, size int64
+	var secs float64
+	if _, err := fmt.Sscanf(lines[len(lines)-1], "%d %d %g", &code, &size, &secs); err != nil || code != 200 {
+		return 0, fmt.Errorf("curl answered %q", out)
+	}
+	if dir == "send" && size != f.size {
+		return 0, fmt.Errorf("downloaded %d bytes of %d", size, f.size)
+	}
+	if dir == "recv" && (len(lines) < 2 || lines[0] != f.sum) {
+		return 0, fmt.Errorf("upload hashed %q by the server, want %s", lines[0], f.sum)
+	}
+	return time.Duration(secs * float64(time.Second)), nil
+}
+
+// pathCase is one configuration of the scenario and its times.
+type pathCase struct {
+	dir   string // send, recv, or flood (send with the SYN flood) and quiet (send without, its reference)
+	loss  int
+	impl  string
+	times []float64 // seconds
+	err   string
+}
+
+func (c *pathCase) name() string {
+	switch c.dir {
+	case "flood", "quiet":
+		return c.dir
+	}
+	return fmt.Sprintf("%s %d%%", c.dir, c.loss)
+}
+
+// pathTrial runs one case once.
+func pathTrial(o *options, c *pathCase, f *pathFile) (time.Duration, error) {
+	ps, err := startPathServer(o, c.impl, f, c.loss)
+	if err != nil {
+		return 0, err
+	}
+	defer ps.stop()
+	dir := c.dir
+	if dir == "flood" {
+		flood, err := ps.cli.Start("hping3", "-q", "-S", "-p", "80", "-i", "u20", "-a", pathFloodSrc, pathSrvPrefix.Addr().String())
+		if err != nil {
+			return 0, fmt.Errorf("hping3: %w", err)
+		}
+		defer flood.Stop(time.Second)
+		// Let the flood fill the SYN queue before curl connects.
+		time.Sleep(time.Second)
+		select {
+		case <-flood.Done():
+			return 0, fmt.Errorf("hping3 ended: %s", flood.Output())
+		default:
+		}
+	}
+	if dir == "flood" || dir == "quiet" {
+		dir = "send"
+	}
+	d, err := ps.curlTime(dir, f)
+	if err != nil {
+		return 0, err
+	}
+	if c.dir == "flood" && ps.st != nil && ps.st.TCPStat(tcp.StatCookiesAccepted) == 0 {
+		return 0, fmt.Errorf("curl's connection did not come through a SYN cookie (tcp stats %v)", ps.st.TCPStats())
+	}
+	return d, ps.stop()
+}
+
+// runTCPPath runs every case -runs times, interleaved, and prints the table (also written to DIR/tcppath.md).
+func runTCPPath(o *options, m Machine, losses []int, size int64, outDir string) error {
+	for _, tool := range []string{"curl", "nft", "hping3"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("tcppath needs %s: %w", tool, err)
+		}
+	}
+	tmp, err := os.MkdirTemp("", "xdpnet-tcppath")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	f, err := writePathFile(tmp, size)
+	if err != nil {
+		return err
+	}
+	var cases []*pathCase
+	for _, dir := range []string{"send", "recv"} {
+		for _, loss := range losses {
+			for _, impl := range []string{"xdpnet", "kernel"} {
+				cases = append(cases, &pathCase{dir: dir, loss: loss, impl: impl})
+			}
+		}
+	}
+	for _, dir := range []string{"quiet", "flood"} {
+		for _, impl := range []string{"xdpnet", "kernel"} {
+			cases = append(cases, &pathCase{dir: dir, impl: impl})
+		}
+	}
+	start := time.Now()
+	for r := range o.runs {
+		for i, c := range cases {
+			if c.err != "" {
+				continue
+			}
+			fmt.Fprintf(os.Stderr, "\r[%3.0fs] round %d/%d, %d/%d: %-10s %-6s ...          ", time.Since(start).Seconds(), r+1, o.runs, i+1, len(cases), c.name(), c.impl)
+			d, err := pathTrial(o, c, f)
+			if err != nil {
+				c.err = err.Error()
+				fmt.Fprintf(os.Stderr, "\n%s %s: %v\n", c.name(), c.impl, err)
+				continue
+			}
+			c.times = append(c.times, d.Seconds())
+		}
+	}
+	fmt.Fprintln(os.Stderr)
+	md := pathTable(o, m, cases, size)
+	fmt.Print(md)
+	return os.WriteFile(filepath.Join(outDir, "tcppath.md"), []byte(md), 0o644)
+}
+
+func pathTable(o *options, m Machine, cases []*pathCase, size int64) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "tcppath: Linux curl moving %d MiB over HTTP to/from a server on xdpnet or on Linux TCP, one veth (MTU 1500; GSO, GRO, TSO and checksum offloads off on both ends, so that both servers send and lose MTU-sized segments), loss by nftables numgen in cli both ways; median of %d fresh-namespace runs, curl's time_total; %s, %d cores, Linux %s, load average %.2f at the end\n\n",
+		size>>20, o.runs, m.CPU, m.Cores, m.Kernel, loadAvg())
+	b.WriteString("| case | xdpnet s (median) | Linux s (median) | xdpnet / Linux time | xdpnet runs | Linux runs |\n|---|---|---|---|---|---|\n")
+	find := func(name, impl string) *pathCase {
+		for _, c := range cases {
+			if c.name() == name && c.impl == impl {
+				return c
+			}
+		}
+		return nil
+	}
+	runs := func(c *pathCase) string {
+		if c.err != "" {
+			return "error: " + c.err
+		}
+		s := make([]string, len(c.times))
+		for i, t := range c.times {
+			s[i] = fmt.Sprintf("%.2f", t)
+		}
+		return strings.Join(s, " ")
+	}
+	seen := map[string]bool{}
+	for _, c := range cases {
+		if seen[c.name()] {
+			continue
+		}
+		seen[c.name()] = true
+		x, k := find(c.name(), "xdpnet"), find(c.name(), "kernel")
+		label := map[string]string{"send": "send (server -> curl)", "recv": "recv (curl -> server)", "quiet": "download, no flood", "flood": "download, 50 000 SYN/s flood"}[c.dir]
+		if c.dir == "send" || c.dir == "recv" {
+			label += fmt.Sprintf(", %d%% loss", c.loss)
+		}
+		xm, km := median(x.times), median(k.times)
+		ratio := "-"
+		if len(x.times) > 0 && len(k.times) > 0 {
+			ratio = fmt.Sprintf("%.2fx", xm/km)
+		}
+		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %s | %s | %s |\n", label, xm, km, ratio, runs(x), runs(k))
+	}
+	for _, impl := range []string{"xdpnet", "kernel"} {
+		q, fl := find("quiet", impl), find("flood", impl)
+		if len(q.times) > 0 && len(fl.times) > 0 {
+			fmt.Fprintf(&b, "\n%s: download rate during the SYN flood %.0f%% of the rate without it (medians)", impl, 100*median(q.times)/median(fl.times))
+		}
+	}
+	b.WriteString("\n")
+	return b.String()
+}
