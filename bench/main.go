@@ -60,6 +60,7 @@ type options struct {
 	genMode, dutMode string
 	dutBudget        int
 	dutRing          int
+	pathCC           string // tcppath: Linux's congestion control ("" keeps the default)
 	threadedNAPI     bool
 	asavieBin        string
 	idle             time.Duration
@@ -247,6 +248,8 @@ func main() {
 	scen := flag.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios")
 	one := flag.String("scenario", "", "one scenario; \"soak\" runs l3fwd xdpnet at full rate for -duration, sampling every -every; \"tcppath\" times curl against an HTTP server on xdpnet and on Linux (tcppath.go)")
 	lossFlag := flag.String("loss", "0,1,5", "tcppath: random loss percentages, both ways")
+	pathDirs := flag.String("path-cases", "send,recv,flood", "tcppath: which of send (server -> curl), recv (curl -> server) and flood (download during a SYN flood) to run")
+	flag.StringVar(&o.pathCC, "path-cc", "", "tcppath: congestion control of the Linux hosts (net.ipv4.tcp_congestion_control in both namespaces, e.g. cubic); empty keeps the host's default")
 	pathSize := flag.Int64("path-size", 64<<20, "tcppath: bytes of the file moved")
 	every := flag.Duration("every", 10*time.Second, "soak: sampling interval")
 	impls := flag.String("impls", "", "comma-separated implementations to run (default all: xdpnet,asavie,kernel,dpdk)")
@@ -322,7 +325,7 @@ func main() {
 			}
 			losses = append(losses, n)
 		}
-		if err := runTCPPath(o, m, losses, *pathSize, *outDir); err != nil {
+		if err := runTCPPath(o, m, strings.Split(*pathDirs, ","), losses, *pathSize, *outDir); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}

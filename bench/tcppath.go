@@ -14,9 +14,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xdpnet/xdpnet/internal/netlab"
 	"github.com/xdpnet/xdpnet/poller"
@@ -24,38 +28,45 @@ import (
 	"github.com/xdpnet/xdpnet/stack/tcp"
 )
 
-// The tcppath scenario (-scenario tcppath): the time Linux curl takes to move one file over HTTP to or from a
-// server on xdpnet's stack, against the same server on Linux's TCP, side by side in one run:
+// The tcppath scenario (-scenario tcppath): the time Linux curl takes to move one file over HTTP to or from a server on
+// xdpnet's stack, against the same server on Linux's TCP, side by side in one run, through a Linux router:
 //
-//	cli (curl, eth0 198.18.5.1) --veth, MTU 1500, 1 queue-- (eth0 198.18.5.2) srv (net/http: xdpnet or Linux)
+//	cli (curl, eth0 198.18.5.1) -- (eth0 .5.254) rtr (eth1 198.18.6.254) --1 queue-- (eth0 198.18.6.2) srv (net/http: xdpnet or Linux)
 //
 // Directions: send is the server sending (curl downloads: xdpnet -> Linux against Linux -> Linux), recv the
 // server receiving (curl uploads with PUT and the server hashes the body: Linux -> xdpnet against Linux ->
 // Linux). Both servers are the same net/http handler in the bench process; only the listener differs
-// (stack.ListenTCP on a poller pinned to -dut-cpu, or net.Listen in srv's namespace). Loss: nftables in cli
-// drops that percentage of TCP packets at random in both directions (numgen random). GSO, GRO, TSO and the
-// checksum offloads are off on both veth ends in every run, with and without loss: at the defaults the Linux
-// server would hand 64 KiB TSO segments to the veth, of which nftables drops whole ones and which cost one
-// skb each, where xdpnet (veth turns TSO off towards an XDP program) sends MTU-sized segments; with the
-// offloads off both lose and carry the segments a wire would. Every run builds fresh namespaces, so that
-// Linux's per-destination TCP metrics (ssthresh, RTT) do not carry over from one run to the next.
+// (stack.ListenTCP on a poller pinned to -dut-cpu, or net.Listen in srv's namespace). Loss: nftables in the
+// router's forward chain drops that percentage of TCP packets at random, both directions (numgen random) -
+// in the router and not in cli, because a drop on the sender's own output hook is no loss to Linux's TCP:
+// the transmit fails, and it sends the segment again at once. All MTUs are 1500; GSO, GRO, TSO and the
+// checksum offloads are off on every veth end in every run, with and without loss: at the defaults the
+// Linux server would hand 64 KiB TSO segments to the veth, of which nftables drops whole ones, where
+// xdpnet (veth turns TSO off towards an XDP program) sends MTU-sized segments; with the offloads off both
+// lose and carry the segments a wire would. Every run builds fresh namespaces, so that Linux's
+// per-destination TCP metrics (ssthresh, RTT) do not carry over from one run to the next. -path-cc sets the
+// Linux server's congestion control; the default is the host's (check it: BBR, where the host has it, barely
+// reacts to random loss, where CUBIC - xdpnet's - halves its rate by 30% on each loss event).
 //
 // The SYN-flood figure: curl's download time of the same file from each server with and without hping3
 // flooding the server's port at 50 000 SYN/s (-i u20) from 198.18.5.99, one spoofed address inside
 // 198.18.0.0/15 with a new source port per SYN (--rand-source would leave the range); the SYN queue stays
-// full and curl's connection is accepted through a SYN cookie.
+// full and curl's connection is accepted through a SYN cookie (checked for xdpnet).
 var (
 	pathCliPrefix = "198.18.5.1/24"
-	pathSrvPrefix = netip.MustParsePrefix("198.18.5.2/24")
+	pathRtrCli    = "198.18.5.254/24"
+	pathRtrSrv    = netip.MustParsePrefix("198.18.6.254/24")
+	pathSrvPrefix = netip.MustParsePrefix("198.18.6.2/24")
 	pathFloodSrc  = "198.18.5.99"
 )
 
 // pathServer is the HTTP server of one tcppath run.
 type pathServer struct {
-	lab      *netlab.Lab
-	cli, srv *netlab.Host
-	st       *stack.Stack // the xdpnet server's stack (nil for Linux)
-	stop     func() error
+	lab           *netlab.Lab
+	cli, rtr, srv *netlab.Host
+	st            *stack.Stack // the xdpnet server's stack (nil for Linux)
+	pcap          *netlab.Proc
+	stop          func() error
 }
 
 // pathFile is the file every run moves, written once per bench run.
@@ -104,41 +115,63 @@ func startPathServer(o *options, impl string, f *pathFile, lossPct int) (ps *pat
 	if ps.cli, err = lab.AddHost("cli"); err != nil {
 		return nil, err
 	}
+	if ps.rtr, err = lab.AddHost("rtr"); err != nil {
+		return nil, err
+	}
 	if ps.srv, err = lab.AddHost("srv"); err != nil {
 		return nil, err
 	}
-	if _, err := lab.LinkWith(ps.cli, "eth0", ps.srv, "eth0", netlab.LinkOptions{Queues: 1, MTU: 1500}); err != nil {
+	// One queue on the server's link: the xdpnet poller reads one queue.
+	if _, err := lab.LinkWith(ps.cli, "eth0", ps.rtr, "eth0", netlab.LinkOptions{MTU: 1500}); err != nil {
 		return nil, err
 	}
-	for _, h := range []*netlab.Host{ps.cli, ps.srv} {
-		if err := h.Sysctl("net.ipv6.conf.eth0.disable_ipv6", "1"); err != nil {
-			return nil, err
-		}
-		if err := h.DisableOffloads("eth0"); err != nil {
-			return nil, err
-		}
-		if err := h.SetUp("eth0"); err != nil {
-			return nil, err
-		}
-	}
-	if err := ps.cli.AddAddr("eth0", pathCliPrefix); err != nil {
+	if _, err := lab.LinkWith(ps.rtr, "eth1", ps.srv, "eth0", netlab.LinkOptions{Queues: 1, MTU: 1500}); err != nil {
 		return nil, err
 	}
-	for _, h := range []*netlab.Host{ps.cli, ps.srv} {
-		if err := h.WaitOperUp("eth0", 5*time.Second); err != nil {
+	ifs := []struct {
+		h   *netlab.Host
+		dev string
+	}{{ps.cli, "eth0"}, {ps.rtr, "eth0"}, {ps.rtr, "eth1"}, {ps.srv, "eth0"}}
+	for _, i := range ifs {
+		if err := i.h.Sysctl("net.ipv6.conf."+i.dev+".disable_ipv6", "1"); err != nil {
 			return nil, err
 		}
+		if err := i.h.DisableOffloads(i.dev); err != nil {
+			return nil, err
+		}
+		if err := i.h.SetUp(i.dev); err != nil {
+			return nil, err
+		}
+	}
+	if err := ps.rtr.Sysctl("net.ipv4.ip_forward", "1"); err != nil {
+		return nil, err
+	}
+	for _, a := range []struct {
+		h         *netlab.Host
+		dev, addr string
+	}{{ps.cli, "eth0", pathCliPrefix}, {ps.rtr, "eth0", pathRtrCli}, {ps.rtr, "eth1", pathRtrSrv.String()}} {
+		if err := a.h.AddAddr(a.dev, a.addr); err != nil {
+			return nil, err
+		}
+	}
+	for _, i := range ifs {
+		if err := i.h.WaitOperUp(i.dev, 5*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	if err := ps.cli.AddRoute(pathSrvPrefix.Masked().String(), strings.Split(pathRtrCli, "/")[0]); err != nil {
+		return nil, err
 	}
 	if lossPct > 0 {
+		// In the router's forward path, so that neither end's TCP sees the drop: on a sender's own
+		// output hook Linux would learn of it (the transmit fails) and send again at once.
 		p := strconv.Itoa(lossPct)
 		for _, args := range [][]string{
 			{"add", "table", "inet", "xnloss"},
-			{"add", "chain", "inet", "xnloss", "in", "{ type filter hook input priority 0; }"},
-			{"add", "chain", "inet", "xnloss", "out", "{ type filter hook output priority 0; }"},
-			{"add", "rule", "inet", "xnloss", "in", "meta", "l4proto", "tcp", "numgen", "random", "mod", "100", "<", p, "drop"},
-			{"add", "rule", "inet", "xnloss", "out", "meta", "l4proto", "tcp", "numgen", "random", "mod", "100", "<", p, "drop"},
+			{"add", "chain", "inet", "xnloss", "lossy", "{ type filter hook forward priority 0; }"},
+			{"add", "rule", "inet", "xnloss", "lossy", "meta", "l4proto", "tcp", "numgen", "random", "mod", "100", "<", p, "drop"},
 		} {
-			if out, err := ps.cli.Run(context.Background(), "nft", args...); err != nil {
+			if out, err := ps.rtr.Run(context.Background(), "nft", args...); err != nil {
 				return nil, fmt.Errorf("nft %v: %w: %s", args, err, out)
 			}
 		}
@@ -151,11 +184,33 @@ func startPathServer(o *options, impl string, f *pathFile, lossPct int) (ps *pat
 		if err := ps.srv.AddAddr("eth0", pathSrvPrefix.String()); err != nil {
 			return nil, err
 		}
-		if err := ps.srv.Do(func() (err error) { ln, err = net.Listen("tcp", laddr.String()); return err }); err != nil {
+		if err := ps.srv.AddRoute("default", pathRtrSrv.Addr().String()); err != nil {
+			return nil, err
+		}
+		// -path-cc is set on the listening socket (TCP_CONGESTION), which the connections inherit: a
+		// namespace may not make an algorithm outside net.ipv4.tcp_allowed_congestion_control its default,
+		// but a privileged socket may use any the kernel has.
+		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+			if o.pathCC == "" {
+				return nil
+			}
+			var serr error
+			if err := rc.Control(func(fd uintptr) {
+				serr = unix.SetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION, o.pathCC)
+			}); err != nil {
+				return err
+			}
+			if serr != nil {
+				return fmt.Errorf("-path-cc %s: setsockopt TCP_CONGESTION: %w (see net.ipv4.tcp_available_congestion_control)", o.pathCC, serr)
+			}
+			return nil
+		}}
+		if err := ps.srv.Do(func() (err error) { ln, err = lc.Listen(context.Background(), "tcp", laddr.String()); return err }); err != nil {
 			return nil, err
 		}
 	case "xdpnet":
-		st, err := stack.New(stack.Config{Interfaces: []stack.Interface{{Name: "eth0", Addrs: []netip.Prefix{pathSrvPrefix}}}})
+		st, err := stack.New(stack.Config{Interfaces: []stack.Interface{{Name: "eth0", Addrs: []netip.Prefix{pathSrvPrefix}}},
+			Routes: []stack.Route{{Prefix: netip.MustParsePrefix("0.0.0.0/0"), NextHop: pathRtrSrv.Addr()}}})
 		if err != nil {
 			return nil, err
 		}
@@ -188,6 +243,9 @@ func startPathServer(o *options, impl string, f *pathFile, lossPct int) (ps *pat
 			if err = stopPoller(); errors.Is(err, context.Canceled) {
 				err = nil
 			}
+		}
+		if ps.pcap != nil {
+			ps.pcap.Stop(time.Second)
 		}
 		lab.Close()
 		return err
@@ -271,9 +329,33 @@ func pathTrial(o *options, c *pathCase, f *pathFile) (time.Duration, error) {
 	if dir == "flood" || dir == "quiet" {
 		dir = "send"
 	}
+	if os.Getenv("XN_BENCH_SS") != "" {
+		stopSS := make(chan struct{})
+		defer close(stopSS)
+		go func() {
+			for {
+				select {
+				case <-stopSS:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				out, _ := ps.srv.Run(context.Background(), "ss", "-tin", "sport", "= :80")
+				fmt.Fprintf(os.Stderr, "SS %s\n", strings.ReplaceAll(string(out), "\n", " "))
+			}
+		}()
+	}
 	d, err := ps.curlTime(dir, f)
 	if err != nil {
 		return 0, err
+	}
+	if os.Getenv("XN_BENCH_NSTAT") != "" {
+		for _, h := range []*netlab.Host{ps.srv, ps.cli} {
+			out, _ := h.Run(context.Background(), "nstat", "-a")
+			fmt.Fprintf(os.Stderr, "\n%s %s %s nstat:\n%s", c.name(), c.impl, h.Name(), out)
+		}
+		if ps.st != nil {
+			fmt.Fprintf(os.Stderr, "xdpnet stats %v\n", ps.st.TCPStats())
+		}
 	}
 	if c.dir == "flood" && ps.st != nil && ps.st.TCPStat(tcp.StatCookiesAccepted) == 0 {
 		return 0, fmt.Errorf("curl's connection did not come through a SYN cookie (tcp stats %v)", ps.st.TCPStats())
@@ -282,7 +364,7 @@ func pathTrial(o *options, c *pathCase, f *pathFile) (time.Duration, error) {
 }
 
 // runTCPPath runs every case -runs times, interleaved, and prints the table (also written to DIR/tcppath.md).
-func runTCPPath(o *options, m Machine, losses []int, size int64, outDir string) error {
+func runTCPPath(o *options, m Machine, dirs []string, losses []int, size int64, outDir string) error {
 	for _, tool := range []string{"curl", "nft", "hping3"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("tcppath needs %s: %w", tool, err)
@@ -298,15 +380,27 @@ func runTCPPath(o *options, m Machine, losses []int, size int64, outDir string) 
 		return err
 	}
 	var cases []*pathCase
-	for _, dir := range []string{"send", "recv"} {
+	for _, dir := range dirs {
+		if dir != "send" && dir != "recv" {
+			continue
+		}
 		for _, loss := range losses {
 			for _, impl := range []string{"xdpnet", "kernel"} {
+				if o.impls != nil && !slices.Contains(o.impls, impl) {
+					continue
+				}
 				cases = append(cases, &pathCase{dir: dir, loss: loss, impl: impl})
 			}
 		}
 	}
 	for _, dir := range []string{"quiet", "flood"} {
+		if !slices.Contains(dirs, "flood") {
+			break
+		}
 		for _, impl := range []string{"xdpnet", "kernel"} {
+			if o.impls != nil && !slices.Contains(o.impls, impl) {
+				continue
+			}
 			cases = append(cases, &pathCase{dir: dir, impl: impl})
 		}
 	}
@@ -336,6 +430,13 @@ func pathTable(o *options, m Machine, cases []*pathCase, size int64) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "tcppath: Linux curl moving %d MiB over HTTP to/from a server on xdpnet or on Linux TCP, one veth (MTU 1500; GSO, GRO, TSO and checksum offloads off on both ends, so that both servers send and lose MTU-sized segments), loss by nftables numgen in cli both ways; median of %d fresh-namespace runs, curl's time_total; %s, %d cores, Linux %s, load average %.2f at the end\n\n",
 		size>>20, o.runs, m.CPU, m.Cores, m.Kernel, loadAvg())
+	cc := o.pathCC
+	if cc == "" {
+		// A new network namespace starts with the initial namespace's choice.
+		b, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
+		cc = strings.TrimSpace(string(b)) + " (this host's default)"
+	}
+	fmt.Fprintf(&b, "Congestion control of the Linux server: %s; of curl, the sender of the uploads to both servers: this host's default; of xdpnet: CUBIC (RFC 9438) with HyStart++.\n\n", cc)
 	b.WriteString("| case | xdpnet s (median) | Linux s (median) | xdpnet / Linux time | xdpnet runs | Linux runs |\n|---|---|---|---|---|---|\n")
 	find := func(name, impl string) *pathCase {
 		for _, c := range cases {
@@ -366,6 +467,9 @@ func pathTable(o *options, m Machine, cases []*pathCase, size int64) string {
 		if c.dir == "send" || c.dir == "recv" {
 			label += fmt.Sprintf(", %d%% loss", c.loss)
 		}
+		if x == nil || k == nil {
+			continue
+		}
 		xm, km := median(x.times), median(k.times)
 		ratio := "-"
 		if len(x.times) > 0 && len(k.times) > 0 {
@@ -375,7 +479,7 @@ func pathTable(o *options, m Machine, cases []*pathCase, size int64) string {
 	}
 	for _, impl := range []string{"xdpnet", "kernel"} {
 		q, fl := find("quiet", impl), find("flood", impl)
-		if len(q.times) > 0 && len(fl.times) > 0 {
+		if q != nil && fl != nil && len(q.times) > 0 && len(fl.times) > 0 {
 			fmt.Fprintf(&b, "\n%s: download rate during the SYN flood %.0f%% of the rate without it (medians)", impl, 100*median(q.times)/median(fl.times))
 		}
 	}
