@@ -244,9 +244,6 @@ func startPathServer(o *options, impl string, f *pathFile, lossPct int) (ps *pat
 				err = nil
 			}
 		}
-		if ps.pcap != nil {
-			ps.pcap.Stop(time.Second)
-		}
 		lab.Close()
 		return err
 	})
@@ -329,33 +326,9 @@ func pathTrial(o *options, c *pathCase, f *pathFile) (time.Duration, error) {
 	if dir == "flood" || dir == "quiet" {
 		dir = "send"
 	}
-	if os.Getenv("XN_BENCH_SS") != "" {
-		stopSS := make(chan struct{})
-		defer close(stopSS)
-		go func() {
-			for {
-				select {
-				case <-stopSS:
-					return
-				case <-time.After(100 * time.Millisecond):
-				}
-				out, _ := ps.srv.Run(context.Background(), "ss", "-tin", "sport", "= :80")
-				fmt.Fprintf(os.Stderr, "SS %s\n", strings.ReplaceAll(string(out), "\n", " "))
-			}
-		}()
-	}
 	d, err := ps.curlTime(dir, f)
 	if err != nil {
 		return 0, err
-	}
-	if os.Getenv("XN_BENCH_NSTAT") != "" {
-		for _, h := range []*netlab.Host{ps.srv, ps.cli} {
-			out, _ := h.Run(context.Background(), "nstat", "-a")
-			fmt.Fprintf(os.Stderr, "\n%s %s %s nstat:\n%s", c.name(), c.impl, h.Name(), out)
-		}
-		if ps.st != nil {
-			fmt.Fprintf(os.Stderr, "xdpnet stats %v\n", ps.st.TCPStats())
-		}
 	}
 	if c.dir == "flood" && ps.st != nil && ps.st.TCPStat(tcp.StatCookiesAccepted) == 0 {
 		return 0, fmt.Errorf("curl's connection did not come through a SYN cookie (tcp stats %v)", ps.st.TCPStats())
