@@ -65,7 +65,6 @@ type pathServer struct {
 	lab           *netlab.Lab
 	cli, rtr, srv *netlab.Host
 	st            *stack.Stack // the xdpnet server's stack (nil for Linux)
-	pcap          *netlab.Proc
 	stop          func() error
 }
 
