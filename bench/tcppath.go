@@ -400,7 +400,7 @@ func runTCPPath(o *options, m Machine, dirs []string, losses []int, size int64, 
 
 func pathTable(o *options, m Machine, cases []*pathCase, size int64) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "tcppath: Linux curl moving %d MiB over HTTP to/from a server on xdpnet or on Linux TCP, one veth (MTU 1500; GSO, GRO, TSO and checksum offloads off on both ends, so that both servers send and lose MTU-sized segments), loss by nftables numgen in cli both ways; median of %d fresh-namespace runs, curl's time_total; %s, %d cores, Linux %s, load average %.2f at the end\n\n",
+	fmt.Fprintf(&b, "tcppath: Linux curl moving %d MiB over HTTP to/from a server on xdpnet or on Linux TCP through a Linux router (veth, MTU 1500; GSO, GRO, TSO and checksum offloads off on every end, so that both servers send and lose MTU-sized segments), loss by nftables numgen in the router's forward chain, both ways; median of %d fresh-namespace runs, curl's time_total; %s, %d cores, Linux %s, load average %.2f at the end\n\n",
 		size>>20, o.runs, m.CPU, m.Cores, m.Kernel, loadAvg())
 	cc := o.pathCC
 	if cc == "" {
