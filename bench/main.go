@@ -3,6 +3,7 @@
 //
 //	go run ./bench [-runs 3] [-duration 3s] [-scenarios rxdrop,txonly,l2fwd,l3fwd,l2fwd-2q,tcp,tcpfwd,rtt] [-sizes 64,...,imix] [-json FILE] [-out DIR]
 //	go run ./bench -scenario soak -duration 10m [-every 10s]
+//	go run ./bench -scenario tcppath -runs 5 [-loss 0,1,5] [-path-size 67108864]
 //
 // Scenarios: rxdrop (the DUT receives and drops; counted at the DUT), txonly (the generator alone; counted at
 // its peer), l2fwd (MAC-rewrite forwarding in0 -> out0), l3fwd (IPv4 routing in0 -> out0), l2fwd-2q (l2fwd on two
@@ -37,6 +38,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +60,7 @@ type options struct {
 	genMode, dutMode string
 	dutBudget        int
 	dutRing          int
+	pathCC           string // tcppath: Linux's congestion control ("" keeps the default)
 	threadedNAPI     bool
 	asavieBin        string
 	idle             time.Duration
@@ -243,7 +246,11 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "traffic time before counting")
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "counting window of each run")
 	scen := flag.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios")
-	one := flag.String("scenario", "", "one scenario; \"soak\" runs l3fwd xdpnet at full rate for -duration, sampling every -every")
+	one := flag.String("scenario", "", "one scenario; \"soak\" runs l3fwd xdpnet at full rate for -duration, sampling every -every; \"tcppath\" times curl against an HTTP server on xdpnet and on Linux (tcppath.go)")
+	lossFlag := flag.String("loss", "0,1,5", "tcppath: random loss percentages, both ways")
+	pathDirs := flag.String("path-cases", "send,recv,flood", "tcppath: which of send (server -> curl), recv (curl -> server) and flood (download during a SYN flood) to run")
+	flag.StringVar(&o.pathCC, "path-cc", "", "tcppath: congestion control of the Linux hosts (net.ipv4.tcp_congestion_control in both namespaces, e.g. cubic); empty keeps the host's default")
+	pathSize := flag.Int64("path-size", 64<<20, "tcppath: bytes of the file moved")
 	every := flag.Duration("every", 10*time.Second, "soak: sampling interval")
 	impls := flag.String("impls", "", "comma-separated implementations to run (default all: xdpnet,asavie,kernel,dpdk)")
 	flag.IntVar(&o.flows, "flows", 16, "UDP flows (source ports) the generator varies over")
@@ -270,7 +277,7 @@ func main() {
 	outDir := flag.String("out", "bench/out", "directory for results.json, results.md and the chart results.svg")
 	flag.Parse()
 	o.scenarios = strings.Split(*scen, ",")
-	if *one != "" && *one != "soak" {
+	if *one != "" && *one != "soak" && *one != "tcppath" {
 		o.scenarios = []string{*one}
 	}
 	if *impls != "" {
@@ -308,6 +315,22 @@ func main() {
 	}
 	m := machine()
 	fmt.Printf("machine: %s, %d cores, Linux %s, %s\n\n", m.CPU, m.Cores, m.Kernel, m.Go)
+	if *one == "tcppath" {
+		var losses []int
+		for _, f := range strings.Split(*lossFlag, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 0 || n >= 100 {
+				fmt.Fprintf(os.Stderr, "bench: -loss: %q is no percentage: want e.g. 0,1,5\n", f)
+				os.Exit(2)
+			}
+			losses = append(losses, n)
+		}
+		if err := runTCPPath(o, m, strings.Split(*pathDirs, ","), losses, *pathSize, *outDir); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *one == "soak" {
 		if err := runSoak(o, m, *every, *outDir); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)

@@ -27,9 +27,14 @@ import (
 // the two ends of one veth.
 //
 //	cli eth0 198.18.0.1/24 (kernel) ---- veth ---- srv eth0 (XDP -> poller -> stack 198.18.0.2/24)
+//
+// startLabFamily's IPv6 variant puts the same link in 2001:2:0:1::/64, from the benchmarking range
+// 2001:2::/48 (RFC 5180).
 const (
-	cliAddr = "198.18.0.1"
-	srvAddr = "198.18.0.2"
+	cliAddr  = "198.18.0.1"
+	srvAddr  = "198.18.0.2"
+	cli6Addr = "2001:2:0:1::1"
+	srv6Addr = "2001:2:0:1::2"
 )
 
 type httpLab struct {
@@ -43,6 +48,14 @@ type httpLab struct {
 // startLab builds the hosts, writes the files (name -> size) and runs httpd in-process in srv.
 func startLab(t testing.TB, files map[string]int, extra func(s *stack.Stack)) *httpLab {
 	t.Helper()
+	return startLabFamily(t, false, files, extra)
+}
+
+// startLabFamily is startLab over IPv4 or, with v6, over IPv6 only: cli6Addr and srv6Addr instead of
+// cliAddr and srvAddr, IPv6 left on in cli (at its defaults) and off in srv, whose kernel must not answer
+// for the stack.
+func startLabFamily(t testing.TB, v6 bool, files map[string]int, extra func(s *stack.Stack)) *httpLab {
+	t.Helper()
 	lab := netlab.NewT(t)
 	l := &httpLab{cli: lab.MustAddHost(t, "cli"), srv: lab.MustAddHost(t, "srv"), root: t.TempDir(), sums: map[string]string{}}
 	// One queue each way: the poller runs one queue, and a veth with more would steer some flows (and
@@ -52,6 +65,9 @@ func startLab(t testing.TB, files map[string]int, extra func(s *stack.Stack)) *h
 	}
 	for _, h := range []*netlab.Host{l.cli, l.srv} {
 		for _, k := range []string{"net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"} {
+			if v6 && h == l.cli {
+				break
+			}
 			if err := h.Sysctl(k, "1"); err != nil {
 				t.Fatal(err)
 			}
@@ -60,7 +76,11 @@ func startLab(t testing.TB, files map[string]int, extra func(s *stack.Stack)) *h
 			t.Fatal(err)
 		}
 	}
-	if err := l.cli.AddAddr("eth0", cliAddr+"/24"); err != nil {
+	cliPrefix, srvPrefix := cliAddr+"/24", srvAddr+"/24"
+	if v6 {
+		cliPrefix, srvPrefix = cli6Addr+"/64", srv6Addr+"/64"
+	}
+	if err := l.cli.AddAddr("eth0", cliPrefix); err != nil {
 		t.Fatal(err)
 	}
 	for _, h := range []*netlab.Host{l.cli, l.srv} {
@@ -78,6 +98,14 @@ func startLab(t testing.TB, files map[string]int, extra func(s *stack.Stack)) *h
 		t.Cleanup(func() { pr.Stop(time.Second) })
 		time.Sleep(500 * time.Millisecond)
 	}
+	l.serve(t, files, config{iface: "eth0", addr: netip.MustParsePrefix(srvPrefix), root: l.root, port: 80}, extra)
+	return l
+}
+
+// serve writes the files (name -> size) under l.root and runs httpd with cfg in-process in l.srv; extra,
+// when set, is called with its stack once it listens.
+func (l *httpLab) serve(t testing.TB, files map[string]int, cfg config, extra func(s *stack.Stack)) {
+	t.Helper()
 	rng := rand.NewChaCha8([32]byte{1})
 	for name, size := range files {
 		b := make([]byte, size)
@@ -91,7 +119,6 @@ func startLab(t testing.TB, files map[string]int, extra func(s *stack.Stack)) *h
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	ready := make(chan *stack.Stack, 1)
-	cfg := config{iface: "eth0", addr: netip.MustParsePrefix(srvAddr + "/24"), root: l.root, port: 80}
 	go func() { done <- run(ctx, cfg, l.srv.Do, func(s *stack.Stack) { ready <- s }) }()
 	select {
 	case l.s = <-ready:
@@ -118,7 +145,6 @@ func startLab(t testing.TB, files map[string]int, extra func(s *stack.Stack)) *h
 	if extra != nil {
 		extra(l.s)
 	}
-	return l
 }
 
 // curl runs curl in cli and returns stdout; a failure is fatal.

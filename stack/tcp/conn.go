@@ -44,9 +44,10 @@ type Conn struct {
 	irs, rcvNxt, rcvAdv Seq
 	rcvScale            uint8
 	rcv                 ring
-	bufAt               int64      // next idle check of the rings' memory (ring.fit; 0 = none held)
-	ooo                 []seqRange // out-of-order ranges beyond RCV.NXT, sorted, disjoint; data is in rcv
-	lastOOO             Seq
+	bufAt               int64                       // next idle check of the rings' memory (ring.fit; 0 = none held)
+	ooo                 []seqRange                  // out-of-order ranges beyond RCV.NXT, sorted, disjoint; data is in rcv
+	oooRecent           [proto.TCPMaxSACKBlocks]Seq // a byte of each recently received out-of-order segment, newest first
+	nOOORecent          int
 	finRcvd             bool // the peer's FIN was processed: reads end with EOF after the data
 	oooFin              bool // a FIN arrived beyond a hole, at oooFinSeq
 	oooFinSeq           Seq
@@ -375,6 +376,52 @@ func (c *Conn) sndBufExpand() {
 	c.e.inc(StatSndBufGrown)
 }
 
+// noteOOO records that an out-of-order segment starting at seq was kept: its block is reported first
+// from now on (sackBlocks).
+func (c *Conn) noteOOO(seq Seq) {
+	n := min(c.nOOORecent, len(c.oooRecent)-1)
+	copy(c.oooRecent[1:n+1], c.oooRecent[:n])
+	c.oooRecent[0] = seq
+	c.nOOORecent = n + 1
+}
+
+// sackBlocks fills b with the SACK blocks of an ACK, RFC 2018 §4: "the first SACK block ... MUST specify
+// the contiguous block of data containing the segment which triggered this ACK", and the others SHOULD
+// repeat "the most recently reported SACK blocks": the blocks of the most recently received segments,
+// newest first, each once. Then, if there is room, the lowest blocks not yet named. Reporting the lowest
+// blocks after the first, as before, never repeated a higher block once newer data arrived below it:
+// with more holes than blocks (a Linux BBR sender at 5% loss keeps dozens), an ACK lost with the only
+// report of a block left the sender to retransmit it - 5534 retransmissions of 64 MiB where a Linux
+// receiver drew 2498 (bench tcppath, recv 5%).
+func (c *Conn) sackBlocks(b *[proto.TCPMaxSACKBlocks]proto.TCPSACKBlock) int {
+	k := 0
+	add := func(r seqRange) {
+		for i := 0; i < k; i++ {
+			if Seq(b[i].Left) == r.left {
+				return
+			}
+		}
+		b[k] = proto.TCPSACKBlock{Left: uint32(r.left), Right: uint32(r.right)}
+		k++
+	}
+	for i := 0; i < c.nOOORecent && k < len(b); i++ {
+		s := c.oooRecent[i]
+		for _, r := range c.ooo {
+			if s.InRange(r.left, r.right) {
+				add(r)
+				break
+			}
+		}
+	}
+	for _, r := range c.ooo {
+		if k == len(b) {
+			break
+		}
+		add(r)
+	}
+	return k
+}
+
 // xmit sends one segment: n bytes of the send buffer from seq (n may be 0), with flags. It returns false
 // when Output had no room; then nothing changed (but RCV.ADV, which may only grow) and the connection is
 // queued so that the owner's next Tick tries again.
@@ -393,25 +440,7 @@ func (c *Conn) xmit(now int64, seq Seq, n int, flags proto.TCPFlags) bool {
 		f.Options.TSecr = c.tsRecent
 	}
 	if c.sackOK && len(c.ooo) > 0 && flags.Has(proto.TCPFlagACK) {
-		// RFC 2018 §4: the first block holds the most recently received segment, then the others.
-		k := 0
-		for _, r := range c.ooo {
-			if c.lastOOO.InRange(r.left, r.right) {
-				f.Options.SACK[k] = proto.TCPSACKBlock{Left: uint32(r.left), Right: uint32(r.right)}
-				k++
-				break
-			}
-		}
-		for _, r := range c.ooo {
-			if k == proto.TCPMaxSACKBlocks {
-				break
-			}
-			if !c.lastOOO.InRange(r.left, r.right) {
-				f.Options.SACK[k] = proto.TCPSACKBlock{Left: uint32(r.left), Right: uint32(r.right)}
-				k++
-			}
-		}
-		f.Options.NSACK = k
+		f.Options.NSACK = c.sackBlocks(&f.Options.SACK)
 	}
 	s.Data[0], s.Data[1] = nil, nil
 	if n > 0 {
@@ -956,11 +985,17 @@ func (c *Conn) rtoFire(now int64) {
 	}
 	c.ccTimeout()
 	c.cwnd, c.bytesAcked = smss, 0
+	if c.sackOK && c.retries == 1 && c.sndWnd > 0 && c.state.canSend() {
+		c.rexmitAt = now + c.rto
+		c.rtoRecovery(now)
+		return
+	}
 	c.sndNxt = c.sndUna
 	c.recover = c.sndMax // RFC 6582 §3.2 step 4
 	c.inRecovery = false
 	c.dupAcks = 0
-	// RFC 2018 §8: "after a retransmit timeout the data sender SHOULD turn off all of the SACKed bits".
+	// RFC 2018 §8: "after a retransmit timeout the data sender SHOULD turn off all of the SACKed bits" -
+	// here from the second RTO of the same data on (rtoRecovery keeps them after the first).
 	c.nsacked = 0
 	c.nrexmits, c.rackAt, c.rackPendAt, c.rackEdge, c.tlpAt = 0, 0, 0, c.sndUna, 0
 	c.rexmitAt = now + c.rto

@@ -716,7 +716,7 @@ func (c *Conn) receive(now int64, seq Seq, payload []byte, fin bool) {
 			} else {
 				if c.insertOOO(seqRange{seq, seq + Seq(len(payload))}) {
 					c.rcv.writeAt(off, payload)
-					c.lastOOO = seq
+					c.noteOOO(seq)
 				} else {
 					c.e.inc(DropOutOfOrderFull)
 				}

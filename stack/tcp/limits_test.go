@@ -35,8 +35,8 @@ func TestOutOfOrderQueueBound(t *testing.T) {
 		t.Fatalf("out-of-order ranges %d, drops %d; want 3 and 3", len(b.ooo), w.eng[1].Stat(DropOutOfOrderFull))
 	}
 	last := sacks[len(sacks)-1]
-	// RFC 2018 §4: the first block is the most recently kept segment, then the others.
-	if last.NSACK != 3 || Seq(last.SACK[0].Left) != base+3000 || Seq(last.SACK[1].Left) != base+1000 || Seq(last.SACK[2].Right) != base+2100 {
+	// RFC 2018 §4: the first block is the most recently kept segment, then the most recently reported.
+	if last.NSACK != 3 || Seq(last.SACK[0].Left) != base+3000 || Seq(last.SACK[1].Left) != base+2000 || Seq(last.SACK[2].Right) != base+1100 {
 		t.Errorf("SACK blocks %+v", last)
 	}
 	// An adjacent piece merges instead of taking a new range.

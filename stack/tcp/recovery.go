@@ -223,6 +223,18 @@ func (c *Conn) markLostRexmits(now, age int64) {
 	c.nrexmits = k
 }
 
+// retransmitted reports whether the byte at s was retransmitted and is not yet known lost or delivered:
+// "S3 > HighRxt" of RFC 6675's rule 4 with per-segment records, so that the rescue retransmission does
+// not repeat the hole rule 1 has just resent.
+func (c *Conn) retransmitted(s Seq) bool {
+	for i := 0; i < c.nrexmits; i++ {
+		if s.InRange(c.rexmits[i].left, c.rexmits[i].right) {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *Conn) trackRexmit(seq Seq, n int, now int64) {
 	if c.nrexmits < maxRexmits {
 		c.rexmits[c.nrexmits] = rexmit{seq, seq + Seq(n), now}
@@ -241,7 +253,9 @@ func (c *Conn) rackWait() int64 {
 // armRACK sets the timer for a pending lost edge and the oldest tracked retransmission.
 func (c *Conn) armRACK() {
 	c.rackAt = c.rackPendAt
-	if !c.inRecovery || c.nrexmits == 0 {
+	// After an RTO and until an ACK makes progress (retries > 0), the backed-off RTO, not this timer of two
+	// SRTTs, decides when a retransmission that drew no ACK at all is sent again (rtoRecovery).
+	if !c.inRecovery || c.nrexmits == 0 || c.retries > 0 {
 		return
 	}
 	oldest := c.rexmits[0].at
@@ -291,10 +305,35 @@ func (c *Conn) rackTimeout(now int64) {
 		c.enterSACKRecovery(now, 0)
 	} else if c.inRecovery {
 		c.pruneRexmits()
-		c.markLostRexmits(now, c.rackWait())
+		if c.retries == 0 { // see armRACK
+			c.markLostRexmits(now, c.rackWait())
+		}
 		c.sackSend(now)
 	}
 	c.armRACK()
+}
+
+// rtoRecovery follows the first RTO of a SACK connection, as Linux's tcp_enter_loss does: the scoreboard
+// is kept, every unSACKed byte below SND.MAX is marked lost, cwnd restarts at one segment, and the holes
+// are resent as in a SACK recovery whose recovery point is SND.MAX - never a byte the peer SACKed, and
+// with RACK's check for lost retransmissions. PRR's slow-start reduction bound (RFC 6937 §3, SSRB: pipe
+// is far below ssthresh here) grows cwnd by what each ACK delivers plus a segment, as slow start would;
+// recovery ends with cwnd = ssthresh when the ACK passes the recovery point. Go-back-N from SND.UNA (RFC
+// 5681 §3.1, RFC 6298 §5.4) instead resends what the peer already holds, and a loss among those
+// resends - at 5% loss and a few dozen segments, the rule - cannot start a fast recovery (SND.NXT is below
+// SND.MAX) nor a loss probe: it waits for a second RTO of twice the length. A peer that reneged on its
+// SACKs (RFC 2018 §8, RFC 6675 §5.1) leaves the same data unacknowledged until the next RTO, which
+// clears the scoreboard and goes back N (rtoFire). Owner only.
+func (c *Conn) rtoRecovery(now int64) {
+	c.prrDelivered, c.prrOut, c.recoverFS = 0, 0, uint32(c.sndMax-c.sndUna)
+	c.sndNxt = c.sndMax
+	c.recover = c.sndMax
+	c.inRecovery = true
+	c.rescueSet = false
+	c.dupAcks = 0
+	c.nrexmits = 0
+	c.rackEdge, c.rackPendAt, c.rackAt, c.tlpAt = c.sndMax, 0, 0, 0
+	c.sackSend(now)
 }
 
 // armTLP (re)starts the tail loss probe timer, RFC 8985 §7.2: PTO = 2*SRTT, plus the peer's delayed-ACK
@@ -390,7 +429,7 @@ func (c *Conn) sackSendLoop(now int64) {
 					lo = seqMax(lo, c.sacked[i].right)
 				}
 			}
-			if lo.LessThan(hi) {
+			if lo.LessThan(hi) && !c.retransmitted(hi-1) {
 				n := min(int(hi-lo), int(smss))
 				c.rescueRxt, c.rescueSet = c.recover, true
 				if c.retransmitAt(now, hi-Seq(n), n) > 0 {

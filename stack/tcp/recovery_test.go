@@ -551,3 +551,39 @@ func TestLossProbeResendsLast(t *testing.T) {
 		t.Fatalf("eof %v, %d RTOs", k.eof, w.eng[0].Stat(StatTimeouts))
 	}
 }
+
+// TestRTOKeepsSACKScoreboard: segments 0 and 4 of ten are lost, and so is every retransmission of them
+// until the RTO; the peer SACKed the other eight. After the RTO (rtoRecovery, as Linux's tcp_enter_loss)
+// only the two holes are sent again - none of the SACKed segments, which go-back-N would resend once the
+// cumulative ACK passes the first hole - and the data is acknowledged without a second RTO.
+func TestRTOKeepsSACKScoreboard(t *testing.T) {
+	w := newWire(t, Config{}, 72)
+	a, _ := w.pair()
+	smss := int(a.smss())
+	base := a.sndUna
+	hole := func(s Seq) bool { i := int(s-base) / smss; return i == 0 || i == 4 }
+	var resent []Seq
+	w.onSend = func(from int, tc proto.TCP) {
+		if from == 0 && len(tc.Payload()) > 0 && w.eng[0].Stat(StatTimeouts) > 0 {
+			resent = append(resent, Seq(tc.Seq()))
+		}
+	}
+	w.drop = func(from int, tc proto.TCP) bool {
+		return from == 0 && len(tc.Payload()) > 0 && w.eng[0].Stat(StatTimeouts) == 0 && hole(Seq(tc.Seq()))
+	}
+	a.tryWrite(make([]byte, 10*smss))
+	if !w.run(10*time.Second, nil, func() bool { return a.sndUna == base+Seq(10*smss) }) {
+		t.Fatalf("not all acknowledged: SND.UNA at %d of %d", a.sndUna-base, 10*smss)
+	}
+	if n := w.eng[0].Stat(StatTimeouts); n != 1 {
+		t.Fatalf("%d RTOs, want 1", n)
+	}
+	if len(resent) != 2 {
+		t.Errorf("%d segments sent after the RTO (%v), want the 2 holes", len(resent), resent)
+	}
+	for _, s := range resent {
+		if !hole(s) {
+			t.Errorf("SACKed segment %d sent again after the RTO", int(s-base)/smss)
+		}
+	}
+}
