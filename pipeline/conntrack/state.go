@@ -48,7 +48,7 @@ const (
 )
 
 // The state word: State in the low byte, Flags in the next.
-func word(s State, f Flags) uint32 { return uint32(s) | uint32(f)<<8 }
+func word(s State, f Flags) uint32  { return uint32(s) | uint32(f)<<8 }
 func split(w uint32) (State, Flags) { return State(w), Flags(w >> 8) }
 
 // Timeouts are how long a connection lives without packets, by protocol and state, as the kernel's

@@ -279,7 +279,6 @@ func unlock2(a, b *stripe) {
 	}
 }
 
-
 // del removes entry idx; the caller holds the locks of both its tuples' stripes. why counts the removal.
 func (tb *Table) del(idx int32, why *uint64) {
 	e := &tb.entries[idx]
