@@ -16,7 +16,7 @@ import (
 // The test network (RFC 2544 addresses): a NAT gateway on the stack between an inside network and an
 // outside one, over memlink.
 //
-//	inside hosts 198.18.0.2, .3 --- port 0 "in" 198.18.0.1/24 [stack+NAT] 198.19.0.1/24 "out" port 1 --- S 198.19.0.2
+//	inside hosts 198.18.0.20, .30 --- port 0 "in" 198.18.0.1/24 [stack+NAT] 198.19.0.1/24 "out" port 1 --- S 198.19.0.2
 //	                                                                                                  --- R 198.19.0.254 (router to 198.19.100.0/24)
 var (
 	macIn  = proto.MAC{0x02, 0, 0, 0, 0, 0x01}
@@ -28,8 +28,8 @@ var (
 
 	gwIn  = netip.MustParseAddr("198.18.0.1")
 	gwOut = netip.MustParseAddr("198.19.0.1")
-	hostA = netip.MustParseAddr("198.18.0.2")
-	hostB = netip.MustParseAddr("198.18.0.3")
+	hostA = netip.MustParseAddr("198.18.0.20") // its address words sum differently from gwOut's, so that address changes move checksums
+	hostB = netip.MustParseAddr("198.18.0.30")
 	srvS  = netip.MustParseAddr("198.19.0.2")
 	rtrR  = netip.MustParseAddr("198.19.0.254")
 	farF  = netip.MustParseAddr("198.19.100.9") // behind R

@@ -313,7 +313,7 @@ func TestConfigErrors(t *testing.T) {
 
 func TestParseForward(t *testing.T) {
 	f, err := nat.ParseForward("tcp:8080=198.18.0.2:80")
-	if err != nil || f.Proto != proto.ProtoTCP || f.Port != 8080 || f.To != ap(hostA, 80) {
+	if err != nil || f.Proto != proto.ProtoTCP || f.Port != 8080 || f.To != netip.MustParseAddrPort("198.18.0.2:80") {
 		t.Fatalf("%+v %v", f, err)
 	}
 	if f, err := nat.ParseForward("udp:53=198.18.0.3:5353"); err != nil || f.Proto != proto.ProtoUDP {
