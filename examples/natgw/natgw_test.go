@@ -74,13 +74,13 @@ func startNATLab(t *testing.T) *natLab {
 	must(l.srv.AddAddr("eth0", srvAddr+"/24"))
 	must(l.rtr.Sysctl("net.ipv4.ip_forward", "1"))
 	for _, e := range []struct {
-		h  *netlab.Host
+		h   *netlab.Host
 		if_ string
 	}{{l.in, "eth0"}, {l.gw, "ein"}, {l.gw, "eout"}, {l.rtr, "eth0"}, {l.rtr, "eth1"}, {l.srv, "eth0"}} {
 		must(e.h.SetUp(e.if_))
 	}
 	for _, e := range []struct {
-		h  *netlab.Host
+		h   *netlab.Host
 		if_ string
 	}{{l.in, "eth0"}, {l.gw, "ein"}, {l.gw, "eout"}, {l.rtr, "eth0"}, {l.rtr, "eth1"}, {l.srv, "eth0"}} {
 		must(e.h.WaitOperUp(e.if_, 5*time.Second))
