@@ -270,7 +270,7 @@ type Stats struct {
 }
 
 // Stats sums the queues' counters and the table's.
-func (n *NAT) Stats(now int64) Stats {
+func (n *NAT) Stats() Stats {
 	var s Stats
 	for i := range n.ctr {
 		c := &n.ctr[i]
@@ -280,6 +280,6 @@ func (n *NAT) Stats(now int64) Stats {
 		s.CsumCompleted += c.csumCompleted.Load()
 		s.Fragments += c.fragments.Load()
 	}
-	s.Conntrack = n.table.Stats(now)
+	s.Conntrack = n.table.Stats()
 	return s
 }

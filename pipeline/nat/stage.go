@@ -25,8 +25,12 @@ const (
 // full pass over 65 536 entries every 4096 batches.
 const sweepPerBatch = 16
 
-// maxTries bounds the external ports tried for one new mapping (nf_nat tries at most 128 too).
-const maxTries = 128
+// maxTries bounds the external ports tried for one new mapping (nf_nat tries at most 128 too), in runs of
+// tryRun.
+const (
+	maxTries = 128
+	tryRun   = 16
+)
 
 type dstStage struct{ n *NAT }
 type srcStage struct{ n *NAT }
@@ -232,9 +236,15 @@ func (n *NAT) masquerade(p *pipeline.Packet, v *view, m *masq, now int64) {
 		c, r = try(own)
 	}
 	if size > 1 {
-		start := uint32(conntrackHash(t)) + n.salt.Add(1)
+		// Runs of tryRun consecutive ports from a new start each: port preservation fills blocks of the
+		// range, and one long linear run that starts in such a block would end before leaving it (nf_nat
+		// likewise restarts from a random offset, with fewer attempts each round).
+		h := conntrackHash(t) ^ n.salt.Add(1)
 		for i := uint32(0); r == conntrack.Clash && i < maxTries && i < size; i++ {
-			x := uint16(lo + (start+i)%size)
+			if i%tryRun == 0 {
+				h = h*0x9e3779b9 + 0x7f4a7c15
+			}
+			x := uint16(lo + (h+i%tryRun)%size)
 			if x == own || n.forwarded(t.Proto, m.addr, x) {
 				continue
 			}
