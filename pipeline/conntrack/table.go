@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"fmt"
+	"math"
 	"math/bits"
 	"math/rand/v2"
 	"sync"
@@ -164,6 +165,7 @@ func New(cfg Config) (*Table, error) {
 	}
 	for i := range tb.entries {
 		tb.entries[i].prev = notInFIFO
+		tb.entries[i].expires.Store(math.MaxInt64)
 	}
 	return tb, nil
 }
@@ -293,6 +295,7 @@ func (tb *Table) del(idx int32, why *uint64) {
 	o.fifoUnlink(tb, idx)
 	e.live = false
 	e.pkts = [2]uint64{}
+	e.expires.Store(math.MaxInt64)
 	o.free = append(o.free, idx)
 	o.n--
 	*why++
@@ -600,11 +603,16 @@ func (tb *Table) makeRoom(s, held *stripe, now int64) bool {
 // Sweep removes expired connections among the next n entries of the table, round robin: a stage calls it
 // once per batch with a small n, so that connections nobody looks up again still leave.
 func (tb *Table) Sweep(now int64, n int) {
-	for i := 0; i < n; i++ {
-		idx := int32(tb.sweepNext.Add(1) % uint32(len(tb.entries)))
+	end := tb.sweepNext.Add(uint32(n))
+	for i := end - uint32(n); i != end; i++ {
+		idx := int32(i % uint32(len(tb.entries)))
+		e := &tb.entries[idx]
+		// Free entries hold a far expiry (del), so most entries are passed over without the lock.
+		if now-e.expires.Load() < 0 {
+			continue
+		}
 		s := tb.owner(idx)
 		s.mu.Lock()
-		e := &tb.entries[idx]
 		if !e.live || now-e.expires.Load() < 0 {
 			s.mu.Unlock()
 			continue
@@ -621,7 +629,7 @@ func (tb *Table) Sweep(now int64, n int) {
 }
 
 // Stats sums the stripes' counters and walks the live connections for the gauges.
-func (tb *Table) Stats(now int64) Stats {
+func (tb *Table) Stats() Stats {
 	st := Stats{Max: uint64(len(tb.entries)), StripeSize: uint64(tb.per)}
 	for i := range tb.stripes {
 		s := &tb.stripes[i]
