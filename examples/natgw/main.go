@@ -3,7 +3,7 @@
 // of the outside address to inside servers.
 //
 //	natgw -inside eth1=198.18.0.1/24 -outside eth0=198.19.0.1/24 [-gw 198.19.0.254] \
-//	      [-forward tcp:8080=198.18.0.2:80] [-forward udp:5353=198.18.0.3:53] [-max-conns 65536]
+//	      [-forward tcp:8080=198.18.0.2:80] [-forward udp:5353=198.18.0.3:53] [-max-conns 65536] [-queues 1]
 //
 // It is the stack (package stack: ARP, routing, ICMP) with the NAT stages of package pipeline/nat at its
 // PreRouting and PostRouting hooks, driven by the poller: what an iptables/nftables user writes as
@@ -13,7 +13,9 @@
 //
 // plus a forward policy that lets nothing from outside in except the replies and the forwards. The
 // interfaces are taken over by XDP: give them addresses Linux does not use. It needs root (or
-// CAP_NET_ADMIN, CAP_BPF and CAP_NET_RAW). Stop it with Ctrl-C; it prints the NAT and drop counters.
+// CAP_NET_ADMIN, CAP_BPF and CAP_NET_RAW). With -queues N, N poller goroutines share one connection
+// table (the two directions of a connection arrive on unrelated queues). Stop it with Ctrl-C; it prints
+// the NAT and drop counters.
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -42,6 +45,7 @@ type config struct {
 	gw              netip.Addr
 	forwards        []nat.Forward
 	maxConns        int
+	queues          int
 	stats           time.Duration
 }
 
@@ -77,6 +81,7 @@ func parseFlags(args []string, out *os.File) (config, error) {
 	var fwds forwardFlags
 	fs.Var(&fwds, "forward", "port forward PROTO:PORT=ADDR:PORT from the outside address to an inside server (repeatable; tcp or udp)")
 	maxConns := fs.Int("max-conns", conntrack.DefaultMax, "bound on tracked connections (nf_conntrack_max)")
+	queues := fs.Int("queues", 1, "queues (and poller goroutines) per interface; the interfaces need at least as many")
 	stats := fs.Duration("stats", 0, "log the counters at this interval (0: only at exit)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: natgw -inside IF=ADDR/PLEN -outside IF=ADDR/PLEN [-gw ADDR] [-forward tcp:8080=198.18.0.2:80]...\n\n"+
@@ -129,7 +134,10 @@ func parseFlags(args []string, out *os.File) (config, error) {
 	if *maxConns < 1 || *maxConns > conntrack.MaxMax {
 		return c, fmt.Errorf("-max-conns %d: want 1..%d", *maxConns, conntrack.MaxMax)
 	}
-	c.maxConns, c.stats = *maxConns, *stats
+	if *queues < 1 || *queues > nat.MaxQueues {
+		return c, fmt.Errorf("-queues %d: want 1..%d", *queues, nat.MaxQueues)
+	}
+	c.maxConns, c.queues, c.stats = *maxConns, *queues, *stats
 	return c, nil
 }
 
@@ -180,19 +188,24 @@ func run(ctx context.Context, c config, open func(func() error) error, started f
 	}
 	var p *poller.Poller
 	if err := open(func() (err error) {
-		p, err = poller.New(poller.Config{Interfaces: []string{c.inside.Name, c.outside.Name}, NewHandler: n.NewHandler(s.NewHandler)})
+		p, err = poller.New(poller.Config{Interfaces: []string{c.inside.Name, c.outside.Name}, Queues: c.queues,
+			NewHandler: n.NewHandler(s.NewHandler)})
 		return err
 	}); err != nil {
 		return err
 	}
 	defer p.Close()
+	if procs := runtime.GOMAXPROCS(0); procs <= c.queues {
+		// Each polling queue holds a P; the rest of the program (stats, signals) needs one of its own.
+		runtime.GOMAXPROCS(c.queues + 1)
+	}
 	var fw []string
 	for _, f := range c.forwards {
 		fw = append(fw, f.String())
 	}
 	slog.Info("natgw running", "inside", c.inside.Name+"="+c.inside.Addrs[0].String(),
 		"outside", c.outside.Name+"="+c.outside.Addrs[0].String(), "gw", c.gw, "forwards", strings.Join(fw, " "),
-		"max_conns", c.maxConns)
+		"max_conns", c.maxConns, "queues", c.queues)
 	if started != nil {
 		started(n, p)
 	}

@@ -41,11 +41,16 @@ type natLab struct {
 	p                *poller.Poller
 }
 
-func startNATLab(t *testing.T) *natLab {
+func startNATLab(t *testing.T, extra ...string) *natLab {
 	t.Helper()
+	queues := 1
+	if len(extra) == 2 && extra[0] == "-queues" {
+		queues = 2
+	}
 	lab := netlab.NewT(t)
 	l := &natLab{in: lab.MustAddHost(t, "in"), gw: lab.MustAddHost(t, "gw"), rtr: lab.MustAddHost(t, "rtr"), srv: lab.MustAddHost(t, "srv")}
-	one := netlab.LinkOptions{Queues: 1} // natgw runs one queue; a veth with more would steer flows nowhere
+	// As many queues as natgw runs: a veth with more would steer flows to a queue nobody reads.
+	one := netlab.LinkOptions{Queues: queues}
 	for _, p := range []struct {
 		a     *netlab.Host
 		aIf   string
@@ -90,8 +95,8 @@ func startNATLab(t *testing.T) *natLab {
 	must(l.in.AddRoute("default", gwIn))
 	must(l.srv.AddRoute("default", "198.19.1.1"))
 
-	cfg, err := parseFlags([]string{"-inside", "ein=" + gwIn + "/24", "-outside", "eout=" + gwOut + "/24", "-gw", rtrAddr,
-		"-forward", "tcp:8080=" + inAddr + ":80", "-forward", "udp:5353=" + inAddr + ":53"}, os.Stderr)
+	cfg, err := parseFlags(append([]string{"-inside", "ein=" + gwIn + "/24", "-outside", "eout=" + gwOut + "/24", "-gw", rtrAddr,
+		"-forward", "tcp:8080=" + inAddr + ":80", "-forward", "udp:5353=" + inAddr + ":53"}, extra...), os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,13 +181,35 @@ func (l *natLab) logStats(t *testing.T) {
 }
 
 // TestNATGatewayVeth runs what a NAT gateway's users do, with Linux hosts on both sides.
-func TestNATGatewayVeth(t *testing.T) {
+func TestNATGatewayVeth(t *testing.T) { testNATGateway(t) }
+
+// TestNATGatewayTwoQueuesVeth is the same with two queues on every veth and two poller goroutines: the
+// Linux peers spread flows over both, so the two directions of many connections are handled by different
+// goroutines over the one table.
+func TestNATGatewayTwoQueuesVeth(t *testing.T) { testNATGateway(t, "-queues", "2") }
+
+func testNATGateway(t *testing.T, extra ...string) {
 	netlab.RequireTool(t, "curl")
 	netlab.RequireTool(t, "/usr/bin/python3")
 	netlab.RequireTool(t, "ping")
 	netlab.RequireTool(t, "traceroute")
-	l := startNATLab(t)
+	l := startNATLab(t, extra...)
 	defer l.logStats(t)
+	if len(extra) > 0 {
+		// Both queues must have carried traffic, or the test proves nothing about sharing the table.
+		defer func() {
+			for _, q := range l.p.Stats().Queues {
+				var rx uint64
+				for _, p := range q.Ports {
+					rx += p.RxPackets
+				}
+				t.Logf("queue %d received %d packets", q.Queue, rx)
+				if rx == 0 {
+					t.Errorf("queue %d received nothing", q.Queue)
+				}
+			}
+		}()
+	}
 	srv := httpServer(t, l.srv, srvAddr, 8000)
 
 	t.Run("CurlSeesGatewayAddress", func(t *testing.T) {
@@ -355,6 +382,8 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"-inside", "eth1=198.18.0.1/24", "-outside", "eth0=198.19.0.1/24", "-forward", "tcp:80"}, "PROTO:PORT=ADDR:PORT"},
 		{[]string{"-inside", "eth1=198.18.0.1/24", "-outside", "eth0=198.19.0.1/24", "-forward", "tcp:80=198.19.0.5:80"}, "not on the inside network"},
 		{[]string{"-inside", "eth1=198.18.0.1/24", "-outside", "eth0=198.19.0.1/24", "-max-conns", "0"}, "-max-conns"},
+		{[]string{"-inside", "eth1=198.18.0.1/24", "-outside", "eth0=198.19.0.1/24", "-queues", "0"}, "-queues"},
+		{[]string{"-inside", "eth1=198.18.0.1/24", "-outside", "eth0=198.19.0.1/24", "extra"}, "unexpected argument"},
 	} {
 		_, err := parseFlags(c.args, os.Stderr)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
