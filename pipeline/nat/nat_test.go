@@ -147,42 +147,56 @@ func TestPing(t *testing.T) {
 // out with Time Exceeded quoting the translated probe; the gateway sends it to the inside host with the
 // quote translated back (addresses, port, quoted IP checksum, quoted UDP checksum), every checksum valid.
 func TestICMPErrorTranslation(t *testing.T) {
-	for _, full := range []bool{false, true} {
-		g := newGW(t, gwOpts{})
-		a, f := ap(hostA, 45000), ap(farF, 33434)
-		probe := ipFrame(macIn, macA, proto.IPv4Fields{Protocol: proto.ProtoUDP, Src: hostA, Dst: farF, TTL: 2}, udp(a, f, "probe"))
-		sent := g.one(portIn, probe, portOut)
-		o := parse(t, sent)
-		if o.ip.TTL() != 1 || o.ip.Src() != gwOut || o.eth.Dst() != macR {
-			t.Fatalf("probe leaves with ttl %d from %v to %v", o.ip.TTL(), o.ip.Src(), o.eth.Dst())
-		}
-		// R: TTL would reach 0 - Time Exceeded to the probe's (translated) source.
-		te := icmpErrFrame(macOut, macR, rtrR, gwOut, proto.ICMPv4TimeExceeded, proto.ICMPv4TTLExceeded, sent, full)
-		back := parse(t, g.one(portOut, te, portIn))
-		if back.ip.Src() != rtrR || back.ip.Dst() != hostA || back.eth.Dst() != macA {
-			t.Fatalf("time exceeded %v -> %v", back.ip.Src(), back.ip.Dst())
-		}
-		m := proto.ICMPv4(back.l4)
-		if m.Type() != proto.ICMPv4TimeExceeded {
-			t.Fatalf("type %d", m.Type())
-		}
-		q := proto.IPv4(m.Payload())
-		if q.Src() != hostA || q.Dst() != farF || !proto.IPv4(q[:q.HeaderLen()]).ChecksumValid() {
-			t.Fatalf("quote %v -> %v, header checksum valid %v", q.Src(), q.Dst(), proto.IPv4(q[:q.HeaderLen()]).ChecksumValid())
-		}
-		ql4 := q[q.HeaderLen():]
-		if binary.BigEndian.Uint16(ql4) != 45000 || binary.BigEndian.Uint16(ql4[2:]) != 33434 {
-			t.Fatalf("quoted ports %d -> %d", binary.BigEndian.Uint16(ql4), binary.BigEndian.Uint16(ql4[2:]))
-		}
-		if full {
-			// The whole datagram is quoted: its UDP checksum must verify as the inside host sent it.
-			if !proto.UDP(ql4).ChecksumValid(hostA, farF) || proto.UDP(ql4).Checksum() != proto.UDP(probe[34:]).Checksum() {
+	for _, c := range []struct {
+		name  string
+		proto uint8
+		full  bool
+	}{{"udp-8-bytes", proto.ProtoUDP, false}, {"udp-whole", proto.ProtoUDP, true}, {"tcp-8-bytes", proto.ProtoTCP, false},
+		{"tcp-whole", proto.ProtoTCP, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			g := newGW(t, gwOpts{})
+			a, f := ap(hostA, 45000), ap(farF, 33434)
+			l4 := udp(a, f, "probe")
+			if c.proto == proto.ProtoTCP {
+				l4 = tcp(a, f, proto.TCPFlagSYN, 1, 0, "")
+			}
+			probe := ipFrame(macIn, macA, proto.IPv4Fields{Protocol: c.proto, Src: hostA, Dst: farF, TTL: 2}, l4)
+			sent := g.one(portIn, probe, portOut)
+			o := parse(t, sent)
+			if o.ip.TTL() != 1 || o.ip.Src() != gwOut || o.eth.Dst() != macR {
+				t.Fatalf("probe leaves with ttl %d from %v to %v", o.ip.TTL(), o.ip.Src(), o.eth.Dst())
+			}
+			// R: TTL would reach 0 - Time Exceeded to the probe's (translated) source.
+			te := icmpErrFrame(macOut, macR, rtrR, gwOut, proto.ICMPv4TimeExceeded, proto.ICMPv4TTLExceeded, sent, c.full)
+			back := parse(t, g.one(portOut, te, portIn))
+			if back.ip.Src() != rtrR || back.ip.Dst() != hostA || back.eth.Dst() != macA {
+				t.Fatalf("time exceeded %v -> %v", back.ip.Src(), back.ip.Dst())
+			}
+			m := proto.ICMPv4(back.l4)
+			if m.Type() != proto.ICMPv4TimeExceeded {
+				t.Fatalf("type %d", m.Type())
+			}
+			q := proto.IPv4(m.Payload())
+			if q.Src() != hostA || q.Dst() != farF || !proto.IPv4(q[:q.HeaderLen()]).ChecksumValid() {
+				t.Fatalf("quote %v -> %v, header checksum valid %v", q.Src(), q.Dst(), proto.IPv4(q[:q.HeaderLen()]).ChecksumValid())
+			}
+			ql4 := q[q.HeaderLen():]
+			if binary.BigEndian.Uint16(ql4) != 45000 || binary.BigEndian.Uint16(ql4[2:]) != 33434 {
+				t.Fatalf("quoted ports %d -> %d", binary.BigEndian.Uint16(ql4), binary.BigEndian.Uint16(ql4[2:]))
+			}
+			// The whole segment quoted: its checksum must verify, and be what the inside host sent.
+			if c.full && c.proto == proto.ProtoUDP &&
+				(!proto.UDP(ql4).ChecksumValid(hostA, farF) || proto.UDP(ql4).Checksum() != proto.UDP(probe[34:]).Checksum()) {
 				t.Fatal("quoted UDP checksum not restored")
 			}
-		}
-		if st := g.n.Stats(); st.ICMPErrors != 1 {
-			t.Fatalf("ICMP errors translated: %d", st.ICMPErrors)
-		}
+			if c.full && c.proto == proto.ProtoTCP &&
+				(!proto.TCP(ql4).ChecksumValid(hostA, farF) || proto.TCP(ql4).Checksum() != proto.TCP(probe[34:]).Checksum()) {
+				t.Fatal("quoted TCP checksum not restored")
+			}
+			if st := g.n.Stats(); st.ICMPErrors != 1 {
+				t.Fatalf("ICMP errors translated: %d", st.ICMPErrors)
+			}
+		})
 	}
 }
 
