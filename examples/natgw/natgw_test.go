@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -135,6 +137,11 @@ func httpServer(t *testing.T, h *netlab.Host, addr string, port int) *netlab.Pro
 	if err := os.WriteFile(filepath.Join(dir, "hello"), []byte("hello through the NAT\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	big := make([]byte, 16<<20)
+	rand.NewChaCha8([32]byte{7}).Read(big)
+	if err := os.WriteFile(filepath.Join(dir, "big"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// http.server with a listen backlog of 128 instead of socketserver's 5, which would drop the SYNs of
 	// 50 parallel connections and make the test wait for their retransmission.
 	p, err := h.Start("/usr/bin/python3", "-u", "-c", `
@@ -221,6 +228,17 @@ func testNATGateway(t *testing.T, extra ...string) {
 		log := string(srv.Output())
 		if !strings.Contains(log, gwOut+" - - ") || strings.Contains(log, inAddr) {
 			t.Fatalf("server log does not show %s as the client:\n%s", gwOut, log)
+		}
+	})
+
+	t.Run("Download16MiB", func(t *testing.T) {
+		// Every segment's checksum rewritten (and completed: the server's veth leaves them partial); the
+		// content must arrive intact.
+		out := run2(t, l.in, "sh", "-c", "curl -sS --max-time 60 http://"+srvAddr+":8000/big | sha256sum")
+		big := make([]byte, 16<<20)
+		rand.NewChaCha8([32]byte{7}).Read(big)
+		if want := fmt.Sprintf("%x", sha256.Sum256(big)); !strings.HasPrefix(out, want) {
+			t.Fatalf("sha256 of the download %q, want %s", out, want)
 		}
 	})
 
