@@ -14,6 +14,11 @@
 // from a masquerading interface that would be routed inside are dropped (DropUnsolicited): nothing
 // outside opens a connection inward except through a Forward.
 //
+// In RFC 4787's terms (§4.1, §5) mapping and filtering are address-and-port-dependent, as Linux's: a
+// connection's reply tuple is unique, so two connections from one inside port to different peers may get
+// different external ports (they keep the inside port when it is free, which is usually), and only the
+// peer of a connection can answer through it.
+//
 // ICMP errors quoting a tracked packet (time exceeded from a router on the way, port unreachable) are
 // translated with their quote: outer address, quoted addresses and ports, the quoted IP and transport
 // checksums and the ICMP checksum (RFC 5508 §4). All checksums are updated incrementally (RFC 1624); a
