@@ -13,8 +13,8 @@
 // reply seen, a TCP handshake not completed) - nf_conntrack's early_drop, which likewise looks only near
 // the new connection's hash - and is refused, counted, when every connection there is assured. The bound
 // is thus kept per stripe: a new connection can be refused while other stripes have room, which the
-// seeded hash makes matter only when the table is nearly full (TestFloodAssured in pipeline/nat fills
-// all 65 536 entries before refusing). Also as nf_conntrack, "not assured" includes connections that saw
+// seeded hash makes matter only when the table is nearly full (after TestFloodAssured in pipeline/nat,
+// all 65 536 entries are in use). Also as nf_conntrack, "not assured" includes connections that saw
 // a reply but not yet more (a TCP handshake in SYN_RECV, a UDP query answered once). Expired
 // connections are removed when a packet finds them, when a new connection needs their place or tuple, and
 // by Sweep, which a stage calls a few entries at a time.
