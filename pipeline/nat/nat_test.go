@@ -340,3 +340,23 @@ func TestParseForward(t *testing.T) {
 		}
 	}
 }
+
+// TestInsideErrorGoesOut: an inside host answers a reply it no longer wants with Port Unreachable; the
+// error leaves with the gateway's address and its quote shows the packet as the outside sent it.
+func TestInsideErrorGoesOut(t *testing.T) {
+	g := newGW(t, gwOpts{})
+	a, s := ap(hostA, 46000), ap(srvS, 53)
+	o := parse(t, g.one(portIn, udpFrame(macIn, macA, a, s, "q"), portOut))
+	in := g.one(portOut, udpFrame(macOut, macS, s, o.src(), "late answer"), portIn)
+	un := icmpErrFrame(macIn, macA, hostA, srvS, proto.ICMPv4DestUnreachable, proto.ICMPv4PortUnreachable, in, true)
+	out := parse(t, g.one(portIn, un, portOut))
+	q := proto.IPv4(proto.ICMPv4(out.l4).Payload())
+	qu := proto.UDP(q.Payload())
+	if out.ip.Src() != gwOut || out.ip.Dst() != srvS || q.Src() != srvS || q.Dst() != gwOut || qu.DstPort() != o.src().Port() {
+		t.Fatalf("error %v -> %v quoting %v -> %v:%d, want %v -> %v quoting %v -> %v", out.ip.Src(), out.ip.Dst(),
+			q.Src(), q.Dst(), qu.DstPort(), gwOut, srvS, srvS, o.src())
+	}
+	if !qu.ChecksumValid(q.Src(), q.Dst()) || !proto.IPv4(q[:q.HeaderLen()]).ChecksumValid() {
+		t.Fatal("quoted checksums wrong")
+	}
+}
