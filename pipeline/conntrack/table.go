@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/xdpnet/xdpnet/proto"
 )
@@ -17,6 +18,10 @@ const DefaultMax = 65536
 
 // MaxMax is the largest Config.Max: entry numbers are 24 bits in the index.
 const MaxMax = 1 << 24
+
+// refreshStep is the least gain for which a packet moves a connection's expiry within one state: a
+// connection may so expire up to this much before its timeout after its last packet.
+const refreshStep = int64(time.Second)
 
 // Config configures a Table.
 type Config struct {
@@ -387,12 +392,16 @@ func (tb *Table) Track(t Tuple, tcpFlags proto.TCPFlags, now int64) (c Conn, v V
 		} else if t.Proto == proto.ProtoUDP && nf&Replied != 0 {
 			nf |= Assured // traffic both ways and more: a stream (nf_conntrack_udp's IPS_ASSURED)
 		}
-		if !e.sw.CompareAndSwap(w, word(nst, nf)) {
+		nw := word(nst, nf)
+		if nw != w && !e.sw.CompareAndSwap(w, nw) {
 			continue
 		}
 		// The expiry follows the state this packet left; a late store from the other direction can only
-		// replace it with a timeout of a state seen a moment ago.
-		e.expires.Store(now + tb.to.of(t.Proto, nst, nf))
+		// replace it with a timeout of a state seen a moment ago. Within a state it is moved only when it
+		// gains a second or more (as nf_ct_refresh skips small changes), sparing most packets the store.
+		if exp := now + tb.to.of(t.Proto, nst, nf); nw != w || exp-e.expires.Load() >= refreshStep {
+			e.expires.Store(exp)
+		}
 		if nst == StateSynSent && st != StateSynSent && st != StateNone && d == Original {
 			// Reopened from TIME_WAIT/CLOSE: not assured any more, early drop may take it again.
 			if e.prev == notInFIFO {
