@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -292,6 +293,53 @@ for i in range(5):
 `)
 		if !strings.HasPrefix(out, gwOut+":") || !strings.Contains(out, " ping") {
 			t.Fatalf("UDP reply %q: want the server to have seen %s", out, gwOut)
+		}
+	})
+
+	t.Run("UDPFragments", func(t *testing.T) {
+		// 4000-byte datagrams both ways: Linux fragments them (MTU 1500), natgw translates the first
+		// fragment by its ports and the later ones through its fragment cache, the peers reassemble.
+		echo, err := l.srv.Start("/usr/bin/python3", "-u", "-c", `
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("`+srvAddr+`", 7778))
+print("ready", flush=True)
+while True:
+    d, a = s.recvfrom(65535)
+    s.sendto(("%s %d " % (a[0], len(d))).encode() + b"y" * 4000, a)
+`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer echo.Stop(time.Second)
+		for !strings.Contains(string(echo.Output()), "ready") {
+			time.Sleep(20 * time.Millisecond)
+		}
+		before := l.n.Stats().Fragments
+		out := run2(t, l.in, "/usr/bin/python3", "-c", `
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 10, 0)  # IP_MTU_DISCOVER = IP_PMTUDISC_DONT: fragment, no DF
+s.settimeout(2)
+for i in range(5):
+    s.sendto(b"x" * 4000, ("`+srvAddr+`", 7778))
+    try:
+        d = s.recvfrom(65535)[0]
+        print(d[:24].decode().split(" ")[0], d[:24].decode().split(" ")[1], len(d))
+        break
+    except socket.timeout:
+        pass
+`)
+		f := strings.Fields(out)
+		if n := 0; len(f) == 3 {
+			n, _ = strconv.Atoi(f[2])
+			f[2] = strconv.FormatBool(n > 4000)
+		}
+		if len(f) != 3 || f[0] != gwOut || f[1] != "4000" || f[2] != "true" {
+			t.Fatalf("fragmented UDP through the NAT: %q, want the server to see %s and 4000 bytes, and a 4000+ byte answer", out, gwOut)
+		}
+		if n := l.n.Stats().Fragments - before; n < 4 {
+			t.Fatalf("%d later fragments translated, want at least 4 (two each way)", n)
 		}
 	})
 
