@@ -114,7 +114,7 @@ func startNATLab(t *testing.T, extra ...string) *natLab {
 	case err := <-done:
 		cancel()
 		t.Fatalf("natgw: %v", err)
-	case <-time.After(20 * time.Second):
+	case <-time.After(90 * time.Second): // generous: building the UMEMs is slow under -race on a loaded host
 		cancel()
 		t.Fatal("natgw did not start")
 	}
