@@ -25,8 +25,9 @@
 // TCP or UDP checksum left partial by a veth peer's offload is completed first (SetPorts learns which
 // ports may deliver such frames). Fragments: the first fragment is translated like a whole packet and
 // each hook remembers what it did, so later fragments of the datagram get the same addresses; a later
-// fragment seen before its first is dropped where it would leak an inside address (frag.go). Hairpinning
-// (an inside host reaching another through a forward of the outside address) is not supported.
+// fragment seen before its first is dropped where it would leak an inside address (frag.go). With
+// Config.Hairpin, inside hosts reach the forwards through the outside address too (NAT loopback): the
+// connection's source is translated as well, so that the server answers through the gateway.
 //
 // Both stages carry state from PreRouting to PostRouting in pipeline.Packet.Mark, so no other stage may
 // change Mark between them. The stages are safe for every queue's goroutine at once: the table is shared

@@ -51,16 +51,22 @@ type gwOpts struct {
 	ct       conntrack.Config
 	forwards []nat.Forward
 	partial  bool // both ports deliver partial checksums (veth)
+	hairpin  bool // hairpin on the inside port, to gwIn
 	portMin  uint16
 	portMax  uint16
 }
 
 func newGW(t *testing.T, o gwOpts) *gw {
 	t.Helper()
+	var hp []nat.Masquerade
+	if o.hairpin {
+		hp = []nat.Masquerade{{Interface: "in", Addr: gwIn}}
+	}
 	n, err := nat.New(nat.Config{
 		Masquerade: []nat.Masquerade{{Interface: "out", Addr: gwOut, PortMin: o.portMin, PortMax: o.portMax}},
 		Forwards:   o.forwards,
 		Conntrack:  o.ct,
+		Hairpin:    hp,
 	})
 	if err != nil {
 		t.Fatal(err)

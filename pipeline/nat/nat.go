@@ -107,6 +107,11 @@ func ParseForward(s string) (Forward, error) {
 type Config struct {
 	Masquerade []Masquerade
 	Forwards   []Forward
+	// Hairpin lets hosts behind Interface reach the Forwards through their outside address (NAT
+	// loopback): such a connection goes back out of the interface it came in by, to a server on the same
+	// side, so its source is translated too, to Addr (PortMin..PortMax as for Masquerade), and the
+	// server's answers come back through the gateway instead of straight to the client.
+	Hairpin []Masquerade
 	// Conntrack configures the connection table (its bound, timeouts).
 	Conntrack conntrack.Config
 }
@@ -119,7 +124,8 @@ const MaxQueues = 64
 // documentation.
 type NAT struct {
 	table *conntrack.Table
-	masq  []masq
+	masq  []masq // Config.Masquerade, then Config.Hairpin
+	nmasq int    // how many of masq are Masquerade
 	fwd   []fwd
 	ports atomic.Pointer[[]portInfo]
 	salt  atomic.Uint32
@@ -141,7 +147,8 @@ type fwd struct {
 // portInfo is what the stages know of a port (by index).
 type portInfo struct {
 	name    string
-	masq    int16 // index into masq, or -1
+	masq    int16 // index into masq of the port's Masquerade, or -1
+	hairpin int16 // index into masq of the port's Hairpin, or -1
 	fwd     bool  // forwards arrive here
 	partial bool  // PortInfo.PartialChecksums
 }
@@ -149,9 +156,9 @@ type portInfo struct {
 // New checks cfg and allocates the connection table.
 func New(cfg Config) (*NAT, error) {
 	n := &NAT{}
-	for i, m := range cfg.Masquerade {
+	for i, m := range append(append([]Masquerade{}, cfg.Masquerade...), cfg.Hairpin...) {
 		if m.Interface == "" || !m.Addr.Is4() {
-			return nil, fmt.Errorf("nat: masquerade %d: want an interface name and an IPv4 address", i)
+			return nil, fmt.Errorf("nat: masquerade or hairpin %d: want an interface name and an IPv4 address", i)
 		}
 		if m.PortMin == 0 && m.PortMax == 0 {
 			m.PortMin, m.PortMax = 1024, 65535
@@ -176,6 +183,7 @@ func New(cfg Config) (*NAT, error) {
 		}
 		n.fwd = append(n.fwd, fwd{Forward: f, addr: conntrack.Addr32(f.Addr), to: conntrack.Addr32(f.To.Addr())})
 	}
+	n.nmasq = len(cfg.Masquerade)
 	if len(n.masq) == 0 && len(n.fwd) == 0 {
 		return nil, errors.New("nat: nothing to do: give at least one Masquerade or Forward")
 	}
@@ -203,14 +211,18 @@ func (n *NAT) SetPorts(ports []pipeline.PortInfo) {
 	}
 	pi := make([]portInfo, maxp)
 	for i := range pi {
-		pi[i].masq = -1
+		pi[i].masq, pi[i].hairpin = -1, -1
 	}
 	for _, p := range ports {
 		x := &pi[p.Index]
 		x.name, x.partial = p.Name, p.PartialChecksums
 		for i, m := range n.masq {
-			if m.Interface == p.Name {
+			switch {
+			case m.Interface != p.Name:
+			case i < n.nmasq:
 				x.masq = int16(i)
+			default:
+				x.hairpin = int16(i)
 			}
 		}
 		for _, f := range n.fwd {

@@ -360,3 +360,28 @@ func TestInsideErrorGoesOut(t *testing.T) {
 		t.Fatal("quoted checksums wrong")
 	}
 }
+
+// TestHairpin: an inside host reaches an inside server through the outside address and the forwarded port;
+// the server sees the gateway's inside address (so it answers through the gateway), and the client sees
+// the answer come from the outside address and port it called.
+func TestHairpin(t *testing.T) {
+	fw := []nat.Forward{{Proto: proto.ProtoTCP, Interface: "out", Addr: gwOut, Port: 8080, To: ap(hostB, 80)}}
+	g := newGW(t, gwOpts{forwards: fw, hairpin: true})
+	a := ap(hostA, 50000)
+	in := parse(t, g.one(portIn, tcpFrame(macIn, macA, a, ap(gwOut, 8080), proto.TCPFlagSYN, 1, 0), portIn))
+	if in.dst() != ap(hostB, 80) || in.src().Addr() != gwIn || in.eth.Dst() != macA2 {
+		t.Fatalf("hairpinned SYN %v -> %v (to %v)", in.src(), in.dst(), in.eth.Dst())
+	}
+	back := parse(t, g.one(portIn, tcpFrame(macIn, macA2, ap(hostB, 80), in.src(), proto.TCPFlagSYN|proto.TCPFlagACK, 9, 2), portIn))
+	if back.src() != ap(gwOut, 8080) || back.dst() != a || back.eth.Dst() != macA {
+		t.Fatalf("server's answer %v -> %v", back.src(), back.dst())
+	}
+	// Without Hairpin the same SYN is the gateway's own (its stack answers RST), not forwarded.
+	g2 := newGW(t, gwOpts{forwards: fw})
+	g2.send(portIn, tcpFrame(macIn, macA, a, ap(gwOut, 8080), proto.TCPFlagSYN, 1, 0))
+	for _, f := range g2.l.Sent(portIn) {
+		if p := parse(t, f); p.ip.Dst() == hostB {
+			t.Fatal("forwarded inside without Hairpin")
+		}
+	}
+}

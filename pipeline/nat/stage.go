@@ -102,12 +102,13 @@ func (n *NAT) dst(p *pipeline.Packet, v *view, ports []portInfo, now int64) {
 		p.Mark |= markNoNAT
 		return
 	}
-	if int(p.InPort) >= len(ports) || !ports[p.InPort].fwd {
+	if int(p.InPort) >= len(ports) || !ports[p.InPort].fwd && ports[p.InPort].hairpin < 0 {
 		return
 	}
 	for j := range n.fwd {
 		f := &n.fwd[j]
-		if f.Proto == v.t.Proto && f.addr == v.t.Dst && f.Port == v.t.DstPort && f.Interface == ports[p.InPort].name {
+		if f.Proto == v.t.Proto && f.addr == v.t.Dst && f.Port == v.t.DstPort &&
+			(f.Interface == ports[p.InPort].name || ports[p.InPort].hairpin >= 0) {
 			n.finishPartial(p, v, ports)
 			n.remember(v, false, f.to, now)
 			rewrite(v.ip, v.l4, false, f.to, f.To.Port())
@@ -185,6 +186,11 @@ func (n *NAT) create(p *pipeline.Packet, v *view, ports []portInfo, now int64) {
 		f := &n.fwd[j]
 		orig := v.t
 		orig.Dst, orig.DstPort = f.addr, f.Port
+		if int(p.OutPort) < len(ports) && ports[p.OutPort].hairpin >= 0 && p.OutPort == p.InPort {
+			// Back out where it came from: the client is on the server's side (hairpin).
+			n.masquerade(p, v, orig, &n.masq[ports[p.OutPort].hairpin], now)
+			return
+		}
 		_, r := n.table.Insert(orig, v.t.Invert(), v.tcpf, now)
 		n.created(p, r)
 		return
@@ -206,14 +212,15 @@ func (n *NAT) create(p *pipeline.Packet, v *view, ports []portInfo, now int64) {
 		}
 		return
 	}
-	n.masquerade(p, v, &n.masq[mi], now)
+	n.masquerade(p, v, v.t, &n.masq[mi], now)
 }
 
-// masquerade picks the external port of a new connection and translates its first packet, as nf_nat's
-// get_unique_tuple does: the connection's own port if it is free and in range, else ports from a hashed
-// start; a port is free when no live connection holds the reply tuple it makes (conntrack.Insert refuses
-// it otherwise), so no live mapping is ever given twice. Ports of forwards are never given.
-func (n *NAT) masquerade(p *pipeline.Packet, v *view, m *masq, now int64) {
+// masquerade picks the external port of a new connection whose first packet had tuple orig (v.t, or what a
+// forward translated into v.t) and translates the packet's source, as nf_nat's get_unique_tuple does: the
+// connection's own port if it is free and in range, else ports from a hashed start; a port is free when
+// no live connection holds the reply tuple it makes (conntrack.Insert refuses it otherwise), so no live
+// mapping is ever given twice. Ports of forwards are never given.
+func (n *NAT) masquerade(p *pipeline.Packet, v *view, orig conntrack.Tuple, m *masq, now int64) {
 	t := v.t
 	lo, size := m.lo, m.size
 	own := t.SrcPort
@@ -228,7 +235,7 @@ func (n *NAT) masquerade(p *pipeline.Packet, v *view, m *masq, now int64) {
 	}
 	try := func(x uint16) (conntrack.Conn, conntrack.InsertResult) {
 		reply := conntrack.Tuple{Src: t.Dst, Dst: m.addr, SrcPort: t.DstPort, DstPort: x, Proto: t.Proto}
-		return n.table.Insert(t, reply, v.tcpf, now)
+		return n.table.Insert(orig, reply, v.tcpf, now)
 	}
 	var c conntrack.Conn
 	r := conntrack.Clash
