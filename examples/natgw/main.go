@@ -11,7 +11,8 @@
 //	nft add rule ip nat postrouting oifname eth0 masquerade
 //	nft add rule ip nat prerouting iifname eth0 tcp dport 8080 dnat to 198.18.0.2:80
 //
-// plus a forward policy that lets nothing from outside in except the replies and the forwards. The
+// plus a forward policy that lets nothing from outside in except the replies and the forwards, and hairpin
+// NAT so that inside hosts reach the forwards by the outside address too. The
 // interfaces are taken over by XDP: give them addresses Linux does not use. It needs root (or
 // CAP_NET_ADMIN, CAP_BPF and CAP_NET_RAW). With -queues N, N poller goroutines share one connection
 // table (the two directions of a connection arrive on unrelated queues). Stop it with Ctrl-C; it prints
@@ -158,7 +159,9 @@ func build(c config) (*nat.NAT, *stack.Stack, error) {
 	n, err := nat.New(nat.Config{
 		Masquerade: []nat.Masquerade{{Interface: c.outside.Name, Addr: c.outside.Addrs[0].Addr()}},
 		Forwards:   c.forwards,
-		Conntrack:  conntrack.Config{Max: c.maxConns},
+		// Inside hosts reach the forwards by the outside address too (NAT loopback).
+		Hairpin:   []nat.Masquerade{{Interface: c.inside.Name, Addr: c.inside.Addrs[0].Addr()}},
+		Conntrack: conntrack.Config{Max: c.maxConns},
 	})
 	if err != nil {
 		return nil, nil, err

@@ -380,6 +380,19 @@ for i in range(5):
 		}
 	})
 
+	t.Run("Hairpin", func(t *testing.T) {
+		// The inside host reaches its own server through the outside address and the forwarded port; the
+		// server sees the gateway's inside address as the client.
+		inside := httpServer(t, l.in, inAddr, 80)
+		out := run2(t, l.in, "curl", "-sS", "--max-time", "20", "http://"+gwOut+":8080/hello")
+		if out != "hello through the NAT\n" {
+			t.Fatalf("curl to the forwarded port from inside got %q", out)
+		}
+		if log := string(inside.Output()); !strings.Contains(log, gwIn+" - - ") {
+			t.Fatalf("inside server did not see the gateway's inside address %s:\n%s", gwIn, log)
+		}
+	})
+
 	t.Run("PortForwardUDP", func(t *testing.T) {
 		echo, err := l.in.Start("/usr/bin/python3", "-u", "-c", `
 import socket
