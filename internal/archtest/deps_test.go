@@ -17,6 +17,10 @@ var allowed = map[string][]string{
 	"stack/tcp": {"proto", "internal/deadline"},
 	"umem":      {"golang.org/x/sys/"},
 	"rings":     {"umem", "golang.org/x/sys/"},
+
+	// Connection tracking and NAT are pipeline stages (nf_conntrack, nf_nat): plain Go over packets.
+	"pipeline/conntrack": {"proto"},
+	"pipeline/nat":       {"pipeline", "pipeline/conntrack", "proto"},
 }
 
 // directImports lists, for packages whose transitive dependencies are too many to list (they sit on top of
@@ -39,6 +43,9 @@ var forbiddenStd = map[string][]string{
 	"stack": {"os/exec", "golang.org/x/sys/unix"},
 	// stack/tcp likewise: net.Conn and errno values, no sockets.
 	"stack/tcp": {"os/exec", "golang.org/x/sys/unix"},
+
+	"pipeline/conntrack": {"net", "syscall", "os", "os/exec", "golang.org/x/sys/unix"},
+	"pipeline/nat":       {"net", "syscall", "os", "os/exec", "golang.org/x/sys/unix"},
 }
 
 func goList(t *testing.T, args ...string) []string {
