@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -35,10 +36,18 @@ const (
 	learnedAddr  = "198.19.128.1"    // up's lo: reached only through the route BGP teaches
 	learnedPfx   = "198.19.128.0/24" // the one announced prefix inside the benchmarking range
 	metricsAddr  = "127.0.0.1:9464"
-	tableSize    = 1_000_000 // announced prefixes in all, learnedPfx included
-	burstSize    = 100_000   // of which this many are withdrawn and announced again at once
 	convergeTime = 20 * time.Minute
 )
+
+// tableSize is the number of announced prefixes, learnedPfx included (XDPNET_BGP_PREFIXES sets another for a
+// quick run); burstSize of them are withdrawn and announced again at once.
+var tableSize, burstSize = 1_000_000, 100_000
+
+func init() {
+	if n, err := strconv.Atoi(os.Getenv("XDPNET_BGP_PREFIXES")); err == nil && n >= 10 {
+		tableSize, burstSize = n, n/10
+	}
+}
 
 var xdpfwdBin string
 
@@ -80,10 +89,10 @@ func TestBGPFullTable(t *testing.T) {
 
 	table := SyntheticV4(tableSize-1, 1)
 	main, burst := table[burstSize:], table[:burstSize]
-	writeStatic(t, filepath.Join(l.dir, "main.conf"), main)
-	writeStatic(t, filepath.Join(l.dir, "burst.conf"), burst)
+	writeStatic(t, filepath.Join(l.dir, "main.conf"), "main", main)
+	writeStatic(t, filepath.Join(l.dir, "burst.conf"), "burst", burst)
 
-	l.xdpfwd = startProc(t, l.rtr, "xdpfwd running", xdpfwdBin, "run", "--kernel", "--iface", "r0", "--iface", "r1",
+	l.xdpfwd = startProc(t, l.rtr, "metrics listening", xdpfwdBin, "run", "--kernel", "--iface", "r0", "--iface", "r1",
 		"--metrics", metricsAddr)
 	kernelBase, fwdBase := kernelRoutes(t, l.rtr), xdpfwdRoutes(t, l.rtr)
 	t.Logf("before BGP: kernel %d prefixes, xdpfwd %d routes", kernelBase, fwdBase)
@@ -96,7 +105,7 @@ func TestBGPFullTable(t *testing.T) {
 	l.upBird = startProc(t, l.up, "", bird, "-f", "-c", filepath.Join(l.dir, "up.conf"), "-s", l.upSock)
 
 	// The session comes up once up's BIRD has read its million static routes.
-	up := waitFor(t, "the BGP session Established", 5*time.Minute, func() bool {
+	up := l.waitFor(t, "the BGP session Established", 5*time.Minute, func() bool {
 		return strings.Contains(birdcOut(l.rtr, birdc, l.rtrSock, "show", "protocols", "upstream"), "Established")
 	})
 	t.Logf("BGP session up %v after up's BIRD started (its configuration holds %d static routes)", up.Sub(parse).Round(time.Millisecond), tableSize)
@@ -126,14 +135,14 @@ func TestBGPFullTable(t *testing.T) {
 	// Forwarding to the learned prefix, with the kernel's own forwarding off: only xdpfwd can carry it.
 	mustRun(t, l.gen, time.Minute, "ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", learnedAddr)
 	birdc1(t, l.up, birdc, l.upSock, "disable", "lab")
-	waitFor(t, "the withdrawal of "+learnedPfx+" in xdpfwd", time.Minute, func() bool {
+	l.waitFor(t, "the withdrawal of "+learnedPfx+" in xdpfwd", time.Minute, func() bool {
 		return xdpfwdRoutes(t, l.rtr)-fwdBase == tableSize-1
 	})
 	if out, err := run(l.gen, 30*time.Second, "ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", learnedAddr); err == nil {
 		t.Errorf("ping to %s still answered after its prefix was withdrawn:\n%s", learnedAddr, out)
 	}
 	birdc1(t, l.up, birdc, l.upSock, "enable", "lab")
-	waitFor(t, "the re-announcement of "+learnedPfx+" in xdpfwd", time.Minute, func() bool {
+	l.waitFor(t, "the re-announcement of "+learnedPfx+" in xdpfwd", time.Minute, func() bool {
 		return xdpfwdRoutes(t, l.rtr)-fwdBase == tableSize
 	})
 	mustRun(t, l.gen, time.Minute, "ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", learnedAddr)
@@ -145,7 +154,7 @@ func TestBGPFullTable(t *testing.T) {
 	birdc1(t, l.up, birdc, l.upSock, "enable", "burst")
 	// Converged when the kernel holds the whole table again and xdpfwd agrees, both steady for two seconds.
 	var steadySince time.Time
-	waitFor(t, "the burst to settle", convergeTime, func() bool {
+	l.waitFor(t, "the burst to settle", convergeTime, func() bool {
 		k, f := kernelRoutes(t, l.rtr)-kernelBase, xdpfwdRoutes(t, l.rtr)-fwdBase
 		if k != tableSize || f != tableSize {
 			steadySince = time.Time{}
@@ -192,8 +201,8 @@ protocol bgp upstream {
 const upConf = `router id %s;
 log stderr { warning, error, fatal };
 protocol device { scan time 10; }
-protocol static main { ipv4; include "%s/main.conf"; }
-protocol static burst { ipv4; include "%s/burst.conf"; }
+include "%s/main.conf";
+include "%s/burst.conf";
 protocol static lab { ipv4; route %s blackhole; }
 protocol bgp downstream {
 	local %s as 65002;
@@ -237,13 +246,15 @@ func newLab(t *testing.T) *lab {
 	return l
 }
 
-// writeStatic writes a BIRD static protocol body: one blackhole route per prefix.
-func writeStatic(t *testing.T, path string, ps []netip.Prefix) {
+// writeStatic writes a BIRD static protocol called name: one blackhole route per prefix.
+func writeStatic(t *testing.T, path, name string, ps []netip.Prefix) {
 	t.Helper()
 	var b bytes.Buffer
+	fmt.Fprintf(&b, "protocol static %s {\n\tipv4;\n", name)
 	for _, p := range ps {
-		fmt.Fprintf(&b, "route %v blackhole;\n", p)
+		fmt.Fprintf(&b, "\troute %v blackhole;\n", p)
 	}
+	b.WriteString("}\n")
 	writeFile(t, path, b.String())
 }
 
@@ -272,23 +283,27 @@ func kernelRoutes(t *testing.T, h *netlab.Host) int {
 // xdpfwdRoutes is xdpfwd's route count from its metrics.
 func xdpfwdRoutes(t *testing.T, h *netlab.Host) int { return int(metric(t, h, "xdpnet_routes")) }
 
-// get fetches a path of xdpfwd's metrics listener from inside the router's namespace.
+// get fetches a path of xdpfwd's metrics listener from inside the router's namespace. The socket is made on
+// a thread in that namespace (net/http would dial from another goroutine, in the test's own namespace); the
+// request is then an ordinary one over it.
 func get(t *testing.T, h *netlab.Host, path string) []byte {
 	t.Helper()
-	var body []byte
-	check(t, h.Do(func() error {
-		c := http.Client{Timeout: time.Minute, Transport: &http.Transport{DisableKeepAlives: true}}
-		resp, err := c.Get("http://" + metricsAddr + path)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s: %s", path, resp.Status)
-		}
-		body, err = io.ReadAll(resp.Body)
+	var c net.Conn
+	check(t, h.Do(func() (err error) {
+		c, err = net.DialTimeout("tcp", metricsAddr, 5*time.Second)
 		return err
 	}))
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: xdpfwd\r\nConnection: close\r\n\r\n", path)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	check(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	check(t, err)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", path, resp.Status)
+	}
 	return body
 }
 
@@ -386,11 +401,19 @@ func birdc1(t *testing.T, h *netlab.Host, birdc, sock string, args ...string) {
 	}
 }
 
-// waitFor polls cond every 100 ms until it holds and returns when it did, or fails the test after limit.
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) time.Time {
+// waitFor polls cond every 100 ms until it holds and returns when it did, or fails the test after limit or
+// as soon as one of the lab's processes has exited.
+func (l *lab) waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) time.Time {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {
+		for _, p := range []*netlab.Proc{l.xdpfwd, l.rtrBird, l.upBird} {
+			select {
+			case <-p.Done():
+				t.Fatalf("waiting for %s: %s exited (%v)", what, filepath.Base(p.Cmd.Path), p.Wait())
+			default:
+			}
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no %s within %v", what, limit)
 		}
