@@ -218,8 +218,12 @@ func newLab(t *testing.T) *lab {
 	nl := netlab.NewT(t)
 	l := &lab{gen: nl.MustAddHost(t, "gen"), rtr: nl.MustAddHost(t, "rtr"), up: nl.MustAddHost(t, "up"), dir: t.TempDir()}
 	os.Chmod(l.dir, 0o755)
-	nl.MustLink(t, l.gen, "eth0", l.rtr, "r0")
-	nl.MustLink(t, l.rtr, "r1", l.up, "eth0")
+	// One queue per veth, the one xdpfwd's default --queues 1 serves: a frame on a queue without a socket
+	// would go to the kernel, which does not forward here.
+	for _, p := range [][4]any{{l.gen, "eth0", l.rtr, "r0"}, {l.rtr, "r1", l.up, "eth0"}} {
+		_, err := nl.LinkWith(p[0].(*netlab.Host), p[1].(string), p[2].(*netlab.Host), p[3].(string), netlab.LinkOptions{Queues: 1})
+		check(t, err)
+	}
 	for _, h := range []*netlab.Host{l.gen, l.rtr, l.up} {
 		check(t, h.Sysctl("net.ipv6.conf.all.disable_ipv6", "1"))
 		check(t, h.Sysctl("net.ipv6.conf.default.disable_ipv6", "1"))
