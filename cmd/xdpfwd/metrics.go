@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"io"
 	"net/netip"
-	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -88,9 +87,7 @@ func (c familyCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return 1
 	}
-	for _, r := range c.st.Routes() {
-		routes[fam(r.Prefix.Addr())]++
-	}
+	routes[0], routes[1] = c.st.RouteCounts()
 	for _, n := range c.st.Neighbours() {
 		neigh[fam(n.Addr)]++
 	}
@@ -140,15 +137,9 @@ func (c mirrorCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descMirrorResyncErr, s.ResyncErrors)
 }
 
-// writeRoutes writes the routing table as /routes serves it: one route a line in `ip route` form, IPv4
-// before IPv6, by prefix (it sorts routes in place).
+// writeRoutes writes the routing table as /routes serves it: one route a line in `ip route` form, in the
+// order given (Stack.Routes sorts them, IPv4 before IPv6, by prefix).
 func writeRoutes(w io.Writer, routes []stack.Route) error {
-	slices.SortFunc(routes, func(a, b stack.Route) int {
-		if c := a.Prefix.Addr().Compare(b.Prefix.Addr()); c != 0 {
-			return c
-		}
-		return a.Prefix.Bits() - b.Prefix.Bits()
-	})
 	bw := bufio.NewWriterSize(w, 64<<10)
 	for _, r := range routes {
 		bw.WriteString(r.String())
