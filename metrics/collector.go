@@ -21,7 +21,7 @@ type PollerSource interface{ Stats() poller.Stats }
 type StackSource interface {
 	Stats() stack.Stats
 	Neighbours() []stack.Neighbour
-	Routes() []stack.Route
+	RouteCounts() (ipv4, ipv6 int)
 }
 
 // Collector is a prometheus.Collector over one poller and one stack, either of which may be nil (a bridge
@@ -197,6 +197,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for _, s := range neighbourStates {
 			gauge(descNeighbours, float64(byState[s]), s.String())
 		}
-		gauge(descRoutes, float64(len(c.st.Routes())))
+		v4, v6 := c.st.RouteCounts()
+		gauge(descRoutes, float64(v4+v6))
 	}
 }

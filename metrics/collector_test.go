@@ -26,7 +26,16 @@ type fixedStack struct {
 
 func (f *fixedStack) Stats() stack.Stats            { return f.s }
 func (f *fixedStack) Neighbours() []stack.Neighbour { return f.neigh }
-func (f *fixedStack) Routes() []stack.Route         { return f.routes }
+func (f *fixedStack) RouteCounts() (v4, v6 int) {
+	for _, r := range f.routes {
+		if r.Prefix.Addr().Is4() {
+			v4++
+		} else {
+			v6++
+		}
+	}
+	return v4, v6
+}
 
 // expose gathers cs through a pedantic registry (which checks every metric against its Desc) as text.
 func expose(t *testing.T, cs ...prometheus.Collector) string {

@@ -496,6 +496,25 @@ func (s *Stack) Routes() []Route {
 	return out
 }
 
+// RouteCounts counts the routes Routes lists, by family, without copying them: what a metrics scrape needs
+// of a table that may hold a routing daemon's million routes.
+func (s *Stack) RouteCounts() (ipv4, ipv6 int) {
+	t := s.rt
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for p, id := range t.byPrefix {
+		if typ := t.routes.get(id).typ; typ == Local || typ == Broadcast {
+			continue
+		}
+		if p.Addr().Is4() {
+			ipv4++
+		} else {
+			ipv6++
+		}
+	}
+	return ipv4, ipv6
+}
+
 // Lookup returns the route the forwarding path would use for dst (Local and Broadcast included).
 func (s *Stack) Lookup(dst netip.Addr) (Route, bool) {
 	dst = dst.Unmap()

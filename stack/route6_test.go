@@ -404,3 +404,37 @@ func TestSyncRoutesDeletesIPv6(t *testing.T) {
 	}
 	e.checkHeld()
 }
+
+// RouteCounts agrees with Routes, family by family, as routes come and go (local and broadcast entries are in
+// neither).
+func TestRouteCounts(t *testing.T) {
+	e := newEnv6(t, nil)
+	check := func(when string) {
+		t.Helper()
+		var v4, v6 int
+		for _, r := range e.s.Routes() {
+			if r.Prefix.Addr().Is4() {
+				v4++
+			} else {
+				v6++
+			}
+		}
+		if c4, c6 := e.s.RouteCounts(); c4 != v4 || c6 != v6 {
+			t.Errorf("%s: RouteCounts %d, %d; Routes has %d IPv4 and %d IPv6", when, c4, c6, v4, v6)
+		}
+	}
+	check("connected routes only")
+	p := netip.MustParsePrefix
+	if err := e.s.SyncRoutes([]Route{{Prefix: p("2001:2:400::/40"), Type: Unreachable}, {Prefix: p("198.18.200.0/24"), Type: Blackhole},
+		{Prefix: p("198.18.201.0/24"), Type: Blackhole}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	check("after adding routes")
+	if c4, c6 := e.s.RouteCounts(); c4 < 2 || c6 < 1 {
+		t.Errorf("RouteCounts %d, %d: the added routes are missing", c4, c6)
+	}
+	if err := e.s.SyncRoutes(nil, []netip.Prefix{p("198.18.200.0/24")}); err != nil {
+		t.Fatal(err)
+	}
+	check("after deleting one")
+}

@@ -86,12 +86,16 @@ func (km *kernelMode) start(st *stack.Stack) error {
 	if err := km.m.Start(st); err != nil {
 		return fmt.Errorf("--kernel: %w", err)
 	}
-	var routes []string
-	for _, r := range st.Routes() {
-		routes = append(routes, r.String())
-	}
-	km.log.Info("kernel-mirror mode: following the kernel", "routes", len(routes))
+	km.log.Info("kernel-mirror mode: following the kernel", "routes", len(st.Routes()))
 	return nil
+}
+
+// stats are the mirror's counters; the zero Stats in normal mode.
+func (km *kernelMode) stats() kmirror.Stats {
+	if km == nil {
+		return kmirror.Stats{}
+	}
+	return km.m.Stats()
 }
 
 // failed is closed when the mirror has given up following the kernel (it lost events and could not

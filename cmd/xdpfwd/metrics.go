@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bufio"
+	"io"
 	"net/netip"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/xdpnet/xdpnet/internal/kmirror"
 	"github.com/xdpnet/xdpnet/metrics"
+	"github.com/xdpnet/xdpnet/stack"
 )
 
 // defaultMetricsPort is where --metrics and `xdpfwd stats` meet when no address is given to stats. 9469 is
@@ -83,9 +87,7 @@ func (c familyCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return 1
 	}
-	for _, r := range c.st.Routes() {
-		routes[fam(r.Prefix.Addr())]++
-	}
+	routes[0], routes[1] = c.st.RouteCounts()
 	for _, n := range c.st.Neighbours() {
 		neigh[fam(n.Addr)]++
 	}
@@ -99,4 +101,49 @@ func (c familyCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descFamilyRoutes, prometheus.GaugeValue, float64(routes[i]), f)
 		ch <- prometheus.MustNewConstMetric(descFamilyNeigh, prometheus.GaugeValue, float64(neigh[i]), f)
 	}
+}
+
+// mirrorCollector exports the kernel mirror's counters (kernel-mirror mode only): how many netlink events it
+// followed, how often it lost events and read the kernel's state again, and what the stack refused.
+type mirrorCollector struct{ read func() kmirror.Stats }
+
+var (
+	descMirrorEvents    = prometheus.NewDesc(metrics.Namespace+"_kernel_mirror_events_total", "Netlink events followed from the kernel, by kind (route, address, neighbour).", []string{"kind"}, nil)
+	descMirrorUpdates   = prometheus.NewDesc(metrics.Namespace+"_kernel_mirror_route_updates_total", "Route table updates made from the kernel's route events (one per burst).", nil, nil)
+	descMirrorRefused   = prometheus.NewDesc(metrics.Namespace+"_kernel_mirror_route_errors_total", "Kernel routes the stack refused.", nil, nil)
+	descMirrorResyncs   = prometheus.NewDesc(metrics.Namespace+"_kernel_mirror_resyncs_total", "Event subscriptions lost (e.g. ENOBUFS in a burst) and renewed with the kernel's state read again.", nil, nil)
+	descMirrorResyncErr = prometheus.NewDesc(metrics.Namespace+"_kernel_mirror_resync_errors_total", "Failed attempts to subscribe again after losing events.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c mirrorCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descMirrorEvents, descMirrorUpdates, descMirrorRefused, descMirrorResyncs, descMirrorResyncErr} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c mirrorCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.read()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(descMirrorEvents, s.RouteEvents, "route")
+	counter(descMirrorEvents, s.AddrEvents, "address")
+	counter(descMirrorEvents, s.NeighEvents, "neighbour")
+	counter(descMirrorUpdates, s.RouteUpdates)
+	counter(descMirrorRefused, s.RouteErrors)
+	counter(descMirrorResyncs, s.Resyncs)
+	counter(descMirrorResyncErr, s.ResyncErrors)
+}
+
+// writeRoutes writes the routing table as /routes serves it: one route a line in `ip route` form, in the
+// order given (Stack.Routes sorts them, IPv4 before IPv6, by prefix).
+func writeRoutes(w io.Writer, routes []stack.Route) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	for _, r := range routes {
+		bw.WriteString(r.String())
+		bw.WriteByte('\n')
+	}
+	return bw.Flush()
 }

@@ -139,19 +139,23 @@ func newOps(cfg opsConfig, hooks *pipeline.Hooks, log *slog.Logger, sd *notifier
 }
 
 // start serves metrics from p and st and handles SIGHUP until ctx ends.
-func (o *ops) start(ctx context.Context, p *poller.Poller, st *stack.Stack) {
+func (o *ops) start(ctx context.Context, p *poller.Poller, st *stack.Stack, km *kernelMode) {
 	if o.ln != nil {
 		reg := newRegistry(p, st, opsCollector{func() (uint64, uint64, int) {
 			return o.reloadOK.Load(), o.reloadKO.Load(), o.acl.rules()
 		}})
+		if km != nil {
+			reg.MustRegister(mirrorCollector{km.stats})
+		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelError)}))
+		mux.HandleFunc("/routes", func(w http.ResponseWriter, r *http.Request) { writeRoutes(w, st.Routes()) })
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path != "/" {
 				http.NotFound(w, r)
 				return
 			}
-			fmt.Fprintln(w, "xdpfwd: metrics at /metrics")
+			fmt.Fprintln(w, "xdpfwd: metrics at /metrics, the routing table at /routes")
 		})
 		o.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		o.log.Info("metrics listening", "addr", o.ln.Addr().String(), "path", "/metrics")

@@ -319,7 +319,16 @@ type fixedStack struct {
 
 func (f *fixedStack) Stats() stack.Stats            { return f.s }
 func (f *fixedStack) Neighbours() []stack.Neighbour { return f.neigh }
-func (f *fixedStack) Routes() []stack.Route         { return f.routes }
+func (f *fixedStack) RouteCounts() (v4, v6 int) {
+	for _, r := range f.routes {
+		if r.Prefix.Addr().Is4() {
+			v4++
+		} else {
+			v6++
+		}
+	}
+	return v4, v6
+}
 
 func fixedStats(scale uint64) (fixedPoller, *fixedStack) {
 	var drops pipeline.DropCounters

@@ -425,18 +425,15 @@ func runRouter(ctx context.Context, c *runConfig, log *slog.Logger, out io.Write
 			ifs = append(ifs, ic.Name+"="+a.String())
 		}
 	}
-	var routes []string
-	for _, r := range st.Routes() {
-		routes = append(routes, r.String())
-	}
+	routes := st.Routes()
 	log.Info("xdpfwd running", "interfaces", strings.Join(ifs, " "), "queues", pc.Queues, "mode", pc.Mode.String(),
-		"routes", strings.Join(routes, "; "), "pid", os.Getpid())
+		"routes", routeSummary(routes), "pid", os.Getpid())
 
 	start := time.Now()
 	statsDone := make(chan struct{})
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ops.start(runCtx, p, st)
+	ops.start(runCtx, p, st, km)
 	// Ready: the programs are attached and the sockets bound (poller.New), the routes are in the table, the
 	// metrics listener and the SIGHUP handler are up. Frames arriving before Run's queues start wait on the
 	// RX rings.
@@ -613,4 +610,18 @@ func counter(summary, kind, name string) uint64 {
 	}
 	n, _ := strconv.ParseUint(m[1], 10, 64)
 	return n
+}
+
+// routeSummary is the routes for the start line: all of them for a small table, the count alone for a large
+// one (a routing daemon's full table is a million routes; `xdpfwd routes` prints them).
+func routeSummary(routes []stack.Route) string {
+	const listed = 16
+	if len(routes) > listed {
+		return fmt.Sprintf("%d (listed at /routes on the --metrics address)", len(routes))
+	}
+	s := make([]string, len(routes))
+	for i, r := range routes {
+		s[i] = r.String()
+	}
+	return strings.Join(s, "; ")
 }
